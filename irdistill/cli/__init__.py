@@ -1,0 +1,1 @@
+"""The ``irdistill`` command line (heavy imports happen inside the commands)."""

@@ -1,0 +1,132 @@
+"""One dataclass config per command, loadable from YAML and overridable from the command line.
+
+A recipe file holds the same keys as the command's flags (underscores, not dashes)::
+
+    # eval/recipes/minilm_scifact.yaml
+    model: sentence-transformers/all-MiniLM-L6-v2
+    dataset: beir/scifact/test
+    index: hnsw
+    index_params: {m: 32, ef_search: 256}
+
+``irdistill evaluate --config eval/recipes/minilm_scifact.yaml --index flat`` loads it and
+lets the flag win. Unknown keys are an error that lists the allowed ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from irdistill.errors import InputError
+
+C = TypeVar("C")
+
+
+@dataclass
+class EvaluateConfig:
+    """``irdistill evaluate``: one retriever on one collection."""
+
+    model: str = ""
+    dataset: str = ""
+    split: str | None = None
+    index: str = "flat"
+    index_params: dict[str, Any] = field(default_factory=dict)
+    k: int = 1000
+    metrics: list[str] = field(default_factory=lambda: ["ndcg@10", "mrr@10", "recall@100", "recall@1000"])
+    batch_size: int = 64
+    max_seq_length: int | None = None
+    device: str = "auto"
+    model_device: str | None = None
+    cache: bool = True
+    cache_dir: str | None = None
+    out: str | None = None
+    save_index: bool = False
+
+    def validate(self) -> None:
+        if not self.model:
+            raise InputError("evaluate: --model is required (a sentence-transformers model or 'bm25')")
+        if not self.dataset:
+            raise InputError("evaluate: --dataset is required (e.g. beir/scifact/test or a folder)")
+
+
+@dataclass
+class CompareConfig:
+    """``irdistill compare``: several runs on one collection, with significance tests."""
+
+    runs: list[str] = field(default_factory=list)
+    dataset: str = ""
+    split: str | None = None
+    names: list[str] | None = None
+    metrics: list[str] = field(default_factory=lambda: ["ndcg@10", "mrr@10", "recall@100"])
+    stat_test: str = "student"
+    max_p: float = 0.05
+    out: str | None = None
+
+    def validate(self) -> None:
+        if len(self.runs) < 2:
+            raise InputError("compare: give at least two runs (TREC files or evaluate --out folders)")
+        if not self.dataset:
+            raise InputError("compare: --dataset is required")
+        if self.names is not None and len(self.names) != len(self.runs):
+            raise InputError(f"compare: {len(self.names)} names for {len(self.runs)} runs")
+
+
+def _check_type(cls: type, name: str, value: Any, hint: Any, source: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(cls, name, value, inner[0], source)
+    expected = origin or hint
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, bool):
+        raise InputError(f"{source}: {name} must be an integer, got {value!r}")
+    if isinstance(expected, type) and not isinstance(value, expected):
+        raise InputError(f"{source}: {name} must be {expected.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
+    """Make ``cls`` from a dict, naming any unknown key and the allowed keys."""
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for key in values:
+        if key not in allowed:
+            raise InputError(f"{source}: unknown key {key!r}; allowed: {', '.join(allowed)}")
+    checked = {k: _check_type(cls, k, v, hints[k], source) for k, v in values.items()}
+    return cls(**checked)
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such config file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise InputError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{p}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def config_from(cls: type[C], yaml_path: str | None, overrides: dict[str, Any]) -> C:
+    """YAML values (if any), then the flags the user actually gave."""
+    values = load_yaml(yaml_path) if yaml_path else {}
+    source = yaml_path or "command line"
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return build_config(cls, values, source=source)

@@ -1,0 +1,212 @@
+"""``irdistill``: distill rankers into fast retrievers, and evaluate them.
+
+Every command takes ``--config FILE.yaml`` with the same keys as its flags; flags win.
+Errors in the input print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from irdistill import __version__
+from irdistill.errors import InputError, MissingDependencyError
+
+logger = logging.getLogger("irdistill")
+
+EPILOG = """environment:
+  IRDISTILL_DATA    folder of data sets in BEIR layout (beir/scifact -> $IRDISTILL_DATA/scifact)
+  IRDISTILL_MODELS  folder of models (sentence-transformers/all-MiniLM-L6-v2 -> $IRDISTILL_MODELS/all-MiniLM-L6-v2);
+                    default ~/.cache/irdistill/models; else the Hugging Face hub
+  IRDISTILL_CACHE   embedding cache (default ~/.cache/irdistill/cache)
+"""
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _metrics(text: str) -> list[str]:
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="irdistill",
+        description="Distill strong rankers into fast first-stage retrievers and compact indexes, "
+        "and evaluate them with FAISS and ranx.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"irdistill {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors too")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ev = sub.add_parser(
+        "evaluate", help="evaluate a model (or bm25) on a collection",
+        description="Encode the corpus and queries with a sentence-transformers model (cached on "
+        "disk), index them with FAISS, retrieve the top k per query and score the run with ranx. "
+        "Writes run.trec, metrics.json, perf.json (docs/s, queries/s, index bytes, peak memory) "
+        "and table.md to --out.",
+        epilog="example: irdistill evaluate --model sentence-transformers/all-MiniLM-L6-v2 "
+        "--dataset beir/scifact/test --out runs/minilm\n\n" + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("--config", help="YAML file with any of the keys below")
+    ev.add_argument("--model", help="sentence-transformers model (folder, name or hub id) or 'bm25'")
+    ev.add_argument("--dataset", help="ir_datasets id, beir/<name>[/<split>], or a BEIR / MS MARCO folder")
+    ev.add_argument("--split", help="split (test, train, dev ...); overrides one in --dataset")
+    ev.add_argument("--index", help="FAISS index kind: flat (exact, default), hnsw, ivfpq")
+    ev.add_argument("--index-param", dest="index_params", action="append", type=_key_value,
+                    metavar="KEY=VALUE", help="index option, repeatable: m=48, nprobe=32, ef_search=256")
+    ev.add_argument("-k", "--k", type=int, help="documents retrieved per query (default 1000)")
+    ev.add_argument("--metrics", type=_metrics,
+                    help="comma-separated ranx metrics (default ndcg@10,mrr@10,recall@100,recall@1000)")
+    ev.add_argument("--batch-size", type=int, help="encoding batch size (default 64)")
+    ev.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens (default: model's)")
+    ev.add_argument("--device", choices=["auto", "cpu", "cuda"], help="faiss device (default auto)")
+    ev.add_argument("--model-device", help="torch device for encoding (default: sentence-transformers picks)")
+    ev.add_argument("--no-cache", dest="cache", action="store_const", const=False,
+                    help="neither read nor write the embedding cache")
+    ev.add_argument("--cache-dir", help="embedding cache folder (default $IRDISTILL_CACHE)")
+    ev.add_argument("--out", help="output folder (default: print the metrics only)")
+    ev.add_argument("--save-index", action="store_const", const=True,
+                    help="also write the FAISS index to OUT/index.faiss")
+
+    cp = sub.add_parser(
+        "compare", help="compare runs with paired significance tests and a plot",
+        description="Score several runs on one collection with ranx, test every pair "
+        "(paired t-test by default) and plot quality against latency. A RUN is a TREC run file "
+        "or an `irdistill evaluate --out` folder (whose perf.json gives the latency).",
+        epilog="example: irdistill compare runs/bm25 runs/minilm --dataset beir/scifact/test --out runs/cmp",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cp.add_argument("runs", nargs="*", metavar="RUN", help="TREC run files or evaluate --out folders")
+    cp.add_argument("--config", help="YAML file with any of the keys below")
+    cp.add_argument("--dataset", help="collection the runs were made on")
+    cp.add_argument("--split", help="split; overrides one in --dataset")
+    cp.add_argument("--names", nargs="+", help="display names, one per run")
+    cp.add_argument("--metrics", type=_metrics, help="comma-separated ranx metrics (default ndcg@10,mrr@10,recall@100)")
+    cp.add_argument("--stat-test", choices=["student", "fisher", "tukey"], help="paired test (default student)")
+    cp.add_argument("--max-p", type=float, help="significance level (default 0.05)")
+    cp.add_argument("--out", help="folder for compare.md, compare.json and compare.png")
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("faiss.loader", "bm25s", "httpx", "urllib3", "numba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+
+
+def _overrides(args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
+    values = {k: v for k, v in vars(args).items() if k not in skip}
+    if isinstance(values.get("index_params"), list):
+        values["index_params"] = dict(values["index_params"])
+    return values
+
+
+GLOBAL = {"command", "config", "verbose", "quiet", "debug"}
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from irdistill.cli.config import EvaluateConfig, config_from
+
+    cfg = config_from(EvaluateConfig, args.config, _overrides(args, GLOBAL))
+    cfg.validate()
+    from irdistill.data import load_collection
+    from irdistill.evaluation import evaluate_retrieval
+
+    collection = load_collection(cfg.dataset, split=cfg.split)
+    logger.info("%r", collection)
+    result = evaluate_retrieval(
+        cfg.model, collection, index=cfg.index, index_params=cfg.index_params, k=cfg.k,
+        metrics=cfg.metrics, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length,
+        device=cfg.device, model_device=cfg.model_device, cache=cfg.cache, cache_dir=cfg.cache_dir,
+        out=cfg.out, show_progress_bar=not args.quiet,
+    )
+    if cfg.save_index:
+        if not cfg.out:
+            raise InputError("--save-index needs --out")
+        if cfg.model.lower() in {"bm25", "bm25s"}:
+            raise InputError("--save-index: bm25 has no FAISS index")
+        _save_index(cfg, collection, os.path.join(cfg.out, "index.faiss"))
+    print(result.table_header())
+    print(result.table_row())
+    return 0
+
+
+def _save_index(cfg: Any, collection: Any, path: str) -> None:
+    from irdistill.encoding import DenseEncoder
+    from irdistill.indexes import make_index
+
+    encoder = DenseEncoder(cfg.model, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length,
+                           cache=cfg.cache, cache_root=cfg.cache_dir, show_progress_bar=False)
+    docs = encoder.encode(collection.doc_ids, collection.doc_texts(), side="document")
+    index = make_index(cfg.index, docs.embeddings.shape[1], device="cpu", **cfg.index_params)
+    index.add(docs.embeddings)
+    index.save(path)
+    logger.info("index written to %s (%d bytes)", path, index.nbytes)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from irdistill.cli.config import CompareConfig, config_from
+
+    overrides = _overrides(args, GLOBAL)
+    if not overrides.get("runs"):
+        overrides.pop("runs", None)
+    cfg = config_from(CompareConfig, args.config, overrides)
+    cfg.validate()
+    from irdistill.data import load_collection
+    from irdistill.evaluation import compare_runs, load_run_entry, write_comparison
+
+    collection = load_collection(cfg.dataset, split=cfg.split)
+    names = cfg.names or [None] * len(cfg.runs)
+    entries = [load_run_entry(path, name) for path, name in zip(cfg.runs, names, strict=True)]
+    comparison = compare_runs(collection, entries, cfg.metrics, cfg.stat_test, cfg.max_p)
+    if cfg.out:
+        write_comparison(comparison, cfg.out)
+    print(comparison.to_markdown())
+    return 0
+
+
+COMMANDS = {"evaluate": cmd_evaluate, "compare": cmd_compare}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # flags left out must not override a YAML config: drop argparse's defaults for subcommands
+    for action in parser._subparsers._group_actions if parser._subparsers else []:  # noqa: SLF001
+        for subparser in action.choices.values():
+            subparser.set_defaults(**{a.dest: None for a in subparser._actions if a.dest != "help"})
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return COMMANDS[args.command](args)
+    except (InputError, MissingDependencyError) as err:
+        if args.debug:
+            raise
+        print(f"irdistill {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("irdistill: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

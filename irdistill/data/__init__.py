@@ -1,0 +1,80 @@
+"""Collections (corpus, queries, qrels) from ir_datasets ids, BEIR folders or MS MARCO TSV
+folders; TREC run and qrels files."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from irdistill.data.beir import load_beir_folder, read_beir_qrels, read_corpus, read_queries
+from irdistill.data.collection import Collection, Document, Qrels, Run
+from irdistill.data.msmarco import load_msmarco_folder
+from irdistill.data.trec import read_run, read_trec_qrels, write_run, write_trec_qrels
+from irdistill.errors import InputError
+from irdistill.paths import local_dataset_dir
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Collection", "Document", "Qrels", "Run", "load_collection", "parse_dataset_spec",
+    "load_beir_folder", "load_msmarco_folder", "read_corpus", "read_queries", "read_beir_qrels",
+    "read_run", "write_run", "read_trec_qrels", "write_trec_qrels",
+]
+
+
+def parse_dataset_spec(spec: str, split: str | None = None) -> tuple[str, str | None]:
+    """Split ``beir/scifact/test`` into (``beir/scifact``, ``test``).
+
+    ``split`` given explicitly wins over a split in the spec. Names outside ``beir/`` keep
+    everything after their first part as the split (``msmarco-passage/dev/small`` ->
+    (``msmarco-passage``, ``dev/small``)).
+    """
+    parts = [p for p in spec.strip("/").split("/") if p]
+    if not parts:
+        raise InputError("empty data set name")
+    head = 2 if parts[0] == "beir" and len(parts) >= 2 else 1
+    base, rest = "/".join(parts[:head]), "/".join(parts[head:])
+    return base, split or rest or None
+
+
+def _load_folder(folder: Path, split: str | None, name: str) -> Collection:
+    if (folder / "corpus.jsonl").is_file():
+        return load_beir_folder(folder, split or "test", name=name)
+    if (folder / "collection.tsv").is_file():
+        return load_msmarco_folder(folder, split or "dev", name=name)
+    raise InputError(
+        f"{folder}: not a data set folder; expected corpus.jsonl + queries.jsonl + qrels/<split>.tsv "
+        "(BEIR) or collection.tsv + queries.<split>.tsv + qrels.<split>.tsv (MS MARCO)"
+    )
+
+
+def load_collection(spec: str | os.PathLike[str], split: str | None = None) -> Collection:
+    """Load corpus, queries and qrels of one split.
+
+    Args:
+        spec: a folder (BEIR layout or MS MARCO TSV layout), a name such as ``beir/scifact``
+            or ``beir/scifact/test`` (looked up as ``$IRDISTILL_DATA/scifact`` first), or any
+            ir_datasets id.
+        split: the split (``test``, ``train``, ``dev`` ...); overrides one named in ``spec``.
+            Defaults to ``test`` for BEIR folders and ``dev`` for MS MARCO folders.
+
+    Example:
+        >>> collection = load_collection("beir/scifact", split="test")  # doctest: +SKIP
+        >>> len(collection.queries), len(collection.corpus)  # doctest: +SKIP
+        (300, 5183)
+    """
+    text = str(spec)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"{path}: expected a data set folder, got a file")
+        return _load_folder(path, split, name=path.name)
+    base, split = parse_dataset_spec(text, split)
+    local = local_dataset_dir(base)
+    if local is not None:
+        logger.info("data set %s found locally at %s", base, local)
+        return _load_folder(local, split, name=base)
+    from irdistill.data.irds import load_ir_datasets
+
+    return load_ir_datasets(f"{base}/{split}" if split else base)

@@ -1,0 +1,82 @@
+"""MS MARCO-style TSV collections: ``collection.tsv`` (``pid<TAB>text``),
+``queries.<split>.tsv`` (``qid<TAB>text``) and ``qrels.<split>.tsv`` (TREC qrels, 4 fields, or
+3 tab-separated fields as BEIR writes them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from irdistill.data.collection import Collection, Document, Qrels
+from irdistill.errors import InputError
+
+
+def _read_id_text_tsv(path: Path, what: str) -> dict[str, str]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 2:
+                raise InputError(f"{path}:{number}: expected 'id<TAB>text', got no tab")
+            rid, text = parts[0].strip(), "\t".join(parts[1:]).strip()
+            if rid in seen:
+                raise InputError(f"{path}:{number}: duplicate id {rid!r} (first on line {seen[rid]})")
+            if not text:
+                raise InputError(f"{path}:{number}: {what} {rid!r} has an empty text")
+            seen[rid] = number
+            out[rid] = text
+    if not out:
+        raise InputError(f"{path}: no {what}s")
+    return out
+
+
+def _read_qrels(path: Path, queries: dict[str, str], corpus: dict[str, Document]) -> Qrels:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    qrels: Qrels = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            parts = line.split()
+            if not parts or (number == 1 and parts[0].lower() in {"query-id", "qid"}):
+                continue
+            if len(parts) == 4:
+                qid, _, doc_id, rel = parts
+            elif len(parts) == 3:
+                qid, doc_id, rel = parts
+            else:
+                raise InputError(
+                    f"{path}:{number}: expected 'qid 0 pid relevance' or 'qid pid relevance'"
+                )
+            if qid not in queries:
+                raise InputError(f"{path}:{number}: query id {qid!r} is not in the queries file")
+            if doc_id not in corpus:
+                raise InputError(f"{path}:{number}: passage id {doc_id!r} is not in collection.tsv")
+            try:
+                qrels.setdefault(qid, {})[doc_id] = int(rel)
+            except ValueError:
+                raise InputError(f"{path}:{number}: relevance {rel!r} is not an integer") from None
+    if not qrels:
+        raise InputError(f"{path}: no judgements")
+    return qrels
+
+
+def _pick(folder: Path, stem: str, split: str) -> Path:
+    for name in (f"{stem}.{split}.tsv", f"{stem}.tsv", f"{stem}.{split}.txt"):
+        if (folder / name).is_file():
+            return folder / name
+    return folder / f"{stem}.{split}.tsv"
+
+
+def load_msmarco_folder(folder: str | os.PathLike[str], split: str = "dev", name: str = "") -> Collection:
+    folder = Path(folder)
+    texts = _read_id_text_tsv(folder / "collection.tsv", "passage")
+    corpus = {pid: Document(text=text) for pid, text in texts.items()}
+    all_queries = _read_id_text_tsv(_pick(folder, "queries", split), "query")
+    qrels = _read_qrels(_pick(folder, "qrels", split), all_queries, corpus)
+    queries = {qid: text for qid, text in all_queries.items() if qid in qrels}
+    return Collection(corpus, queries, qrels, name=name or folder.name, split=split)

@@ -1,0 +1,201 @@
+"""Dense encoding with a sentence-transformers model and an on-disk embedding cache.
+
+The cache key covers the model (its name, and for a local folder the names, sizes and
+modification times of its files), the texts (ids and contents) and every setting that changes
+the vectors (max sequence length, normalisation, prompt side). A hit loads a ``.npy`` file and
+never loads the model, so a cached re-run does not even import torch.
+
+Reused: ``SentenceTransformer.encode_query`` / ``encode_document`` (length-sorted batching,
+the model's own prompts and pooling).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from irdistill.errors import InputError
+from irdistill.paths import atomic_path, cache_dir, resolve_model, write_text_atomic
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+Side = Literal["query", "document"]
+
+
+def model_fingerprint(name_or_path: str) -> str:
+    """A stable identity for a model: its files' names, sizes and mtimes, or its hub name."""
+    path = Path(name_or_path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        digest.update(str(path.resolve()).encode())
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            stat = file.stat()
+            digest.update(f"{file.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    else:
+        digest.update(f"hub:{name_or_path}".encode())
+    return digest.hexdigest()[:16]
+
+
+def texts_fingerprint(ids: list[str], texts: list[str]) -> str:
+    digest = hashlib.sha256()
+    for rid, text in zip(ids, texts, strict=True):
+        digest.update(rid.encode())
+        digest.update(b"\x00")
+        digest.update(text.encode())
+        digest.update(b"\x01")
+    return digest.hexdigest()
+
+
+@dataclass
+class Encoded:
+    """Embeddings of one list of texts and how they were obtained."""
+
+    embeddings: np.ndarray
+    seconds: float
+    """Wall time of this call (a cache read when ``cached``)."""
+    cached: bool
+    encode_seconds: float
+    """Wall time of the encoding itself (for a cache hit: of the run that filled the cache)."""
+
+    @property
+    def per_second(self) -> float:
+        """Texts encoded per second of encoding."""
+        n = len(self.embeddings)
+        return n / self.encode_seconds if self.encode_seconds > 0 else float("inf")
+
+
+class DenseEncoder:
+    """A sentence-transformers bi-encoder, loaded on first use.
+
+    Args:
+        model: a local folder, a name under ``$IRDISTILL_MODELS`` or a hub id.
+        batch_size: texts per forward pass.
+        max_seq_length: truncation length; ``None`` keeps the model's own.
+        normalize: ``"auto"`` L2-normalises when the model's similarity is cosine, so inner
+            product search equals cosine; ``True`` / ``False`` force it.
+        device: torch device for the model; ``None`` lets sentence-transformers pick.
+        cache: read and write the embedding cache.
+        cache_root: the cache folder (default ``$IRDISTILL_CACHE``).
+
+    Example:
+        >>> encoder = DenseEncoder("sentence-transformers/all-MiniLM-L6-v2")  # doctest: +SKIP
+        >>> encoder.encode(["a", "b"], ["first text", "second"], side="document").embeddings.shape  # doctest: +SKIP
+        (2, 384)
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        batch_size: int = 64,
+        max_seq_length: int | None = None,
+        normalize: bool | Literal["auto"] = "auto",
+        device: str | None = None,
+        cache: bool = True,
+        cache_root: str | os.PathLike[str] | None = None,
+        show_progress_bar: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.name = model
+        self.path = resolve_model(model)
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self.normalize = normalize
+        self.device = device
+        self.cache = cache
+        self.cache_root = Path(cache_root) if cache_root else cache_dir()
+        self.show_progress_bar = show_progress_bar
+        self._model: SentenceTransformer | None = None
+        self._fingerprint: str | None = None
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            self._model = load_sentence_transformer(self.path, device=self.device)
+            if self.max_seq_length is not None:
+                self._model.max_seq_length = self.max_seq_length
+        return self._model
+
+    def _normalize(self) -> bool:
+        if self.normalize == "auto":
+            return str(self.model.similarity_fn_name) == "cosine"
+        return bool(self.normalize)
+
+    def cache_key(self, ids: list[str], texts: list[str], side: Side) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.path)
+        settings = json.dumps(
+            {"model": self._fingerprint, "side": side, "max_seq_length": self.max_seq_length,
+             "normalize": self.normalize, "texts": texts_fingerprint(ids, texts)},
+            sort_keys=True,
+        )
+        return hashlib.sha256(settings.encode()).hexdigest()[:32]
+
+    def encode(self, ids: list[str], texts: list[str], side: Side) -> Encoded:
+        """Encode ``texts`` (one per id) as queries or documents, through the cache."""
+        if len(ids) != len(texts):
+            raise InputError(f"{len(ids)} ids but {len(texts)} texts")
+        for rid, text in zip(ids, texts, strict=True):
+            if not text.strip():
+                raise InputError(f"{side} {rid!r} has an empty text")
+        start = time.perf_counter()
+        path = self.cache_root / "embeddings" / f"{self.cache_key(ids, texts, side)}.npy"
+        if self.cache and path.is_file():
+            embeddings = np.load(path)
+            meta_path = path.with_suffix(".json")
+            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+            if embeddings.shape[0] == len(ids):
+                logger.info("%d %s embeddings read from cache %s", len(ids), side, path)
+                return Encoded(embeddings, time.perf_counter() - start, cached=True,
+                               encode_seconds=float(meta.get("encode_seconds", 0.0)))
+            logger.warning("cache file %s has %d rows, expected %d; re-encoding", path,
+                           embeddings.shape[0], len(ids))
+        start = time.perf_counter()
+        encode = self.model.encode_query if side == "query" else self.model.encode_document
+        embeddings = encode(
+            texts,
+            batch_size=self.batch_size,
+            show_progress_bar=self.show_progress_bar,
+            convert_to_numpy=True,
+            normalize_embeddings=self._normalize(),
+        )
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        seconds = time.perf_counter() - start
+        if self.cache:
+            with atomic_path(path) as tmp:
+                with tmp.open("wb") as handle:
+                    np.save(handle, embeddings)
+            meta = {"model": self.name, "side": side, "count": len(ids),
+                    "encode_seconds": seconds, "normalize": self._normalize(),
+                    "max_seq_length": self.model.max_seq_length}
+            write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1))
+            logger.info("%d %s embeddings cached at %s", len(ids), side, path)
+        return Encoded(embeddings, seconds, cached=False, encode_seconds=seconds)
+
+
+def load_sentence_transformer(path: str, device: str | None = None) -> SentenceTransformer:
+    """Load a sentence-transformers model from a folder or the hub, with a clear error."""
+    from sentence_transformers import SentenceTransformer
+
+    local = Path(path)
+    if local.exists() and not (local / "config.json").is_file() and not (local / "modules.json").is_file():
+        raise InputError(f"{path}: not a model folder (no config.json or modules.json)")
+    try:
+        return SentenceTransformer(path, device=device)
+    except OSError as err:
+        raise InputError(
+            f"cannot load model {path!r}: {err}. Give a local folder, put it under "
+            "$IRDISTILL_MODELS, or check the hub id and network"
+        ) from err

@@ -1,0 +1,96 @@
+"""Where data sets, models and caches are found.
+
+Resolution order for a data set name such as ``beir/scifact``:
+
+1. an explicit path to a folder;
+2. ``$IRDISTILL_DATA/<name>`` (``scifact`` for ``beir/scifact``) if that folder exists;
+3. ir_datasets (which downloads on first use).
+
+Models resolve the same way: a path, then ``$IRDISTILL_MODELS/<name>`` (``all-MiniLM-L6-v2``
+for ``sentence-transformers/all-MiniLM-L6-v2``; ``$IRDISTILL_MODELS`` defaults to
+``~/.cache/irdistill/models``, the folder ``shared/models/prepare.sh`` fills), then the
+Hugging Face hub name unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOME = Path("~/.cache/irdistill")
+
+
+def irdistill_home() -> Path:
+    """Root of irdistill's caches (``$IRDISTILL_HOME``, default ``~/.cache/irdistill``)."""
+    return Path(os.environ.get("IRDISTILL_HOME", str(DEFAULT_HOME))).expanduser()
+
+
+def models_dir() -> Path:
+    """Local model folder (``$IRDISTILL_MODELS``, default ``~/.cache/irdistill/models``)."""
+    env = os.environ.get("IRDISTILL_MODELS")
+    return Path(env).expanduser() if env else irdistill_home() / "models"
+
+
+def data_dir() -> Path | None:
+    """Local data folder (``$IRDISTILL_DATA``) or ``None`` when unset."""
+    env = os.environ.get("IRDISTILL_DATA")
+    return Path(env).expanduser() if env else None
+
+
+def cache_dir() -> Path:
+    """Embedding and score caches (``$IRDISTILL_CACHE``, default ``~/.cache/irdistill/cache``)."""
+    env = os.environ.get("IRDISTILL_CACHE")
+    return Path(env).expanduser() if env else irdistill_home() / "cache"
+
+
+def resolve_model(name: str | os.PathLike[str]) -> str:
+    """Return a local folder for ``name`` when one exists, else ``name`` for the hub."""
+    text = str(name)
+    path = Path(text).expanduser()
+    if path.exists():
+        return str(path)
+    local = models_dir() / text.rstrip("/").split("/")[-1]
+    if local.is_dir():
+        logger.info("model %s found locally at %s", text, local)
+        return str(local)
+    return text
+
+
+def local_dataset_dir(name: str) -> Path | None:
+    """``$IRDISTILL_DATA/<last part of the name>`` when it exists, else ``None``."""
+    root = data_dir()
+    if root is None:
+        return None
+    candidate = root / name.rstrip("/").split("/")[-1]
+    return candidate if candidate.is_dir() else None
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+
+    Readers never see a half-written file, and a failure leaves no partial output behind.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file, then rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
