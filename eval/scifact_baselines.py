@@ -41,11 +41,9 @@ def main() -> None:
     collection = load_collection(args.dataset)
     json_path = RESULTS / "scifact_baselines.json"
     table: dict[str, dict[str, float]] = json.loads(json_path.read_text()) if json_path.is_file() else {}
-    perf: dict[str, dict] = {}
     for key in args.models:
         result = evaluate_retrieval(MODELS[key], collection, index="flat", out=Path(args.runs) / key)
         table[key] = {m: round(result.metrics[m], 4) for m in ("ndcg@10", "recall@100", "mrr@10")}
-        perf[key] = vars(result.performance)
         write_text_atomic(json_path, json.dumps(table, indent=2) + "\n")
 
     lines = [
@@ -54,17 +52,16 @@ def main() -> None:
         "Produced by `python eval/scifact_baselines.py`. Published nDCG@10: MTEB for the dense "
         "models, BEIR paper (Elasticsearch) for BM25.",
         "",
-        "| model | nDCG@10 | published nDCG@10 | recall@100 | MRR@10 | docs/s encoded | queries/s searched | index MiB | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | nDCG@10 | published nDCG@10 | recall@100 | MRR@10 |",
+        "|---|---|---|---|---|",
     ]
     for key, row in table.items():
-        p = perf.get(key) or {}
         lines.append(
             f"| {key} | {row['ndcg@10']:.4f} | {PUBLISHED[key]:.3f} | {row['recall@100']:.4f} | "
-            f"{row['mrr@10']:.4f} | {p.get('docs_per_second', float('nan')):.1f} | "
-            f"{p.get('queries_per_second', float('nan')):.0f} | "
-            f"{p.get('index_bytes', 0) / 2**20:.2f} | {p.get('peak_rss_mb', float('nan')):.0f} |"
+            f"{row['mrr@10']:.4f} |"
         )
+    lines += ["", "Speed and memory: `eval/results/bench_evaluate.md` (measured on an idle machine); "
+              "per-model perf.json files land in the run folders."]
     write_text_atomic(RESULTS / "scifact_baselines.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

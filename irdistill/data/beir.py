@@ -103,7 +103,7 @@ def read_beir_qrels(
             qid, doc_id, score = (p.strip() for p in parts)
             try:
                 rel = int(float(score))
-            except ValueError:
+            except (ValueError, OverflowError):  # "high", "nan", "inf"
                 raise InputError(f"{path}:{number}: score {score!r} is not a number") from None
             if queries is not None and qid not in queries:
                 raise InputError(f"{path}:{number}: query id {qid!r} is not in the queries file")

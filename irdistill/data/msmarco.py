@@ -66,6 +66,7 @@ def _read_qrels(path: Path, queries: dict[str, str], corpus: dict[str, Document]
 
 
 def _pick(folder: Path, stem: str, split: str) -> Path:
+    split = split.replace("/", ".")  # dev/small -> queries.dev.small.tsv, as MS MARCO names it
     for name in (f"{stem}.{split}.tsv", f"{stem}.tsv", f"{stem}.{split}.txt"):
         if (folder / name).is_file():
             return folder / name

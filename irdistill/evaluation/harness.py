@@ -164,8 +164,14 @@ def evaluate_retrieval(
         raise InputError(f"collection {collection.name} has no queries")
     query_ids, query_texts = collection.query_ids, collection.query_texts()
     doc_ids = collection.doc_ids
+    is_bm25 = model.lower() in BM25_NAMES
+    if not is_bm25:
+        from irdistill.indexes import check_index_params, resolve_device
 
-    if model.lower() in BM25_NAMES:
+        check_index_params(index, index_params or {})
+        resolve_device(device, supports_gpu=index != "hnsw", kind=index)
+
+    if is_bm25:
         from irdistill.candidates.bm25 import BM25Retriever
 
         if index != "flat":

@@ -75,11 +75,19 @@ def _ranx_inputs(qrels: Qrels, run: Run, name: str = "run"):
     return RanxQrels(judged), RanxRun(full_run, name=name)
 
 
+def _no_results(qrels: Qrels, run: Run) -> bool:
+    """True when no judged query has a single result: ranx cannot build such a run (it
+    raises ValueError), and every metric is 0 for it."""
+    return bool(qrels) and not any(run.get(q) for q, docs in qrels.items() if docs)
+
+
 def evaluate_run(qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
     """Mean of each metric over the judged queries (ranx)."""
     from ranx import evaluate
 
     names = parse_metrics(metrics)
+    if _no_results(qrels, run):
+        return dict.fromkeys(names, 0.0)
     ranx_qrels, ranx_run = _ranx_inputs(qrels, run)
     scores = evaluate(ranx_qrels, ranx_run, names, make_comparable=True)
     if isinstance(scores, float):
@@ -92,6 +100,8 @@ def per_query_scores(qrels: Qrels, run: Run, metric: str) -> dict[str, float]:
     from ranx import evaluate
 
     name = parse_metric(metric)
+    if _no_results(qrels, run):
+        return {q: 0.0 for q, docs in qrels.items() if docs}
     ranx_qrels, ranx_run = _ranx_inputs(qrels, run)
     values = evaluate(ranx_qrels, ranx_run, name, return_mean=False, make_comparable=True)
     return {qid: float(v) for qid, v in zip(ranx_run.keys(), values, strict=True)}

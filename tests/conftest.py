@@ -1,0 +1,114 @@
+"""Shared fixtures: a tiny random BERT bi-encoder built from a config, a tiny BEIR folder.
+
+Everything here is offline and takes well under a second; real-data tests use the SciFact
+copy under $IRDISTILL_DATA and carry the `slow` marker when they take minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+WORDS = (
+    "cell cells protein gene genes cancer tumor tumour mouse mice human brain blood virus "
+    "infection vaccine immune drug dose risk patients trial study effect increase decrease "
+    "high low level levels expression receptor signal pathway model data result results "
+    "the a of in and to is are with for by on not no"
+).split()
+
+DOCS = {
+    "d1": ("Protein expression", "High protein expression in tumor cells increases cancer risk."),
+    "d2": ("Vaccine trial", "The vaccine trial shows immune response in patients."),
+    "d3": ("", "Gene expression levels decrease in mouse brain cells."),
+    "d4": ("Drug dose", "A low drug dose has no effect on blood pressure."),
+    "d5": ("Virus infection", "Virus infection is increased by receptor signal pathway."),
+    "d6": ("Study results", "Study results show the model data and results."),
+    "d7": ("Human genes", "Human genes with high expression in the brain."),
+    "d8": ("Tumour growth", "Tumour cells grow with the receptor pathway."),
+}
+QUERIES = {
+    "q1": "protein expression in cancer cells",
+    "q2": "vaccine immune response",
+    "q3": "brain gene expression",
+    "q4": "drug dose effect",
+    "q5": "unjudged query about virus",
+}
+QRELS_TEST = [("q1", "d1", 1), ("q1", "d8", 1), ("q2", "d2", 2), ("q3", "d3", 1), ("q3", "d7", 1)]
+QRELS_TRAIN = [("q4", "d4", 1)]
+
+
+def write_beir(folder: Path, docs=DOCS, queries=QUERIES, qrels=None) -> Path:
+    """Write a BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/test.tsv, qrels/train.tsv)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "corpus.jsonl").open("w") as out:
+        for doc_id, (title, text) in docs.items():
+            out.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
+    with (folder / "queries.jsonl").open("w") as out:
+        for qid, text in queries.items():
+            out.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    (folder / "qrels").mkdir(exist_ok=True)
+    splits = qrels or {"test": QRELS_TEST, "train": QRELS_TRAIN}
+    for split, rows in splits.items():
+        lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{r}" for q, d, r in rows]
+        (folder / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture
+def beir_dir(tmp_path: Path) -> Path:
+    """A fresh tiny BEIR folder (8 docs, 5 queries, 4 judged in test) that a test may corrupt."""
+    return write_beir(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-d random BERT saved as a sentence-transformers folder (mean pooling,
+    normalised, cosine similarity)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    root = tmp_path_factory.mktemp("tiny-bert")
+    bert_dir = root / "bert"
+    bert_dir.mkdir()
+    letters = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters, *[f"##{c}" for c in letters], ".", ","]
+    (bert_dir / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(bert_dir / "vocab.txt"), do_lower_case=True)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(bert_dir)
+    tokenizer.save_pretrained(bert_dir)
+    word = models.Transformer(str(bert_dir), max_seq_length=64)
+    dim_of = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
+    pooling = models.Pooling(dim_of(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[word, pooling, models.Normalize()], device="cpu")
+    out = root / "tiny-st"
+    model.save(str(out))
+    return out
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty embedding cache for this test."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("IRDISTILL_CACHE", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def scifact_dir() -> Path:
+    """The real SciFact copy ($IRDISTILL_DATA/scifact); skipped where it is absent."""
+    root = os.environ.get("IRDISTILL_DATA")
+    folder = Path(root) / "scifact" if root else None
+    if folder is None or not (folder / "corpus.jsonl").is_file():
+        pytest.skip("SciFact not found: set IRDISTILL_DATA to the folder holding scifact/")
+    return folder

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from irdistill.cli.main import main
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys\n"
+        "from irdistill.cli.main import build_parser\n"
+        "build_parser().format_help()\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'faiss', 'ranx', 'transformers') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_console_script_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "irdistill.cli.main", "evaluate", "--help"],
+                         capture_output=True, text=True, check=True)
+    assert "--model" in out.stdout and "IRDISTILL_DATA" in out.stdout
+
+
+def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "evaluate" in capsys.readouterr().out
+
+
+def test_evaluate_bm25_end_to_end(beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bm25"
+    code = main(["-q", "evaluate", "--model", "bm25", "--dataset", str(beir_dir), "--out", str(out),
+                 "--metrics", "ndcg@10,recall@5", "-k", "5"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["metrics"]) == ["ndcg@10", "recall@5"]
+    assert metrics["k"] == 5 and metrics["split"] == "test"
+    assert "| bm25 | bm25s |" in capsys.readouterr().out
+
+
+def test_yaml_config_and_flag_override(beir_dir: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"model: bm25\ndataset: {beir_dir}\nk: 3\nmetrics: [mrr@10]\nout: {tmp_path / 'a'}\n")
+    assert main(["-q", "evaluate", "--config", str(recipe), "--out", str(tmp_path / "b")]) == 0
+    assert not (tmp_path / "a").exists()
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert metrics["k"] == 3 and list(metrics["metrics"]) == ["mrr@10"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "bm25", "--dataset", "{missing}"], "no such file"),
+    (["--model", "bm25", "--dataset", "{beir}", "--metrics", "ndcg@10,nope@3"], "unknown metric 'nope@3'"),
+    (["--model", "bm25", "--dataset", "{beir}", "--split", "dev"], "splits in"),
+    (["--model", "{model}", "--dataset", "{beir}", "--index", "annoy"], "unknown index kind 'annoy'"),
+    (["--dataset", "{beir}"], "--model is required"),
+])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, beir_dir: Path, tmp_path: Path,
+                                          tiny_model_dir: Path, cache_dir: Path) -> None:
+    out = tmp_path / "out"
+    filled = [a.format(beir=beir_dir, missing=tmp_path / "nothing" / "corpus.jsonl", model=tiny_model_dir)
+              for a in args]
+    if args[-1] == "{missing}":
+        (tmp_path / "nothing").mkdir()
+        (tmp_path / "nothing" / "corpus.jsonl").write_text('{"_id": "1", "text": "x"}\n')
+        filled[-1] = str(tmp_path / "nothing")
+    proc = subprocess.run([sys.executable, "-m", "irdistill.cli.main", "-q", "evaluate", *filled,
+                           "--out", str(out)], capture_output=True, text=True,
+                          env={**__import__("os").environ, "IRDISTILL_CACHE": str(cache_dir)})
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("irdistill evaluate: error:") and message in lines[0]
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+def test_malformed_corpus_line_names_file_and_line(beir_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with (beir_dir / "corpus.jsonl").open("a") as f:
+        f.write("{not json\n")
+    assert main(["-q", "evaluate", "--model", "bm25", "--dataset", str(beir_dir), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "corpus.jsonl:9: not valid JSON" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_config_key(beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: bm25\ndataset: x\nindx: hnsw\n")
+    assert main(["evaluate", "--config", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'indx'" in err and "allowed: model, dataset" in err
+
+
+def test_compare_two_evaluations(beir_dir: Path, tmp_path: Path, tiny_model_dir: Path, cache_dir: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "evaluate", "--model", "bm25", "--dataset", str(beir_dir), "--out", str(tmp_path / "bm25")]) == 0
+    assert main(["-q", "evaluate", "--model", str(tiny_model_dir), "--dataset", str(beir_dir),
+                 "--out", str(tmp_path / "tiny"), "--save-index"]) == 0
+    assert (tmp_path / "tiny" / "index.faiss").is_file()
+    capsys.readouterr()
+    assert main(["-q", "compare", str(tmp_path / "bm25"), str(tmp_path / "tiny"), "--dataset", str(beir_dir),
+                 "--out", str(tmp_path / "cmp")]) == 0
+    report = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert set(report["scores"]) == {"bm25", "tiny"}
+    assert 0.0 <= report["p_values"]["bm25"]["tiny"]["ndcg@10"] <= 1.0
+    assert all(v is not None and v > 0 for v in report["latency_ms"].values())
+    assert (tmp_path / "cmp" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| a | bm25 |" in capsys.readouterr().out

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from irdistill.encoding import DenseEncoder, model_fingerprint
+from irdistill.errors import InputError
+from irdistill.paths import resolve_model
+
+IDS = ["a", "b", "c"]
+TEXTS = ["protein expression in cells", "vaccine trial", "brain gene expression levels"]
+
+
+def test_encode_normalises_for_cosine_models(tiny_model_dir: Path, cache_dir: Path) -> None:
+    encoder = DenseEncoder(str(tiny_model_dir), show_progress_bar=False)
+    out = encoder.encode(IDS, TEXTS, side="document")
+    assert out.embeddings.shape == (3, 32)
+    assert out.embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out.embeddings, axis=1), 1.0, rtol=1e-5)
+    assert not out.cached
+    direct = encoder.model.encode(TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(out.embeddings, direct, atol=1e-5)
+
+
+def test_cache_hit_skips_the_model(tiny_model_dir: Path, cache_dir: Path) -> None:
+    first = DenseEncoder(str(tiny_model_dir), show_progress_bar=False).encode(IDS, TEXTS, side="document")
+    second_encoder = DenseEncoder(str(tiny_model_dir), show_progress_bar=False)
+    second = second_encoder.encode(IDS, TEXTS, side="document")
+    assert second.cached
+    assert second_encoder._model is None  # the model was never loaded
+    np.testing.assert_array_equal(first.embeddings, second.embeddings)
+    assert second.encode_seconds == pytest.approx(first.encode_seconds)
+    assert len(list((cache_dir / "embeddings").glob("*.npy"))) == 1
+
+
+def test_cache_key_covers_texts_side_and_settings(tiny_model_dir: Path, cache_dir: Path) -> None:
+    encoder = DenseEncoder(str(tiny_model_dir), show_progress_bar=False)
+    base = encoder.cache_key(IDS, TEXTS, "document")
+    assert encoder.cache_key(IDS, TEXTS, "query") != base
+    assert encoder.cache_key(IDS, [*TEXTS[:2], "changed"], "document") != base
+    assert encoder.cache_key(["x", "b", "c"], TEXTS, "document") != base
+    shorter = DenseEncoder(str(tiny_model_dir), max_seq_length=8, show_progress_bar=False)
+    assert shorter.cache_key(IDS, TEXTS, "document") != base
+    raw = DenseEncoder(str(tiny_model_dir), normalize=False, show_progress_bar=False)
+    assert raw.cache_key(IDS, TEXTS, "document") != base
+
+
+def test_no_cache_writes_nothing(tiny_model_dir: Path, cache_dir: Path) -> None:
+    DenseEncoder(str(tiny_model_dir), cache=False, show_progress_bar=False).encode(IDS, TEXTS, "query")
+    assert not cache_dir.exists() or not any(cache_dir.rglob("*.npy"))
+
+
+def test_empty_text_and_length_mismatch(tiny_model_dir: Path, cache_dir: Path) -> None:
+    encoder = DenseEncoder(str(tiny_model_dir), show_progress_bar=False)
+    with pytest.raises(InputError, match="document 'b' has an empty text"):
+        encoder.encode(IDS, ["x", "  ", "y"], side="document")
+    with pytest.raises(InputError, match="3 ids but 2 texts"):
+        encoder.encode(IDS, TEXTS[:2], side="document")
+
+
+def test_a_folder_that_is_not_a_model(tmp_path: Path, cache_dir: Path) -> None:
+    (tmp_path / "notamodel").mkdir()
+    encoder = DenseEncoder(str(tmp_path / "notamodel"), show_progress_bar=False)
+    with pytest.raises(InputError, match="not a model folder"):
+        encoder.encode(IDS, TEXTS, side="document")
+
+
+def test_model_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = tmp_path / "models"
+    (models / "all-MiniLM-L6-v2").mkdir(parents=True)
+    monkeypatch.setenv("IRDISTILL_MODELS", str(models))
+    explicit = tmp_path / "explicit"
+    explicit.mkdir()
+    assert resolve_model(str(explicit)) == str(explicit)
+    assert resolve_model("sentence-transformers/all-MiniLM-L6-v2") == str(models / "all-MiniLM-L6-v2")
+    assert resolve_model("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"  # left for the hub
+
+
+def test_model_fingerprint_follows_the_files(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    before = model_fingerprint(str(folder))
+    (folder / "model.safetensors").write_bytes(b"12345")
+    assert model_fingerprint(str(folder)) != before
+    assert model_fingerprint("org/name") != model_fingerprint("org/other")

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from irdistill.errors import InputError, MissingDependencyError, UnknownNameError
+from irdistill.indexes import INDEXES, FlatIndex, HNSWIndex, IVFPQIndex, load_index, make_index
+
+
+def clustered(n: int = 3000, dim: int = 32, centers: int = 40, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centers, dim))
+    x = c[rng.integers(0, centers, n)] + 0.3 * rng.normal(size=(n, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32)
+
+
+def test_flat_is_exact_inner_product() -> None:
+    x = clustered(500, 16)
+    q = clustered(20, 16, seed=1)
+    index = make_index("flat", 16, device="cpu")
+    index.add(x)
+    scores, ids = index.search(q, 10)
+    brute = q @ x.T
+    expected = np.argsort(-brute, axis=1)[:, :10]
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(brute, expected, axis=1), rtol=1e-5)
+
+
+@pytest.mark.parametrize(("kind", "params", "min_recall"), [
+    ("hnsw", {"m": 16, "ef_search": 128}, 0.95),
+    ("ivfpq", {"m": 16, "nprobe": 32}, 0.6),
+])
+def test_approximate_indexes_find_most_of_flat_top10(kind: str, params: dict, min_recall: float) -> None:
+    x = clustered()
+    q = clustered(50, seed=2)
+    flat = make_index("flat", 32, device="cpu")
+    flat.add(x)
+    _, truth = flat.search(q, 10)
+    index = make_index(kind, 32, device="cpu", **params)
+    index.add(x)
+    _, ids = index.search(q, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=True)])
+    assert recall >= min_recall
+    assert index.ntotal == len(x)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_save_load_round_trip_is_a_plain_faiss_file(kind: str, tmp_path: Path) -> None:
+    x = clustered(2000, 32)
+    index = make_index(kind, 32, device="cpu")
+    index.add(x)
+    before = index.search(x[:5], 5)
+    path = tmp_path / "sub" / f"{kind}.faiss"
+    index.save(path)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+    raw = faiss.read_index(str(path))
+    assert raw.ntotal == 2000
+    loaded = load_index(path, device="cpu")
+    assert type(loaded) is type(index)
+    after = loaded.search(x[:5], 5)
+    np.testing.assert_array_equal(before[1], after[1])
+    assert loaded.nbytes == index.nbytes
+    same = INDEXES.get(kind).load(path, device="cpu")
+    np.testing.assert_array_equal(same.search(x[:5], 5)[1], before[1])
+
+
+def test_ivfpq_parameters_survive_save(tmp_path: Path) -> None:
+    index = IVFPQIndex(32, nlist=20, m=8, nbits=6, nprobe=7, device="cpu")
+    index.add(clustered(2000, 32))
+    index.save(tmp_path / "i.faiss")
+    loaded = load_index(tmp_path / "i.faiss", device="cpu")
+    assert isinstance(loaded, IVFPQIndex)
+    assert (loaded.nlist, loaded.m, loaded.nbits, loaded.nprobe) == (20, 8, 6, 7)
+
+
+def test_loading_an_index_of_another_kind_names_both(tmp_path: Path) -> None:
+    index = FlatIndex(8, device="cpu")
+    index.add(clustered(50, 8))
+    index.save(tmp_path / "flat.faiss")
+    with pytest.raises(InputError, match="IndexFlatIP, not a hnsw index"):
+        HNSWIndex.load(tmp_path / "flat.faiss", device="cpu")
+
+
+def test_corrupt_and_missing_index_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.faiss"
+    bad.write_bytes(b"this is not a faiss index at all")
+    with pytest.raises(InputError, match="bad.faiss: not a readable FAISS index"):
+        load_index(bad)
+    with pytest.raises(InputError, match="no such index file"):
+        load_index(tmp_path / "missing.faiss")
+
+
+def test_bad_parameters() -> None:
+    with pytest.raises(InputError, match="m=7 must divide the dimension 32"):
+        IVFPQIndex(32, m=7, device="cpu")
+    index = IVFPQIndex(32, nlist=100, m=8, device="cpu")
+    with pytest.raises(InputError, match="nlist=100 inverted lists but only 50 vectors"):
+        index.add(clustered(50, 32))
+    flat = FlatIndex(32, device="cpu")
+    with pytest.raises(InputError, match=r"shape \(n, 32\)"):
+        flat.add(np.zeros((4, 16), dtype=np.float32))
+    with pytest.raises(InputError, match="NaN or inf"):
+        flat.add(np.full((2, 32), np.nan, dtype=np.float32))
+    with pytest.raises(InputError, match="add vectors first"):
+        flat.search(np.zeros((1, 32), dtype=np.float32), 3)
+    flat.add(clustered(10, 32))
+    with pytest.raises(InputError, match="k must be >= 1"):
+        flat.search(np.zeros((1, 32), dtype=np.float32), 0)
+
+
+def test_k_larger_than_the_index_is_clipped() -> None:
+    flat = FlatIndex(8, device="cpu")
+    flat.add(clustered(5, 8))
+    scores, ids = flat.search(clustered(2, 8, seed=3), 100)
+    assert ids.shape == (2, 5)
+    assert sorted(ids[0]) == [0, 1, 2, 3, 4]
+
+
+def test_unknown_kind_lists_the_known_ones() -> None:
+    with pytest.raises(UnknownNameError, match="unknown index kind 'annoy'; known: flat, hnsw, ivfpq"):
+        make_index("annoy", 8)
+
+
+@pytest.mark.skipif(hasattr(faiss, "StandardGpuResources"), reason="this faiss has GPU support")
+def test_cuda_without_gpu_faiss_says_how_to_install() -> None:
+    with pytest.raises(MissingDependencyError, match="pip install"):
+        FlatIndex(8, device="cuda")
+
+
+def test_auto_device_logs_its_choice(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="irdistill.indexes.faiss_indexes"):
+        index = HNSWIndex(8, device="auto")
+    assert index.device == "cpu"
+    assert "hnsw index on CPU" in caplog.text
