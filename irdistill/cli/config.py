@@ -127,6 +127,8 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 def config_from(cls: type[C], yaml_path: str | None, overrides: dict[str, Any]) -> C:
     """YAML values (if any), then the flags the user actually gave."""
     values = load_yaml(yaml_path) if yaml_path else {}
-    source = yaml_path or "command line"
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return build_config(cls, values, source=source)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if yaml_path:
+        build_config(cls, values, source=yaml_path)  # errors in the file name the file
+    build_config(cls, given, source="command line")
+    return build_config(cls, {**values, **given}, source=yaml_path or "command line")

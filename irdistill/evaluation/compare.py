@@ -111,8 +111,9 @@ def compare_runs(
         unknown = set(entry.run) - set(collection.queries)
         if unknown:
             raise InputError(f"run {entry.name}: query id {sorted(unknown)[0]!r} is not in {collection.name}/{collection.split}")
-        if not judged & set(entry.run):
-            raise InputError(f"run {entry.name} has no query of {collection.name}/{collection.split}")
+        if not any(entry.run.get(q) for q in judged):
+            raise InputError(f"run {entry.name} has no result for any judged query of "
+                             f"{collection.name}/{collection.split}")
     names_m = parse_metrics(metrics)
     ranx_qrels = None
     ranx_runs = []
@@ -164,11 +165,21 @@ def plot_comparison(comparison: Comparison, path: str | os.PathLike[str], metric
     plt.close(fig)
 
 
+def _finite_or_none(value: Any) -> Any:
+    """Strict JSON: NaN and infinities (a p-value of identical runs, a missing latency) become null."""
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_comparison(comparison: Comparison, out: str | os.PathLike[str]) -> None:
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    clean = json.loads(json.dumps(comparison.to_dict(), default=float),
-                       parse_constant=lambda c: None if c == "NaN" else math.inf)
+    clean = _finite_or_none(comparison.to_dict())
     write_text_atomic(folder / "compare.json", json.dumps(clean, indent=2) + "\n")
     write_text_atomic(folder / "compare.md", comparison.to_markdown())
     plot_comparison(comparison, folder / "compare.png")
