@@ -37,6 +37,8 @@ class BM25Retriever:
             import bm25s
         except ImportError as err:  # pragma: no cover - core dependency
             raise MissingDependencyError("BM25 needs bm25s: pip install bm25s") from err
+        # bm25s sets its logger to DEBUG when imported; let the application's config decide
+        logging.getLogger("bm25s").setLevel(logging.NOTSET)
         self.params = params or BM25Params()
         self.show_progress_bar = show_progress_bar
         self._bm25s = bm25s
@@ -66,6 +68,14 @@ class BM25Retriever:
         retriever.index(self._tokenize(texts), show_progress=self.show_progress_bar)
         self._retriever, self.num_docs = retriever, len(texts)
         self.index_seconds = time.perf_counter() - start
+
+    def scores_of(self, query: str) -> np.ndarray:
+        """BM25 of one query against every indexed document (row order)."""
+        if self._retriever is None:
+            raise InputError("BM25: call index() before scoring")
+        tokens = self._bm25s.tokenize([query], stopwords=self.params.stopwords, stemmer=self._stemmer,
+                                      return_ids=False, show_progress=False)[0]
+        return np.asarray(self._retriever.get_scores(tokens), dtype=np.float64)
 
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(scores, ids)`` of shape ``(n_queries, min(k, num_docs))``."""

@@ -76,6 +76,52 @@ class CompareConfig:
             raise InputError(f"compare: {len(self.names)} names for {len(self.runs)} runs")
 
 
+@dataclass
+class CandidatesConfig:
+    """``irdistill candidates``: top-k candidates per query, positives kept apart."""
+
+    dataset: str = ""
+    split: str | None = None
+    retriever: str = "bm25"
+    k: int = 100
+    keep_positives: bool = False
+    query_batch_size: int = 256
+    index: str = "flat"
+    batch_size: int = 64
+    false_negative_teacher: str | None = None
+    false_negative_margin: float = 0.0
+    out: str = ""
+
+    def validate(self) -> None:
+        if not self.dataset:
+            raise InputError("candidates: --dataset is required")
+        if not self.out:
+            raise InputError("candidates: --out FILE (a TREC run) is required")
+
+
+@dataclass
+class ScoreConfig:
+    """``irdistill score``: teacher scores of candidates (and judged positives) to Parquet."""
+
+    teacher: str = ""
+    dataset: str = ""
+    split: str | None = None
+    candidates: str = ""
+    depth: int | None = None
+    include_positives: bool = True
+    chunk_queries: int = 64
+    overwrite: bool = False
+    out: str = ""
+    export_tsv: str | None = None
+
+    def validate(self) -> None:
+        for key in ("teacher", "dataset", "candidates", "out"):
+            if not getattr(self, key):
+                raise InputError(f"score: --{key} is required")
+        if self.depth is not None and self.depth < 1:
+            raise InputError(f"score: --depth must be >= 1, got {self.depth}")
+
+
 def _check_type(cls: type, name: str, value: Any, hint: Any, source: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)

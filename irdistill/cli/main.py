@@ -100,6 +100,53 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--stat-test", choices=["student", "fisher", "tukey"], help="paired test (default student)")
     cp.add_argument("--max-p", type=float, help="significance level (default 0.05)")
     cp.add_argument("--out", help="folder for compare.md, compare.json and compare.png")
+    ca = sub.add_parser(
+        "candidates", help="mine top-k candidates per query (BM25 or a dense model)",
+        description="Retrieve the top k passages of every query with BM25 or a dense model "
+        "(through a FAISS index), in query batches so memory stays flat, and write a TREC run. "
+        "Judged positives are left out (they come from the qrels) unless --keep-positives; "
+        "--false-negative-teacher drops negatives that teacher scores within a margin of the "
+        "weakest positive.",
+        epilog="example: irdistill candidates --dataset beir/scifact/train --retriever bm25 -k 100 "
+        "--out runs/scifact-train-bm25.trec",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ca.add_argument("--config", help="YAML file with any of the keys below")
+    ca.add_argument("--dataset", help="ir_datasets id, beir/<name>[/<split>], or a folder")
+    ca.add_argument("--split", help="split; overrides one in --dataset")
+    ca.add_argument("--retriever", help="'bm25' (default) or a sentence-transformers model")
+    ca.add_argument("-k", "--k", type=int, help="candidates per query (default 100)")
+    ca.add_argument("--keep-positives", action="store_const", const=True, help="keep judged positives in the run")
+    ca.add_argument("--query-batch-size", type=int, help="queries searched at once (default 256)")
+    ca.add_argument("--index", help="FAISS index kind for a dense retriever (default flat)")
+    ca.add_argument("--batch-size", type=int, help="encoding batch size (default 64)")
+    ca.add_argument("--false-negative-teacher", help="teacher name or recipe for the false-negative filter")
+    ca.add_argument("--false-negative-margin", type=float, help="margin of that filter (default 0)")
+    ca.add_argument("--out", help="output TREC run file")
+
+    sc = sub.add_parser(
+        "score", help="score candidates with a teacher into a resumable Parquet store",
+        description="Score every (query, candidate) pair of a run, plus each query's judged "
+        "positives, with a teacher. Scores go to OUT/scores.parquet (qid, pid, score, teacher) "
+        "through shards: a run that is stopped, even killed, resumes where it stopped. Under "
+        "torchrun, ranks share the chunks and rank 0 merges.",
+        epilog="teachers: a registered name (bm25, dense, cross-encoder, ensemble, listwise-llm) "
+        "or a YAML recipe (see teachers/).\nexample: irdistill score --teacher teachers/ensemble_bm25_mpnet.yaml "
+        "--dataset beir/scifact/train --candidates runs/scifact-train-bm25.trec --out runs/scores",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sc.add_argument("--config", help="YAML file with any of the keys below")
+    sc.add_argument("--teacher", help="teacher name or YAML recipe")
+    sc.add_argument("--dataset", help="ir_datasets id, beir/<name>[/<split>], or a folder")
+    sc.add_argument("--split", help="split; overrides one in --dataset")
+    sc.add_argument("--candidates", help="TREC run of candidates (from `irdistill candidates`)")
+    sc.add_argument("--depth", type=int, help="score only the top DEPTH candidates per query")
+    sc.add_argument("--no-positives", dest="include_positives", action="store_const", const=False,
+                    help="do not add judged positives to each query's list")
+    sc.add_argument("--chunk-queries", type=int, help="queries per shard (default 64)")
+    sc.add_argument("--overwrite", action="store_const", const=True, help="discard an earlier, different job in OUT")
+    sc.add_argument("--out", help="output folder (shards, manifest, scores.parquet)")
+    sc.add_argument("--export-tsv", help="also write the MS MARCO teacher-score TSV here")
     return parser
 
 
@@ -186,7 +233,59 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"evaluate": cmd_evaluate, "compare": cmd_compare}
+def cmd_candidates(args: argparse.Namespace) -> int:
+    from irdistill.cli.config import CandidatesConfig, config_from
+
+    cfg = config_from(CandidatesConfig, args.config, _overrides(args, GLOBAL))
+    cfg.validate()
+    from irdistill.candidates import FalseNegativeFilter, write_candidates
+    from irdistill.data import load_collection
+
+    collection = load_collection(cfg.dataset, split=cfg.split)
+    logger.info("%r", collection)
+    flt = None
+    if cfg.false_negative_teacher:
+        from irdistill.teachers.factory import build_teacher
+
+        flt = FalseNegativeFilter(build_teacher(cfg.false_negative_teacher, collection), cfg.false_negative_margin)
+    count = write_candidates(collection, cfg.out, cfg.retriever, cfg.k, exclude_positives=not cfg.keep_positives,
+                             false_negatives=flt, query_batch_size=cfg.query_batch_size, index=cfg.index,
+                             batch_size=cfg.batch_size, show_progress_bar=not args.quiet)
+    print(f"{count} queries, up to {cfg.k} candidates each: {cfg.out}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from irdistill.cli.config import ScoreConfig, config_from
+
+    cfg = config_from(ScoreConfig, args.config, _overrides(args, GLOBAL))
+    cfg.validate()
+    from irdistill.data import load_collection, read_run
+    from irdistill.teachers.factory import build_teacher
+    from irdistill.teachers.store import export_msmarco_tsv, read_scores, score_candidates
+
+    collection = load_collection(cfg.dataset, split=cfg.split)
+    run = read_run(cfg.candidates)
+    candidates: dict[str, list[str]] = {}
+    for qid, docs in run.items():
+        if qid not in collection.queries:
+            raise InputError(f"{cfg.candidates}: query id {qid!r} is not in {collection.name}/{collection.split}")
+        ranked = [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))][: cfg.depth]
+        if cfg.include_positives:
+            positives = sorted(d for d, r in collection.qrels.get(qid, {}).items() if r > 0)
+            ranked = positives + [d for d in ranked if d not in set(positives)]
+        candidates[qid] = ranked
+    teacher = build_teacher(cfg.teacher, collection)
+    path = score_candidates(teacher, collection, candidates, cfg.out, chunk_queries=cfg.chunk_queries,
+                            overwrite=cfg.overwrite, show_progress_bar=not args.quiet)
+    if cfg.export_tsv and path.name == "scores.parquet" and path.is_file():
+        export_msmarco_tsv(path, collection.qrels, cfg.export_tsv)
+    rows = read_scores(path).num_rows if path.is_file() else 0
+    print(f"{rows} scores from {teacher.name} ({teacher.scale.value}): {path}")
+    return 0
+
+
+COMMANDS = {"evaluate": cmd_evaluate, "compare": cmd_compare, "candidates": cmd_candidates, "score": cmd_score}
 
 
 def main(argv: list[str] | None = None) -> int:

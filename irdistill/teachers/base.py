@@ -1,0 +1,94 @@
+"""Teachers: models that score query-passage pairs for students to learn from.
+
+A pointwise teacher scores pairs independently (``score(queries, passages)``); a listwise
+teacher scores one query's candidate list at once (``rank(query, passages)``). Every teacher
+declares the scale of its raw scores (:class:`ScoreScale`), because students and ensembles
+treat logits, probabilities, cosine similarities and BM25 scores differently; irdistill stores
+raw scores and normalises only where a method asks for it (see
+:mod:`irdistill.teachers.ensemble`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from enum import Enum
+from typing import ClassVar
+
+import numpy as np
+
+from irdistill.errors import InputError
+from irdistill.registry import Registry
+
+
+class ScoreScale(str, Enum):
+    """What a teacher's raw score means."""
+
+    LOGIT = "logit"
+    """Unbounded relevance logit (a cross-encoder without its sigmoid)."""
+    PROBABILITY = "probability"
+    """In [0, 1] (a cross-encoder with its sigmoid)."""
+    COSINE = "cosine"
+    """Cosine similarity in [-1, 1]."""
+    DOT = "dot"
+    """Unbounded inner product of embeddings."""
+    BM25 = "bm25"
+    """Non-negative BM25 score; its range depends on the query."""
+    LLM_LOGIT = "llm_logit"
+    """First-token logit of a listwise LLM; comparable within one window only."""
+    NORMALIZED = "normalized"
+    """Per-query normalised (an ensemble's output)."""
+
+
+class Teacher(ABC):
+    """Common interface: a name, a score scale, and ``rank`` over one query's candidates."""
+
+    listwise: ClassVar[bool] = False
+    scale: ScoreScale
+    name: str
+
+    @abstractmethod
+    def rank(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        """Scores (higher is more relevant) for ``passages`` of one ``query``, in input order."""
+
+
+class PointwiseTeacher(Teacher):
+    """Scores each (query, passage) pair on its own."""
+
+    @abstractmethod
+    def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        """One float per pair ``(queries[i], passages[i])``."""
+
+    def rank(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        return self.score([query] * len(passages), list(passages))
+
+
+class ListwiseTeacher(Teacher):
+    """Scores a query's whole candidate list at once (scores comparable within the list)."""
+
+    listwise = True
+
+
+def check_pairs(queries: Sequence[str], passages: Sequence[str]) -> None:
+    """Equal lengths and no empty text, or an :class:`InputError` naming the position."""
+    if len(queries) != len(passages):
+        raise InputError(f"{len(queries)} queries but {len(passages)} passages")
+    for i, (q, p) in enumerate(zip(queries, passages, strict=True)):
+        if not q or not q.strip():
+            raise InputError(f"pair {i}: empty query text")
+        if not p or not p.strip():
+            raise InputError(f"pair {i}: empty passage text")
+
+
+def check_scores(scores: np.ndarray, teacher: str) -> np.ndarray:
+    """Refuse NaN or infinite scores: they would poison every student trained on them."""
+    scores = np.asarray(scores, dtype=np.float64)
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        where = int(np.flatnonzero(bad)[0])
+        raise InputError(f"teacher {teacher} produced a non-finite score ({scores[where]}) "
+                         f"for pair {where}; nothing was written")
+    return scores
+
+
+TEACHERS: Registry[type[Teacher]] = Registry("teacher")

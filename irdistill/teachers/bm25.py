@@ -1,0 +1,59 @@
+"""BM25 teacher: bm25s scores of given (query, passage) pairs over a collection's statistics.
+
+Reuses :class:`irdistill.candidates.BM25Retriever` (bm25s, Lucene BM25, stemming): a query's
+scores against the whole corpus come from one sparse-matrix product, then the pairs' passages
+are looked up by text. Passages must belong to the collection (their statistics are needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from irdistill.candidates.bm25 import BM25Params, BM25Retriever
+from irdistill.data.collection import Collection
+from irdistill.errors import InputError
+from irdistill.teachers.base import (
+    TEACHERS,
+    PointwiseTeacher,
+    ScoreScale,
+    check_pairs,
+    check_scores,
+)
+
+
+@TEACHERS.register("bm25")
+class BM25Teacher(PointwiseTeacher):
+    """BM25 of each pair; the corpus is indexed once at construction."""
+
+    scale = ScoreScale.BM25
+
+    def __init__(self, collection: Collection, *, params: BM25Params | None = None,
+                 show_progress_bar: bool = False) -> None:
+        self.name = "bm25"
+        self.params = params or BM25Params()
+        self.retriever = BM25Retriever(self.params, show_progress_bar=show_progress_bar)
+        texts = collection.doc_texts()
+        self.retriever.index(texts)
+        self._rows = {text: i for i, text in enumerate(texts)}
+
+    def config(self) -> dict[str, Any]:
+        return {"teacher": "bm25", **vars(self.params)}
+
+    def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        check_pairs(queries, passages)
+        out = np.empty(len(queries), dtype=np.float64)
+        by_query: dict[str, list[int]] = {}
+        for i, q in enumerate(queries):
+            by_query.setdefault(q, []).append(i)
+        for query, positions in by_query.items():
+            all_scores = self.retriever.scores_of(query)
+            for i in positions:
+                row = self._rows.get(passages[i])
+                if row is None:
+                    raise InputError(f"pair {i}: the passage is not in the BM25 teacher's collection "
+                                     f"({passages[i][:60]!r}...)")
+                out[i] = all_scores[row]
+        return check_scores(out, self.name)

@@ -1,0 +1,84 @@
+"""Dense teacher: a bi-encoder's similarity of query and passage embeddings.
+
+Used as the in-batch teacher of TAS-Balanced (arXiv 2104.06967) and as the teacher of
+Distill-VQ (arXiv 2204.00185). Reuses :class:`irdistill.encoding.DenseEncoder`, so passages
+of a collection come from the embedding cache the evaluation harness already filled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from irdistill.data.collection import Collection
+from irdistill.encoding import DenseEncoder
+from irdistill.teachers.base import (
+    TEACHERS,
+    PointwiseTeacher,
+    ScoreScale,
+    check_pairs,
+    check_scores,
+)
+
+
+@TEACHERS.register("dense")
+class DenseTeacher(PointwiseTeacher):
+    """``s(q, p) = E_q(q) · E_d(p)``, cosine when the model's similarity is cosine.
+
+    Args:
+        model: a sentence-transformers bi-encoder (folder, ``$IRDISTILL_MODELS`` name or hub id).
+        collection: when given, its whole corpus is encoded once through the cache and passages
+            are looked up by text; other passages are encoded on the fly.
+        batch_size: encoding batch size.
+    """
+
+    def __init__(self, model: str, *, collection: Collection | None = None, batch_size: int = 64,
+                 cache: bool = True, show_progress_bar: bool = False) -> None:
+        self.model_name = model
+        self.name = f"dense:{Path(model).name}"
+        self.encoder = DenseEncoder(model, batch_size=batch_size, cache=cache,
+                                    show_progress_bar=show_progress_bar)
+        self._rows: dict[str, int] = {}
+        self._corpus: np.ndarray | None = None
+        self._scale: ScoreScale | None = None
+        if collection is not None:
+            texts = collection.doc_texts()
+            self._corpus = self.encoder.encode(collection.doc_ids, texts, side="document").embeddings
+            self._rows = {text: i for i, text in enumerate(texts)}
+
+    @property
+    def scale(self) -> ScoreScale:  # type: ignore[override]
+        if self._scale is None:
+            normalized = self.encoder.normalize is True or (
+                self.encoder.normalize == "auto" and str(self.encoder.model.similarity_fn_name) == "cosine")
+            self._scale = ScoreScale.COSINE if normalized else ScoreScale.DOT
+        return self._scale
+
+    def config(self) -> dict[str, Any]:
+        return {"teacher": "dense", "model": self.model_name}
+
+    def _embed(self, texts: list[str], side: str) -> np.ndarray:
+        ids = [f"t{i}" for i in range(len(texts))]
+        return self.encoder.encode(ids, texts, side=side).embeddings  # type: ignore[arg-type]
+
+    def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        check_pairs(queries, passages)
+        if not queries:
+            return np.zeros(0)
+        uq = list(dict.fromkeys(queries))
+        q_emb = self._embed(uq, "query")
+        q_row = {q: i for i, q in enumerate(uq)}
+        missing = list(dict.fromkeys(p for p in passages if p not in self._rows))
+        extra = self._embed(missing, "document") if missing else None
+        extra_row = {p: i for i, p in enumerate(missing)}
+        p_emb = np.stack([
+            self._corpus[self._rows[p]] if p in self._rows and self._corpus is not None
+            else extra[extra_row[p]]  # type: ignore[index]
+            for p in passages
+        ])
+        scores = np.einsum("ij,ij->i", q_emb[[q_row[q] for q in queries]].astype(np.float64),
+                           p_emb.astype(np.float64))
+        return check_scores(scores, self.name)

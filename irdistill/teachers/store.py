@@ -1,0 +1,822 @@
+"""The teacher-score store: score candidates resumably, read and convert the scores.
+
+:func:`score_candidates` runs a teacher over ``qid -> [pid, ...]`` candidate lists and writes
+its raw scores as one Parquet table ``scores.parquet`` with the columns
+``qid: string, pid: string, score: float64, teacher: string`` (rows in candidate order). The
+work is split into chunks of ``chunk_queries`` queries; each chunk is written as
+``shard-00000.parquet`` through a temporary file and an atomic rename, so a shard that exists
+is complete and a run killed at any moment (even by SIGKILL) resumes where it stopped.
+``manifest.json`` fingerprints the job (teacher name, scale and settings, the ordered candidate
+lists, the query and passage texts, the chunk size) so a folder is never resumed with another
+job's scores. Under ``torchrun`` chunk ``i`` belongs to rank ``i % world_size``; rank 0 merges
+the shards, in chunk order, once all are present (:func:`merge_shards`), so a resumed or
+distributed run gives the same ``scores.parquet`` as one uninterrupted process, row for row.
+
+Folder layout::
+
+    out_dir/
+        manifest.json            # format version, fingerprint, chunk count and row counts
+        shard-00000.parquet      # chunk 0: the first chunk_queries queries
+        shard-00001.parquet
+        ...
+        scores.parquet           # all shards, in chunk order
+
+The MS MARCO teacher-score TSV layout published with Margin-MSE (Hofstätter et al., arXiv
+2010.02666) holds one (query, positive, negative) triple per line::
+
+    score_pos<TAB>score_neg<TAB>qid<TAB>pid_pos<TAB>pid_neg
+
+:func:`export_msmarco_tsv` writes it (every judged-relevant scored passage of a query paired
+with every other scored passage of that query) and :func:`import_msmarco_tsv` reads it back
+into the Parquet columns. :func:`to_hf_dataset` builds the ``(query, positive, negative_1..n,
+label)`` dataset that sentence-transformers' ``MarginMSELoss`` trains on.
+
+Reused: pyarrow (Parquet files, the TSV fast path, group-by checks), the Hugging Face
+``datasets.Dataset`` the sentence-transformers trainer consumes, tqdm for progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from irdistill.data.collection import Collection, Qrels
+from irdistill.errors import InputError, MissingDependencyError
+from irdistill.paths import atomic_path, write_text_atomic
+from irdistill.teachers.base import Teacher, check_scores
+
+if TYPE_CHECKING:
+    import datasets
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FORMAT_VERSION", "SCHEMA", "MANIFEST_NAME", "SCORES_NAME", "score_candidates",
+    "merge_shards", "shard_name", "read_scores", "validate_scores", "export_msmarco_tsv", "import_msmarco_tsv", "to_hf_dataset",
+]
+
+FORMAT_VERSION = 1
+"""Version of the folder layout and manifest; a folder of another version is not resumed."""
+
+SCHEMA = pa.schema([
+    ("qid", pa.string()), ("pid", pa.string()), ("score", pa.float64()), ("teacher", pa.string()),
+])
+"""Columns of every shard, of ``scores.parquet`` and of the tables this module returns."""
+
+MANIFEST_NAME = "manifest.json"
+SCORES_NAME = "scores.parquet"
+_COLUMNS = tuple(SCHEMA.names)
+_TSV_FIELDS = ("score_pos", "score_neg", "qid", "pid_pos", "pid_neg")
+_TEMP_SHARD = re.compile(r"^\.shard-(\d+)\.parquet\..*\.tmp$")
+
+PathLike = str | os.PathLike[str]
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+
+
+def shard_name(chunk: int) -> str:
+    """File name of chunk ``chunk``'s shard: ``shard-00000.parquet``."""
+    return f"shard-{chunk:05d}.parquet"
+
+
+def score_candidates(
+    teacher: Teacher,
+    collection: Collection,
+    candidates: Mapping[str, Iterable[str]],
+    out_dir: PathLike,
+    *,
+    chunk_queries: int = 64,
+    rank: int | None = None,
+    world_size: int | None = None,
+    batch_size: int | None = None,
+    show_progress_bar: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Score every (query, candidate) pair with ``teacher``; resumable, shardable by rank.
+
+    Args:
+        teacher: a pointwise teacher (one ``score(queries, passages)`` call per chunk) or a
+            listwise one (``rank(query, passages)`` per query). Its ``name``, ``scale`` and
+            settings (``config()``, ``get_config_dict()`` or a ``config`` dict, when it has
+            one; JSON-serialisable) are part of the job's fingerprint.
+        collection: supplies the query texts and the passages (``Document.full_text()``).
+        candidates: ``qid -> pids`` in the order to store them (a list, or a run's
+            ``{pid: score}`` dict whose keys are taken in order). Every id is checked against
+            ``collection`` before anything is scored or written.
+        out_dir: the job folder (created). Re-running the same job there skips the chunks
+            already scored; another job there raises :class:`InputError`.
+        chunk_queries: queries per chunk (one shard file each, the unit of resumption).
+        rank, world_size: this process's share of the chunks (chunk ``i`` belongs to rank
+            ``i % world_size``). Default: the ``RANK`` and ``WORLD_SIZE`` environment
+            variables that ``torchrun`` sets, else a single process.
+        batch_size: passed to ``teacher.score`` / ``teacher.rank`` as ``batch_size=`` when
+            given (not part of the fingerprint); ``None`` leaves the teacher's own setting.
+        show_progress_bar: a tqdm bar over this rank's chunks (rank 0 only).
+        overwrite: discard the manifest, shards and scores already in ``out_dir`` (other
+            files are left alone). Single process only.
+
+    Returns:
+        ``out_dir / "scores.parquet"``. Rank 0 (or a single process) writes it as soon as all
+        shards are present. Other ranks return the path without merging, and rank 0 cannot
+        merge while other ranks still score, so under ``torchrun`` call
+        ``torch.distributed.barrier()`` after this function and then :func:`merge_shards`
+        on rank 0 (merging is idempotent and deterministic).
+
+    Raises:
+        InputError: an unknown query or passage id, an empty text, a folder holding another
+            job, or a non-finite score (the chunk's shard is then not written; earlier shards
+            are kept and a re-run resumes after fixing the teacher).
+
+    Example:
+        >>> path = score_candidates(teacher, collection, candidates, "scores/ce")  # doctest: +SKIP
+        >>> read_scores(path).num_rows  # doctest: +SKIP
+    """
+    out = Path(out_dir)
+    if not isinstance(chunk_queries, int) or chunk_queries < 1:
+        raise InputError(f"chunk_queries must be a positive integer, got {chunk_queries!r}")
+    rank, world_size = _rank_and_world_size(rank, world_size)
+    if overwrite and world_size > 1:
+        raise InputError("overwrite=True is refused with world_size > 1 (ranks would delete each "
+                         f"other's shards); empty {out} before launching, or use a new folder")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: expected a folder for teacher scores, got a file")
+
+    name = _teacher_name(teacher)
+    listwise = _is_listwise(teacher)
+    call_kwargs = _batch_kwargs(teacher, name, listwise, batch_size)
+    plan = _Plan.build(collection, candidates)
+    chunks = [plan.qids[start:start + chunk_queries]
+              for start in range(0, len(plan.qids), chunk_queries)]
+    manifest = _manifest(teacher, name, listwise, plan, chunks, chunk_queries, collection)
+
+    if overwrite:
+        _clear(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _open_job(out, manifest)
+    _remove_stale_temp_files(out, rank, world_size)
+
+    mine = [i for i in range(len(chunks)) if i % world_size == rank]
+    todo = [i for i in mine if not (out / shard_name(i)).exists()]
+    if len(todo) < len(mine):
+        logger.info("%s: %d of %d chunks of rank %d already scored; skipping them",
+                    out, len(mine) - len(todo), len(mine), rank)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"teacher {name}",
+               unit="chunk", disable=not show_progress_bar or rank != 0)
+    with bar:
+        for chunk in todo:
+            table = _score_chunk(teacher, name, listwise, collection, plan, chunks[chunk], chunk,
+                                 call_kwargs)
+            with atomic_path(out / shard_name(chunk)) as tmp:
+                pq.write_table(table, tmp)
+            bar.update(1)
+    if todo:
+        logger.info("%s: rank %d scored %d chunks (%d pairs)", out, rank, len(todo),
+                    sum(manifest["chunk_rows"][i] for i in todo))
+
+    scores = out / SCORES_NAME
+    if rank != 0:
+        logger.info("%s: rank %d done; rank 0 merges the shards", out, rank)
+        return scores
+    missing = _missing_shards(out, len(chunks))
+    if missing:
+        logger.info("%s: %d shards of other ranks are still missing; call merge_shards(%r) "
+                    "once every rank has finished", out, len(missing), str(out))
+        return scores
+    if scores.exists():
+        logger.info("%s: already complete", scores)
+        return scores
+    return merge_shards(out)
+
+
+def merge_shards(out_dir: PathLike) -> Path:
+    """Concatenate the shards of a finished job, in chunk order, into ``scores.parquet``.
+
+    Deterministic and idempotent; streams one shard at a time. Raises :class:`InputError`
+    when a shard is missing or does not hold the rows the manifest expects.
+    """
+    out = Path(out_dir)
+    manifest = _read_manifest(out / MANIFEST_NAME)
+    count = int(manifest["num_chunks"])
+    missing = _missing_shards(out, count)
+    if missing:
+        raise InputError(
+            f"{out}: {len(missing)} of {count} shards are missing (first: {shard_name(missing[0])}); "
+            "run score_candidates on every rank until it finishes, then merge"
+        )
+    target = out / SCORES_NAME
+    rows = 0
+    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
+        for chunk in range(count):
+            path = out / shard_name(chunk)
+            try:
+                table = pq.read_table(path)
+            except (OSError, pa.ArrowException) as err:
+                raise InputError(f"{path}: unreadable shard ({err}); delete it and re-run") from None
+            expected = manifest["chunk_rows"][chunk]
+            if not table.schema.equals(SCHEMA, check_metadata=False) or table.num_rows != expected:
+                raise InputError(f"{path}: expected {expected} rows with columns {SCHEMA.names}, "
+                                 f"got {table.num_rows} rows with {table.schema.names}; delete "
+                                 "it and re-run")
+            writer.write_table(table)
+            rows += table.num_rows
+    logger.info("merged %d shards (%d rows) into %s", count, rows, target)
+    return target
+
+
+class _Plan:
+    """Validated candidate lists plus the digests that fingerprint them."""
+
+    def __init__(self, qids: list[str], pids: dict[str, list[str]], candidates_sha256: str,
+                 texts_sha256: str) -> None:
+        self.qids = qids
+        self.pids = pids
+        self.candidates_sha256 = candidates_sha256
+        self.texts_sha256 = texts_sha256
+
+    @classmethod
+    def build(cls, collection: Collection, candidates: Mapping[str, Iterable[str]]) -> _Plan:
+        where = _collection_label(collection)
+        if not candidates:
+            raise InputError("no candidates to score (the candidate dict is empty)")
+        ids_hash, texts_hash = hashlib.sha256(), hashlib.sha256()
+        seen: set[str] = set()
+        pids_of: dict[str, list[str]] = {}
+        for qid, raw in candidates.items():
+            if qid not in collection.queries:
+                raise InputError(f"candidates: query id {qid!r} is not among the queries of "
+                                 f"collection {where}")
+            text = collection.queries[qid]
+            if not text.strip():
+                raise InputError(f"collection {where}: query {qid!r} has an empty text")
+            pids = list(raw)
+            first: dict[str, int] = {}
+            for position, pid in enumerate(pids, start=1):
+                if pid not in collection.corpus:
+                    raise InputError(f"candidates of query {qid!r}: passage id {pid!r} (position "
+                                     f"{position}) is not in the corpus of collection {where}")
+                if pid in first:
+                    raise InputError(f"candidates of query {qid!r}: passage id {pid!r} is listed "
+                                     f"twice (positions {first[pid]} and {position})")
+                first[pid] = position
+                if pid not in seen:
+                    seen.add(pid)
+                    body = collection.corpus[pid].full_text()
+                    if not body:
+                        raise InputError(f"collection {where}: passage {pid!r} (a candidate of "
+                                         f"query {qid!r}) has an empty text")
+                    texts_hash.update(f"p\x00{pid}\x00{body}\x02".encode())
+            pids_of[qid] = pids
+            ids_hash.update(f"{qid}\x00{chr(1).join(pids)}\x02".encode())
+            texts_hash.update(f"q\x00{qid}\x00{text}\x02".encode())
+        if not any(pids_of.values()):
+            raise InputError("no candidates to score (every query's candidate list is empty)")
+        return cls(list(pids_of), pids_of, ids_hash.hexdigest(), texts_hash.hexdigest())
+
+
+def _score_chunk(teacher: Teacher, name: str, listwise: bool, collection: Collection,
+                 plan: _Plan, qids: Sequence[str], chunk: int,
+                 call_kwargs: dict[str, Any]) -> pa.Table:
+    qid_col = [qid for qid in qids for _ in plan.pids[qid]]
+    pid_col = [pid for qid in qids for pid in plan.pids[qid]]
+    if listwise:
+        parts = []
+        for qid in qids:
+            if plan.pids[qid]:
+                texts = [collection.corpus[pid].full_text() for pid in plan.pids[qid]]
+                parts.append(_as_vector(teacher.rank(collection.queries[qid], texts, **call_kwargs),
+                                        len(texts), name, f"query {qid!r}"))
+        raw = np.concatenate(parts) if parts else np.zeros(0)
+    elif qid_col:
+        raw = _as_vector(teacher.score([collection.queries[q] for q in qid_col],
+                                       [collection.corpus[p].full_text() for p in pid_col],
+                                       **call_kwargs), len(qid_col), name, f"chunk {chunk}")
+    else:
+        raw = np.zeros(0)
+    try:
+        scores = check_scores(raw, name)
+    except InputError as err:  # name the pair, and say what is kept
+        bad = int(np.flatnonzero(~np.isfinite(raw))[0])
+        raise InputError(f"teacher {name} produced a non-finite score ({raw[bad]}) for query "
+                         f"{qid_col[bad]!r}, passage {pid_col[bad]!r}; shard {shard_name(chunk)} "
+                         "was not written (earlier shards are kept)") from err
+    return pa.table([pa.array(qid_col, pa.string()), pa.array(pid_col, pa.string()),
+                     pa.array(scores, pa.float64()), pa.nulls(len(qid_col), pa.string()).fill_null(name)],
+                    schema=SCHEMA)
+
+
+def _as_vector(raw: Any, expected: int, name: str, where: str) -> np.ndarray:
+    values = np.asarray(raw, dtype=np.float64)
+    if values.shape != (expected,):
+        raise ValueError(f"teacher {name} returned scores of shape {values.shape} for {expected} "
+                         f"pairs ({where}); expected ({expected},)")
+    return values
+
+
+def _rank_and_world_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    def from_env(var: str, default: int) -> int:
+        value = os.environ.get(var)
+        if value is None or not value.strip():
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise InputError(f"environment variable {var}={value!r} is not an integer") from None
+
+    rank = from_env("RANK", 0) if rank is None else rank
+    world_size = from_env("WORLD_SIZE", 1) if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise InputError(f"rank {rank} / world_size {world_size}: expected 0 <= rank < world_size")
+    return rank, world_size
+
+
+def _teacher_name(teacher: Teacher) -> str:
+    name = getattr(teacher, "name", None) or type(teacher).__name__
+    return str(name)
+
+
+def _is_listwise(teacher: Teacher) -> bool:
+    return bool(getattr(teacher, "listwise", False)) or not callable(getattr(teacher, "score", None))
+
+
+def _teacher_config(teacher: Teacher) -> Any:
+    for attr in ("config", "get_config_dict"):
+        value = getattr(teacher, attr, None)
+        if callable(value):
+            value = value()
+        if isinstance(value, Mapping):
+            # a JSON round trip makes tuples lists and keys strings, as the manifest stores them
+            return json.loads(json.dumps(dict(value), sort_keys=True, default=str))
+    return None
+
+
+def _batch_kwargs(teacher: Teacher, name: str, listwise: bool, batch_size: int | None) -> dict[str, Any]:
+    if batch_size is None:
+        return {}
+    method = teacher.rank if listwise else teacher.score  # type: ignore[attr-defined]
+    params = inspect.signature(method).parameters.values()
+    if not any(p.name == "batch_size" or p.kind is p.VAR_KEYWORD for p in params):
+        raise InputError(f"teacher {name} takes no batch_size in {method.__name__}(); set its "
+                         "batch size where the teacher is built")
+    return {"batch_size": batch_size}
+
+
+def _collection_label(collection: Collection) -> str:
+    label = collection.name or "?"
+    return f"{label}/{collection.split}" if collection.split else label
+
+
+def _manifest(teacher: Teacher, name: str, listwise: bool, plan: _Plan, chunks: list[list[str]],
+              chunk_queries: int, collection: Collection) -> dict[str, Any]:
+    scale = getattr(teacher, "scale", None)
+    job = {
+        "format_version": FORMAT_VERSION,
+        "teacher": {"name": name, "scale": None if scale is None else str(getattr(scale, "value", scale)),
+                    "listwise": listwise, "config": _teacher_config(teacher)},
+        "chunk_queries": chunk_queries,
+        "candidates_sha256": plan.candidates_sha256,
+        "texts_sha256": plan.texts_sha256,
+    }
+    fingerprint = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
+    return {
+        **job,
+        "fingerprint": fingerprint,
+        "num_chunks": len(chunks),
+        "num_queries": len(plan.qids),
+        "num_pairs": sum(len(p) for p in plan.pids.values()),
+        "collection": _collection_label(collection),
+        "chunk_rows": [sum(len(plan.pids[q]) for q in chunk) for chunk in chunks],
+    }
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; is {path.parent} a folder score_candidates wrote?")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not a valid manifest ({err})") from None
+    needed = ("format_version", "fingerprint", "num_chunks", "chunk_rows")
+    if not isinstance(manifest, dict) or any(key not in manifest for key in needed):
+        raise InputError(f"{path}: not a teacher-score manifest (expected keys {', '.join(needed)})")
+    if manifest["format_version"] != FORMAT_VERSION:
+        raise InputError(f"{path}: written in store format {manifest['format_version']}, this "
+                         f"irdistill reads format {FORMAT_VERSION}; use a new output folder")
+    return manifest
+
+
+def _open_job(out: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest of a new job, or check that the folder holds this same job."""
+    path = out / MANIFEST_NAME
+    if not path.exists():
+        leftovers = sorted(p.name for p in out.glob("shard-*.parquet")) + (
+            [SCORES_NAME] if (out / SCORES_NAME).exists() else [])
+        # another rank may have written the manifest (always before its first shard) meanwhile
+        if leftovers and not path.exists():
+            raise InputError(f"{out} holds {leftovers[0]} but no {MANIFEST_NAME}, so it cannot "
+                             "be resumed; use a new output folder, or overwrite=True")
+        if not path.exists():
+            write_text_atomic(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    old = _read_manifest(path)
+    if old["fingerprint"] != manifest["fingerprint"]:
+        raise InputError(f"{out} holds teacher scores of a different job ({_differences(old, manifest)}); "
+                         "use a new output folder, or overwrite=True to discard the scores there")
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    found = []
+    if old.get("teacher") != new["teacher"]:
+        found.append(f"teacher {json.dumps(old.get('teacher'), sort_keys=True)} there, "
+                     f"{json.dumps(new['teacher'], sort_keys=True)} now")
+    if old.get("chunk_queries") != new["chunk_queries"]:
+        found.append(f"chunk_queries {old.get('chunk_queries')} there, {new['chunk_queries']} now")
+    if old.get("candidates_sha256") != new["candidates_sha256"]:
+        found.append(f"the candidate lists differ ({old.get('num_queries')} queries / "
+                     f"{old.get('num_pairs')} pairs there, {new['num_queries']} / "
+                     f"{new['num_pairs']} now, or another order)")
+    elif old.get("texts_sha256") != new["texts_sha256"]:  # texts of the same ids
+        found.append(f"the query or passage texts differ (collection {old.get('collection')} "
+                     f"there, {new['collection']} now)")
+    return "; ".join(found) or "the fingerprints differ"
+
+
+def _missing_shards(out: Path, count: int) -> list[int]:
+    return [i for i in range(count) if not (out / shard_name(i)).exists()]
+
+
+def _remove_stale_temp_files(out: Path, rank: int, world_size: int) -> None:
+    """Delete temporary files a killed run left behind (this rank's shards; rank 0: scores)."""
+    stale = []
+    for path in out.glob(".*.tmp"):
+        match = _TEMP_SHARD.match(path.name)
+        if match and int(match.group(1)) % world_size == rank:
+            stale.append(path)
+        elif rank == 0 and path.name.startswith(f".{SCORES_NAME}."):
+            stale.append(path)
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        logger.info("%s: removed %d temporary files of an interrupted run", out, len(stale))
+
+
+def _clear(out: Path) -> None:
+    if not out.is_dir():
+        return
+    paths = [*out.glob("shard-*.parquet"), *out.glob(".shard-*.tmp"), *out.glob(f".{SCORES_NAME}.*.tmp"),
+             *out.glob(f".{MANIFEST_NAME}.*.tmp"), out / SCORES_NAME, out / MANIFEST_NAME]
+    removed = 0
+    for path in paths:
+        if path.is_file():
+            path.unlink()
+            removed += 1
+    logger.info("overwrite: removed %d files from %s", removed, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading and validating
+
+
+def read_scores(path: PathLike) -> pa.Table:
+    """Read a teacher-score Parquet file (or a job folder's ``scores.parquet``), validated.
+
+    Checks: the columns ``qid, pid, score, teacher`` (others are kept), string ids and a numeric
+    score (cast to float64), no null, no NaN or infinite score, no (qid, pid, teacher) twice.
+    Every failure is an :class:`InputError` naming the file, the column and the row (0-based).
+    """
+    source = Path(path)
+    if source.is_dir():
+        source = source / SCORES_NAME
+    if not source.is_file():
+        raise InputError(f"{source}: no such file")
+    try:
+        table = pq.read_table(source)
+    except (OSError, pa.ArrowException) as err:
+        raise InputError(f"{source}: not a readable Parquet file ({err})") from None
+    return validate_scores(table, str(source))
+
+
+def validate_scores(table: pa.Table, source: str = "scores table") -> pa.Table:
+    """The checks of :func:`read_scores` on a table in memory; returns it with canonical types."""
+    missing = [c for c in _COLUMNS if c not in table.column_names]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {', '.join(missing)}; expected "
+                         f"{', '.join(_COLUMNS)} (found {', '.join(table.column_names) or 'none'})")
+    for field in SCHEMA:
+        column = table.column(field.name)
+        kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+        ok = (pa.types.is_floating(kind) or pa.types.is_integer(kind) if field.name == "score"
+              else pa.types.is_string(kind) or pa.types.is_large_string(kind))
+        if not ok:
+            expected = "a number" if field.name == "score" else "a string"
+            raise InputError(f"{source}: column {field.name} has type {column.type}, expected {expected}")
+        if column.type != field.type:
+            table = table.set_column(table.schema.get_field_index(field.name), field,
+                                     column.cast(field.type))
+        column = table.column(field.name)
+        if column.null_count:
+            row = pc.index(pc.is_null(column), True).as_py()
+            raise InputError(f"{source}: row {row} (0-based): column {field.name} is null")
+    finite = pc.is_finite(table.column("score"))
+    if not pc.all(finite).as_py() and table.num_rows:
+        row = pc.index(finite, False).as_py()
+        value = table.column("score")[row].as_py()
+        raise InputError(f"{source}: row {row} (0-based): score is {value}; teacher scores must be finite")
+    keys = ["qid", "pid", "teacher"]
+    counts = table.select(keys).group_by(keys).aggregate([([], "count_all")])
+    if counts.num_rows != table.num_rows:
+        indexed = table.select(keys).append_column("_row", pa.array(np.arange(table.num_rows)))
+        groups = indexed.group_by(keys).aggregate([("_row", "list")])
+        rows = min((r for r in groups.column("_row_list").to_pylist() if len(r) > 1), key=lambda r: r[1])
+        first = table.slice(rows[0], 1).to_pylist()[0]
+        raise InputError(f"{source}: rows {rows[0]} and {rows[1]} (0-based) both hold query "
+                         f"{first['qid']!r}, passage {first['pid']!r}, teacher {first['teacher']!r}")
+    return table
+
+
+def _scores_table(scores: PathLike | pa.Table) -> pa.Table:
+    return validate_scores(scores) if isinstance(scores, pa.Table) else read_scores(scores)
+
+
+def _select_teacher(table: pa.Table, teacher: str | None) -> tuple[pa.Table, str]:
+    names = pc.unique(table.column("teacher")).to_pylist()
+    if not names:
+        raise InputError("the teacher-score table is empty")
+    if teacher is None:
+        if len(names) > 1:
+            raise InputError(f"the scores hold {len(names)} teachers ({', '.join(sorted(names))}); "
+                             "choose one with teacher=")
+        return table, names[0]
+    if teacher not in names:
+        raise InputError(f"no scores of teacher {teacher!r}; the scores hold {', '.join(sorted(names))}")
+    return table.filter(pc.equal(table.column("teacher"), teacher)), teacher
+
+
+def _by_query(table: pa.Table) -> dict[str, list[tuple[str, float]]]:
+    """``qid -> [(pid, score), ...]`` in table order (queries in order of first appearance)."""
+    grouped: dict[str, list[tuple[str, float]]] = {}
+    columns = zip(table.column("qid").to_pylist(), table.column("pid").to_pylist(),
+                  table.column("score").to_pylist(), strict=True)
+    for qid, pid, score in columns:
+        grouped.setdefault(qid, []).append((pid, score))
+    return grouped
+
+
+# ---------------------------------------------------------------------------------------------
+# MS MARCO teacher-score TSV
+
+
+def export_msmarco_tsv(scores: PathLike | pa.Table, qrels: Qrels, out_path: PathLike,
+                       teacher: str | None = None) -> Path:
+    """Write scores as MS MARCO teacher-score triples ``score_pos score_neg qid pid_pos pid_neg``.
+
+    For each query (in order of first appearance in the scores), every scored passage judged
+    relevant (``qrels[qid][pid] > 0``) is paired with every scored passage that is not (judged
+    0 or unjudged), positives and negatives each in score-table order. Scores are written with
+    Python's shortest round-trip float format, so :func:`import_msmarco_tsv` reads them back
+    exactly. Queries without a scored positive or negative are skipped (and counted in the
+    log). The file is written atomically.
+
+    Args:
+        scores: a teacher-score Parquet path (or job folder) or a table of the same columns.
+        qrels: ``qid -> {pid: relevance}``.
+        out_path: the TSV file to write.
+        teacher: which teacher's scores to export; required when the scores hold several.
+    """
+    table, name = _select_teacher(_scores_table(scores), teacher)
+    grouped = _by_query(table)
+    lines = 0
+    skipped = 0
+    for qid, rows in grouped.items():
+        judged = qrels.get(qid, {})
+        positives = sum(1 for pid, _ in rows if judged.get(pid, 0) > 0)
+        if positives == 0 or positives == len(rows):
+            skipped += 1
+        lines += positives * (len(rows) - positives)
+    if lines == 0:
+        raise InputError(f"no query of teacher {name}'s scores has both a judged-relevant and a "
+                         "non-relevant scored passage; do the qrels belong to these queries?")
+    for qid, rows in grouped.items():
+        for value in (qid, *(pid for pid, _ in rows)):
+            if any(c in value for c in "\t\r\n"):
+                raise InputError(f"id {value!r} holds a tab or newline; it cannot be written as TSV")
+    target = Path(out_path)
+    with atomic_path(target) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as out:
+        for qid, rows in grouped.items():
+            judged = qrels.get(qid, {})
+            positives = [(pid, s) for pid, s in rows if judged.get(pid, 0) > 0]
+            negatives = [(pid, s) for pid, s in rows if judged.get(pid, 0) <= 0]
+            for pos, pos_score in positives:
+                for neg, neg_score in negatives:
+                    out.write(f"{pos_score!r}\t{neg_score!r}\t{qid}\t{pos}\t{neg}\n")
+    logger.info("wrote %d triples of teacher %s to %s (%d queries skipped: no scored positive "
+                "or no scored negative)", lines, name, target, skipped)
+    return target
+
+
+def import_msmarco_tsv(path: PathLike, teacher: str = "imported") -> pa.Table:
+    """Read an MS MARCO teacher-score TSV into a ``qid, pid, score, teacher`` table.
+
+    Each (qid, pid) appears once, in order of first appearance (positive before negative on a
+    line); repeats with the same score are dropped. Raises :class:`InputError` naming
+    ``file:line`` for a line without 5 tab-separated fields, a score that is not a finite
+    number or an empty id, and naming both lines when a (qid, pid) has two different scores.
+    Blank lines are skipped. Large files go through pyarrow's CSV reader; a problem found
+    there is re-read line by line to name the offending line.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise InputError(f"{source}: no such file")
+    if not teacher:
+        raise InputError("teacher name for imported scores must not be empty")
+    table = _import_tsv_fast(source, teacher)
+    return table if table is not None else _import_tsv_lines(source, teacher)
+
+
+def _import_tsv_fast(source: Path, teacher: str) -> pa.Table | None:
+    """pyarrow's CSV reader plus vectorised checks; ``None`` when anything looks wrong."""
+    import pyarrow.csv as csv
+
+    types = {"score_pos": pa.float64(), "score_neg": pa.float64(), "qid": pa.string(),
+             "pid_pos": pa.string(), "pid_neg": pa.string()}
+    try:
+        raw = csv.read_csv(
+            source,
+            read_options=csv.ReadOptions(column_names=list(_TSV_FIELDS)),
+            parse_options=csv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False,
+                                           escape_char=False, newlines_in_values=False),
+            convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=False,
+                                               quoted_strings_can_be_null=False),
+        )
+    except pa.ArrowException:
+        return None
+    if raw.num_rows == 0:
+        return None
+    for name in _TSV_FIELDS:
+        column = raw.column(name)
+        if column.null_count:
+            return None
+        if name.startswith("score"):
+            if not pc.all(pc.is_finite(column)).as_py():
+                return None
+        elif pc.any(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0)).as_py():
+            return None
+    order = np.arange(raw.num_rows, dtype=np.int64) * 2
+    long = pa.concat_tables([
+        pa.table({"qid": raw.column("qid"), "pid": raw.column("pid_pos"),
+                  "score": raw.column("score_pos"), "order": order}),
+        pa.table({"qid": raw.column("qid"), "pid": raw.column("pid_neg"),
+                  "score": raw.column("score_neg"), "order": order + 1}),
+    ])
+    pairs = long.group_by(["qid", "pid"]).aggregate(
+        [("score", "min"), ("score", "max"), ("order", "min")])
+    if not pc.all(pc.equal(pairs.column("score_min"), pairs.column("score_max"))).as_py():
+        return None
+    pairs = pairs.sort_by("order_min")
+    return pa.table([pairs.column("qid"), pairs.column("pid"), pairs.column("score_min"),
+                     pa.nulls(pairs.num_rows, pa.string()).fill_null(teacher)], schema=SCHEMA)
+
+
+def _import_tsv_lines(source: Path, teacher: str) -> pa.Table:
+    """The reference line-by-line reader: exact ``file:line`` errors."""
+    first: dict[tuple[str, str], tuple[float, int]] = {}
+    with source.open(encoding="utf-8", newline="") as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != len(_TSV_FIELDS):
+                raise InputError(f"{source}:{number}: expected 5 tab-separated fields "
+                                 f"'{' '.join(_TSV_FIELDS)}', got {len(fields)}")
+            values = []
+            for label, text in zip(_TSV_FIELDS[:2], fields[:2], strict=True):
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise InputError(f"{source}:{number}: {label} {text!r} is not a number") from None
+                if not np.isfinite(value):
+                    raise InputError(f"{source}:{number}: {label} is {text!r}; teacher scores "
+                                     "must be finite")
+                values.append(value)
+            for label, text in zip(_TSV_FIELDS[2:], fields[2:], strict=True):
+                if not text.strip():
+                    raise InputError(f"{source}:{number}: {label} is empty")
+            qid, pid_pos, pid_neg = fields[2:]
+            for pid, value in ((pid_pos, values[0]), (pid_neg, values[1])):
+                seen = first.get((qid, pid))
+                if seen is None:
+                    first[(qid, pid)] = (value, number)
+                elif seen[0] != value:
+                    raise InputError(f"{source}: query {qid!r}, passage {pid!r} has score "
+                                     f"{seen[0]!r} on line {seen[1]} and {value!r} on line {number}")
+    if not first:
+        raise InputError(f"{source}: no triples (the file is empty)")
+    keys = list(first)
+    return pa.table([pa.array([k[0] for k in keys], pa.string()), pa.array([k[1] for k in keys], pa.string()),
+                     pa.array([first[k][0] for k in keys], pa.float64()),
+                     pa.nulls(len(keys), pa.string()).fill_null(teacher)], schema=SCHEMA)
+
+
+# ---------------------------------------------------------------------------------------------
+# sentence-transformers training data
+
+
+def to_hf_dataset(
+    scores: PathLike | pa.Table,
+    collection: Collection,
+    qrels: Qrels | None = None,
+    *,
+    negatives_per_query: int = 1,
+    seed: int = 0,
+    teacher: str | None = None,
+) -> datasets.Dataset:
+    """A Margin-MSE training set for sentence-transformers' ``MarginMSELoss``.
+
+    One row per (query, judged-relevant scored passage); each row takes
+    ``negatives_per_query`` different passages, drawn uniformly without replacement (seeded
+    NumPy generator, queries in score-table order) from the query's scored passages that are
+    not judged relevant. Queries with no scored positive or too few negatives are skipped (and
+    counted in the log).
+
+    Columns (in this order, as the loss reads them):
+
+    +------------------------------------------------+---------------------------------------------+
+    | columns                                        | ``label``                                   |
+    +================================================+=============================================+
+    | ``query, positive, negative_1 .. negative_n``  | ``[t(q, p+) - t(q, n_i) for i in 1..n]``    |
+    +------------------------------------------------+---------------------------------------------+
+
+    Texts are the query text and ``Document.full_text()``; ``t`` is the teacher's raw score.
+    The label is always a list of ``n`` margins, the layout ``MarginMSELoss`` (ST >= 3)
+    accepts for one or several negatives.
+
+    Args:
+        scores: teacher-score Parquet path (or job folder) or table.
+        collection: the texts.
+        qrels: relevance judgements; default ``collection.qrels``.
+        negatives_per_query: ``n``, the negatives per row.
+        seed: seed of the negative sampling.
+        teacher: which teacher's scores; required when the scores hold several.
+
+    Raises:
+        MissingDependencyError: ``datasets`` is not installed.
+    """
+    try:
+        import datasets
+    except ImportError as err:
+        raise MissingDependencyError("to_hf_dataset needs the Hugging Face datasets library: "
+                                     "pip install datasets") from err
+    if not isinstance(negatives_per_query, int) or negatives_per_query < 1:
+        raise InputError(f"negatives_per_query must be a positive integer, got {negatives_per_query!r}")
+    table, name = _select_teacher(_scores_table(scores), teacher)
+    qrels = collection.qrels if qrels is None else qrels
+    where = _collection_label(collection)
+    rng = np.random.default_rng(seed)
+    n = negatives_per_query
+    columns: dict[str, list[Any]] = {"query": [], "positive": [],
+                                     **{f"negative_{i}": [] for i in range(1, n + 1)}, "label": []}
+    skipped = 0
+    for qid, rows in _by_query(table).items():
+        if qid not in collection.queries:
+            raise InputError(f"scores of teacher {name}: query id {qid!r} is not among the "
+                             f"queries of collection {where}")
+        for pid, _ in rows:
+            if pid not in collection.corpus:
+                raise InputError(f"scores of teacher {name}: passage id {pid!r} (query {qid!r}) "
+                                 f"is not in the corpus of collection {where}")
+        judged = qrels.get(qid, {})
+        positives = [(pid, s) for pid, s in rows if judged.get(pid, 0) > 0]
+        negatives = [(pid, s) for pid, s in rows if judged.get(pid, 0) <= 0]
+        if not positives or len(negatives) < n:
+            skipped += 1
+            continue
+        query = collection.queries[qid]
+        for pid, pos_score in positives:
+            picked = [negatives[i] for i in rng.choice(len(negatives), size=n, replace=False)]
+            columns["query"].append(query)
+            columns["positive"].append(collection.corpus[pid].full_text())
+            for i, (neg, _) in enumerate(picked, start=1):
+                columns[f"negative_{i}"].append(collection.corpus[neg].full_text())
+            columns["label"].append([pos_score - neg_score for _, neg_score in picked])
+    if not columns["query"]:
+        raise InputError(f"no training rows: no query of teacher {name}'s scores has a judged-"
+                         f"relevant scored passage and {n} non-relevant ones")
+    logger.info("Margin-MSE dataset: %d rows, %d negatives each (%d queries skipped: no scored "
+                "positive or fewer than %d negatives)", len(columns["query"]), n, skipped, n)
+    return datasets.Dataset.from_dict(columns)

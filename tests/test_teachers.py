@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from irdistill.data import load_collection
+from irdistill.errors import InputError, UnknownNameError
+from irdistill.teachers.base import TEACHERS, PointwiseTeacher, ScoreScale, check_scores
+from irdistill.teachers.bm25 import BM25Teacher
+from irdistill.teachers.cross_encoder import CrossEncoderTeacher
+from irdistill.teachers.dense import DenseTeacher
+from irdistill.teachers.ensemble import EnsembleTeacher, normalize_scores
+
+QUERIES = ["protein expression in cancer cells", "vaccine immune response", "brain gene expression",
+           "protein expression in cancer cells"]
+PASSAGES = ["High protein expression in tumor cells increases cancer risk.",
+            "The vaccine trial shows immune response in patients.",
+            "Gene expression levels decrease in mouse brain cells. " * 6,
+            "High protein expression in tumor cells increases cancer risk."]
+
+
+class FixedTeacher(PointwiseTeacher):
+    """Scores = a fixed lookup by passage, for ensemble arithmetic."""
+
+    scale = ScoreScale.LOGIT
+
+    def __init__(self, name: str, table: dict[str, float]) -> None:
+        self.name, self.table = name, table
+
+    def score(self, queries, passages):
+        return np.array([self.table[p] for p in passages])
+
+
+def test_cross_encoder_matches_predict(tiny_cross_encoder_dir: Path) -> None:
+    import torch
+
+    teacher = CrossEncoderTeacher(str(tiny_cross_encoder_dir), batch_size=2, batch_tokens=64)
+    assert teacher.scale is ScoreScale.LOGIT
+    ours = teacher.score(QUERIES, PASSAGES)
+    reference = teacher.cross_encoder.predict(list(zip(QUERIES, PASSAGES, strict=True)),
+                                              activation_fn=torch.nn.Identity(), batch_size=1)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+    assert ours[0] == ours[3]  # the duplicate pair got the same score
+
+
+def test_cross_encoder_sigmoid_and_batching(tiny_cross_encoder_dir: Path) -> None:
+    raw = CrossEncoderTeacher(str(tiny_cross_encoder_dir)).score(QUERIES, PASSAGES)
+    prob_teacher = CrossEncoderTeacher(str(tiny_cross_encoder_dir), activation="sigmoid", batch_tokens=None,
+                                       batch_size=1)
+    assert prob_teacher.scale is ScoreScale.PROBABILITY
+    np.testing.assert_allclose(prob_teacher.score(QUERIES, PASSAGES), 1 / (1 + np.exp(-raw)), atol=1e-5)
+    # batches are cut from length-sorted pairs under the token budget
+    batches = CrossEncoderTeacher(str(tiny_cross_encoder_dir), batch_size=2, batch_tokens=100)._batches(
+        np.array([10, 50, 20, 30, 5]))
+    assert [b.tolist() for b in batches] == [[1, 3], [2, 0], [4]]
+
+
+def test_cross_encoder_errors(tiny_cross_encoder_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a model folder"):
+        CrossEncoderTeacher(str(tmp_path))
+    teacher = CrossEncoderTeacher(str(tiny_cross_encoder_dir))
+    with pytest.raises(InputError, match="pair 1: empty passage text"):
+        teacher.score(["a", "b"], ["text", " "])
+    with pytest.raises(InputError, match="2 queries but 1 passages"):
+        teacher.score(["a", "b"], ["text"])
+    with pytest.raises(InputError, match="activation must be"):
+        CrossEncoderTeacher(str(tiny_cross_encoder_dir), activation="softmax")  # type: ignore[arg-type]
+
+
+def test_non_finite_scores_are_refused() -> None:
+    with pytest.raises(InputError, match=r"teacher t produced a non-finite score \(nan\) for pair 1"):
+        check_scores(np.array([0.5, np.nan]), "t")
+
+
+def test_dense_teacher_uses_the_collection_cache(tiny_model_dir: Path, beir_dir: Path, cache_dir: Path) -> None:
+    collection = load_collection(beir_dir)
+    teacher = DenseTeacher(str(tiny_model_dir), collection=collection)
+    assert teacher.scale is ScoreScale.COSINE
+    doc = collection.corpus["d1"].full_text()
+    scores = teacher.score(["protein expression", "protein expression"], [doc, "a passage not in the corpus"])
+    q = teacher.encoder.model.encode(["protein expression"], normalize_embeddings=True)[0]
+    d = teacher.encoder.model.encode([doc, "a passage not in the corpus"], normalize_embeddings=True)
+    np.testing.assert_allclose(scores, d @ q, atol=1e-5)
+
+
+def test_bm25_teacher_agrees_with_bm25_retrieval(beir_dir: Path) -> None:
+    collection = load_collection(beir_dir)
+    teacher = BM25Teacher(collection)
+    texts = collection.doc_texts()
+    query = "vaccine immune response"
+    scores = teacher.score([query] * len(texts), texts)
+    top_scores, top_ids = teacher.retriever.search([query], 3)
+    np.testing.assert_allclose(np.sort(scores)[::-1][:3], top_scores[0], rtol=1e-5)
+    assert int(np.argmax(scores)) == int(top_ids[0, 0])
+    with pytest.raises(InputError, match="not in the BM25 teacher's collection"):
+        teacher.score([query], ["an unknown passage"])
+
+
+@pytest.mark.parametrize(("method", "expected"), [
+    ("minmax", [1.0, 0.0, 0.5]),
+    ("zscore", [1.224744871, -1.224744871, 0.0]),
+    ("rr", [1 / 61, 1 / 63, 1 / 62]),
+])
+def test_normalizations_by_hand(method: str, expected: list[float]) -> None:
+    np.testing.assert_allclose(normalize_scores(np.array([4.0, 0.0, 2.0]), method), expected, rtol=1e-6)
+
+
+def test_constant_scores_normalise_to_zero() -> None:
+    assert normalize_scores(np.array([3.0, 3.0]), "minmax").tolist() == [0.0, 0.0]
+    assert normalize_scores(np.array([3.0, 3.0]), "zscore").tolist() == [0.0, 0.0]
+
+
+def test_ensemble_weighted_mean_of_normalised_scores() -> None:
+    a = FixedTeacher("a", {"x": 10.0, "y": 0.0, "z": 5.0})    # minmax -> 1, 0, .5
+    b = FixedTeacher("b", {"x": 0.0, "y": 1.0, "z": 3.0})      # minmax -> 0, 1/3, 1
+    ensemble = EnsembleTeacher([a, b], weights=[3, 1], normalization="minmax")
+    np.testing.assert_allclose(ensemble.rank("q", ["x", "y", "z"]),
+                               [0.75 * 1 + 0.25 * 0, 0.75 * 0 + 0.25 / 3, 0.75 * 0.5 + 0.25 * 1])
+    assert ensemble.listwise and ensemble.scale is ScoreScale.NORMALIZED
+    assert ensemble.name == "ensemble-minmax:a+b"
+
+
+def test_ensemble_errors() -> None:
+    a = FixedTeacher("a", {})
+    with pytest.raises(InputError, match="at least two teachers"):
+        EnsembleTeacher([a])
+    with pytest.raises(InputError, match="non-negative weights"):
+        EnsembleTeacher([a, a], weights=[1, -1])
+    with pytest.raises(InputError, match="unknown normalization 'rank'"):
+        EnsembleTeacher([a, a], normalization="rank")  # type: ignore[arg-type]
+
+
+def test_registry_names() -> None:
+    assert {"cross-encoder", "dense", "bm25", "ensemble"} <= set(TEACHERS.names())
+    with pytest.raises(UnknownNameError, match="unknown teacher 'gpt'; known: .*cross-encoder"):
+        TEACHERS.get("gpt")
+
+
+def test_build_teacher_from_recipes(tiny_model_dir: Path, beir_dir: Path, cache_dir: Path,
+                                    tmp_path: Path) -> None:
+    from irdistill.teachers.factory import build_teacher
+
+    collection = load_collection(beir_dir)
+    assert isinstance(build_teacher("bm25", collection), BM25Teacher)
+    recipe = tmp_path / "ens.yaml"
+    recipe.write_text(f"teacher: ensemble\nnormalization: zscore\nweights: [1, 3]\nmembers:\n"
+                      f"  - {{teacher: bm25}}\n  - {{teacher: dense, model: {tiny_model_dir}}}\n")
+    ensemble = build_teacher(str(recipe), collection)
+    assert isinstance(ensemble, EnsembleTeacher)
+    assert ensemble.normalization == "zscore" and ensemble.weights.tolist() == [0.25, 0.75]
+    texts = collection.doc_texts()
+    assert ensemble.rank("vaccine immune response", texts).shape == (len(texts),)
+
+
+def test_build_teacher_errors(beir_dir: Path, tmp_path: Path) -> None:
+    from irdistill.teachers.factory import build_teacher
+
+    collection = load_collection(beir_dir)
+    with pytest.raises(UnknownNameError, match="unknown teacher 'colbert'"):
+        build_teacher("colbert", collection)
+    with pytest.raises(InputError, match="teacher bm25 takes no key 'model'"):
+        build_teacher({"teacher": "bm25", "model": "x"}, collection)
+    with pytest.raises(InputError, match="teacher bm25 needs the collection"):
+        build_teacher("bm25")
+    with pytest.raises(InputError, match="teacher cross-encoder needs model"):
+        build_teacher("cross-encoder", collection)
+    with pytest.raises(InputError, match="needs 'members'"):
+        build_teacher({"teacher": "ensemble", "members": ["bm25"]}, collection)
