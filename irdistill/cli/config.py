@@ -122,6 +122,31 @@ class ScoreConfig:
             raise InputError(f"score: --depth must be >= 1, got {self.depth}")
 
 
+@dataclass
+class TrainTeacherConfig:
+    """``irdistill train-teacher``: fine-tune a cross-encoder teacher on training qrels."""
+
+    backbone: str = ""
+    dataset: str = ""
+    split: str | None = None
+    out: str = ""
+    negatives: str = "bm25"
+    num_negatives: int = 4
+    depth: int = 30
+    loss: str = "bce"
+    epochs: float = 1.0
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    max_length: int = 256
+    seed: int = 42
+
+    def validate(self) -> None:
+        for key in ("backbone", "dataset", "out"):
+            if not getattr(self, key):
+                raise InputError(f"train-teacher: --{key} is required")
+
+
 def _check_type(cls: type, name: str, value: Any, hint: Any, source: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)

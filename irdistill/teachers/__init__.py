@@ -18,6 +18,7 @@ from irdistill.teachers.base import (
     check_pairs,
     check_scores,
 )
+from irdistill.teachers.listwise_llm import ListwiseLLMTeacher
 
 _LAZY = {
     name: "irdistill.teachers.store"
@@ -29,7 +30,7 @@ _LAZY = {
 
 __all__ = [
     "TEACHERS", "Teacher", "PointwiseTeacher", "ListwiseTeacher", "ScoreScale", "check_pairs",
-    "check_scores", *_LAZY,
+    "check_scores", "ListwiseLLMTeacher", *_LAZY,
 ]
 
 

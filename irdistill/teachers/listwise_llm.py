@@ -1,0 +1,533 @@
+"""Listwise LLM teacher: FIRST single-token ranking with a RankGPT sliding window.
+
+FIRST (Reddy et al., "FIRST: Faster Improved Listwise Reranking with Single Token Decoding",
+arXiv 2406.15657) ranks a window of candidates with one forward pass: the candidates are
+labelled with single-token identifiers ``[A]``, ``[B]``, ... and the model is asked to write the
+ranking as identifiers; instead of generating it, the logits of the *first* generated token,
+restricted to the window's identifier tokens, are read as the window's relevance scores.
+Lists longer than a window are ranked with the RankGPT sliding window (Sun et al.,
+arXiv 2304.09542), from the bottom of the list to the top.
+
+Prompt (the RankGPT / RankZephyr / FIRST listwise prompt with alphabetical identifiers)::
+
+    system: You are RankLLM, an intelligent assistant that can rank passages based on their
+            relevancy to the query.
+    user:   I will provide you with {k} passages, each indicated by an alphabetical identifier [].
+            Rank the passages based on their relevance to the search query: {query}.
+
+            [A] {passage 1}
+            [B] {passage 2}
+            ...
+
+            Search Query: {query}.
+            Rank the {k} passages above based on their relevance to the search query. All the
+            passages should be included and listed using identifiers, in descending order of
+            relevance. The output format should be [] > [], e.g., [B] > [A]. Only respond with
+            the ranking results, do not say any word or explain.
+    assistant: [
+
+The query is cut to ``max_query_tokens`` and each passage to ``max_passage_tokens`` tokens of
+the LLM's tokenizer; whitespace runs become one space and bracketed labels inside passages
+(``[C]``, ``[3]``) become ``(C)``, ``(3)`` so they cannot be mistaken for identifiers. When the
+tokenizer has a chat template it is applied (``add_generation_prompt=True``; the system turn is
+folded into the user turn when the template refuses a system role); otherwise the prompt is
+plain text, the system sentence, a blank line, the user turn and ``"\\n\\nRanking: ["``, with
+the tokenizer's BOS token in front. Either way the text ends with ``[``, so the next token is
+an identifier letter: BPE tokenizers split ``[`` from a following letter, so ``A`` .. ``Z`` are
+one token each there (seen with SmolLM2's and Gemma 3's tokenizers), whereas a prompt ending
+before ``[`` would need ``[A`` or `` [`` + ``A``, two tokens. This is checked, not assumed: for
+every identifier ``L`` the prompt's tokens followed by ``L`` (and by ``L]``) must be the
+prompt's tokens plus exactly one token, distinct for each ``L`` and not the unknown token;
+otherwise :class:`~irdistill.errors.InputError` lists the identifiers that failed.
+
+Window scores: for a window of ``k`` passages labelled with the first ``k`` letters,
+``z_i = logit(next token = letter_i | prompt)``, the raw logits of one forward pass
+(:attr:`ScoreScale.LLM_LOGIT`). A list of ``n <= window`` passages is one window and its
+scores are ``z`` unchanged.
+
+Sliding window over ``n > window`` passages (input order = the first-stage ranking). Windows
+``W_1, W_2, ...`` are processed bottom-up: ``e_1 = n``, ``e_{j+1} = e_j - stride``,
+``s_j = max(e_j - window, 0)``, stopping after the first window with ``s_j = 0`` (RankGPT's
+windows, except that a list whose length is not ``window + m * stride`` still gets its top
+re-ranked, by a shorter top window). Each window re-orders its positions ``[s_j, e_j)`` of the
+current ranking by descending ``z^(j)`` (stable for ties). The final ordering is this
+sliding-window ordering.
+
+Scores across windows: logits of different windows are not comparable, so each passage keeps
+the raw logit of the *last* window that scored it, shifted by one constant per window so that
+scores decrease down the final ordering. With ``W_m`` the last (top) window, window ``W_j``
+is the last to touch the segment of final positions ``S_j = [e_{j+1}, e_j)`` for ``j < m``,
+and ``S_m = [0, e_m)``; within ``S_j`` the final order is ``W_j``'s, so its raw logits
+already decrease. With ``c_m = 0`` and, going down, for ``j = m - 1, ..., 1``::
+
+    score(p) = z^(j)(p) + c_j                                  for p in S_j
+    c_j      = min_{q in S_{j+1}} score(q) - g_j - z^(j)(top of S_j)
+    g_j      = max(z^(j)(passage W_j placed just above S_j) - z^(j)(top of S_j), 1e-3)
+
+so the top window keeps its raw logits, every lower segment keeps its raw logits up to a
+shift, and the gap across each segment boundary is ``W_j``'s own logit gap at that boundary
+(at least ``1e-3``). Sorting by score (descending) therefore reproduces the sliding-window
+ranking exactly, except between passages whose logits tie exactly within one window.
+
+Reused: transformers' ``AutoModelForCausalLM`` / ``AutoTokenizer`` (GGUF checkpoints through
+``gguf_file=``, which needs the ``gguf`` and ``accelerate`` packages) and the tokenizer's own
+chat template. Windows of one query depend on each other (each re-orders what the next one
+sees), so they run one after another, one forward pass each.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from irdistill.errors import InputError, MissingDependencyError
+from irdistill.paths import resolve_model
+from irdistill.teachers.base import TEACHERS, ListwiseTeacher, ScoreScale, check_scores
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ListwiseLLMTeacher", "sliding_window_rank", "sliding_windows"]
+
+IDENTIFIERS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+"""Identifier letters, written ``[A]``, ``[B]``, ...; a window holds at most 26 passages."""
+PRIMER = "["
+"""The assistant's output starts with this, so the next token is an identifier letter."""
+MIN_GAP = 1e-3
+"""Smallest score gap put between two sliding-window segments."""
+PROMPT_VERSION = 1
+"""Bumped whenever the prompt text changes (part of :meth:`ListwiseLLMTeacher.config`)."""
+GGUF_INSTALL = "pip install gguf accelerate"
+
+SYSTEM = (
+    "You are RankLLM, an intelligent assistant that can rank passages based on their "
+    "relevancy to the query."
+)
+_LABEL_IN_TEXT = re.compile(r"\[([A-Za-z]|\d+)\]")
+
+
+def _unlabel(text: str) -> str:
+    """``[C]`` or ``[3]`` inside a passage becomes ``(C)`` / ``(3)``: not an identifier."""
+    return _LABEL_IN_TEXT.sub(r"(\1)", text)
+
+
+def sliding_windows(n: int, window: int, stride: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` windows, in processing order (bottom of the list first).
+
+    Example:
+        >>> sliding_windows(25, 20, 10)
+        [(5, 25), (0, 15)]
+        >>> sliding_windows(40, 20, 10)
+        [(20, 40), (10, 30), (0, 20)]
+    """
+    if n <= 0:
+        return []
+    windows = []
+    end = n
+    while True:
+        start = max(end - window, 0)
+        windows.append((start, end))
+        if start == 0:
+            return windows
+        end -= stride
+
+
+def sliding_window_rank(
+    n: int,
+    score_window: Callable[[list[int]], np.ndarray],
+    *,
+    window: int,
+    stride: int,
+    progress: Callable[[int], Any] | None = None,
+) -> tuple[list[int], np.ndarray]:
+    """Rank items ``0 .. n-1`` (given in first-stage order) with a bottom-up sliding window.
+
+    Args:
+        n: number of items.
+        score_window: called with the item indices of one window, in their current order;
+            returns one raw score per item (higher = more relevant), comparable within the
+            call only.
+        window: items per window.
+        stride: how far the window moves up each step (``1 <= stride < window``).
+        progress: called with 1 after each window (a tqdm ``update``).
+
+    Returns:
+        ``(order, scores)``: the final ordering (item indices, best first) and one score per
+        item, in item order, built as the module docstring says, so that sorting items by
+        descending score gives ``order``.
+    """
+    order = list(range(n))
+    raw = np.zeros(n, dtype=np.float64)
+    windows = sliding_windows(n, window, stride)
+    gaps: list[float] = []  # per window but the last: its logit gap above its segment
+    for j, (start, end) in enumerate(windows):
+        items = order[start:end]
+        z = np.asarray(score_window(items), dtype=np.float64).reshape(-1)
+        if z.shape[0] != len(items):
+            raise ValueError(f"score_window returned {z.shape[0]} scores for {len(items)} items")
+        perm = np.argsort(-z, kind="stable")
+        order[start:end] = [items[i] for i in perm]
+        z = z[perm]
+        raw[order[start:end]] = z
+        if j + 1 < len(windows):
+            boundary = windows[j + 1][1] - start  # segment start, relative to this window
+            gaps.append(max(float(z[boundary - 1] - z[boundary]), MIN_GAP))
+        if progress is not None:
+            progress(1)
+
+    scores = np.zeros(n, dtype=np.float64)
+    top_end = windows[-1][1] if windows else 0
+    scores[order[:top_end]] = raw[order[:top_end]]
+    lowest = float(scores[order[top_end - 1]]) if top_end else 0.0
+    for j in range(len(windows) - 2, -1, -1):  # segments below the top, going down
+        seg = order[windows[j + 1][1] : windows[j][1]]
+        shift = lowest - gaps[j] - raw[seg[0]]
+        scores[seg] = raw[seg] + shift
+        lowest = float(scores[seg[-1]])
+    return order, scores
+
+
+def _missing_packages(names: Sequence[str]) -> list[str]:
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
+def _torch_dtype(dtype: Any) -> Any:
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise InputError(f"dtype must be a torch dtype name such as float32 or bfloat16, "
+                         f"got {dtype!r}")
+    return value
+
+
+@TEACHERS.register("listwise-llm")
+class ListwiseLLMTeacher(ListwiseTeacher):
+    """A causal LLM ranking candidate lists FIRST-style: first-token identifier logits.
+
+    Scores are raw logits (:attr:`ScoreScale.LLM_LOGIT`) for a list that fits one window,
+    and raw logits shifted per sliding-window segment for a longer list; see the module
+    docstring for the prompt, the identifier check and the exact procedure.
+
+    Args:
+        model: a model folder (``config.json`` + weights, or a folder holding a ``.gguf``
+            file), a ``.gguf`` file, a name under ``$IRDISTILL_MODELS`` or a hub id.
+        gguf_file: the GGUF file inside the model folder; found automatically when the
+            folder has exactly one and no ``config.json``.
+        window: passages per window (2 to 26: identifiers ``[A]`` to ``[Z]``).
+        stride: how far the window moves up the list each step (``1 <= stride < window``).
+        max_passage_tokens: each passage is cut to this many tokens.
+        max_query_tokens: the query is cut to this many tokens.
+        device: torch device; ``None`` picks ``cuda`` when available, else ``cpu``.
+        dtype: torch dtype (or its name, or ``"auto"``) to load the weights in; ``None``
+            keeps transformers' default.
+        show_progress_bar: a tqdm bar over the windows of each list.
+
+    The model is loaded on first use (or by :meth:`load`), so :meth:`config` is free.
+
+    Example:
+        >>> teacher = ListwiseLLMTeacher("SmolLM2-135M-Instruct")  # its GGUF file  # doctest: +SKIP
+        >>> scores = teacher.rank("capital of France",  # doctest: +SKIP
+        ...                       ["Bananas are yellow.", "Paris is the capital of France."])
+        >>> scores.shape, teacher.scale.value  # doctest: +SKIP
+        ((2,), 'llm_logit')
+    """
+
+    scale = ScoreScale.LLM_LOGIT
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        gguf_file: str | None = None,
+        window: int = 20,
+        stride: int = 10,
+        max_passage_tokens: int = 100,
+        max_query_tokens: int = 64,
+        device: str | None = None,
+        dtype: Any = None,
+        show_progress_bar: bool = False,
+    ) -> None:
+        if not 2 <= window <= len(IDENTIFIERS):
+            raise InputError(f"window must be between 2 and {len(IDENTIFIERS)} (identifiers "
+                             f"[A] to [Z]), got {window}")
+        if not 1 <= stride < window:
+            raise InputError(f"stride must be at least 1 and less than window ({window}), "
+                             f"got {stride}")
+        if max_passage_tokens < 1:
+            raise InputError(f"max_passage_tokens must be >= 1, got {max_passage_tokens}")
+        if max_query_tokens < 1:
+            raise InputError(f"max_query_tokens must be >= 1, got {max_query_tokens}")
+        self.model_name = str(model)
+        self.name = f"listwise-llm:{Path(self.model_name).name}"
+        self.path, self.gguf_file = self._locate(self.model_name, gguf_file)
+        if self.gguf_file is not None:
+            missing = _missing_packages(["gguf", "accelerate"])
+            if missing:
+                raise MissingDependencyError(
+                    f"loading the GGUF model {self.gguf_file} needs {' and '.join(missing)}: "
+                    f"{GGUF_INSTALL}")
+        self.window = window
+        self.stride = stride
+        self.max_passage_tokens = max_passage_tokens
+        self.max_query_tokens = max_query_tokens
+        self.device = device
+        self.dtype = dtype
+        self.show_progress_bar = show_progress_bar
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._identifier_ids: list[int] = []
+        self._system_role = True
+        self._logits_to_keep = False
+
+    # ------------------------------------------------------------------ set-up
+
+    @staticmethod
+    def _locate(model: str, gguf_file: str | None) -> tuple[str, str | None]:
+        """``(folder or hub id, gguf file name)``; an :class:`InputError` for a local path
+        that holds no model."""
+        resolved = resolve_model(model)
+        path = Path(resolved)
+        if not path.exists():
+            return resolved, gguf_file  # a hub id: from_pretrained decides
+        if path.is_file():
+            if path.suffix.lower() != ".gguf" or gguf_file is not None:
+                raise InputError(f"{path} is a file, not a model folder: expected a folder with "
+                                 "config.json or a .gguf file")
+            return str(path.parent), path.name
+        if gguf_file is not None:
+            if not (path / gguf_file).is_file():
+                raise InputError(f"{path} has no GGUF file {gguf_file!r}; GGUF files there: "
+                                 f"{', '.join(sorted(p.name for p in path.glob('*.gguf'))) or 'none'}")
+            return str(path), gguf_file
+        if (path / "config.json").is_file():
+            return str(path), None
+        ggufs = sorted(p.name for p in path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            logger.info("using the GGUF file %s in %s", ggufs[0], path)
+            return str(path), ggufs[0]
+        if ggufs:
+            raise InputError(f"{path} holds several GGUF files ({', '.join(ggufs)}); "
+                             "choose one with gguf_file=")
+        raise InputError(f"{path} is not a model folder: it has no config.json and no .gguf file")
+
+    def load(self) -> ListwiseLLMTeacher:
+        """Load the tokenizer and model and check the identifiers (done once, on first use)."""
+        if self._model is not None:
+            return self
+        import inspect
+
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kwargs: dict[str, Any] = {}
+        if self.gguf_file is not None:
+            kwargs["gguf_file"] = self.gguf_file
+        where = self.path + (f" ({self.gguf_file})" if self.gguf_file else "")
+        logger.info("loading listwise LLM teacher %s", where)
+        dtype = _torch_dtype(self.dtype)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.path, **kwargs)
+        except (OSError, ValueError) as exc:  # missing or unreadable model files
+            raise InputError(f"cannot load a tokenizer from {where}: {exc}") from exc
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        self._tokenizer = tokenizer
+        if tokenizer.chat_template:
+            self._system_role = self._template_accepts_system(tokenizer)
+        self._identifier_ids = self._check_identifiers(tokenizer)  # before the slow part
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        try:
+            model = AutoModelForCausalLM.from_pretrained(self.path, **kwargs)
+        except (OSError, ValueError) as exc:  # missing or unreadable model files
+            raise InputError(f"cannot load a causal language model from {where}: {exc}") from exc
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model.to(device)
+        model.eval()
+        self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._model = model
+        return self
+
+    @staticmethod
+    def _template_accepts_system(tokenizer: Any) -> bool:
+        from jinja2 import TemplateError
+
+        messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+        try:
+            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except TemplateError:
+            logger.info("the chat template refuses a system turn; it goes into the user turn")
+            return False
+        return True
+
+    def _check_identifiers(self, tokenizer: Any) -> list[int]:
+        """Token id of each identifier letter right after the prompt, or an InputError."""
+        prompt = self.build_prompt("query", ["passage"] * self.window)
+        base = self._encode(prompt)
+        ids: list[int] = []
+        failed: list[str] = []
+        for letter in IDENTIFIERS[: self.window]:
+            with_letter = self._encode(prompt + letter)
+            closed = self._encode(prompt + letter + "]")
+            token = with_letter[-1]
+            if (len(with_letter) != len(base) + 1 or with_letter[: len(base)] != base
+                    or closed[: len(with_letter)] != with_letter or token in ids
+                    or token == tokenizer.unk_token_id):
+                failed.append(f"[{letter}]")
+            ids.append(token)
+        if failed:
+            raise InputError(
+                f"the tokenizer of {self.model_name} cannot write these identifiers as one "
+                f"token after {PRIMER!r} at the end of the prompt: {', '.join(failed)}; a "
+                f"window of {self.window} needs [A] to [{IDENTIFIERS[self.window - 1]}]")
+        return ids
+
+    # ------------------------------------------------------------------ prompt
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.load()._tokenizer
+
+    @property
+    def model(self) -> Any:
+        return self.load()._model
+
+    @property
+    def identifier_ids(self) -> list[int]:
+        """Token ids of ``A``, ``B``, ... (the first ``window`` letters)."""
+        return list(self.load()._identifier_ids)
+
+    def _truncate(self, text: str, max_tokens: int) -> str:
+        text = " ".join(text.split())
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > max_tokens:
+            text = self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True).strip()
+        return text
+
+    def build_prompt(self, query: str, passages: Sequence[str]) -> str:
+        """The prompt text for one window (passages already truncated), ending with ``[``."""
+        k = len(passages)
+        lines = [
+            f"I will provide you with {k} passages, each indicated by an alphabetical "
+            f"identifier []. Rank the passages based on their relevance to the search query: "
+            f"{query}.",
+            "",
+        ]
+        for letter, passage in zip(IDENTIFIERS, passages, strict=False):
+            lines.append(f"[{letter}] {_unlabel(passage)}")
+        lines += [
+            "",
+            f"Search Query: {query}.",
+            f"Rank the {k} passages above based on their relevance to the search query. All "
+            "the passages should be included and listed using identifiers, in descending order "
+            f"of relevance. The output format should be [] > [], e.g., [B] > [A]. Only respond "
+            "with the ranking results, do not say any word or explain.",
+        ]
+        user = "\n".join(lines)
+        tokenizer = self.tokenizer if self._tokenizer is None else self._tokenizer
+        if not tokenizer.chat_template:
+            return f"{SYSTEM}\n\n{user}\n\nRanking: {PRIMER}"
+        if self._system_role:
+            messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+        else:
+            messages = [{"role": "user", "content": f"{SYSTEM}\n\n{user}"}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return text + PRIMER
+
+    def _encode(self, prompt: str) -> list[int]:
+        tokenizer = self._tokenizer
+        ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if not tokenizer.chat_template and tokenizer.bos_token_id is not None:
+            ids.insert(0, tokenizer.bos_token_id)
+        return ids
+
+    # ------------------------------------------------------------------ scoring
+
+    def score_window(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        """Raw first-token logits of ``[A]``, ``[B]``, ... for one window (one forward pass).
+
+        ``query`` and ``passages`` are used as given (no truncation): :meth:`rank` truncates.
+        """
+        import torch
+
+        if not 1 <= len(passages) <= self.window:
+            raise InputError(f"a window holds 1 to {self.window} passages, got {len(passages)}")
+        model = self.model
+        ids = self._encode(self.build_prompt(query, passages))
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if limit is not None and len(ids) > limit:
+            raise InputError(f"the prompt of a {len(passages)}-passage window has {len(ids)} "
+                             f"tokens, more than {self.model_name} takes ({limit}); lower "
+                             "window or max_passage_tokens")
+        device = next(model.parameters()).device
+        targets = torch.tensor(self._identifier_ids[: len(passages)], device=device)
+        extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        with torch.inference_mode():
+            out = model(input_ids=torch.tensor([ids], device=device), use_cache=False, **extra)
+            logits: torch.Tensor = out.logits[0, -1, targets].float()
+        return logits.cpu().numpy().astype(np.float64)
+
+    def rank(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        """Scores for ``passages`` (in input order; input order = first-stage ranking).
+
+        Sorting by descending score gives the sliding-window ranking; see the module
+        docstring for how scores of different windows are made consistent.
+        """
+        if not query or not query.strip():
+            raise InputError("empty query text")
+        for i, passage in enumerate(passages):
+            if not passage or not passage.strip():
+                raise InputError(f"passage {i}: empty text")
+        if not passages:
+            return np.zeros(0, dtype=np.float64)
+        short_query = self._truncate(query, self.max_query_tokens)
+        short = [self._truncate(p, self.max_passage_tokens) for p in passages]
+
+        def score(items: list[int]) -> np.ndarray:
+            return self.score_window(short_query, [short[i] for i in items])
+
+        n_windows = len(sliding_windows(len(passages), self.window, self.stride))
+        bar = None
+        if self.show_progress_bar:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n_windows, desc="windows", leave=False)
+        try:
+            _, scores = sliding_window_rank(len(passages), score, window=self.window,
+                                            stride=self.stride,
+                                            progress=bar.update if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        return check_scores(scores, self.name)
+
+    def config(self) -> dict[str, Any]:
+        """Every setting that changes the scores (for job fingerprints); loads nothing."""
+        return {
+            "teacher": "listwise-llm",
+            "model": self.model_name,
+            "gguf_file": self.gguf_file,
+            "window": self.window,
+            "stride": self.stride,
+            "max_passage_tokens": self.max_passage_tokens,
+            "max_query_tokens": self.max_query_tokens,
+            "dtype": None if self.dtype is None else str(self.dtype).removeprefix("torch."),
+            "identifiers": "[A]..[Z]",
+            "prompt_version": PROMPT_VERSION,
+            "scale": self.scale.value,
+        }
+
+    def __repr__(self) -> str:
+        return (f"ListwiseLLMTeacher({self.model_name!r}, window={self.window}, "
+                f"stride={self.stride})")

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from irdistill.data import load_collection
+from irdistill.errors import InputError
+from irdistill.teachers.cross_encoder import CrossEncoderTeacher
+from irdistill.teachers.train_cross_encoder import build_pairs, train_cross_encoder
+
+
+def test_build_pairs_positive_then_hard_negatives(beir_dir: Path) -> None:
+    collection = load_collection(beir_dir)
+    rows = build_pairs(collection, "bm25", num_negatives=2, depth=5, show_progress_bar=False)
+    positives = sum(1 for j in collection.qrels.values() for r in j.values() if r > 0)
+    assert len(rows) == positives * 3
+    assert [r[2] for r in rows[:3]] == [1.0, 0.0, 0.0]
+    text_of_query = {text: qid for qid, text in collection.queries.items()}
+    for query, passage, label in rows:
+        own = {collection.corpus[d].full_text() for d in collection.qrels[text_of_query[query]]}
+        assert (passage in own) == (label == 1.0)
+
+
+@pytest.mark.parametrize("loss", ["bce", "mnrl"])
+def test_fine_tuning_writes_a_changed_cross_encoder(tiny_cross_encoder_dir: Path, beir_dir: Path,
+                                                     tmp_path: Path, loss: str) -> None:
+    from safetensors.numpy import load_file
+
+    collection = load_collection(beir_dir)
+    rows = build_pairs(collection, "bm25", num_negatives=2, depth=5, show_progress_bar=False)
+    result = train_cross_encoder(str(tiny_cross_encoder_dir), collection, tmp_path / "teacher", loss=loss,
+                                 num_negatives=2, depth=5, epochs=1, batch_size=8, learning_rate=1e-3,
+                                 max_length=64, show_progress_bar=False)
+    assert np.isfinite(result.train_loss) and result.path == tmp_path / "teacher"
+    assert result.examples == (len(rows) if loss == "bce" else len(collection.queries))
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".teacher")]  # no staging left
+    before = load_file(str(tiny_cross_encoder_dir / "model.safetensors"))
+    after = load_file(str(result.path / "model.safetensors"))
+    changed = [k for k in before if k in after and not np.allclose(before[k], after[k])]
+    assert len(changed) > len(before) // 2
+    teacher = CrossEncoderTeacher(str(result.path))
+    assert np.isfinite(teacher.score([r[0] for r in rows], [r[1] for r in rows])).all()
+
+
+def test_train_teacher_errors(tiny_cross_encoder_dir: Path, beir_dir: Path, tmp_path: Path) -> None:
+    collection = load_collection(beir_dir)
+    with pytest.raises(InputError, match="unknown loss 'hinge'"):
+        train_cross_encoder(str(tiny_cross_encoder_dir), collection, tmp_path / "t", loss="hinge")
+    with pytest.raises(InputError, match="not a model folder"):
+        train_cross_encoder(str(tmp_path), collection, tmp_path / "t")
+    with pytest.raises(InputError, match="num_negatives must be >= 1"):
+        build_pairs(collection, num_negatives=0)
