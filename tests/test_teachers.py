@@ -168,3 +168,23 @@ def test_build_teacher_errors(beir_dir: Path, tmp_path: Path) -> None:
         build_teacher("cross-encoder", collection)
     with pytest.raises(InputError, match="needs 'members'"):
         build_teacher({"teacher": "ensemble", "members": ["bm25"]}, collection)
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parent.parent / "teachers").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_recipes_name_known_teachers_and_keys(recipe: Path) -> None:
+    import inspect
+
+    from irdistill.cli.config import load_yaml
+    from irdistill.teachers.factory import teacher_names
+
+    def check(spec: dict) -> None:
+        assert spec["teacher"] in teacher_names()
+        params = inspect.signature(TEACHERS.get(spec["teacher"]).__init__).parameters
+        for key in spec:
+            if key not in ("teacher", "members"):
+                assert key in params, f"{recipe.name}: {key}"
+        for member in spec.get("members", []):
+            check(member)
+
+    check(load_yaml(recipe))
