@@ -112,3 +112,53 @@ def test_compare_two_evaluations(beir_dir: Path, tmp_path: Path, tiny_model_dir:
     assert all(v is not None and v > 0 for v in report["latency_ms"].values())
     assert (tmp_path / "cmp" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| a | bm25 |" in capsys.readouterr().out
+
+
+def test_score_under_torchrun_two_ranks_equals_one_process(beir_dir: Path, tmp_path: Path) -> None:
+    """Two CPU ranks (gloo) share the chunks; rank 0 merges; same table as one process."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    cands = tmp_path / "c.trec"
+    assert main(["-q", "candidates", "--dataset", str(beir_dir), "-k", "4", "--out", str(cands)]) == 0
+    common = ["score", "--teacher", "bm25", "--dataset", str(beir_dir), "--candidates", str(cands),
+              "--chunk-queries", "1"]
+    assert main(["-q", *common, "--out", str(tmp_path / "single")]) == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29533", "-m", "irdistill.cli.main", "-q", *common,
+                           "--out", str(tmp_path / "ddp")], capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shards = sorted(p.name for p in (tmp_path / "ddp").glob("shard-*.parquet"))
+    assert shards == ["shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"]
+    single = pq.read_table(tmp_path / "single" / "scores.parquet")
+    ddp = pq.read_table(tmp_path / "ddp" / "scores.parquet")
+    assert ddp.equals(single)
+
+
+@pytest.mark.parametrize(("teacher", "message"), [
+    ("colbert", "unknown teacher 'colbert'; known: bm25, cross-encoder, dense, ensemble, listwise-llm"),
+    ("{empty}", "not a model folder"),
+])
+def test_score_bad_teacher_exit_2(teacher: str, message: str, beir_dir: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    cands = tmp_path / "c.trec"
+    assert main(["-q", "candidates", "--dataset", str(beir_dir), "-k", "2", "--out", str(cands)]) == 0
+    (tmp_path / "empty").mkdir()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"teacher: cross-encoder\nmodel: {tmp_path / 'empty'}\n")
+    spec = str(recipe) if teacher == "{empty}" else teacher
+    code = main(["-q", "score", "--teacher", spec, "--dataset", str(beir_dir), "--candidates", str(cands),
+                 "--out", str(tmp_path / "scores")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "scores" / "scores.parquet").exists()
+
+
+def test_score_candidates_with_unknown_query(beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cands = tmp_path / "c.trec"
+    cands.write_text("q999 Q0 d1 1 1.0 x\n")
+    assert main(["-q", "score", "--teacher", "bm25", "--dataset", str(beir_dir), "--candidates", str(cands),
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "query id 'q999' is not in" in capsys.readouterr().err

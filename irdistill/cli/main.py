@@ -303,6 +303,20 @@ def cmd_score(args: argparse.Namespace) -> int:
     teacher = build_teacher(cfg.teacher, collection)
     path = score_candidates(teacher, collection, candidates, cfg.out, chunk_queries=cfg.chunk_queries,
                             overwrite=cfg.overwrite, show_progress_bar=not args.quiet)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: wait for every rank, rank 0 merges
+        import torch.distributed as dist
+
+        from irdistill.teachers.store import merge_shards
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        dist.barrier()
+        if dist.get_rank() == 0:
+            path = merge_shards(cfg.out)
+        dist.barrier()
+        dist.destroy_process_group()
+        if int(os.environ.get("RANK", "0")) != 0:
+            return 0
     if cfg.export_tsv and path.name == "scores.parquet" and path.is_file():
         export_msmarco_tsv(path, collection.qrels, cfg.export_tsv)
     rows = read_scores(path).num_rows if path.is_file() else 0
