@@ -61,6 +61,16 @@ def write_beir(folder: Path, docs=DOCS, queries=QUERIES, qrels=None) -> Path:
     return folder
 
 
+def tiny_tokenizer(folder: Path):
+    """A WordPiece tokenizer over WORDS plus single characters, saved vocab in ``folder``."""
+    from transformers import BertTokenizerFast
+
+    letters = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters, *[f"##{c}" for c in letters], ".", ","]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+
+
 @pytest.fixture
 def beir_dir(tmp_path: Path) -> Path:
     """A fresh tiny BEIR folder (8 docs, 5 queries, 4 judged in test) that a test may corrupt."""
@@ -73,15 +83,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     normalised, cosine similarity)."""
     import torch
     from sentence_transformers import SentenceTransformer, models
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel
 
     root = tmp_path_factory.mktemp("tiny-bert")
     bert_dir = root / "bert"
     bert_dir.mkdir()
-    letters = list("abcdefghijklmnopqrstuvwxyz0123456789")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters, *[f"##{c}" for c in letters], ".", ","]
-    (bert_dir / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(bert_dir / "vocab.txt"), do_lower_case=True)
+    tokenizer = tiny_tokenizer(bert_dir)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
@@ -100,13 +107,10 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-d random BERT with a one-logit classification head (a CrossEncoder folder)."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification
 
     folder = tmp_path_factory.mktemp("tiny-ce")
-    letters = list("abcdefghijklmnopqrstuvwxyz0123456789")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters, *[f"##{c}" for c in letters], ".", ","]
-    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer = tiny_tokenizer(folder)
     torch.manual_seed(1)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
