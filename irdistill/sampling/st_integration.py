@@ -1,0 +1,237 @@
+"""Train with a pair sampler's batches in the sentence-transformers trainer.
+
+How it plugs in (sentence-transformers 6.2, ``sentence_transformers.base``):
+``SentenceTransformerTrainingArguments.batch_sampler`` accepts, besides the ``BatchSamplers``
+names, a ``DefaultBatchSampler`` subclass or *any callable*; ``get_batch_sampler`` calls it as
+``batch_sampler(dataset, batch_size=, drop_last=, valid_label_columns=, generator=, seed=)``
+and the result becomes the ``batch_sampler`` of the training ``DataLoader`` (accelerate keeps
+it as is in one process and wraps it in ``BatchSamplerShard`` under DDP). At the start of each
+epoch the trainer calls ``set_epoch(epoch)`` on it (directly, or through accelerate's
+``DataLoaderShard``), and ``len()`` of it sets the steps per epoch.
+
+So :func:`build_trainer_inputs` materialises the sampler's plan of ``epochs`` epochs as one
+``datasets.Dataset`` with the columns ``query, positive, negative, label`` (the texts, and
+``label = [t(q, p+) - t(q, p-)]`` as :class:`~sentence_transformers.losses.MarginMSELoss`
+reads it), rows in plan order, epoch after epoch. Its ``batch_sampler`` is a picklable
+factory that returns a :class:`PlannedBatchSampler` (a ``DefaultBatchSampler``) for that
+dataset: ``set_epoch(e)`` selects epoch ``e``'s rows and ``__iter__`` yields each planned batch
+as its row indices, so the trainer's batches are exactly the sampler's batches, in order. For
+any other dataset (an ``eval_dataset`` goes through the same argument) the factory returns a
+plain sequential ``DefaultBatchSampler``.
+
+Under DDP, accelerate hands whole planned batches to the ranks in turn (batch ``i`` to rank
+``i % world_size``), so each device's batch is one TAS batch; every rank must build the same
+plan (same inputs and seed).
+
+Reused: the sentence-transformers trainer, its ``DefaultBatchSampler`` and data collator, the
+Hugging Face ``datasets.Dataset``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from irdistill.data.collection import Collection, Document
+from irdistill.errors import InputError, MissingDependencyError
+from irdistill.sampling.base import Batch, PairSampler, check_positive_int
+
+try:  # sentence-transformers >= 6 moved the samplers to sentence_transformers.base
+    from sentence_transformers.base.sampler import DefaultBatchSampler
+except ImportError:  # pragma: no cover - sentence-transformers 3.x - 5.x
+    from sentence_transformers.sampler import DefaultBatchSampler
+
+if TYPE_CHECKING:
+    import datasets
+    import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PlannedBatchSampler", "PlannedBatchSamplerFactory", "TrainerInputs",
+           "build_trainer_inputs"]
+
+COLUMNS = ("query", "positive", "negative", "label")
+
+
+class PlannedBatchSampler(DefaultBatchSampler):
+    """Yields the row indices of the planned batches of the current epoch.
+
+    Args:
+        dataset, batch_size, drop_last, valid_label_columns, generator, seed: what the trainer
+            passes to every batch sampler (``drop_last`` is ignored: the plan fixes the batches).
+        epoch_offsets: per epoch, the row where each batch starts, plus the end row.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+        *,
+        epoch_offsets: list[np.ndarray],
+    ) -> None:
+        super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
+                         valid_label_columns=valid_label_columns, generator=generator, seed=seed)
+        if not epoch_offsets or len({len(o) for o in epoch_offsets}) != 1:
+            raise InputError("epoch_offsets must hold the same number of batches for every epoch")
+        self.epoch_offsets = epoch_offsets
+
+    def set_epoch(self, epoch: int) -> None:
+        epoch = check_positive_int("epoch", epoch, minimum=0)
+        if epoch >= len(self.epoch_offsets):
+            raise InputError(
+                f"the trainer started epoch {epoch}, but the training set holds "
+                f"{len(self.epoch_offsets)} planned epoch(s); build it with "
+                f"build_trainer_inputs(..., epochs={epoch + 1}) or more, or lower "
+                "num_train_epochs / max_steps"
+            )
+        super().set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        offsets = self.epoch_offsets[self.epoch]
+        for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+            yield list(range(start, end))
+
+    def __len__(self) -> int:
+        return len(self.epoch_offsets[0]) - 1
+
+
+@dataclass
+class PlannedBatchSamplerFactory:
+    """The value for ``SentenceTransformerTrainingArguments(batch_sampler=...)``.
+
+    Holds only the batch boundaries and the training set's fingerprint (not the data), so the
+    training arguments stay small when the trainer pickles them into a checkpoint.
+    """
+
+    epoch_offsets: list[np.ndarray]
+    batch_size: int
+    num_rows: int
+    fingerprint: str | None
+
+    def is_training_set(self, dataset: Any) -> bool:
+        return (len(dataset) == self.num_rows
+                and getattr(dataset, "_fingerprint", None) == self.fingerprint)
+
+    def __call__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+    ) -> DefaultBatchSampler:
+        if not self.is_training_set(dataset):
+            from torch.utils.data import SequentialSampler
+
+            logger.debug("dataset of %d rows is not the planned training set; sequential batches",
+                         len(dataset))
+            return DefaultBatchSampler(SequentialSampler(dataset), batch_size=batch_size,
+                                       drop_last=drop_last, valid_label_columns=valid_label_columns,
+                                       generator=generator, seed=seed)
+        if batch_size != self.batch_size:
+            raise InputError(f"the trainer asks for batches of {batch_size}, but the sampler "
+                             f"planned batches of {self.batch_size}; set "
+                             f"per_device_train_batch_size={self.batch_size}")
+        return PlannedBatchSampler(dataset, batch_size, drop_last, valid_label_columns, generator,
+                                   seed, epoch_offsets=self.epoch_offsets)
+
+
+@dataclass
+class TrainerInputs:
+    """A training set laid out as a sampler's plan, and the batch sampler that replays it."""
+
+    dataset: datasets.Dataset
+    batch_sampler: PlannedBatchSamplerFactory
+    batch_size: int
+    epochs: int
+    plans: list[list[Batch]] = field(repr=False)
+    """``plans[epoch][batch]``: the :class:`~irdistill.sampling.base.Example` s, row order."""
+
+    def training_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for ``SentenceTransformerTrainingArguments`` that must match."""
+        return {"per_device_train_batch_size": self.batch_size,
+                "num_train_epochs": self.epochs, "batch_sampler": self.batch_sampler}
+
+
+def build_trainer_inputs(sampler: PairSampler, collection: Collection, *,
+                         epochs: int = 1) -> TrainerInputs:
+    """Materialise ``epochs`` epochs of ``sampler`` for the sentence-transformers trainer.
+
+    Args:
+        sampler: a :class:`~irdistill.sampling.TASBalancedSampler`, a
+            :class:`~irdistill.sampling.RandomPairSampler` or another
+            :class:`~irdistill.sampling.base.PairSampler`.
+        collection: the query texts and passages (``Document.full_text()``).
+        epochs: epochs to plan; the trainer's ``num_train_epochs`` must not exceed it.
+
+    Returns:
+        :class:`TrainerInputs`: ``dataset`` (``epochs x len(sampler)`` batches of rows
+        ``query, positive, negative, label``) and ``batch_sampler`` to pass as
+        ``SentenceTransformerTrainingArguments(batch_sampler=...)``, together with
+        ``per_device_train_batch_size = sampler.batch_size`` (see
+        :meth:`TrainerInputs.training_arguments`).
+
+    Raises:
+        InputError: a query or passage id of the plan missing from ``collection``.
+        MissingDependencyError: ``datasets`` is not installed.
+
+    Example:
+        >>> inputs = build_trainer_inputs(sampler, collection, epochs=3)  # doctest: +SKIP
+        >>> args = SentenceTransformerTrainingArguments(
+        ...     output_dir="out", **inputs.training_arguments())  # doctest: +SKIP
+        >>> SentenceTransformerTrainer(model=model, args=args, train_dataset=inputs.dataset,
+        ...                            loss=MarginMSELoss(model)).train()  # doctest: +SKIP
+    """
+    try:
+        import datasets
+    except ImportError as err:
+        raise MissingDependencyError("build_trainer_inputs needs the Hugging Face datasets "
+                                     "library: pip install datasets") from err
+    epochs = check_positive_int("epochs", epochs)
+    where = collection.name or "?"
+    texts: dict[str, str] = {}
+
+    def passage(pid: str) -> str:
+        text = texts.get(pid)
+        if text is None:
+            doc = collection.corpus.get(pid)
+            if doc is None:
+                raise InputError(f"passage id {pid!r} of the sampler's pairs is not in the corpus "
+                                 f"of collection {where}")
+            text = texts[pid] = doc.full_text() if isinstance(doc, Document) else str(doc)
+        return text
+
+    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    plans: list[list[Batch]] = []
+    epoch_offsets: list[np.ndarray] = []
+    for epoch in range(epochs):
+        plan = sampler.plan(epoch)
+        starts = [len(columns["query"])]
+        for batch in plan:
+            for example in batch:
+                query = collection.queries.get(example.qid)
+                if query is None:
+                    raise InputError(f"query id {example.qid!r} of the sampler is not among the "
+                                     f"queries of collection {where}")
+                columns["query"].append(query)
+                columns["positive"].append(passage(example.positive))
+                columns["negative"].append(passage(example.negative))
+                columns["label"].append([example.margin])
+            starts.append(len(columns["query"]))
+        plans.append(plan)
+        epoch_offsets.append(np.asarray(starts, dtype=np.int64))
+    dataset = datasets.Dataset.from_dict(columns)
+    factory = PlannedBatchSamplerFactory(epoch_offsets, sampler.batch_size, len(dataset),
+                                         getattr(dataset, "_fingerprint", None))
+    logger.info("planned %d epoch(s) of %d batches (%d rows) for the trainer", epochs,
+                len(plans[0]), len(dataset))
+    return TrainerInputs(dataset, factory, sampler.batch_size, epochs, plans)

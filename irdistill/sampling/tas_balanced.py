@@ -1,0 +1,335 @@
+"""TAS-Balanced: topic-aware query batches with margin-balanced pairs.
+
+Hofstätter, Lin, Yang, Lin, Hanbury: *Efficiently Teaching an Effective Dense Retriever with
+Balanced Topic Aware Sampling*, SIGIR 2021, arXiv 2104.06967.
+
+Procedure
+---------
+
+1. **Topic clusters (once).** The training queries are clustered with k-means on their
+   embeddings (``n_clusters`` clusters; faiss ``Kmeans``, seeded; the paper uses 2000 clusters
+   of the baseline retriever's query embeddings for MS MARCO). Embeddings are given as an array
+   or computed with :class:`~irdistill.encoding.DenseEncoder` from a model name.
+2. **Topic-aware batches (TAS).** Every batch draws its queries from one cluster, or from
+   ``clusters_per_batch`` = ``k`` different clusters with equal shares ``batch_size / k``.
+3. **Balanced margins (-Balanced).** For each drawn query ``q``, let
+   ``M(q, p+, p-) = t(q, p+) - t(q, p-)`` be the teacher margin of each of its available pairs.
+   The range ``[min_q M, max_q M]`` *of that query's own margins* is cut into ``h = n_bins``
+   (10) bins of equal width ``w = (max_q M - min_q M) / h``; bin ``i`` holds the pairs with
+   ``min_q M + i w <= M < min_q M + (i + 1) w``, and the maximum goes into the last bin. One
+   bin is chosen uniformly among the **non-empty** bins, then one pair uniformly inside it.
+   A query whose pairs all have the same margin (one pair, say) has a single bin.
+
+   The bins are per query, not global. The bin edges follow the authors' reference
+   implementation (matchmaker's ``TASBalancedDatasetLoader``: ``np.digitize`` of the query's
+   margins over ``np.arange(min, max, (max - min) / 10)``, with an empty bin re-drawn until a
+   non-empty one comes up, which is the same as choosing uniformly among the non-empty
+   bins). Because each non-empty bin is equally likely, the rare large or small margins are
+   drawn as often as the common ones, which is the point of the "Balanced" in the name.
+
+Epochs, and where this differs from the reference code
+------------------------------------------------------
+
+The reference loader streams batches without end: for each batch it picks a cluster uniformly
+(small clusters are therefore over-sampled), takes ``batch_size / k`` of its queries, or all of
+them when the cluster is smaller, and then fills what is left from further random clusters.
+Here an epoch is finite and reproducible so that it plugs into the Hugging Face trainer:
+
+- Each cluster's queries are shuffled and cut into *chunks* of ``share = batch_size / k``
+  queries. Every query is in exactly one chunk, so every query is trained on at least once per
+  epoch, and a cluster contributes batches in proportion to its size.
+- **Small clusters are filled from the same cluster, never merged.** A cluster's last chunk,
+  when short, is topped up with other queries of the same cluster (queries already in an
+  earlier chunk of this epoch, drawn without replacement). A cluster smaller than ``share``
+  repeats its queries as evenly as possible (each ``floor`` or ``ceil(share / size)`` times).
+  So a batch's queries always come from exactly ``k`` clusters with ``share`` queries each, and
+  a query appears twice in one batch only when its cluster has fewer than ``share`` queries
+  (unavoidable without merging). Every repetition draws its own pair.
+- With ``k > 1`` the chunks are dealt round-robin into ``G`` batches after grouping them by
+  cluster in a random cluster order, which puts ``k`` *different* clusters in each batch. ``G``
+  is ``max(ceil(N / k), largest number of chunks of one cluster)`` for ``N`` chunks; the
+  ``k G - N`` missing chunks are extra chunks drawn from clusters chosen in proportion to
+  their size among those with fewer than ``G`` chunks.
+- The batch order is shuffled. ``len(sampler) == G`` is the same for every epoch.
+- Queries whose pairs all share one margin are kept (one bin); the reference code drops them.
+
+Reused: faiss k-means (``faiss.Kmeans``), :class:`~irdistill.encoding.DenseEncoder` and its
+embedding cache, NumPy's ``SeedSequence`` generators.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from irdistill.errors import InputError
+from irdistill.sampling.base import SAMPLERS, Batch, PairSampler, check_positive_int, epoch_rng
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TASBalancedSampler", "margin_bins", "kmeans_clusters", "encode_queries"]
+
+_NONE = np.empty(0, dtype=np.int64)
+
+
+def margin_bins(margins: Sequence[float] | np.ndarray, n_bins: int = 10) -> np.ndarray:
+    """The bin (``0 .. n_bins - 1``) of each margin: equal-width bins over ``[min, max]``.
+
+    Bin ``i`` holds ``min + i w <= m < min + (i + 1) w`` with ``w = (max - min) / n_bins``; the
+    maximum is in the last bin; when all margins are equal every one is in bin 0.
+
+    Example:
+        >>> margin_bins([0.0, 0.5, 1.0, 9.99, 10.0], n_bins=10).tolist()
+        [0, 0, 1, 9, 9]
+    """
+    values = np.asarray(margins, dtype=np.float64)
+    n_bins = check_positive_int("n_bins", n_bins)
+    if values.ndim != 1 or values.size == 0:
+        raise InputError(f"margins must be a non-empty 1-D sequence, got shape {values.shape}")
+    low, high = float(values.min()), float(values.max())
+    if not high > low:
+        return np.zeros(values.shape, dtype=np.int64)
+    index = np.floor((values - low) / (high - low) * n_bins).astype(np.int64)
+    return np.clip(index, 0, n_bins - 1)
+
+
+def kmeans_clusters(embeddings: np.ndarray, n_clusters: int, *, seed: int = 0,
+                    niter: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded faiss k-means (L2): the cluster of each row and the centroids.
+
+    Returns:
+        ``(assignments, centroids)``: ``assignments[i]`` is the index of the centroid nearest
+        to row ``i`` after training, ``centroids`` has shape ``(n_clusters, dim)``.
+    """
+    import faiss
+
+    x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] < n_clusters:
+        raise InputError(f"k-means needs at least {n_clusters} rows of 2-D embeddings, got "
+                         f"shape {x.shape}")
+    kmeans = faiss.Kmeans(x.shape[1], n_clusters, niter=niter, seed=seed, verbose=False,
+                          min_points_per_centroid=1)
+    kmeans.train(x)
+    _, nearest = kmeans.index.search(x, 1)
+    return nearest[:, 0].astype(np.int64), np.array(kmeans.centroids, dtype=np.float32)
+
+
+def encode_queries(model: str, query_ids: Sequence[str], texts: Sequence[str],
+                   **encoder_options: Any) -> np.ndarray:
+    """Query embeddings from a sentence-transformers model through :class:`DenseEncoder`
+    (``side="query"``, so query prompts apply, and the embedding cache is used)."""
+    from irdistill.encoding import DenseEncoder
+
+    encoder = DenseEncoder(model, **encoder_options)
+    return encoder.encode(list(query_ids), list(texts), side="query").embeddings
+
+
+@SAMPLERS.register("tas-balanced")
+class TASBalancedSampler(PairSampler):
+    """Topic-aware, margin-balanced batches of (query, p+, p-, margin) (arXiv 2104.06967).
+
+    See the module docstring for the procedure and how epochs are built.
+
+    Args:
+        query_ids: the training queries; each must have at least one pair.
+        pairs_by_query: ``qid -> [(pos_pid, neg_pid, margin), ...]``, e.g. from
+            :func:`~irdistill.sampling.pairs_from_scores`. Keys not in ``query_ids`` are unused.
+        query_embeddings: one row per query in ``query_ids`` order, or the name of a
+            sentence-transformers model (a folder, a name under ``$IRDISTILL_MODELS`` or a hub
+            id) to encode ``query_texts`` with.
+        batch_size: queries (examples) per batch; a multiple of ``clusters_per_batch``.
+        n_clusters: k-means clusters; at most the number of queries.
+        clusters_per_batch: clusters each batch draws from, with equal shares.
+        n_bins: margin bins per query (the paper's ``h = 10``).
+        seed: seeds the k-means and every draw (``>= 0``).
+        query_texts: the texts to encode when ``query_embeddings`` is a model name:
+            ``qid -> text`` or a sequence in ``query_ids`` order.
+        encoder_options: keyword arguments for :class:`~irdistill.encoding.DenseEncoder`
+            (``batch_size``, ``device``, ``cache``, ...).
+        kmeans_iterations: Lloyd iterations of the k-means.
+
+    Attributes:
+        assignments: ``qid -> k-means cluster id``.
+        centroids: the k-means centroids, ``(n_clusters, dim)``.
+        clusters: the non-empty clusters as arrays of query positions (in ``query_ids``).
+        cluster_ids: the k-means id of each entry of ``clusters``.
+        share: queries per cluster in a batch, ``batch_size / clusters_per_batch``.
+
+    Raises:
+        InputError: a bad size or count, a query without pairs (named), a non-finite margin,
+            embeddings whose row count differs from the query count, fewer non-empty clusters
+            than ``clusters_per_batch``.
+
+    Example:
+        >>> pairs = pairs_from_scores("scores/ce", collection.qrels)  # doctest: +SKIP
+        >>> sampler = TASBalancedSampler(list(pairs), pairs, embeddings, batch_size=32,
+        ...                              n_clusters=200)  # doctest: +SKIP
+        >>> sampler.set_epoch(1)  # doctest: +SKIP
+        >>> first = next(iter(sampler))  # 32 Examples from one cluster  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        query_ids: Sequence[str],
+        pairs_by_query: Mapping[str, Sequence[tuple[str, str, float]]],
+        query_embeddings: np.ndarray | str,
+        batch_size: int,
+        n_clusters: int,
+        clusters_per_batch: int = 1,
+        n_bins: int = 10,
+        seed: int = 0,
+        *,
+        query_texts: Mapping[str, str] | Sequence[str] | None = None,
+        encoder_options: Mapping[str, Any] | None = None,
+        kmeans_iterations: int = 20,
+    ) -> None:
+        super().__init__(query_ids, pairs_by_query, batch_size, seed)
+        n_queries = len(self.query_ids)
+        self.n_clusters = check_positive_int("n_clusters", n_clusters)
+        self.clusters_per_batch = check_positive_int("clusters_per_batch", clusters_per_batch)
+        self.n_bins = check_positive_int("n_bins", n_bins)
+        kmeans_iterations = check_positive_int("kmeans_iterations", kmeans_iterations)
+        if self.n_clusters > n_queries:
+            raise InputError(f"n_clusters={self.n_clusters} is more than the {n_queries} training "
+                             "queries; use at most one cluster per query")
+        if self.clusters_per_batch > self.n_clusters:
+            raise InputError(f"clusters_per_batch={self.clusters_per_batch} is more than "
+                             f"n_clusters={self.n_clusters}")
+        if self.batch_size % self.clusters_per_batch:
+            raise InputError(f"batch_size={self.batch_size} is not a multiple of "
+                             f"clusters_per_batch={self.clusters_per_batch}; each cluster of a "
+                             "batch takes an equal share")
+        self.share = self.batch_size // self.clusters_per_batch
+
+        embeddings = self._embeddings(query_embeddings, query_texts, encoder_options)
+        assign, self.centroids = kmeans_clusters(embeddings, self.n_clusters, seed=self.seed,
+                                                 niter=kmeans_iterations)
+        self.assignments = dict(zip(self.query_ids, assign.tolist(), strict=True))
+        ids = np.unique(assign)
+        self.cluster_ids = ids
+        self.clusters = [np.flatnonzero(assign == c) for c in ids]
+        if len(self.clusters) < self.clusters_per_batch:
+            raise InputError(f"k-means left only {len(self.clusters)} non-empty clusters, fewer "
+                             f"than clusters_per_batch={self.clusters_per_batch}")
+        self._sizes = np.array([len(c) for c in self.clusters], dtype=np.int64)
+        self._chunks = np.array([math.ceil(s / self.share) for s in self._sizes], dtype=np.int64)
+        k = self.clusters_per_batch
+        self._n_batches = int(max(math.ceil(int(self._chunks.sum()) / k), int(self._chunks.max())))
+        self._bins = [self._binned(m) for m in self._margins]
+
+        small = int((self._sizes < self.share).sum())
+        logger.info(
+            "TAS-Balanced: %d queries in %d non-empty clusters (sizes %d..%d, median %g); %d "
+            "clusters smaller than the per-cluster share %d repeat queries in a batch; %d "
+            "batches of %d per epoch (%d query slots for %d queries)",
+            n_queries, len(self.clusters), self._sizes.min(), self._sizes.max(),
+            float(np.median(self._sizes)), small, self.share, self._n_batches, self.batch_size,
+            self._n_batches * self.batch_size, n_queries,
+        )
+
+    def __len__(self) -> int:
+        return self._n_batches
+
+    def plan(self, epoch: int) -> list[Batch]:
+        epoch = check_positive_int("epoch", epoch, minimum=0)
+        rng = epoch_rng(self.seed, epoch)
+        k, n_batches = self.clusters_per_batch, self._n_batches
+
+        chunks: list[list[np.ndarray]] = []  # per cluster
+        for members in self.clusters:
+            order = rng.permutation(members)
+            own = [order[i:i + self.share] for i in range(0, len(order), self.share)]
+            if len(own[-1]) < self.share:
+                own[-1] = self._fill(members, own[-1], rng)
+            chunks.append(own)
+
+        counts = self._chunks.copy()
+        for _ in range(k * n_batches - int(counts.sum())):
+            open_ = counts < n_batches
+            weights = np.where(open_, self._sizes, 0).astype(np.float64)
+            cluster = int(rng.choice(len(self.clusters), p=weights / weights.sum()))
+            chunks[cluster].append(self._fill(self.clusters[cluster], _NONE, rng))
+            counts[cluster] += 1
+
+        dealt: list[list[np.ndarray]] = [[] for _ in range(n_batches)]
+        position = 0
+        for cluster in rng.permutation(len(self.clusters)):
+            for chunk in chunks[cluster]:
+                dealt[position % n_batches].append(chunk)
+                position += 1
+
+        batches: list[Batch] = []
+        for index in rng.permutation(n_batches):
+            queries = rng.permutation(np.concatenate(dealt[index]))
+            batches.append([self._example(int(q), self._draw(int(q), rng)) for q in queries])
+        return batches
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _fill(self, members: np.ndarray, start: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``start`` topped up to ``share`` queries of the same cluster: first without
+        repeating a query, then (cluster smaller than ``share``) in whole random rounds."""
+        need = self.share - len(start)
+        others = np.setdiff1d(members, start, assume_unique=True)
+        if len(others) >= need:
+            return np.concatenate([start, rng.choice(others, size=need, replace=False)])
+        parts = [start, rng.permutation(others)]
+        need -= len(others)
+        while need > 0:
+            round_ = rng.permutation(members)[:need]
+            parts.append(round_)
+            need -= len(round_)
+        return np.concatenate(parts)
+
+    def _binned(self, margins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pair indices grouped by bin, and the start of each non-empty bin (plus the end)."""
+        bins = margin_bins(margins, self.n_bins)
+        order = np.argsort(bins, kind="stable").astype(np.int64)
+        counts = np.bincount(bins, minlength=self.n_bins)
+        starts = np.concatenate([[0], np.cumsum(counts[counts > 0])]).astype(np.int64)
+        return order, starts
+
+    def _draw(self, query: int, rng: np.random.Generator) -> int:
+        """A non-empty bin uniformly, then a pair uniformly inside it."""
+        order, starts = self._bins[query]
+        b = int(rng.integers(len(starts) - 1))
+        return int(order[rng.integers(starts[b], starts[b + 1])])
+
+    def _embeddings(self, given: np.ndarray | str, texts: Mapping[str, str] | Sequence[str] | None,
+                    options: Mapping[str, Any] | None) -> np.ndarray:
+        n = len(self.query_ids)
+        if isinstance(given, str):
+            if texts is None:
+                raise InputError(f"query_embeddings names a model ({given!r}); give query_texts "
+                                 "to encode")
+            if isinstance(texts, Mapping):
+                missing = [q for q in self.query_ids if q not in texts]
+                if missing:
+                    raise InputError(f"query_texts has no text for query {missing[0]!r} "
+                                     f"({len(missing)} missing)")
+                ordered = [texts[q] for q in self.query_ids]
+            else:
+                ordered = list(texts)
+                if len(ordered) != n:
+                    raise InputError(f"query_texts holds {len(ordered)} texts for {n} query ids")
+            given = encode_queries(given, self.query_ids, ordered, **dict(options or {}))
+        try:
+            array = np.asarray(given, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"query_embeddings is not a numeric array ({err})") from None
+        if array.ndim != 2:
+            raise InputError(f"query_embeddings must be 2-D (one row per query), got shape "
+                             f"{array.shape}")
+        if array.shape[0] != n:
+            raise InputError(f"query_embeddings has {array.shape[0]} rows but there are {n} query "
+                             "ids; give one row per query, in query_ids order")
+        finite = np.isfinite(array).all(axis=1)
+        if not finite.all():
+            bad = int(np.argmin(finite))
+            raise InputError(f"query_embeddings row {bad} (query {self.query_ids[bad]!r}) is not "
+                             "finite")
+        return array

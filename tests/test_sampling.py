@@ -1,0 +1,460 @@
+"""Pair samplers: pairs from teacher scores, TAS-Balanced (clusters, margin bins, epochs) and
+the random baseline, and the sentence-transformers trainer replaying a sampler's batches.
+
+Everything is seeded and small; the trainer test trains a tiny random BERT for a few steps.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from irdistill.data import Collection, Document
+from irdistill.errors import InputError, UnknownNameError
+from irdistill.sampling import (
+    SAMPLERS,
+    Example,
+    Pair,
+    RandomPairSampler,
+    TASBalancedSampler,
+    encode_queries,
+    kmeans_clusters,
+    margin_bins,
+    pairs_from_scores,
+)
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def make_pairs(n_queries: int, pairs_per_query: int = 6, seed: int = 0) -> tuple[list[str], dict]:
+    rng = np.random.default_rng(seed)
+    qids = [f"q{i}" for i in range(n_queries)]
+    pairs = {q: [Pair(f"{q}-p{j % 2}", f"{q}-n{j}", float(rng.uniform(-5, 5)))
+                 for j in range(pairs_per_query)] for q in qids}
+    return qids, pairs
+
+
+def blobs(sizes: list[int], dim: int = 8, spread: float = 1000.0, seed: int = 0) -> np.ndarray:
+    """Tight, far-apart Gaussian blobs of the given sizes, blob after blob."""
+    rng = np.random.default_rng(seed)
+    rows = [spread * np.eye(dim)[i % dim] * (1 + i // dim) + rng.normal(scale=0.1, size=(n, dim))
+            for i, n in enumerate(sizes)]
+    return np.concatenate(rows).astype(np.float32)
+
+
+def check_plan(sampler: TASBalancedSampler, plan: list[list[Example]]) -> None:
+    """The invariants of every TAS-Balanced epoch."""
+    k, share = sampler.clusters_per_batch, sampler.share
+    sizes = {int(c): len(members) for c, members in zip(sampler.cluster_ids, sampler.clusters,
+                                                          strict=True)}
+    assert len(plan) == len(sampler)
+    seen: set[str] = set()
+    for batch in plan:
+        assert len(batch) == sampler.batch_size
+        per_cluster = Counter(sampler.assignments[e.qid] for e in batch)
+        assert len(per_cluster) == k and set(per_cluster.values()) == {share}
+        for qid, count in Counter(e.qid for e in batch).items():
+            if count > 1:  # a repeat only where the cluster is smaller than its share
+                assert sizes[sampler.assignments[qid]] < share
+        for e in batch:
+            assert (e.positive, e.negative, e.margin) in {tuple(p) for p in
+                                                          sampler.pairs[sampler.query_ids.index(e.qid)]}
+        seen.update(e.qid for e in batch)
+    assert seen == set(sampler.query_ids)  # every query at least once per epoch
+
+
+def as_tuples(plan: list[list[Example]]) -> list[list[tuple]]:
+    return [[tuple(e) for e in batch] for batch in plan]
+
+
+# ---------------------------------------------------------------------------------------------
+# pairs from teacher scores
+
+
+def scores_table(rows: list[tuple[str, str, float, str]]) -> pa.Table:
+    qid, pid, score, teacher = zip(*rows, strict=True)
+    return pa.table({"qid": list(qid), "pid": list(pid), "score": list(score),
+                     "teacher": list(teacher)})
+
+
+def test_pairs_from_scores_hand_made(tmp_path: Path) -> None:
+    table = scores_table([
+        ("q1", "d1", 5.0, "ce"), ("q1", "d2", 3.0, "ce"), ("q1", "d3", 1.5, "ce"),
+        ("q1", "d4", 2.0, "ce"),
+        ("q2", "d1", 1.0, "ce"), ("q2", "d2", 0.5, "ce"),  # no positive: skipped
+        ("q3", "d3", 4.0, "ce"),  # only a positive: skipped
+        ("q4", "d1", 2.0, "ce"), ("q4", "d6", 1.0, "ce"), ("q4", "d5", 4.0, "ce"),
+    ])
+    qrels = {"q1": {"d1": 1, "d4": 0, "d9": 1}, "q3": {"d3": 2}, "q4": {"d1": 1, "d5": 2}}
+    pairs = pairs_from_scores(table, qrels)
+    assert pairs == {
+        "q1": [Pair("d1", "d2", 2.0), Pair("d1", "d3", 3.5), Pair("d1", "d4", 3.0)],
+        "q4": [Pair("d1", "d6", 1.0), Pair("d5", "d6", 3.0)],
+    }
+    pq.write_table(table, tmp_path / "scores.parquet")
+    assert pairs_from_scores(tmp_path, qrels) == pairs  # a job folder works too
+
+
+def test_pairs_from_scores_teachers_and_errors() -> None:
+    table = scores_table([("q1", "d1", 5.0, "a"), ("q1", "d2", 1.0, "a"),
+                          ("q1", "d1", 0.0, "b"), ("q1", "d2", 2.0, "b")])
+    qrels = {"q1": {"d1": 1}}
+    with pytest.raises(InputError, match="2 teachers"):
+        pairs_from_scores(table, qrels)
+    assert pairs_from_scores(table, qrels, teacher="b") == {"q1": [Pair("d1", "d2", -2.0)]}
+    with pytest.raises(InputError, match="no scores of teacher 'c'"):
+        pairs_from_scores(table, qrels, teacher="c")
+    with pytest.raises(InputError, match="both a judged-relevant and a non-relevant"):
+        pairs_from_scores(table, {"q9": {"d1": 1}}, teacher="a")
+
+
+# ---------------------------------------------------------------------------------------------
+# margin bins
+
+
+def test_margin_bins_are_per_query_equal_width() -> None:
+    assert margin_bins([0.0, 0.99, 1.0, 5.0, 9.99, 10.0]).tolist() == [0, 0, 1, 5, 9, 9]
+    # the range is the query's own: the same spacing shifted and scaled bins identically
+    assert margin_bins([100.0, 100.5, 102.0], n_bins=4).tolist() == [0, 1, 3]
+    assert margin_bins([3.0, 3.0, 3.0]).tolist() == [0, 0, 0]
+    assert margin_bins([7.0]).tolist() == [0]
+    with pytest.raises(InputError, match="n_bins"):
+        margin_bins([1.0, 2.0], n_bins=0)
+
+
+def test_bins_balance_skewed_margins() -> None:
+    """95 % of the pairs in the lowest bin; the draws still spread uniformly over the bins."""
+    rng = np.random.default_rng(3)
+    low = rng.uniform(0.0, 0.9, size=950)  # bin 0 of [0, 10]
+    rest = np.concatenate([rng.uniform(b + 0.05, b + 0.95, size=5) for b in range(1, 10)])
+    margins = np.concatenate([low, rest, [0.0, 10.0]])
+    skewed = [Pair(f"p{i}", f"n{i}", float(m)) for i, m in enumerate(margins)]
+    bin_of = dict(zip((p.negative for p in skewed), margin_bins(margins).tolist(), strict=True))
+    assert Counter(bin_of.values())[0] / len(skewed) > 0.94
+
+    qids = [f"q{i}" for i in range(100)]
+    pairs = {q: skewed for q in qids}
+    embeddings = np.random.default_rng(0).normal(size=(100, 4))
+    tas = TASBalancedSampler(qids, pairs, embeddings, batch_size=10, n_clusters=4, seed=1)
+    counts = Counter(bin_of[e.negative] for epoch in range(12) for batch in tas.plan(epoch)
+                     for e in batch)
+    draws = sum(counts.values())
+    assert draws >= 1200 and set(counts) == set(range(10))
+    expected = draws / 10
+    chi2 = sum((counts[b] - expected) ** 2 / expected for b in range(10))
+    assert chi2 < 27.9, counts  # chi-square, 9 degrees of freedom, p = 0.001
+
+    random_ = RandomPairSampler(qids, pairs, batch_size=10, seed=1)
+    baseline = Counter(bin_of[e.negative] for epoch in range(12) for batch in random_.plan(epoch)
+                       for e in batch)
+    assert baseline[0] / sum(baseline.values()) > 0.9  # what balancing corrects
+
+
+def test_draws_only_from_non_empty_bins() -> None:
+    # margins in bins 0 and 9 only: both come up about equally, nothing else exists
+    pairs = {"q0": [Pair("p", "a", 0.0), Pair("p", "b", 0.1), Pair("p", "c", 0.2),
+                    Pair("p", "z", 10.0)], "q1": [Pair("p", "x", 1.0)]}
+    tas = TASBalancedSampler(["q0", "q1"], pairs, np.eye(2), batch_size=1, n_clusters=1)
+    drawn = Counter(e.negative for epoch in range(400) for batch in tas.plan(epoch)
+                    for e in batch if e.qid == "q0")
+    assert 160 < drawn["z"] < 240 and drawn["a"] + drawn["b"] + drawn["c"] == 400 - drawn["z"]
+
+
+# ---------------------------------------------------------------------------------------------
+# TAS-Balanced batches
+
+
+def test_batches_come_from_one_kmeans_cluster() -> None:
+    qids, pairs = make_pairs(60)
+    embeddings = np.random.default_rng(1).normal(size=(60, 16)).astype(np.float32)
+    tas = TASBalancedSampler(qids, pairs, embeddings, batch_size=4, n_clusters=6, seed=5)
+    # the assignment is the seeded faiss k-means: nearest centroid, and reproducible
+    nearest = ((embeddings[:, None, :] - tas.centroids[None]) ** 2).sum(-1).argmin(1)
+    assert [tas.assignments[q] for q in qids] == nearest.tolist()
+    again, _ = kmeans_clusters(embeddings, 6, seed=5)
+    assert [tas.assignments[q] for q in qids] == again.tolist()
+    for epoch in range(3):
+        plan = tas.plan(epoch)
+        check_plan(tas, plan)
+        for batch in plan:
+            assert len({tas.assignments[e.qid] for e in batch}) == 1
+
+
+def test_clusters_per_batch_equal_shares() -> None:
+    qids, pairs = make_pairs(50)
+    embeddings = np.random.default_rng(2).normal(size=(50, 8))
+    tas = TASBalancedSampler(qids, pairs, embeddings, batch_size=6, n_clusters=5,
+                             clusters_per_batch=2, seed=0)
+    assert tas.share == 3
+    for epoch in range(3):
+        check_plan(tas, tas.plan(epoch))
+
+
+def test_dominant_cluster_sets_epoch_length() -> None:
+    """One cluster holds most queries; with 2 clusters per batch the other clusters fill in."""
+    qids, pairs = make_pairs(23)
+    tas = TASBalancedSampler(qids, pairs, blobs([20, 3]), batch_size=4, n_clusters=2,
+                             clusters_per_batch=2, seed=0)
+    assert sorted(len(c) for c in tas.clusters) == [3, 20]
+    assert len(tas) == 10  # the big cluster's 10 chunks of 2, each beside a chunk of the small one
+    for epoch in range(3):
+        check_plan(tas, tas.plan(epoch))
+
+
+def test_cluster_smaller_than_batch_repeats_its_queries() -> None:
+    """Policy: fill from the same cluster (never merge); repeats only when the cluster is
+    smaller than the batch, each query as evenly as possible."""
+    qids, pairs = make_pairs(14)
+    embeddings = blobs([12, 2])
+    tas = TASBalancedSampler(qids, pairs, embeddings, batch_size=4, n_clusters=2, seed=0)
+    small = next(c for c in tas.clusters if len(c) == 2)
+    small_ids = {qids[i] for i in small}
+    plan = tas.plan(0)
+    check_plan(tas, plan)
+    assert len(plan) == 4  # 3 batches of the 12-query cluster, 1 of the 2-query cluster
+    small_batches = [b for b in plan if {e.qid for e in b} <= small_ids]
+    assert len(small_batches) == 1
+    assert Counter(e.qid for e in small_batches[0]) == dict.fromkeys(small_ids, 2)
+    for batch in plan:  # the big cluster's batches never repeat a query
+        if batch is not small_batches[0]:
+            assert len({e.qid for e in batch}) == 4
+
+
+def test_short_last_chunk_is_topped_up_from_its_cluster() -> None:
+    qids, pairs = make_pairs(10)
+    tas = TASBalancedSampler(qids, pairs, blobs([10]), batch_size=4, n_clusters=1, seed=0)
+    plan = tas.plan(0)
+    assert len(tas) == len(plan) == 3
+    check_plan(tas, plan)
+    assert all(len({e.qid for e in batch}) == 4 for batch in plan)  # no repeat in a batch
+    assert sum(len(b) for b in plan) == 12 and len({e.qid for b in plan for e in b}) == 10
+
+
+def test_determinism_seeds_and_epochs() -> None:
+    qids, pairs = make_pairs(40)
+    embeddings = np.random.default_rng(4).normal(size=(40, 8))
+
+    def build(seed: int) -> TASBalancedSampler:
+        return TASBalancedSampler(qids, pairs, embeddings, batch_size=4, n_clusters=4, seed=seed)
+
+    first, second, other = build(7), build(7), build(8)
+    assert as_tuples(first.plan(0)) == as_tuples(second.plan(0))
+    assert as_tuples(first.plan(3)) == as_tuples(second.plan(3))
+    assert as_tuples(first.plan(0)) != as_tuples(first.plan(1))
+    assert as_tuples(first.plan(0)) != as_tuples(other.plan(0))
+    # __iter__ follows set_epoch and replays the same epoch when iterated again
+    assert as_tuples(list(first)) == as_tuples(first.plan(0))
+    first.set_epoch(2)
+    assert as_tuples(list(first)) == as_tuples(first.plan(2)) == as_tuples(list(first))
+    with pytest.raises(InputError, match="epoch"):
+        first.set_epoch(-1)
+
+
+@pytest.mark.parametrize(("n", "batch_size", "clusters", "per_batch"),
+                         [(23, 5, 3, 1), (40, 8, 6, 2), (9, 3, 9, 3), (7, 16, 2, 1)])
+def test_len_matches_batches_yielded(n: int, batch_size: int, clusters: int,
+                                     per_batch: int) -> None:
+    qids, pairs = make_pairs(n)
+    embeddings = np.random.default_rng(n).normal(size=(n, 6))
+    tas = TASBalancedSampler(qids, pairs, embeddings, batch_size=batch_size, n_clusters=clusters,
+                             clusters_per_batch=per_batch, seed=3)
+    for epoch in range(3):
+        tas.set_epoch(epoch)
+        batches = list(tas)
+        assert len(batches) == len(tas)
+        check_plan(tas, batches)
+
+
+# ---------------------------------------------------------------------------------------------
+# the random baseline
+
+
+def test_random_sampler_interface() -> None:
+    qids, pairs = make_pairs(10)
+    sampler = RandomPairSampler(qids, pairs, batch_size=4, seed=0)
+    plan = sampler.plan(0)
+    assert len(sampler) == len(plan) == 3 and [len(b) for b in plan] == [4, 4, 2]
+    assert sorted(e.qid for b in plan for e in b) == sorted(qids)
+    assert as_tuples(plan) == as_tuples(RandomPairSampler(qids, pairs, 4, seed=0).plan(0))
+    assert as_tuples(plan) != as_tuples(sampler.plan(1))
+    dropping = RandomPairSampler(qids, pairs, batch_size=4, seed=0, drop_last=True)
+    assert len(dropping) == len(list(dropping)) == 2
+    sampler.set_epoch(1)
+    assert as_tuples(list(sampler)) == as_tuples(sampler.plan(1))
+
+
+def test_registry() -> None:
+    assert SAMPLERS.get("TAS-Balanced") is TASBalancedSampler
+    assert SAMPLERS.get("random") is RandomPairSampler
+    with pytest.raises(UnknownNameError, match="random, tas-balanced"):
+        SAMPLERS.get("tas")
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_bad_input_errors() -> None:
+    qids, pairs = make_pairs(8)
+    emb = np.random.default_rng(0).normal(size=(8, 4))
+
+    def tas(**kwargs):
+        args = {"query_ids": qids, "pairs_by_query": pairs, "query_embeddings": emb,
+                "batch_size": 2, "n_clusters": 2} | kwargs
+        return TASBalancedSampler(**args)
+
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1, got 0"):
+        tas(batch_size=0)
+    with pytest.raises(InputError, match="batch_size must be"):
+        RandomPairSampler(qids, pairs, batch_size=0)
+    with pytest.raises(InputError, match="n_clusters=9 is more than the 8 training queries"):
+        tas(n_clusters=9)
+    with pytest.raises(InputError, match="query 'q3' has no .* pairs .*empty pair list"):
+        tas(pairs_by_query={**pairs, "q3": []})
+    with pytest.raises(InputError, match="query 'q9' has no .* pairs .*not in pairs_by_query"):
+        tas(query_ids=[*qids, "q9"], query_embeddings=np.zeros((9, 4)))
+    with pytest.raises(InputError, match="7 rows but there are 8 query ids"):
+        tas(query_embeddings=emb[:7])
+    with pytest.raises(InputError, match="not a multiple of clusters_per_batch=2"):
+        tas(batch_size=3, clusters_per_batch=2)
+    with pytest.raises(InputError, match="clusters_per_batch=3 is more than n_clusters=2"):
+        tas(batch_size=3, clusters_per_batch=3)
+    with pytest.raises(InputError, match="query 'q2', pair 1 .*margin is nan"):
+        bad = [pairs["q2"][0], Pair("a", "b", float("nan"))]
+        tas(pairs_by_query={**pairs, "q2": bad})
+    with pytest.raises(InputError, match="appears twice"):
+        tas(query_ids=[*qids[:-1], "q0"])
+    with pytest.raises(InputError, match="give query_texts"):
+        tas(query_embeddings="some-model")
+    nan_emb = emb.copy()
+    nan_emb[5, 1] = np.nan
+    with pytest.raises(InputError, match="row 5 \\(query 'q5'\\)"):
+        tas(query_embeddings=nan_emb)
+
+
+# ---------------------------------------------------------------------------------------------
+# embeddings from a model name, and the sentence-transformers trainer
+
+
+QUERY_TEXTS = [
+    "protein expression in cancer cells", "tumor cells and cancer risk", "gene expression levels",
+    "cancer protein pathway", "vaccine immune response", "virus infection in patients",
+    "immune response to vaccine trial", "drug dose effect on blood",
+]
+
+
+def tiny_collection() -> tuple[Collection, list[str], dict[str, list[Pair]]]:
+    from conftest import DOCS
+
+    qids = [f"q{i}" for i in range(len(QUERY_TEXTS))]
+    corpus = {doc_id: Document(text, title) for doc_id, (title, text) in DOCS.items()}
+    rng = np.random.default_rng(11)
+    doc_ids = list(DOCS)
+    pairs = {}
+    for i, qid in enumerate(qids):
+        pos = doc_ids[i % len(doc_ids)]
+        negs = [d for d in doc_ids if d != pos][:4]
+        pairs[qid] = [Pair(pos, neg, float(rng.uniform(-3, 3))) for neg in negs]
+    collection = Collection(corpus=corpus, queries=dict(zip(qids, QUERY_TEXTS, strict=True)),
+                            qrels={}, name="tiny-sampling")
+    return collection, qids, pairs
+
+
+def test_embeddings_from_model_name(tiny_model_dir: Path, cache_dir: Path) -> None:
+    collection, qids, pairs = tiny_collection()
+    options = {"cache": False, "show_progress_bar": False, "device": "cpu"}
+    by_name = TASBalancedSampler(qids, pairs, str(tiny_model_dir), batch_size=2, n_clusters=2,
+                                 query_texts=collection.queries, encoder_options=options)
+    embeddings = encode_queries(str(tiny_model_dir), qids, QUERY_TEXTS, **options)
+    assert embeddings.shape == (8, 32)
+    given = TASBalancedSampler(qids, pairs, embeddings, batch_size=2, n_clusters=2)
+    assert by_name.assignments == given.assignments
+    assert as_tuples(by_name.plan(0)) == as_tuples(given.plan(0))
+
+
+def test_trainer_factory_unit() -> None:
+    from torch.utils.data import SequentialSampler
+
+    from irdistill.sampling import PlannedBatchSampler, build_trainer_inputs
+
+    collection, qids, pairs = tiny_collection()
+    sampler = RandomPairSampler(qids, pairs, batch_size=3, seed=0)
+    inputs = build_trainer_inputs(sampler, collection, epochs=2)
+    assert len(inputs.dataset) == 16 and inputs.dataset.column_names == [
+        "query", "positive", "negative", "label"]
+    # the trainer pickles its arguments into checkpoints: the factory is small and picklable
+    restored = pickle.loads(pickle.dumps(inputs.batch_sampler))
+    assert restored.is_training_set(inputs.dataset) and len(pickle.dumps(restored)) < 2000
+    batches = inputs.batch_sampler(inputs.dataset, batch_size=3, drop_last=False)
+    assert isinstance(batches, PlannedBatchSampler) and len(batches) == 3
+    assert list(batches) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    batches.set_epoch(1)
+    assert list(batches) == [[8, 9, 10], [11, 12, 13], [14, 15]]
+    with pytest.raises(InputError, match="holds 2 planned epoch"):
+        batches.set_epoch(2)
+    with pytest.raises(InputError, match="per_device_train_batch_size=3"):
+        inputs.batch_sampler(inputs.dataset, batch_size=4, drop_last=False)
+    other = inputs.dataset.select(range(5))  # e.g. an eval set: plain sequential batches
+    plain = inputs.batch_sampler(other, batch_size=2, drop_last=False)
+    assert isinstance(plain.sampler, SequentialSampler) and list(plain) == [[0, 1], [2, 3], [4]]
+    row = inputs.dataset[0]
+    first = inputs.plans[0][0][0]
+    assert row["query"] == collection.queries[first.qid]
+    assert row["positive"] == collection.corpus[first.positive].full_text()
+    assert row["label"] == [first.margin]
+    with pytest.raises(InputError, match="passage id 'zz'"):
+        bad = {q: [Pair("zz", "d1", 1.0)] for q in qids}
+        build_trainer_inputs(RandomPairSampler(qids, bad, 3), collection)
+
+
+def test_trainer_trains_on_the_sampler_batches(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Two epochs of a tiny model with MarginMSELoss; the loss sees the sampler's batches."""
+    import torch
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.losses import MarginMSELoss
+
+    from irdistill.sampling import PlannedBatchSampler, build_trainer_inputs
+
+    collection, qids, pairs = tiny_collection()
+    sampler = TASBalancedSampler(qids, pairs, blobs([4, 4]), batch_size=4, n_clusters=2, seed=0)
+    inputs = build_trainer_inputs(sampler, collection, epochs=2)
+
+    class RecordingLoss(torch.nn.Module):
+        def __init__(self, inner: MarginMSELoss) -> None:
+            super().__init__()
+            self.inner = inner
+            self.model = inner.model
+            self.seen: list[list[float]] = []
+
+        def forward(self, features, labels):
+            self.seen.append(labels.detach().reshape(-1).tolist())
+            return self.inner(features, labels)
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    loss = RecordingLoss(MarginMSELoss(model))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "out"), **inputs.training_arguments(), learning_rate=1e-3,
+        save_strategy="no", report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
+        dataloader_num_workers=0, logging_strategy="no",
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=inputs.dataset,
+                                         loss=loss)
+    assert isinstance(trainer.get_train_dataloader().batch_sampler, PlannedBatchSampler)
+    trainer.train()
+
+    expected = [[e.margin for e in batch] for plan in inputs.plans for batch in plan]
+    assert len(loss.seen) == 2 * len(sampler) == trainer.state.global_step
+    assert inputs.plans[0] != inputs.plans[1]
+    for seen, planned in zip(loss.seen, expected, strict=True):
+        assert seen == pytest.approx(planned, abs=1e-5)
