@@ -1,0 +1,40 @@
+"""Distillation losses for students, one per module, found by name in ``LOSSES``.
+
+Each is an ``nn.Module`` built from the student model like the sentence-transformers losses:
+``forward(sentence_features, labels)`` embeds the input columns and calls a pure
+``compute_loss_from_embeddings(embeddings, labels)``, which dense and sparse students share.
+
+==================  ========================  =================================================
+name                class                     method
+==================  ========================  =================================================
+``"margin-mse"``    :class:`MarginMSELoss`    Margin-MSE (arXiv 2010.02666)
+``"tas-balanced"``  :class:`TASBalancedLoss`  pair + α · in-batch Margin-MSE (arXiv 2104.06967)
+``"listwise-kl"``   :class:`ListwiseKLLoss`   KL / ListNet over a candidate list
+``"infonce"``       :class:`InfoNCELoss`      InfoNCE with in-batch negatives (no teacher)
+==================  ========================  =================================================
+"""
+
+from __future__ import annotations
+
+from irdistill.losses.base import LOSSES, LossParts
+from irdistill.losses.infonce import InfoNCELoss
+from irdistill.losses.listwise_kl import ListwiseKLLoss
+from irdistill.losses.margin_mse import MarginMSELoss
+from irdistill.losses.tas_balanced import (
+    FrozenBiEncoderTeacher,
+    TASBalancedLoss,
+    inbatch_margin_mse,
+    inbatch_teacher_scores,
+)
+
+__all__ = [
+    "LOSSES",
+    "LossParts",
+    "MarginMSELoss",
+    "TASBalancedLoss",
+    "FrozenBiEncoderTeacher",
+    "ListwiseKLLoss",
+    "InfoNCELoss",
+    "inbatch_margin_mse",
+    "inbatch_teacher_scores",
+]

@@ -1,0 +1,404 @@
+"""Losses on seeded random tensors and hand-computed cases; a 2-process DDP check; one forward
+through a tiny sentence-transformers model. No downloads."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
+from sentence_transformers.sentence_transformer.losses import MarginMSELoss as STMarginMSELoss
+from sentence_transformers.util import pairwise_cos_sim
+
+from irdistill.errors import InputError, UnknownNameError
+from irdistill.losses import (
+    LOSSES,
+    FrozenBiEncoderTeacher,
+    InfoNCELoss,
+    ListwiseKLLoss,
+    LossParts,
+    MarginMSELoss,
+    TASBalancedLoss,
+    inbatch_margin_mse,
+    inbatch_teacher_scores,
+)
+
+
+def t(rows) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def random_columns(batch: int, n_columns: int, dim: int, seed: int, dtype=torch.float32) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, dim, generator=generator, dtype=dtype) for _ in range(n_columns)]
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+def test_registry_names_and_unknown() -> None:
+    assert LOSSES.names() == ["infonce", "listwise-kl", "margin-mse", "tas-balanced"]
+    assert LOSSES.get("Margin-MSE") is MarginMSELoss
+    assert LOSSES.get("tas-balanced") is TASBalancedLoss
+    with pytest.raises(UnknownNameError, match="known: infonce, listwise-kl, margin-mse, tas-balanced"):
+        LOSSES.get("margin-mae")
+    with pytest.raises(InputError, match="unknown similarity 'l2'; known: cosine, dot"):
+        MarginMSELoss(None, similarity_fct="l2")
+
+
+# --- Margin-MSE ---------------------------------------------------------------------------------
+
+# 2 queries, 2 negatives, dot product:
+#   q1 = [1, 0]: s(p+) = [1,0]·[2,0] = 2, s(n1) = [1,0]·[1,0] = 1, s(n2) = [1,0]·[0,1] = 0
+#   q2 = [0, 1]: s(p+) = [0,1]·[0,3] = 3, s(n1) = [0,1]·[0,1] = 1, s(n2) = [0,1]·[1,0] = 0
+#   student margins [[1, 2], [2, 3]]; teacher margins [[1, 1], [2, 1]]
+#   squared differences 0, 1, 0, 4 -> mean 5 / 4 = 1.25
+MM_EMB = [t([[1, 0], [0, 1]]), t([[2, 0], [0, 3]]), t([[1, 0], [0, 1]]), t([[0, 1], [1, 0]])]
+
+
+def test_margin_mse_hand_computed() -> None:
+    loss = MarginMSELoss(None)
+    assert loss.compute_loss_from_embeddings(MM_EMB, t([[1, 1], [2, 1]])).item() == pytest.approx(1.25)
+    # raw teacher scores [t(p+), t(n1), t(n2)] with the same margins: 5-4=1, 5-4=1; 3-1=2, 3-2=1
+    assert loss.compute_loss_from_embeddings(MM_EMB, t([[5, 4, 4], [3, 1, 2]])).item() == pytest.approx(1.25)
+    # one negative, labels (batch,): margins [1, 2] vs teacher [0, 2] -> (1 + 0) / 2 = 0.5
+    assert loss.compute_loss_from_embeddings(MM_EMB[:3], t([0, 2])).item() == pytest.approx(0.5)
+    # cosine: q1·p1 = 1, q1·n1 = 1 -> margin 0; q2·p2 = 1, q2·n1 = 1 -> 0; teacher [1, 2] -> 2.5
+    cosine = MarginMSELoss(None, similarity_fct="cosine")
+    assert cosine.compute_loss_from_embeddings(MM_EMB[:3], t([1, 2])).item() == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+def test_margin_mse_equals_sentence_transformers(similarity: str) -> None:
+    emb = random_columns(5, 5, 8, seed=1)  # query, positive, 3 negatives
+    scores = torch.randn(5, 4, generator=torch.Generator().manual_seed(2))
+    ours = MarginMSELoss(None, similarity_fct=similarity)
+    theirs = STMarginMSELoss(None) if similarity == "dot" else STMarginMSELoss(None, similarity_fct=pairwise_cos_sim)
+    for labels in (scores, scores[:, :1] - scores[:, 1:]):
+        torch.testing.assert_close(ours.compute_loss_from_embeddings(emb, labels),
+                                   theirs.compute_loss_from_embeddings(emb, labels))
+    torch.testing.assert_close(ours.compute_loss_from_embeddings(emb[:3], scores[:, 0]),
+                               theirs.compute_loss_from_embeddings(emb[:3], scores[:, 0]))
+
+
+def test_margin_mse_label_shape_errors() -> None:
+    loss = MarginMSELoss(None)
+    with pytest.raises(ValueError, match=r"expected teacher labels of shape \(2, 2\) or \(2, 3\).*got \(2, 4\)"):
+        loss.compute_loss_from_embeddings(MM_EMB, torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"got \(2,\)"):  # (batch,) only for one negative
+        loss.compute_loss_from_embeddings(MM_EMB, torch.zeros(2))
+    with pytest.raises(ValueError, match=r"\(2,\) or \(2, 1\) or \(2, 2\).*got \(3,\)"):
+        loss.compute_loss_from_embeddings(MM_EMB[:3], torch.zeros(3))
+    with pytest.raises(ValueError, match="needs teacher labels"):
+        loss.compute_loss_from_embeddings(MM_EMB, None)
+    with pytest.raises(ValueError, match="at least 3 input columns"):
+        loss.compute_loss_from_embeddings(MM_EMB[:2], torch.zeros(2))
+
+
+# --- listwise KL --------------------------------------------------------------------------------
+
+def kl(p: list[float], q: list[float]) -> float:
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
+
+
+def test_listwise_kl_two_candidates_by_hand() -> None:
+    # student scores [0, 0] (q = [1, 0] against [0, 1] and [0, 2]); teacher scores [2, 0]
+    # τ = 2: p = softmax([1, 0]) = [e/(e+1), 1/(e+1)] = [0.7311, 0.2689], q = [0.5, 0.5]
+    # KL = 0.7311 ln(1.4621) + 0.2689 ln(0.5379) = 0.27772 - 0.16678 = 0.11094
+    emb = [t([[1, 0]]), t([[0, 1]]), t([[0, 2]])]
+    e = math.e
+    loss = ListwiseKLLoss(None, temperature=2.0).compute_loss_from_embeddings(emb, t([[2, 0]]))
+    assert loss.item() == pytest.approx(kl([e / (e + 1), 1 / (e + 1)], [0.5, 0.5]), rel=1e-5)
+    assert loss.item() == pytest.approx(0.11094, abs=1e-5)
+    # τ = 1: p = softmax([2, 0]) = [0.8808, 0.1192] -> KL = 0.8808 ln 1.7616 + 0.1192 ln 0.2384 = 0.3256
+    sharp = ListwiseKLLoss(None, temperature=1.0).compute_loss_from_embeddings(emb, t([[2, 0]]))
+    assert sharp.item() == pytest.approx(kl([e**2 / (e**2 + 1), 1 / (e**2 + 1)], [0.5, 0.5]), rel=1e-5)
+    assert sharp.item() > loss.item()  # a higher temperature flattens both distributions
+
+
+@pytest.mark.parametrize("temperature", [0.05, 1.0, 10.0])
+def test_listwise_kl_identical_distributions_is_zero(temperature: float) -> None:
+    emb = random_columns(4, 6, 8, seed=3)  # query + 5 candidates
+    student = torch.stack([(emb[0] * c).sum(-1) for c in emb[1:]], dim=1)
+    loss = ListwiseKLLoss(None, temperature=temperature).compute_loss_from_embeddings(emb, student.clone())
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_listwise_kl_mean_over_queries_and_st_scaling() -> None:
+    emb = random_columns(3, 5, 8, seed=4)
+    teacher = torch.randn(3, 4, generator=torch.Generator().manual_seed(5))
+    tau = 3.0
+    ours = ListwiseKLLoss(None, temperature=tau).compute_loss_from_embeddings(emb, teacher)
+    student = torch.stack([(emb[0] * c).sum(-1) for c in emb[1:]], dim=1)
+    p, log_q = torch.softmax(teacher / tau, 1), torch.log_softmax(student / tau, 1)
+    expected = (p * (p.log() - log_q)).sum(1).mean()  # KL per query, mean over queries
+    torch.testing.assert_close(ours, expected)
+    scaled = ListwiseKLLoss(None, temperature=tau, scale_by_temperature_squared=True)
+    torch.testing.assert_close(scaled.compute_loss_from_embeddings(emb, teacher),
+                               DistillKLDivLoss(None, temperature=tau).compute_loss_from_embeddings(emb, teacher))
+
+
+def test_listwise_kl_label_shape_errors() -> None:
+    emb = random_columns(2, 4, 4, seed=6)
+    loss = ListwiseKLLoss(None)
+    with pytest.raises(ValueError, match=r"expected teacher scores of shape \(batch, list_len\) = \(2, 3\).*got \(2, 4\)"):
+        loss.compute_loss_from_embeddings(emb, torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"= \(2, 3\).*got none"):
+        loss.compute_loss_from_embeddings(emb, None)
+    with pytest.raises(ValueError, match="at least 3 input columns"):
+        loss.compute_loss_from_embeddings(emb[:2], torch.zeros(2, 1))
+
+
+# --- InfoNCE ------------------------------------------------------------------------------------
+
+def test_infonce_hand_computed_cross_entropy() -> None:
+    # dot product, τ = 0.5 (logits = 2 · scores); passages [p1, p2, n1, n2]
+    #   q1 = [1, 0]: scores [1, 0, 0.5, 0] -> logits [2, 0, 1, 0], positive at 0
+    #   q2 = [0, 1]: scores [0, 1, 0, 0.5] -> logits [0, 2, 0, 1], positive at 1
+    # each: -log(e^2 / (e^2 + e^1 + 1 + 1)) = -log(7.3891 / 12.1073) = 0.4938; mean 0.4938
+    q, p, n = t([[1, 0], [0, 1]]), t([[1, 0], [0, 1]]), t([[0.5, 0], [0, 0.5]])
+    loss = InfoNCELoss(None, temperature=0.5, similarity_fct="dot").compute_loss_from_embeddings([q, p, n])
+    e = math.e
+    assert loss.item() == pytest.approx(-math.log(e**2 / (e**2 + e + 2)), rel=1e-6)
+    assert loss.item() == pytest.approx(0.4938, abs=1e-4)
+
+
+def test_infonce_random_equals_cross_entropy() -> None:
+    q, p, n1, n2 = random_columns(4, 4, 8, seed=7)
+    ours = InfoNCELoss(None, temperature=0.1).compute_loss_from_embeddings([q, p, n1, n2])
+    logits = F.normalize(q, dim=-1) @ F.normalize(torch.cat([p, n1, n2]), dim=-1).T / 0.1
+    torch.testing.assert_close(ours, F.cross_entropy(logits, torch.arange(4)))
+
+
+def test_infonce_rejects_labels() -> None:
+    q, p = random_columns(2, 2, 4, seed=8)
+    with pytest.raises(ValueError, match=r"takes no labels.*expected none, got a tensor of shape \(2,\)"):
+        InfoNCELoss(None).compute_loss_from_embeddings([q, p], torch.zeros(2))
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        InfoNCELoss(None, temperature=0.0)
+
+
+# --- TAS-Balanced -------------------------------------------------------------------------------
+
+# 2 queries, 1 negative, dot; passages of the batch in column order [p1, p2, n1, n2]
+#   q1 = [1, 0]: student scores [2, 0, 1, 1]; q2 = [0, 1]: [0, 1, 1, 0]
+#   pair: margins s(p+) - s(n): q1 2 - 1 = 1, q2 1 - 0 = 1; teacher margins [0.5, 1] -> (0.25 + 0) / 2 = 0.125
+#   in-batch teacher t2: q1 [3, 1, 2, 2], q2 [1, 2, 0, 0]
+#   q1 vs other queries' passages p2, n2: student margins 2-0 = 2, 2-1 = 1; teacher 3-1 = 2, 3-2 = 1 -> 0, 0
+#   q2 vs p1, n1: student 1-0 = 1, 1-1 = 0; teacher 2-1 = 1, 2-0 = 2 -> 0, (-2)^2 = 4
+#   L_inbatch = (0 + 0 + 0 + 4) / 4 = 1; total = 0.125 + 0.75 · 1 = 0.875
+TAS_EMB = [t([[1, 0], [0, 1]]), t([[2, 0], [0, 1]]), t([[1, 1], [1, 0]])]
+TAS_INBATCH = t([[3, 1, 2, 2], [1, 2, 0, 0]])
+
+
+def test_tas_balanced_hand_computed() -> None:
+    loss = TASBalancedLoss(None)
+    parts = loss.compute_loss_from_embeddings(TAS_EMB, TASBalancedLoss.pack_labels(t([0.5, 1.0]), TAS_INBATCH))
+    assert isinstance(parts, LossParts) and list(parts) == ["pair", "inbatch"]
+    assert parts["pair"].item() == pytest.approx(0.125)
+    assert parts["inbatch"].item() == pytest.approx(0.75 * 1.0)
+    assert parts.total.item() == pytest.approx(0.875)
+    # the ST trainer's reduction of a dict loss is the same total
+    assert torch.stack(list(parts.values())).sum().item() == pytest.approx(0.875)
+    assert loss.inbatch_loss(TAS_EMB, TAS_INBATCH).item() == pytest.approx(1.0)
+    # raw pair scores [t(p+), t(n)] instead of margins: 2.5 - 2 = 0.5, 4 - 3 = 1
+    raw = TASBalancedLoss.pack_labels(t([[2.5, 2], [4, 3]]), TAS_INBATCH)
+    assert loss.compute_loss_from_embeddings(TAS_EMB, raw).total.item() == pytest.approx(0.875)
+    # teacher embeddings whose dot products are TAS_INBATCH: queries e1, e2, so tq_i · tp_j = tp_j[i]
+    tq = torch.eye(2)
+    tp, tn = TAS_INBATCH[:, :2].T.contiguous(), TAS_INBATCH[:, 2:].T.contiguous()
+    parts = loss.compute_loss_from_embeddings(TAS_EMB, t([0.5, 1.0]), teacher_embeddings=[tq, tp, tn])
+    assert parts.total.item() == pytest.approx(0.875)
+
+
+def naive_inbatch(query, columns, targets) -> torch.Tensor:
+    """Double loop over queries and every passage of another query, dot product."""
+    batch, passages = query.size(0), torch.cat(columns)
+    terms = []
+    for i in range(batch):
+        own = {c * batch + i for c in range(len(columns))}
+        s_pos, t_pos = query[i] @ passages[i], targets[i, i]
+        for j in range(passages.size(0)):
+            if j not in own:
+                terms.append(((s_pos - query[i] @ passages[j]) - (t_pos - targets[i, j])) ** 2)
+    return torch.stack(terms).mean()
+
+
+@pytest.mark.parametrize("alpha", [0.75, 0.2])
+def test_tas_balanced_vectorised_equals_double_loop(alpha: float) -> None:
+    batch, n_neg = 3, 2
+    emb = random_columns(batch, 2 + n_neg, 6, seed=9)
+    generator = torch.Generator().manual_seed(10)
+    targets = torch.randn(batch, batch * (1 + n_neg), generator=generator)
+    pair_labels = torch.randn(batch, n_neg, generator=generator)
+    loss = TASBalancedLoss(None, alpha=alpha)
+    parts = loss.compute_loss_from_embeddings(emb, TASBalancedLoss.pack_labels(pair_labels, targets))
+    naive = naive_inbatch(emb[0], emb[1:], targets)
+    torch.testing.assert_close(loss.inbatch_loss(emb, targets), naive)
+    torch.testing.assert_close(parts["inbatch"], alpha * naive)
+    torch.testing.assert_close(parts["pair"], MarginMSELoss(None).compute_loss_from_embeddings(emb, pair_labels))
+    torch.testing.assert_close(parts.total, parts["pair"] + alpha * naive)
+
+
+def test_inbatch_margin_mse_single_query_is_zero_with_graph() -> None:
+    q, p, n = (x.requires_grad_() for x in random_columns(1, 3, 4, seed=11))
+    value = inbatch_margin_mse(q, torch.cat([p, n]), torch.zeros(1, 2), n_columns=2)
+    assert value.item() == 0.0 and value.requires_grad
+
+
+def test_tas_balanced_errors() -> None:
+    loss = TASBalancedLoss(None)
+    with pytest.raises(ValueError, match="needs in-batch teacher scores"):
+        loss.compute_loss_from_embeddings(TAS_EMB, t([0.5, 1.0]))
+    with pytest.raises(ValueError, match=r"or \(2, 1 or 2 \+ 4\) \(pair labels, then the in-batch teacher scores.*got \(2, 7\)"):
+        loss.compute_loss_from_embeddings(TAS_EMB, torch.zeros(2, 7))
+    with pytest.raises(ValueError, match="expected 3 teacher embedding columns"):
+        loss.compute_loss_from_embeddings(TAS_EMB, t([0.5, 1.0]), teacher_embeddings=[torch.eye(2)] * 2)
+    with pytest.raises(ValueError, match=r"expected labels of shape \(2,\) or \(2, 1\) or \(2, 2\).*or \(2, 1 or 2 \+ 4\).*got \(2, 3\)"):
+        loss.compute_loss_from_embeddings(TAS_EMB, torch.zeros(2, 3), teacher_embeddings=[torch.eye(2)] * 3)
+    with pytest.raises(ValueError, match="alpha must be"):
+        TASBalancedLoss(None, alpha=-1)
+
+
+def test_inbatch_teacher_scores_layout() -> None:
+    class LengthTeacher:
+        def score(self, queries, passages):
+            return [10 * len(q) + len(p) for q, p in zip(queries, passages, strict=True)]
+
+    queries, columns = ["a", "bb"], [["ppp", "pppp"], ["n", "nn"]]
+    scores = inbatch_teacher_scores(LengthTeacher(), queries, columns)
+    passages = columns[0] + columns[1]
+    assert scores.shape == (2, 4) and scores.dtype == torch.float32
+    assert scores.tolist() == [[10 * len(q) + len(p) for p in passages] for q in queries]
+    with pytest.raises(ValueError, match="every passage column must hold 2 texts"):
+        inbatch_teacher_scores(LengthTeacher(), queries, [["p"], ["n", "nn"]])
+
+
+# --- DDP: 2 CPU processes against one process on the concatenated batch --------------------------
+
+WORLD, LOCAL_BATCH, N_NEG, DIM_IN, DIM = 2, 2, 2, 5, 3
+
+
+def ddp_problem() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(12)
+    global_batch, n_columns = WORLD * LOCAL_BATCH, 2 + N_NEG
+    return {
+        "inputs": torch.randn(n_columns, global_batch, DIM_IN, generator=generator, dtype=torch.float64),
+        "weight": torch.randn(DIM, DIM_IN, generator=generator, dtype=torch.float64),
+        "pair": torch.randn(global_batch, 1 + N_NEG, generator=generator, dtype=torch.float64),
+        "inbatch": torch.randn(global_batch, global_batch * (1 + N_NEG), generator=generator, dtype=torch.float64),
+        "teacher": torch.randn(n_columns, global_batch, 4, generator=generator, dtype=torch.float64),
+    }
+
+
+def run_tas(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None):
+    """One merged forward (as ST does) over all columns, TAS-B loss, backward."""
+    n_columns, batch = inputs.shape[:2]
+    embeddings = list(model(inputs.reshape(n_columns * batch, -1)).reshape(n_columns, batch, -1).unbind(0))
+    teacher_embeddings = list(teacher.unbind(0)) if teacher is not None else None
+    parts = TASBalancedLoss(None).compute_loss_from_embeddings(embeddings, labels, teacher_embeddings)
+    model.zero_grad()
+    parts.total.backward()
+    return {name: value.detach() for name, value in parts.items()}
+
+
+def ddp_worker(rank: int, port: int, problem: dict[str, torch.Tensor], out_dir: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                                         world_size=WORLD, timeout=timedelta(seconds=60))
+    try:
+        linear = torch.nn.Linear(DIM_IN, DIM, bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(problem["weight"])
+        model = torch.nn.parallel.DistributedDataParallel(linear)
+        rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+        inputs = problem["inputs"][:, rows]
+        results = {}
+        packed = TASBalancedLoss.pack_labels(problem["pair"][rows], problem["inbatch"][rows])
+        results["labels"] = run_tas(model, inputs, packed, None), linear.weight.grad.clone()
+        teacher = problem["teacher"][:, rows]
+        results["teacher"] = run_tas(model, inputs, problem["pair"][rows], teacher), linear.weight.grad.clone()
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_tas_balanced_ddp_matches_single_process(tmp_path: Path) -> None:
+    problem = ddp_problem()
+    expected = {}
+    for mode in ("labels", "teacher"):
+        linear = torch.nn.Linear(DIM_IN, DIM, bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(problem["weight"])
+        if mode == "labels":
+            labels, teacher = TASBalancedLoss.pack_labels(problem["pair"], problem["inbatch"]), None
+        else:
+            labels, teacher = problem["pair"], problem["teacher"]
+        expected[mode] = run_tas(linear, problem["inputs"], labels, teacher), linear.weight.grad.clone()
+
+    # fork: the children inherit the imported modules instead of re-importing sentence-transformers
+    method = "fork" if "fork" in torch.multiprocessing.get_all_start_methods() else "spawn"
+    torch.multiprocessing.start_processes(ddp_worker, args=(free_port(), problem, str(tmp_path)),
+                                          nprocs=WORLD, join=True, start_method=method)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    for mode, (parts, grad) in expected.items():
+        for name in ("pair", "inbatch"):  # the logged loss: mean of the per-rank losses
+            mean = sum(rank[mode][0][name] for rank in ranks) / WORLD
+            torch.testing.assert_close(mean, parts[name], atol=1e-5, rtol=0)
+        assert parts["inbatch"] > 0
+        for rank in ranks:  # DDP-averaged gradients on every rank
+            torch.testing.assert_close(rank[mode][1], grad, atol=1e-5, rtol=0)
+
+
+# --- forward(features, labels) through a tiny sentence-transformers model ----------------------
+
+def test_forward_through_tiny_model(tiny_model_dir: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    student = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    student.eval()  # no dropout, so two forwards can be compared
+    columns = [["protein expression in cancer", "vaccine immune response"],
+               ["high protein expression in tumor cells", "the vaccine trial shows immune response"],
+               ["drug dose has no effect", "mouse brain cells"],
+               ["virus infection", "study results"]]
+    def features() -> list[dict]:  # fresh dicts per call: ST modules write their outputs into them
+        return [student.preprocess(column) for column in columns]
+
+    scores = torch.tensor([[3.0, 1.0, 0.5], [2.0, 1.5, -1.0]])
+
+    margin = MarginMSELoss(student)(features(), scores)
+    margin.backward()
+    grads = [p.grad for p in student.parameters() if p.grad is not None]
+    assert margin.item() > 0 and grads and any(g.abs().sum() > 0 for g in grads)
+    student.zero_grad()
+
+    assert ListwiseKLLoss(student)(features(), scores).item() >= 0
+    assert InfoNCELoss(student)(features(), None).item() > 0
+
+    teacher = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    tas = TASBalancedLoss(student, inbatch_teacher=teacher)
+    assert isinstance(tas.inbatch_teacher, FrozenBiEncoderTeacher)
+    tas.train()  # what the trainer does: the teacher stays in eval mode
+    assert not tas.inbatch_teacher.training and student.training
+    student.eval()
+    assert not any(p.requires_grad for p in teacher.parameters())
+    on_the_fly = tas(features(), scores)
+    # the same loss with the teacher's scores precomputed and packed into the labels
+    with torch.no_grad():
+        emb = [teacher.encode(column, convert_to_tensor=True) for column in columns]
+    packed = TASBalancedLoss.pack_labels(scores, emb[0] @ torch.cat(emb[1:]).T)
+    precomputed = TASBalancedLoss(student)(features(), packed)
+    torch.testing.assert_close(on_the_fly.total, precomputed.total, atol=1e-5, rtol=1e-5)
+    on_the_fly.total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
