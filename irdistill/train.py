@@ -1,0 +1,420 @@
+"""Train a bi-encoder student from teacher scores with the sentence-transformers trainer.
+
+One YAML recipe (:class:`TrainConfig`) names the student, the teacher-score store, the loss
+and the sampler; :func:`train_student` turns them into a ``datasets.Dataset`` and runs
+``SentenceTransformerTrainer`` (checkpoints, resume, DDP under ``torchrun`` /
+``accelerate launch``, best checkpoint by an evaluator). Nothing here replaces the trainer:
+irdistill supplies the data layout each loss expects.
+
+| loss | rows | label |
+|---|---|---|
+| ``margin-mse`` | query, positive, negative | ``[t(q,p+) - t(q,p-)]`` |
+| ``tas-balanced`` | query, positive, negative | the margin, then the in-batch teacher's scores of the query against every passage of the (global) batch, precomputed |
+| ``listwise-kl`` | query, c_1 .. c_L | teacher scores of the L candidates |
+| ``infonce`` | query, positive, negative | none (label-only baseline; the negative is a candidate) |
+
+``margin-mse`` and ``tas-balanced`` take their (query, positive, negative) rows from a pair
+sampler (``tas-balanced`` or ``random``, :mod:`irdistill.sampling`), planned for every epoch
+up front so the trainer replays exactly the sampler's batches.
+
+``freeze_documents: true`` trains the query tower only: the student becomes a
+sentence-transformers ``Router`` whose document route is a frozen copy of the start model,
+so document embeddings (and an index built from them) stay valid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from irdistill.data.collection import Collection
+from irdistill.errors import InputError
+from irdistill.paths import resolve_model, write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+LOSS_NAMES = ("margin-mse", "tas-balanced", "listwise-kl", "infonce")
+SAMPLER_NAMES = ("tas-balanced", "random")
+
+
+@dataclass
+class TrainConfig:
+    """``irdistill train``: a student from teacher scores (YAML keys = these fields)."""
+
+    student: str = ""
+    dataset: str = ""
+    split: str | None = None
+    scores: str | None = None
+    teacher: str | None = None
+    loss: str = "margin-mse"
+    sampler: str = "tas-balanced"
+    n_clusters: int = 32
+    clusters_per_batch: int = 1
+    n_bins: int = 10
+    inbatch_teacher: str | None = None
+    alpha: float = 0.75
+    list_size: int = 8
+    temperature: float = 1.0
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    max_seq_length: int | None = 256
+    freeze_documents: bool = False
+    seed: int = 42
+    eval_dataset: str | None = None
+    eval_split: str | None = None
+    eval_steps: int | None = None
+    save_steps: int | None = None
+    logging_steps: int = 10
+    bf16: bool | None = None
+    resume: bool = True
+    out: str = ""
+
+    def validate(self) -> None:
+        for key in ("student", "dataset", "out"):
+            if not getattr(self, key):
+                raise InputError(f"train: {key} is required")
+        if self.loss not in LOSS_NAMES:
+            raise InputError(f"train: unknown loss {self.loss!r}; known: {', '.join(LOSS_NAMES)}")
+        if self.sampler not in SAMPLER_NAMES:
+            raise InputError(f"train: unknown sampler {self.sampler!r}; known: {', '.join(SAMPLER_NAMES)}")
+        if self.loss != "infonce" and not self.scores:
+            raise InputError(f"train: loss {self.loss} needs teacher scores (scores: PATH)")
+        if self.loss == "tas-balanced" and not self.inbatch_teacher:
+            raise InputError("train: tas-balanced needs inbatch_teacher (a dense model scoring in-batch pairs)")
+        for key in ("epochs", "batch_size", "list_size", "n_clusters", "logging_steps"):
+            if getattr(self, key) < 1:
+                raise InputError(f"train: {key} must be >= 1, got {getattr(self, key)}")
+        if self.learning_rate <= 0 or self.temperature <= 0:
+            raise InputError("train: learning_rate and temperature must be positive")
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    examples: int
+    seconds: float
+    examples_per_second: float
+    train_loss: float
+    best_checkpoint: str | None
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+def _scores_by_query(cfg: TrainConfig, collection: Collection) -> dict[str, dict[str, float]]:
+    from irdistill.teachers.store import read_scores
+
+    assert cfg.scores is not None
+    table = read_scores(_scores_path(cfg.scores))
+    teachers = sorted(set(table.column("teacher").to_pylist()))
+    if cfg.teacher is None and len(teachers) > 1:
+        raise InputError(f"{cfg.scores}: holds several teachers ({', '.join(teachers)}); set teacher:")
+    wanted = cfg.teacher or teachers[0]
+    if wanted not in teachers:
+        raise InputError(f"{cfg.scores}: no scores of teacher {wanted!r}; it holds {', '.join(teachers)}")
+    out: dict[str, dict[str, float]] = {}
+    for qid, pid, score, teacher in zip(*(table.column(c).to_pylist() for c in ("qid", "pid", "score", "teacher")),
+                                        strict=True):
+        if teacher != wanted:
+            continue
+        if qid not in collection.queries:
+            raise InputError(f"{cfg.scores}: query id {qid!r} is not in {collection.name}/{collection.split}")
+        if pid not in collection.corpus:
+            raise InputError(f"{cfg.scores}: passage id {pid!r} is not in the corpus of {collection.name}")
+        out.setdefault(qid, {})[pid] = float(score)
+    if not out:
+        raise InputError(f"{cfg.scores}: no scores")
+    return out
+
+
+def _scores_path(path: str) -> Path:
+    p = Path(path)
+    return p / "scores.parquet" if p.is_dir() else p
+
+
+def _positives(collection: Collection, qid: str) -> set[str]:
+    return {d for d, r in collection.qrels.get(qid, {}).items() if r > 0}
+
+
+def _pair_inputs(cfg: TrainConfig, collection: Collection) -> Any:
+    from irdistill.sampling import RandomPairSampler, TASBalancedSampler, build_trainer_inputs
+    from irdistill.sampling.pairs import pairs_from_scores
+    from irdistill.teachers.store import read_scores
+
+    pairs = pairs_from_scores(read_scores(_scores_path(cfg.scores or "")), collection.qrels, teacher=cfg.teacher)
+    qids = [q for q in collection.query_ids if q in pairs]
+    if not qids:
+        raise InputError(f"{cfg.scores}: no query has both a scored positive and a scored negative")
+    if cfg.sampler == "tas-balanced":
+        from irdistill.encoding import DenseEncoder
+
+        encoder = DenseEncoder(cfg.student, show_progress_bar=False)
+        embeddings = encoder.encode(qids, [collection.queries[q] for q in qids], side="query").embeddings
+        sampler: Any = TASBalancedSampler(qids, pairs, embeddings, cfg.batch_size,
+                                          n_clusters=min(cfg.n_clusters, len(qids)),
+                                          clusters_per_batch=cfg.clusters_per_batch, n_bins=cfg.n_bins,
+                                          seed=cfg.seed)
+    else:
+        sampler = RandomPairSampler(qids, pairs, cfg.batch_size, seed=cfg.seed)
+    return build_trainer_inputs(sampler, collection, epochs=cfg.epochs)
+
+
+def _inbatch_labels(cfg: TrainConfig, collection: Collection, inputs: Any) -> list[list[float]]:
+    """Pack, for every row, its margin and the in-batch teacher's scores against the global batch.
+
+    Columns follow :class:`~irdistill.losses.TASBalancedLoss`: passage column (positive, then
+    negative), then rank, then row. Under DDP the global batch of a step is ``world_size``
+    consecutive planned batches (accelerate deals whole batches to ranks in turn).
+    """
+    from irdistill.encoding import DenseEncoder
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    assert cfg.inbatch_teacher is not None
+    teacher = DenseEncoder(cfg.inbatch_teacher, show_progress_bar=False)
+    doc_ids = collection.doc_ids
+    doc_emb = teacher.encode(doc_ids, collection.doc_texts(), side="document").embeddings
+    row_of = {d: i for i, d in enumerate(doc_ids)}
+    qids = collection.query_ids
+    q_emb = teacher.encode(qids, collection.query_texts(), side="query").embeddings
+    q_row = {q: i for i, q in enumerate(qids)}
+    labels: list[list[float]] = []
+    for plan in inputs.plans:
+        for start in range(0, len(plan), world):
+            group = plan[start:start + world]
+            if len(group) < world:  # the tail the distributed sampler drops or pads: self-contained
+                group = group + [group[-1]] * (world - len(group))
+            # positive column (ranks in order, rows in order), then the negative column
+            pos = [row_of[ex.positive] for batch in group for ex in batch]
+            neg = [row_of[ex.negative] for batch in group for ex in batch]
+            passages = pos + neg
+            for batch in plan[start:start + world]:
+                for ex in batch:
+                    scores = doc_emb[passages] @ q_emb[q_row[ex.qid]]
+                    labels.append([float(ex.margin), *map(float, scores)])
+    return labels
+
+
+def _listwise_rows(cfg: TrainConfig, collection: Collection) -> dict[str, list[Any]]:
+    scores = _scores_by_query(cfg, collection)
+    rng = random.Random(cfg.seed)
+    columns: dict[str, list[Any]] = {"query": [], **{f"c_{i + 1}": [] for i in range(cfg.list_size)}, "label": []}
+    skipped = 0
+    for qid, docs in scores.items():
+        positives = [d for d in docs if d in _positives(collection, qid)]
+        negatives = sorted((d for d in docs if d not in positives), key=lambda d: (-docs[d], d))
+        if not positives or len(negatives) < cfg.list_size - 1:
+            skipped += 1
+            continue
+        for pos in positives:
+            chosen = [pos, *negatives[:cfg.list_size - 1]]
+            columns["query"].append(collection.queries[qid])
+            for i, pid in enumerate(chosen):
+                columns[f"c_{i + 1}"].append(collection.corpus[pid].full_text())
+            columns["label"].append([docs[p] for p in chosen])
+    if skipped:
+        logger.info("listwise: %d queries without a scored positive or %d negatives skipped",
+                    skipped, cfg.list_size - 1)
+    if not columns["query"]:
+        raise InputError(f"{cfg.scores}: no query has a scored positive and {cfg.list_size - 1} scored negatives")
+    order = list(range(len(columns["query"])))
+    rng.shuffle(order)
+    return {k: [v[i] for i in order] for k, v in columns.items()}
+
+
+def _infonce_rows(cfg: TrainConfig, collection: Collection) -> dict[str, list[Any]]:
+    """(query, positive, hard negative): negatives from the scored candidates, or BM25."""
+    rng = random.Random(cfg.seed)
+    if cfg.scores:
+        pools = {q: list(d) for q, d in _scores_by_query(cfg, collection).items()}
+    else:
+        from irdistill.candidates import mine_candidates
+
+        pools = {q: list(d) for q, d in mine_candidates(collection, "bm25", k=30, show_progress_bar=False).items()}
+    rows: dict[str, list[Any]] = {"query": [], "positive": [], "negative": []}
+    for qid in collection.query_ids:
+        positives = sorted(_positives(collection, qid))
+        negatives = [d for d in pools.get(qid, []) if d not in positives]
+        for pos in positives:
+            if not negatives:
+                continue
+            rows["query"].append(collection.queries[qid])
+            rows["positive"].append(collection.corpus[pos].full_text())
+            rows["negative"].append(collection.corpus[rng.choice(negatives)].full_text())
+    if not rows["query"]:
+        raise InputError(f"{collection.name}/{collection.split}: no (query, positive, negative) rows")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# model, loss, evaluator
+
+
+def load_student(cfg: TrainConfig) -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    from irdistill.encoding import load_sentence_transformer
+
+    path = resolve_model(cfg.student)
+    model = load_sentence_transformer(path)
+    if cfg.max_seq_length is not None:
+        model.max_seq_length = cfg.max_seq_length
+    if not cfg.freeze_documents:
+        return model
+    import copy
+
+    from sentence_transformers.models import Router
+
+    query_modules = [model[i] for i in range(len(model))]
+    document_modules = [copy.deepcopy(m) for m in query_modules]
+    for module in document_modules:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    router = Router.for_query_document(query_modules, document_modules)
+    return SentenceTransformer(modules=[router], similarity_fn_name=model.similarity_fn_name)
+
+
+def _loss(cfg: TrainConfig, model: Any) -> Any:
+    from irdistill.losses import InfoNCELoss, ListwiseKLLoss, MarginMSELoss, TASBalancedLoss
+
+    if cfg.loss == "margin-mse":
+        return MarginMSELoss(model)
+    if cfg.loss == "tas-balanced":
+        return TASBalancedLoss(model, alpha=cfg.alpha)
+    if cfg.loss == "listwise-kl":
+        return ListwiseKLLoss(model, temperature=cfg.temperature)
+    return InfoNCELoss(model)
+
+
+class HarnessEvaluator:
+    """A sentence-transformers evaluator backed by irdistill's harness (flat index, ranx).
+
+    Returns ``{"<name>_ndcg@10": x, ...}``; ``primary_metric`` is nDCG@10. Embeddings are not
+    cached (the model changes between calls).
+    """
+
+    greater_is_better = True
+
+    def __init__(self, collection: Collection, name: str = "eval", metrics: tuple[str, ...] = ("ndcg@10", "recall@100"),
+                 batch_size: int = 64) -> None:
+        self.collection, self.name, self.metrics, self.batch_size = collection, name, metrics, batch_size
+        self.primary_metric = f"{name}_ndcg@10"
+
+    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+        from irdistill.evaluation.metrics import evaluate_run
+        from irdistill.indexes import make_index
+
+        c = self.collection
+        normalize = str(model.similarity_fn_name) == "cosine"
+        docs = model.encode_document(c.doc_texts(), batch_size=self.batch_size, convert_to_numpy=True,
+                                     normalize_embeddings=normalize, show_progress_bar=False)
+        queries = model.encode_query(c.query_texts(), batch_size=self.batch_size, convert_to_numpy=True,
+                                     normalize_embeddings=normalize, show_progress_bar=False)
+        index = make_index("flat", docs.shape[1], device="cpu")
+        index.add(np.asarray(docs, dtype=np.float32))
+        scores, ids = index.search(np.asarray(queries, dtype=np.float32), 100)
+        doc_ids = c.doc_ids
+        run = {q: {doc_ids[i]: float(s) for s, i in zip(scores[r], ids[r], strict=True) if i >= 0}
+               for r, q in enumerate(c.query_ids)}
+        values = evaluate_run(c.qrels, run, list(self.metrics))
+        return {f"{self.name}_{m}": float(v) for m, v in values.items()}
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def build_train_dataset(cfg: TrainConfig, collection: Collection) -> tuple[Any, dict[str, Any]]:
+    """The training ``datasets.Dataset`` and the trainer arguments it needs."""
+    from datasets import Dataset
+
+    if cfg.loss in ("margin-mse", "tas-balanced"):
+        inputs = _pair_inputs(cfg, collection)
+        dataset = inputs.dataset
+        if cfg.loss == "tas-balanced":
+            dataset = dataset.remove_columns("label").add_column("label", _inbatch_labels(cfg, collection, inputs))
+        return dataset, inputs.training_arguments()
+    rows = _listwise_rows(cfg, collection) if cfg.loss == "listwise-kl" else _infonce_rows(cfg, collection)
+    return Dataset.from_dict(rows), {"per_device_train_batch_size": cfg.batch_size,
+                                     "num_train_epochs": cfg.epochs}
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(checkpoints[-1]) if checkpoints else None
+
+
+def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainResult:
+    """Run one training recipe; the final model lands in ``cfg.out`` (a folder ST loads)."""
+    import torch
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+
+    from irdistill.data import load_collection
+
+    cfg.validate()
+    collection = load_collection(cfg.dataset, split=cfg.split or "train")
+    logger.info("training on %r with %s / %s", collection, cfg.loss, cfg.sampler)
+    torch.manual_seed(cfg.seed)
+    dataset, sized = build_train_dataset(cfg, collection)  # every input error surfaces before training
+    model = load_student(cfg)
+    loss = _loss(cfg, model)
+    evaluator = None
+    if cfg.eval_dataset:
+        evaluator = HarnessEvaluator(load_collection(cfg.eval_dataset, split=cfg.eval_split))
+    out = Path(cfg.out)
+    checkpoints = out.parent / f".{out.name}.checkpoints"
+    steps_per_epoch = max(1, len(dataset) // cfg.batch_size)
+    save_steps = cfg.save_steps or max(1, steps_per_epoch // 2)
+    use_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) if cfg.bf16 is None else cfg.bf16
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints), learning_rate=cfg.learning_rate,
+        warmup_steps=int(cfg.warmup_ratio * steps_per_epoch * cfg.epochs), seed=cfg.seed, bf16=use_bf16,
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=save_steps, save_total_limit=2,
+        eval_strategy="steps" if evaluator else "no", eval_steps=cfg.eval_steps or save_steps,
+        load_best_model_at_end=evaluator is not None,
+        metric_for_best_model=f"eval_{evaluator.primary_metric}" if evaluator else None,
+        report_to="none", disable_tqdm=not show_progress_bar, dataloader_drop_last=False,
+        router_mapping={"query": "query"} if cfg.freeze_documents else {},
+        **sized,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
+                                         evaluator=evaluator)
+    resume = _last_checkpoint(checkpoints) if cfg.resume else None
+    if resume:
+        logger.info("resuming from %s", resume)
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+    staging = out.parent / f".{out.name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(str(staging))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(staging, out)
+    best = trainer.state.best_model_checkpoint
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    examples = len(dataset)
+    metrics = output.metrics
+    result = TrainResult(path=out, examples=examples, seconds=seconds,
+                         examples_per_second=float(metrics.get("train_samples_per_second", examples / seconds)),
+                         train_loss=float(output.training_loss), best_checkpoint=best)
+    write_text_atomic(out / "irdistill_training.json", json.dumps(
+        {"config": asdict(cfg), "examples": examples, "seconds": round(seconds, 2),
+         "examples_per_second": result.examples_per_second, "train_loss": result.train_loss,
+         "best_checkpoint": best}, indent=2) + "\n")
+    logger.info("student trained: %d examples in %.0f s (%.1f/s) -> %s", examples, seconds,
+                result.examples_per_second, out)
+    return result

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from irdistill.data import load_collection
+from irdistill.errors import InputError
+from irdistill.train import TrainConfig, build_train_dataset, train_student
+
+
+@pytest.fixture
+def bm25_scores(beir_dir: Path, tmp_path: Path) -> Path:
+    """BM25 teacher scores of every (test query, document) pair of the tiny collection."""
+    from irdistill.teachers.bm25 import BM25Teacher
+    from irdistill.teachers.store import score_candidates
+
+    collection = load_collection(beir_dir, split="test")
+    candidates = {q: collection.doc_ids for q in collection.queries}
+    return score_candidates(BM25Teacher(collection), collection, candidates, tmp_path / "scores",
+                            show_progress_bar=False)
+
+
+def config(tiny_model_dir: Path, beir_dir: Path, scores: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(student=str(tiny_model_dir), dataset=str(beir_dir), split="test", scores=str(scores),
+                out=str(out), batch_size=2, epochs=1, n_clusters=2, learning_rate=1e-3, max_seq_length=32,
+                logging_steps=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize(("loss", "sampler"), [
+    ("margin-mse", "random"), ("margin-mse", "tas-balanced"), ("tas-balanced", "tas-balanced"),
+    ("listwise-kl", "random"), ("infonce", "random"),
+])
+def test_each_loss_trains_and_saves_a_loadable_model(loss: str, sampler: str, tiny_model_dir: Path, beir_dir: Path,
+                                                     bm25_scores: Path, tmp_path: Path, cache_dir: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    extra = {"inbatch_teacher": str(tiny_model_dir)} if loss == "tas-balanced" else {}
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", loss=loss, sampler=sampler,
+                 list_size=3, **extra)
+    result = train_student(cfg, show_progress_bar=False)
+    assert result.examples > 0 and result.examples_per_second > 0
+    report = json.loads((tmp_path / "student" / "irdistill_training.json").read_text())
+    assert report["config"]["loss"] == loss
+    model = SentenceTransformer(str(tmp_path / "student"), device="cpu")
+    assert model.encode(["a query"]).shape == (1, 32)
+    assert not list(tmp_path.glob(".student*"))  # checkpoints and staging removed after success
+
+
+def test_tas_balanced_labels_pack_margin_and_inbatch_scores(tiny_model_dir: Path, beir_dir: Path,
+                                                            bm25_scores: Path, tmp_path: Path, cache_dir: Path) -> None:
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s", loss="tas-balanced",
+                 inbatch_teacher=str(tiny_model_dir))
+    dataset, args = build_train_dataset(cfg, load_collection(beir_dir, split="test"))
+    assert args["per_device_train_batch_size"] == 2
+    # 1 margin + in-batch scores of the query against 2 positives and 2 negatives of its batch
+    assert {len(label) for label in dataset["label"]} == {1 + 2 * 2}
+
+
+def test_freeze_documents_keeps_the_document_tower(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path,
+                                                    tmp_path: Path, cache_dir: Path) -> None:
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", sampler="random",
+                 freeze_documents=True, epochs=2)
+    train_student(cfg, show_progress_bar=False)
+    start = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    trained = SentenceTransformer(str(tmp_path / "student"), device="cpu")
+    texts = ["protein expression in cells", "vaccine trial"]
+    np.testing.assert_allclose(trained.encode_document(texts), start.encode_document(texts), atol=1e-5)
+    assert not np.allclose(trained.encode_query(texts), start.encode_query(texts), atol=1e-4)
+
+
+def test_bad_recipes_fail_before_training(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path,
+                                          tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown loss 'mse'"):
+        train_student(config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="mse"))
+    with pytest.raises(InputError, match="tas-balanced needs inbatch_teacher"):
+        train_student(config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="tas-balanced"))
+    bad = tmp_path / "bad.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"qid": ["q1"], "pid": ["nope"], "score": [1.0], "teacher": ["t"]}), bad)
+    with pytest.raises(InputError, match="passage id 'nope' is not in the corpus"):
+        train_student(config(tiny_model_dir, beir_dir, bad, tmp_path / "o", loss="listwise-kl"))
+    assert not (tmp_path / "o").exists()
