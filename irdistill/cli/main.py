@@ -172,6 +172,32 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--warmup-ratio", type=float, help="share of steps for warm-up (default 0.1)")
     tt.add_argument("--max-length", type=int, help="pair truncation length (default 256)")
     tt.add_argument("--seed", type=int, help="random seed (default 42)")
+    tr = sub.add_parser(
+        "train", help="train a bi-encoder student from teacher scores (YAML recipe)",
+        description="Train a sentence-transformers bi-encoder from a teacher-score store with "
+        "Margin-MSE, the TAS-Balanced dual-teacher loss, listwise KL or InfoNCE, batches drawn "
+        "by the TAS-Balanced or a random sampler, through the sentence-transformers trainer "
+        "(checkpoints, resume, DDP under torchrun / accelerate launch). Every key of the recipe "
+        "(see irdistill.train.TrainConfig) can be given as a flag.",
+        epilog="example: irdistill train --config eval/recipes/scifact_student_tasb.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tr.add_argument("--config", help="YAML recipe")
+    tr.add_argument("--student", help="start model (folder, $IRDISTILL_MODELS name or hub id)")
+    tr.add_argument("--dataset", help="training collection, e.g. beir/scifact/train")
+    tr.add_argument("--scores", help="teacher scores (scores.parquet or its folder)")
+    tr.add_argument("--teacher", help="teacher name inside the scores, when they hold several")
+    tr.add_argument("--loss", choices=["margin-mse", "tas-balanced", "listwise-kl", "infonce"])
+    tr.add_argument("--sampler", choices=["tas-balanced", "random"])
+    tr.add_argument("--inbatch-teacher", help="dense model scoring in-batch pairs (tas-balanced)")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--learning-rate", type=float)
+    tr.add_argument("--freeze-documents", action="store_const", const=True,
+                    help="train the query tower only against a frozen document tower")
+    tr.add_argument("--eval-dataset", help="collection for the best-checkpoint evaluator")
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--out", help="output model folder")
     return parser
 
 
@@ -345,7 +371,19 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "compare": cmd_compare, "candidates": cmd_candidates, "score": cmd_score}
+def cmd_train(args: argparse.Namespace) -> int:
+    from irdistill.cli.config import config_from
+    from irdistill.train import TrainConfig, train_student
+
+    cfg = config_from(TrainConfig, args.config, _overrides(args, GLOBAL))
+    cfg.validate()
+    result = train_student(cfg, show_progress_bar=not args.quiet)
+    print(f"student: {result.path} ({result.examples} examples, {result.seconds:.0f} s, "
+          f"{result.examples_per_second:.1f} examples/s, train loss {result.train_loss:.4f})")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "compare": cmd_compare, "candidates": cmd_candidates, "score": cmd_score}
 
 
 def main(argv: list[str] | None = None) -> int:
