@@ -68,7 +68,10 @@ def tiny_tokenizer(folder: Path):
     letters = list("abcdefghijklmnopqrstuvwxyz0123456789")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters, *[f"##{c}" for c in letters], ".", ","]
     (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    # transformers 5 ignores vocab_file= here (every word became [UNK]); vocab= is honoured
+    tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+    assert tokenizer.tokenize("protein expression") == ["protein", "expression"], "tiny vocabulary not loaded"
+    return tokenizer
 
 
 @pytest.fixture

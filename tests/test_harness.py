@@ -64,6 +64,8 @@ def test_bad_arguments(beir_dir: Path, tiny_model_dir: Path, cache_dir: Path) ->
         evaluate_retrieval("bm25", collection, metrics=["ndgc@10"], show_progress_bar=False)
     with pytest.raises(InputError, match="k must be >= 1"):
         evaluate_retrieval("bm25", collection, k=0, show_progress_bar=False)
+    with pytest.raises(InputError, match="the sparse index serves sparse students"):
+        evaluate_retrieval(str(tiny_model_dir), collection, index="sparse", show_progress_bar=False)
     with pytest.raises(InputError, match="unknown index kind 'annoy'"):
         evaluate_retrieval(str(tiny_model_dir), collection, index="annoy", show_progress_bar=False)
 

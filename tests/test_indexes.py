@@ -49,7 +49,7 @@ def test_approximate_indexes_find_most_of_flat_top10(kind: str, params: dict, mi
     assert index.ntotal == len(x)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq", "pq"])
 def test_save_load_round_trip_is_a_plain_faiss_file(kind: str, tmp_path: Path) -> None:
     x = clustered(2000, 32)
     index = make_index(kind, 32, device="cpu")
@@ -122,7 +122,7 @@ def test_k_larger_than_the_index_is_clipped() -> None:
 
 
 def test_unknown_kind_lists_the_known_ones() -> None:
-    with pytest.raises(UnknownNameError, match="unknown index kind 'annoy'; known: flat, hnsw, ivfpq"):
+    with pytest.raises(UnknownNameError, match="unknown index kind 'annoy'; known: flat, hnsw, ivfpq, pq, sparse"):
         make_index("annoy", 8)
 
 

@@ -148,6 +148,8 @@ class TrainTeacherConfig:
 
 
 def _check_type(cls: type, name: str, value: Any, hint: Any, source: str) -> Any:
+    if hint is Any:
+        return value
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):

@@ -7,6 +7,7 @@ Errors in the input print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -198,6 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--eval-dataset", help="collection for the best-checkpoint evaluator")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--out", help="output model folder")
+    rn = sub.add_parser(
+        "run", help="run a whole recipe: candidates -> teacher scores -> student -> index -> evaluation",
+        description="Chain every stage of a distillation recipe (see irdistill.pipeline.RunConfig): "
+        "mine training candidates, score them with the teacher, train the student, index the test "
+        "corpus with it and evaluate, plus teacher fidelity. A stage whose output exists is skipped, "
+        "so an interrupted run continues where it stopped.",
+        epilog="example: irdistill run eval/recipes/scifact_minilm_tasb.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rn.add_argument("recipe", nargs="?", help="YAML recipe")
+    rn.add_argument("--out", help="override the recipe's output folder")
     return parser
 
 
@@ -383,7 +395,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "compare": cmd_compare, "candidates": cmd_candidates, "score": cmd_score}
+def cmd_run(args: argparse.Namespace) -> int:
+    from irdistill.cli.config import build_config, load_yaml
+    from irdistill.pipeline import RunConfig, run_pipeline
+
+    if not args.recipe:
+        raise InputError("run: give a recipe file, e.g. irdistill run eval/recipes/scifact_minilm_tasb.yaml")
+    values = load_yaml(args.recipe)
+    if args.out:
+        values["out"] = args.out
+    cfg = build_config(RunConfig, values, source=args.recipe)
+    summary = run_pipeline(cfg, show_progress_bar=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "train": cmd_train, "train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "compare": cmd_compare, "candidates": cmd_candidates, "score": cmd_score}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -168,6 +168,9 @@ def evaluate_retrieval(
     if not is_bm25:
         from irdistill.indexes import check_index_params, resolve_device
 
+        if index == "sparse":
+            raise InputError("the sparse index serves sparse students (irdistill.students.sparse."
+                             "evaluate_sparse); dense models use flat, hnsw, ivfpq or pq")
         check_index_params(index, index_params or {})
         resolve_device(device, supports_gpu=index != "hnsw", kind=index)
 

@@ -12,13 +12,15 @@ from irdistill.indexes.faiss_indexes import (
     FlatIndex,
     HNSWIndex,
     IVFPQIndex,
+    PQIndex,
     faiss_gpu_count,
     load_index,
     resolve_device,
 )
+from irdistill.indexes.sparse import SparseIndex
 
 __all__ = [
-    "INDEXES", "Index", "FaissIndex", "check_index_params", "FlatIndex", "HNSWIndex", "IVFPQIndex", "make_index",
+    "INDEXES", "Index", "FaissIndex", "SparseIndex", "check_index_params", "FlatIndex", "HNSWIndex", "IVFPQIndex", "PQIndex", "make_index",
     "load_index", "faiss_gpu_count", "resolve_device",
 ]
 

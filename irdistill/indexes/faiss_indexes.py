@@ -264,10 +264,41 @@ class IVFPQIndex(FaissIndex):
         self.nprobe = int(index.nprobe)
 
 
+@INDEXES.register("pq")
+class PQIndex(FaissIndex):
+    """Product quantisation without inverted lists (``faiss.IndexPQ``), inner product.
+
+    Args:
+        m: sub-quantisers (bytes per vector at 8 bits); must divide the dimension;
+            ``None`` picks ``dim // 8``.
+        nbits: bits per sub-quantiser code.
+    """
+
+    kind = "pq"
+
+    def __init__(self, dim: int, *, m: int | None = None, nbits: int = 8, device: Device = "auto") -> None:
+        super().__init__(dim, device=device)
+        self.m = m if m is not None else max(1, dim // 8)
+        if self.m < 1 or dim % self.m:
+            raise InputError(f"PQ m={self.m} must divide the dimension {dim}")
+        if not 1 <= nbits <= 16:
+            raise InputError(f"nbits must be in 1..16, got {nbits}")
+        self.nbits = nbits
+
+    def _build(self, n: int) -> Any:
+        if 2 ** self.nbits > n:
+            raise InputError(f"PQ with nbits={self.nbits} needs at least {2 ** self.nbits} vectors to train, got {n}")
+        return _faiss().IndexPQ(self.dim, self.m, self.nbits, _faiss().METRIC_INNER_PRODUCT)
+
+    def _restore(self, index: Any) -> None:
+        self.m, self.nbits = int(index.pq.M), int(index.pq.nbits)
+
+
 _FAISS_CLASS = {
     "flat": ("IndexFlatIP",),
     "hnsw": ("IndexHNSWFlat",),
     "ivfpq": ("IndexIVFPQ",),
+    "pq": ("IndexPQ",),
 }
 
 
