@@ -31,7 +31,7 @@ from irdistill.data import load_collection
 from irdistill.evaluation import evaluate_run
 from irdistill.paths import write_text_atomic
 from irdistill.teachers.factory import build_teacher
-from irdistill.teachers.store import read_scores, score_candidates
+from irdistill.teachers.store import read_scores, score_candidates, scores_to_run
 
 RESULTS = Path(__file__).parent / "results"
 MPNET = "sentence-transformers/all-mpnet-base-v2"
@@ -91,10 +91,7 @@ def main() -> None:
             teacher = build_teacher(spec, collection)
             candidates = {q: docs[:depth] for q, docs in ranked.items()}
             path = score_candidates(teacher, collection, candidates, Path(args.runs) / name, chunk_queries=25)
-            run = {}
-            for qid, pid, score in zip(*(read_scores(path).column(c).to_pylist() for c in ("qid", "pid", "score")),
-                                       strict=True):
-                run.setdefault(qid, {})[pid] = score
+            run = scores_to_run(read_scores(path))
             if depth is not None:  # below the reranked depth, keep BM25's order under the teacher's scores
                 for qid, docs in ranked.items():
                     floor = min(run[qid].values())

@@ -87,7 +87,7 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     from irdistill.data import load_collection, read_run
     from irdistill.evaluation import evaluate_retrieval
     from irdistill.teachers.factory import build_teacher
-    from irdistill.teachers.store import read_scores, score_candidates
+    from irdistill.teachers.store import read_scores, score_candidates, scores_to_run
     from irdistill.train import TrainConfig, train_student
 
     cfg.validate()
@@ -139,10 +139,7 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
         test_cands = _candidates_dict(test_run, test_c, depth, positives=False)
         path = score_candidates(build_teacher(cfg.teacher, test_c), test_c, test_cands,
                                 out / f"fidelity-scores.{cfg.test_split}", show_progress_bar=show_progress_bar)
-        table = read_scores(path)
-        teacher_run: dict[str, dict[str, float]] = {}
-        for qid, pid, score in zip(*(table.column(c).to_pylist() for c in ("qid", "pid", "score")), strict=True):
-            teacher_run.setdefault(qid, {})[pid] = score
+        teacher_run = scores_to_run(read_scores(path))
         student_run = student_scores(str(student), test_c, test_cands)
         fidelity = teacher_fidelity(student_run, teacher_run, k=10)
         write_text_atomic(eval_dir / "fidelity.json", json.dumps(fidelity, indent=2) + "\n")

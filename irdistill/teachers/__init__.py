@@ -24,7 +24,7 @@ _LAZY = {
     name: "irdistill.teachers.store"
     for name in (
         "score_candidates", "merge_shards", "read_scores", "validate_scores",
-        "export_msmarco_tsv", "import_msmarco_tsv", "to_hf_dataset",
+        "export_msmarco_tsv", "import_msmarco_tsv", "to_hf_dataset", "scores_to_run",
     )
 }
 

@@ -553,6 +553,15 @@ def _scores_table(scores: PathLike | pa.Table) -> pa.Table:
     return validate_scores(scores) if isinstance(scores, pa.Table) else read_scores(scores)
 
 
+def scores_to_run(scores: PathLike | pa.Table) -> dict[str, dict[str, float]]:
+    """A score table (or its file) as a run: ``qid -> {pid: score}``, rows in table order."""
+    table = _scores_table(scores)
+    run: dict[str, dict[str, float]] = {}
+    for qid, pid, score in zip(*(table.column(c).to_pylist() for c in ("qid", "pid", "score")), strict=True):
+        run.setdefault(qid, {})[pid] = score
+    return run
+
+
 def _select_teacher(table: pa.Table, teacher: str | None) -> tuple[pa.Table, str]:
     names = pc.unique(table.column("teacher")).to_pylist()
     if not names:
