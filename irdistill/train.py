@@ -64,6 +64,8 @@ class TrainConfig:
     alpha: float = 0.75
     list_size: int = 8
     temperature: float = 1.0
+    student_temperature: float | None = None
+    label_scale: float = 1.0
     epochs: int = 1
     batch_size: int = 32
     learning_rate: float = 2e-5
@@ -97,6 +99,10 @@ class TrainConfig:
                 raise InputError(f"train: {key} must be >= 1, got {getattr(self, key)}")
         if self.learning_rate <= 0 or self.temperature <= 0:
             raise InputError("train: learning_rate and temperature must be positive")
+        if self.student_temperature is not None and self.student_temperature <= 0:
+            raise InputError("train: student_temperature must be positive")
+        if not np.isfinite(self.label_scale) or self.label_scale <= 0:
+            raise InputError(f"train: label_scale must be a positive number, got {self.label_scale}")
 
 
 @dataclass
@@ -293,7 +299,7 @@ def _loss(cfg: TrainConfig, model: Any) -> Any:
     if cfg.loss == "tas-balanced":
         return TASBalancedLoss(model, alpha=cfg.alpha)
     if cfg.loss == "listwise-kl":
-        return ListwiseKLLoss(model, temperature=cfg.temperature)
+        return ListwiseKLLoss(model, temperature=cfg.temperature, student_temperature=cfg.student_temperature)
     return InfoNCELoss(model)
 
 
@@ -335,16 +341,27 @@ class HarnessEvaluator:
 
 
 def build_train_dataset(cfg: TrainConfig, collection: Collection) -> tuple[Any, dict[str, Any]]:
-    """The training ``datasets.Dataset`` and the trainer arguments it needs."""
+    """The training ``datasets.Dataset`` and the trainer arguments it needs.
+
+    ``label_scale`` multiplies the stored teacher's scores (so margins and score lists) to put
+    them on the student's scale, e.g. a z-scored or logit teacher against a cosine student; the
+    in-batch teacher of ``tas-balanced`` is a bi-encoder on the student's scale and is left as is.
+    """
     from datasets import Dataset
 
+    scale = cfg.label_scale
     if cfg.loss in ("margin-mse", "tas-balanced"):
         inputs = _pair_inputs(cfg, collection)
         dataset = inputs.dataset
         if cfg.loss == "tas-balanced":
-            dataset = dataset.remove_columns("label").add_column("label", _inbatch_labels(cfg, collection, inputs))
+            labels = [[row[0] * scale, *row[1:]] for row in _inbatch_labels(cfg, collection, inputs)]
+        else:
+            labels = [[x * scale for x in row] if isinstance(row, list) else row * scale for row in dataset["label"]]
+        dataset = dataset.remove_columns("label").add_column("label", labels)
         return dataset, inputs.training_arguments()
     rows = _listwise_rows(cfg, collection) if cfg.loss == "listwise-kl" else _infonce_rows(cfg, collection)
+    if cfg.loss == "listwise-kl":
+        rows["label"] = [[x * scale for x in row] for row in rows["label"]]
     return Dataset.from_dict(rows), {"per_device_train_batch_size": cfg.batch_size,
                                      "num_train_epochs": cfg.epochs}
 
@@ -388,6 +405,8 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
         metric_for_best_model=f"eval_{evaluator.primary_metric}" if evaluator else None,
         report_to="none", disable_tqdm=not show_progress_bar, dataloader_drop_last=False,
         router_mapping={"query": "query"} if cfg.freeze_documents else {},
+        # transformers only sets up CPU DDP (gloo) under torchrun when told the run is on the CPU
+        use_cpu=not torch.cuda.is_available(),
         **sized,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
@@ -398,23 +417,25 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
-    staging = out.parent / f".{out.name}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(str(staging))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(staging, out)
     best = trainer.state.best_model_checkpoint
-    shutil.rmtree(checkpoints, ignore_errors=True)
     examples = len(dataset)
     metrics = output.metrics
     result = TrainResult(path=out, examples=examples, seconds=seconds,
                          examples_per_second=float(metrics.get("train_samples_per_second", examples / seconds)),
                          train_loss=float(output.training_loss), best_checkpoint=best)
-    write_text_atomic(out / "irdistill_training.json", json.dumps(
-        {"config": asdict(cfg), "examples": examples, "seconds": round(seconds, 2),
-         "examples_per_second": result.examples_per_second, "train_loss": result.train_loss,
-         "best_checkpoint": best}, indent=2) + "\n")
-    logger.info("student trained: %d examples in %.0f s (%.1f/s) -> %s", examples, seconds,
-                result.examples_per_second, out)
+    if trainer.is_world_process_zero():  # under DDP one rank writes the model, the others wait
+        staging = out.parent / f".{out.name}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(str(staging))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        write_text_atomic(out / "irdistill_training.json", json.dumps(
+            {"config": asdict(cfg), "examples": examples, "seconds": round(seconds, 2),
+             "examples_per_second": result.examples_per_second, "train_loss": result.train_loss,
+             "world_size": trainer.args.world_size, "best_checkpoint": best}, indent=2) + "\n")
+        logger.info("student trained: %d examples in %.0f s (%.1f/s) -> %s", examples, seconds,
+                    result.examples_per_second, out)
+    trainer.accelerator.wait_for_everyone()
     return result

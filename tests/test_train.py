@@ -89,3 +89,52 @@ def test_bad_recipes_fail_before_training(tiny_model_dir: Path, beir_dir: Path, 
     with pytest.raises(InputError, match="passage id 'nope' is not in the corpus"):
         train_student(config(tiny_model_dir, beir_dir, bad, tmp_path / "o", loss="listwise-kl"))
     assert not (tmp_path / "o").exists()
+
+
+def test_label_scale_multiplies_the_stored_teacher_only(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path,
+                                                        tmp_path: Path, cache_dir: Path) -> None:
+    import numpy as np
+
+    collection = load_collection(beir_dir, split="test")
+    for loss, extra in (("margin-mse", {}), ("tas-balanced", {"inbatch_teacher": str(tiny_model_dir)}),
+                        ("listwise-kl", {"list_size": 3})):
+        plain, _ = build_train_dataset(config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss=loss,
+                                              **extra), collection)
+        scaled, _ = build_train_dataset(config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss=loss,
+                                               label_scale=0.25, **extra), collection)
+        a, b = np.asarray(plain["label"], dtype=float), np.asarray(scaled["label"], dtype=float)
+        assert a.shape == b.shape and np.abs(a).max() > 0
+        if loss == "tas-balanced":  # the margin is scaled, the in-batch teacher's cosines are not
+            np.testing.assert_allclose(b[:, 0], 0.25 * a[:, 0])
+            np.testing.assert_allclose(b[:, 1:], a[:, 1:])
+        else:
+            np.testing.assert_allclose(b, 0.25 * a)
+    with pytest.raises(InputError, match="label_scale must be a positive number"):
+        config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", label_scale=0.0).validate()
+
+
+def test_train_under_torchrun_two_cpu_ranks(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path,
+                                            tmp_path: Path, cache_dir: Path) -> None:
+    """`irdistill train` with the dual-teacher loss in 2 gloo processes: one model written, loadable."""
+    import os
+    import subprocess
+    import sys
+
+    from sentence_transformers import SentenceTransformer
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["IRDISTILL_CACHE"] = str(cache_dir)
+    out = tmp_path / "ddp-student"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+         "-m", "irdistill.cli.main", "-q", "train", "--student", str(tiny_model_dir), "--dataset", str(beir_dir),
+         "--split", "test", "--scores", str(bm25_scores), "--loss", "tas-balanced", "--sampler", "tas-balanced",
+         "--inbatch-teacher", str(tiny_model_dir), "--batch-size", "2", "--epochs", "2", "--learning-rate", "1e-3",
+         "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "irdistill_training.json").read_text())
+    assert report["world_size"] == 2 and report["examples"] > 0
+    model = SentenceTransformer(str(out), device="cpu")
+    assert model.encode(["a query"]).shape == (1, 32)
+    assert not list(tmp_path.glob(".ddp-student*"))

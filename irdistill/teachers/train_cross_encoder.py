@@ -136,6 +136,7 @@ def train_cross_encoder(
         learning_rate=learning_rate, warmup_steps=int(warmup_ratio * math.ceil(len(data) / batch_size) * epochs),
         bf16=use_bf16, seed=seed, logging_steps=max(1, len(data) // batch_size // 10), save_strategy="no",
         report_to="none", disable_tqdm=not show_progress_bar, dataloader_drop_last=False,
+        use_cpu=not torch.cuda.is_available(),  # so that torchrun on CPUs really runs DDP (gloo)
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=criterion)
     start = time.perf_counter()
