@@ -147,6 +147,68 @@ class TrainTeacherConfig:
                 raise InputError(f"train-teacher: --{key} is required")
 
 
+@dataclass
+class IndexConfig:
+    """``irdistill index``: a compressed index of a collection's corpus (Distill-VQ, IVF-PQ, PQ, sparse).
+
+    The kind's options (``m`` .. ``max_active_dims``) are ``None`` unless given, so the index kind's
+    own defaults apply and an option the kind does not take is an error
+    (:func:`irdistill.indexes.build.check_build_options`).
+    """
+
+    kind: str = ""
+    dataset: str = ""
+    split: str | None = None
+    model: str = ""
+    out: str = ""
+    m: int | None = None
+    nbits: int | None = None
+    nlist: int | None = None
+    nprobe: int | None = None
+    use_ivf: bool | None = None
+    train_queries: str | None = None
+    epochs: int | None = None
+    learning_rate: float | None = None
+    distill_batch_size: int | None = None
+    top_k: int | None = None
+    temperature: float | None = None
+    ivf_weight: float | None = None
+    reassign_every: int | None = None
+    pseudo_queries: bool | None = None
+    seed: int | None = None
+    train_device: str | None = None
+    max_active_dims: int | None = None
+    batch_size: int = 64
+    max_seq_length: int | None = None
+    model_device: str | None = None
+    cache: bool = True
+    cache_dir: str | None = None
+    evaluate: bool = False
+    metrics: list[str] = field(default_factory=lambda: ["ndcg@10", "recall@10", "recall@100"])
+    k: int | None = None
+
+    OPTIONS = ("m", "nbits", "nlist", "nprobe", "use_ivf", "epochs", "learning_rate", "distill_batch_size",
+               "top_k", "temperature", "ivf_weight", "reassign_every", "pseudo_queries", "seed", "train_device",
+               "max_active_dims")
+
+    def options(self) -> dict[str, Any]:
+        """The index kind's options that were given."""
+        return {key: getattr(self, key) for key in self.OPTIONS if getattr(self, key) is not None}
+
+    def validate(self) -> None:
+        from irdistill.indexes.build import check_build_options
+
+        for key in ("kind", "dataset", "model", "out"):
+            if not getattr(self, key):
+                raise InputError(f"index: --{key} is required")
+        self.kind = self.kind.lower()
+        check_build_options(self.kind, self.options())
+        if self.train_queries is not None and self.kind != "distill-vq":
+            raise InputError(f"index: --train-queries only drives distill-vq, not --kind {self.kind}")
+        if self.batch_size < 1:
+            raise InputError(f"index: --batch-size must be >= 1, got {self.batch_size}")
+
+
 def _check_type(cls: type, name: str, value: Any, hint: Any, source: str) -> Any:
     if hint is Any:
         return value

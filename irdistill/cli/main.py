@@ -179,26 +179,95 @@ def build_parser() -> argparse.ArgumentParser:
         "Margin-MSE, the TAS-Balanced dual-teacher loss, listwise KL or InfoNCE, batches drawn "
         "by the TAS-Balanced or a random sampler, through the sentence-transformers trainer "
         "(checkpoints, resume, DDP under torchrun / accelerate launch). Every key of the recipe "
-        "(see irdistill.train.TrainConfig) can be given as a flag.",
+        "(see irdistill.train.TrainConfig) can be written in the YAML file; the common ones are flags.",
         epilog="example: irdistill train --config eval/recipes/scifact_student_tasb.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tr.add_argument("--config", help="YAML recipe")
     tr.add_argument("--student", help="start model (folder, $IRDISTILL_MODELS name or hub id)")
     tr.add_argument("--dataset", help="training collection, e.g. beir/scifact/train")
+    tr.add_argument("--split", help="split; overrides one in --dataset (default train)")
     tr.add_argument("--scores", help="teacher scores (scores.parquet or its folder)")
     tr.add_argument("--teacher", help="teacher name inside the scores, when they hold several")
     tr.add_argument("--loss", choices=["margin-mse", "tas-balanced", "listwise-kl", "infonce"])
     tr.add_argument("--sampler", choices=["tas-balanced", "random"])
     tr.add_argument("--inbatch-teacher", help="dense model scoring in-batch pairs (tas-balanced)")
+    tr.add_argument("--n-clusters", type=int, help="query clusters of the TAS-Balanced sampler (default 32)")
+    tr.add_argument("--max-seq-length", type=int, help="student truncation length (default 256)")
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--batch-size", type=int)
     tr.add_argument("--learning-rate", type=float)
+    tr.add_argument("--alpha", type=float, help="weight of the in-batch term of tas-balanced (default 0.75)")
+    tr.add_argument("--temperature", type=float, help="listwise-kl temperature (default 1)")
+    tr.add_argument("--student-temperature", type=float,
+                    help="listwise-kl temperature on the student side (e.g. 0.05 for a cosine student)")
+    tr.add_argument("--label-scale", type=float,
+                    help="multiply the stored teacher scores (default 1), to match the student's scale")
     tr.add_argument("--freeze-documents", action="store_const", const=True,
                     help="train the query tower only against a frozen document tower")
     tr.add_argument("--eval-dataset", help="collection for the best-checkpoint evaluator")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--out", help="output model folder")
+    ix = sub.add_parser(
+        "index", help="build a compressed index of a corpus: distill-vq, ivfpq, pq or sparse",
+        description="Encode the corpus of --dataset with --model and build a compressed index: "
+        "distill-vq (IVF centroids and PQ codebooks learned by ListNet distillation of the dense "
+        "model's own query-document scores on --train-queries, arXiv 2204.00185; no labels needed), "
+        "ivfpq or pq (faiss k-means), or sparse (the inverted index of a sparse student). Writes "
+        "OUT/index.faiss (a plain faiss file) or OUT/index.npz (sparse), OUT/doc_ids.txt and "
+        "OUT/index.json (kind, options, model, data set, ntotal, bytes per vector); with --evaluate "
+        "also run.trec, metrics.json and perf.json from searching the collection's queries.",
+        epilog="examples:\n"
+        "  irdistill index --config indexes/distill_vq_minilm_48x8.yaml --out runs/dvq --evaluate\n"
+        "  irdistill index --kind ivfpq --model sentence-transformers/all-MiniLM-L6-v2 "
+        "--dataset beir/scifact/test --m 48 --out runs/ivfpq\n"
+        "  irdistill index --kind sparse --model splade-tiny --dataset beir/scifact/test --out runs/splade\n\n"
+        + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ix.add_argument("--config", help="YAML recipe with any of the keys below (see indexes/)")
+    ix.add_argument("--kind", help="distill-vq, ivfpq, pq or sparse")
+    ix.add_argument("--dataset", help="collection whose corpus is indexed, e.g. beir/scifact/test or a folder")
+    ix.add_argument("--split", help="split; overrides one in --dataset")
+    ix.add_argument("--model", help="dense sentence-transformers model (distill-vq, ivfpq, pq) or sparse "
+                    "student / masked LM (sparse)")
+    ix.add_argument("--out", help="output folder")
+    q = ix.add_argument_group("quantizer (distill-vq, ivfpq, pq)")
+    q.add_argument("--m", type=int, help="PQ sub-quantizers, bytes per vector at 8 bits; divides the "
+                   "dimension (default dim / 8)")
+    q.add_argument("--nbits", type=int, help="bits per PQ code (default 8)")
+    q.add_argument("--nlist", type=int, help="inverted lists, distill-vq / ivfpq (default min(4 sqrt(n), n / 39))")
+    q.add_argument("--nprobe", type=int, help="lists visited per query, saved in the file (default 16)")
+    d = ix.add_argument_group("Distill-VQ training")
+    d.add_argument("--train-queries", help="queries that drive the distillation: a split of --dataset "
+                   "(default train) or another collection (beir/scifact/train, a folder)")
+    d.add_argument("--epochs", type=int, help="passes over the training queries (default 3; 0: faiss k-means only)")
+    d.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
+    d.add_argument("--distill-batch-size", type=int, help="queries per step (default 64)")
+    d.add_argument("--top-k", type=int, help="teacher top-k documents per query (default 50)")
+    d.add_argument("--temperature", type=float, help="ListNet softmax temperature (default 0.05)")
+    d.add_argument("--ivf-weight", type=float, help="weight of the coarse (centroid) ListNet term (default 0)")
+    d.add_argument("--reassign-every", type=int, help="re-assign codes every N steps (default: each epoch)")
+    d.add_argument("--pseudo-queries", action="store_const", const=True,
+                   help="also use every document embedding as a training query")
+    d.add_argument("--no-ivf", dest="use_ivf", action="store_const", const=False,
+                   help="PQ codebooks only, exported as a faiss IndexPQ")
+    d.add_argument("--seed", type=int, help="seed of k-means and shuffling (default 1234)")
+    d.add_argument("--train-device", choices=["auto", "cpu", "cuda"], help="torch device for training (default cpu)")
+    sp = ix.add_argument_group("sparse")
+    sp.add_argument("--max-active-dims", type=int, help="keep the largest N weights per text")
+    e = ix.add_argument_group("encoding and evaluation")
+    e.add_argument("--batch-size", type=int, help="encoding batch size (default 64)")
+    e.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens (default: model's)")
+    e.add_argument("--model-device", help="torch device for encoding (default: sentence-transformers picks)")
+    e.add_argument("--no-cache", dest="cache", action="store_const", const=False,
+                   help="neither read nor write the embedding cache")
+    e.add_argument("--cache-dir", help="embedding cache folder (default $IRDISTILL_CACHE)")
+    e.add_argument("--evaluate", action="store_const", const=True,
+                   help="search the collection's queries with the saved index and write metrics.json")
+    e.add_argument("--metrics", type=_metrics, help="comma-separated ranx metrics for --evaluate "
+                   "(default ndcg@10,recall@10,recall@100)")
+    e.add_argument("-k", "--k", type=int, help="documents retrieved per query (default: largest metric cutoff)")
     rn = sub.add_parser(
         "run", help="run a whole recipe: candidates -> teacher scores -> student -> index -> evaluation",
         description="Chain every stage of a distillation recipe (see irdistill.pipeline.RunConfig): "
@@ -395,6 +464,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from irdistill.cli.config import IndexConfig, config_from
+
+    cfg = config_from(IndexConfig, args.config, _overrides(args, GLOBAL))
+    cfg.validate()
+    from irdistill.data import load_collection
+    from irdistill.indexes.build import build_index
+
+    collection = load_collection(cfg.dataset, split=cfg.split)
+    logger.info("%r", collection)
+    train = _train_queries(cfg.dataset, cfg.train_queries or "train") if cfg.kind == "distill-vq" else None
+    result = build_index(
+        cfg.kind, collection, cfg.model, cfg.out, options=cfg.options(), train_queries=train,
+        batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length, model_device=cfg.model_device,
+        cache=cfg.cache, cache_dir=cfg.cache_dir, evaluate=cfg.evaluate, metrics=cfg.metrics, k=cfg.k,
+        show_progress_bar=not args.quiet,
+    )
+    print(result.summary())
+    return 0
+
+
+def _train_queries(dataset: str, spec: str) -> Any:
+    """``train`` (a split of ``dataset``), or a collection of its own: ``beir/scifact/train``, a folder."""
+    from irdistill.data import load_collection
+
+    if "/" not in spec and not os.path.exists(spec):
+        return load_collection(dataset, split=spec)
+    return load_collection(spec)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from irdistill.cli.config import build_config, load_yaml
     from irdistill.pipeline import RunConfig, run_pipeline
@@ -410,7 +509,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "compare": cmd_compare, "candidates": cmd_candidates, "score": cmd_score}
+COMMANDS = {"index": cmd_index, "run": cmd_run, "train": cmd_train, "train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "compare": cmd_compare, "candidates": cmd_candidates, "score": cmd_score}
 
 
 def main(argv: list[str] | None = None) -> int:
