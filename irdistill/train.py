@@ -358,6 +358,9 @@ def build_train_dataset(cfg: TrainConfig, collection: Collection) -> tuple[Any, 
         else:
             labels = [[x * scale for x in row] if isinstance(row, list) else row * scale for row in dataset["label"]]
         dataset = dataset.remove_columns("label").add_column("label", labels)
+        # the planned batch sampler recognises its training set by fingerprint: re-point it at the
+        # relabelled dataset, or the trainer would fall back to sequential batches over every epoch
+        inputs.batch_sampler.fingerprint = getattr(dataset, "_fingerprint", None)
         return dataset, inputs.training_arguments()
     rows = _listwise_rows(cfg, collection) if cfg.loss == "listwise-kl" else _infonce_rows(cfg, collection)
     if cfg.loss == "listwise-kl":

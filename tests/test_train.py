@@ -138,3 +138,19 @@ def test_train_under_torchrun_two_cpu_ranks(tiny_model_dir: Path, beir_dir: Path
     model = SentenceTransformer(str(out), device="cpu")
     assert model.encode(["a query"]).shape == (1, 32)
     assert not list(tmp_path.glob(".ddp-student*"))
+
+
+@pytest.mark.parametrize(("loss", "scale"), [("margin-mse", 1.0), ("margin-mse", 0.5), ("tas-balanced", 1.0)])
+def test_planned_batches_survive_relabelling(loss: str, scale: float, tiny_model_dir: Path, beir_dir: Path,
+                                             bm25_scores: Path, tmp_path: Path, cache_dir: Path) -> None:
+    """The trainer must replay the sampler's plan, not fall back to sequential batches over all epochs."""
+    extra = {"inbatch_teacher": str(tiny_model_dir)} if loss == "tas-balanced" else {}
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss=loss, label_scale=scale, epochs=2,
+                 **extra)
+    dataset, args = build_train_dataset(cfg, load_collection(beir_dir, split="test"))
+    factory = args["batch_sampler"]
+    assert factory.is_training_set(dataset)
+    sampler = factory(dataset, batch_size=2, drop_last=False)
+    assert type(sampler).__name__ == "PlannedBatchSampler"
+    rows = [i for batch in sampler for i in batch]
+    assert len(rows) == len(dataset) // 2  # one planned epoch per trainer epoch
