@@ -38,7 +38,7 @@ import numpy as np
 
 from irdistill.data.collection import Collection
 from irdistill.errors import InputError
-from irdistill.paths import resolve_model, write_text_atomic
+from irdistill.paths import resolve_model, save_model_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -427,12 +427,7 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
                          examples_per_second=float(metrics.get("train_samples_per_second", examples / seconds)),
                          train_loss=float(output.training_loss), best_checkpoint=best)
     if trainer.is_world_process_zero():  # under DDP one rank writes the model, the others wait
-        staging = out.parent / f".{out.name}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        model.save_pretrained(str(staging))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
+        save_model_atomic(model, out)
         shutil.rmtree(checkpoints, ignore_errors=True)
         write_text_atomic(out / "irdistill_training.json", json.dumps(
             {"config": asdict(cfg), "examples": examples, "seconds": round(seconds, 2),

@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -53,7 +52,7 @@ from torch import Tensor, nn
 from irdistill.data.collection import Collection, Run
 from irdistill.errors import InputError
 from irdistill.indexes.sparse import SparseIndex
-from irdistill.paths import resolve_model
+from irdistill.paths import resolve_model, save_model_atomic
 
 if TYPE_CHECKING:
     import datasets
@@ -487,24 +486,6 @@ def _kl_labels(dataset: datasets.Dataset, n_neg: int) -> datasets.Dataset:
     return dataset.map(convert, batched=True, desc="margins -> teacher scores")
 
 
-def _save_model_atomic(model: Any, target: str | os.PathLike[str]) -> None:
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save(str(tmp))
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def train_sparse_student(
     student: SparseEncoder,
     train_dataset: datasets.Dataset,
@@ -629,7 +610,7 @@ def train_sparse_student(
         result = trainer.train()
     logger.info("sparse student trained: %d steps, training loss %.4f", result.global_step, result.training_loss)
     if output_dir is not None:
-        _save_model_atomic(student, output_dir)
+        save_model_atomic(student, output_dir)
         logger.info("sparse student saved to %s", output_dir)
     return student
 

@@ -23,7 +23,7 @@ from typing import Any
 from irdistill.candidates.mining import mine_candidates
 from irdistill.data.collection import Collection
 from irdistill.errors import InputError
-from irdistill.paths import resolve_model
+from irdistill.paths import resolve_model, save_model_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -142,12 +142,7 @@ def train_cross_encoder(
     start = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - start
-    staging = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(str(staging))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    save_model_atomic(model, target)
     shutil.rmtree(work, ignore_errors=True)
     logger.info("cross-encoder teacher trained on %d examples in %.0f s: %s", len(data), seconds, target)
     return TrainTeacherResult(path=target, examples=len(data), seconds=seconds,
