@@ -139,3 +139,17 @@ def scifact_dir() -> Path:
     if folder is None or not (folder / "corpus.jsonl").is_file():
         pytest.skip("SciFact not found: set IRDISTILL_DATA to the folder holding scifact/")
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny data: one faiss / torch thread avoids OpenMP and intra-op overhead on a busy machine."""
+    import faiss
+    import torch
+
+    faiss_threads, torch_threads = faiss.omp_get_max_threads(), torch.get_num_threads()
+    faiss.omp_set_num_threads(1)
+    torch.set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(faiss_threads)
+    torch.set_num_threads(torch_threads)

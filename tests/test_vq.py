@@ -44,15 +44,7 @@ def synthetic(seed: int = 0, n: int = 2000, nq: int = 600) -> tuple[np.ndarray, 
     return x.astype(np.float32), q.astype(np.float32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The data are tiny: one thread avoids OpenMP/intra-op overhead on a busy machine."""
-    faiss_threads, torch_threads = faiss.omp_get_max_threads(), torch.get_num_threads()
-    faiss.omp_set_num_threads(1)
-    torch.set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(faiss_threads)
-    torch.set_num_threads(torch_threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
