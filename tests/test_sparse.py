@@ -248,14 +248,14 @@ def test_load_sparse_student_refuses_dense_model(tiny_model_dir: Path) -> None:
         load_sparse_student(tiny_model_dir)
 
 
-def test_idf_aware_flops_matches_formula() -> None:
+def test_idf_weighted_flops_matches_formula() -> None:
     import torch
 
-    from irdistill.students.sparse import IDFAwareFlopsLoss
+    from irdistill.students.sparse import IDFWeightedFlopsLoss
 
     idf = torch.tensor([0.0, 0.25, 1.0, 2.0, 4.0])
     w = torch.tensor([[1.0, 0.0, 2.0, 4.0, 0.0], [0.0, 2.0, 0.0, 0.0, 8.0], [3.0, 1.0, 0.0, 1.0, 0.0]])
-    reg = IDFAwareFlopsLoss(None, idf, min_idf=0.5)
+    reg = IDFWeightedFlopsLoss(None, idf, min_idf=0.5)
     n = w.shape[0]
     expected = 0.0
     for j in range(w.shape[1]):
@@ -263,14 +263,14 @@ def test_idf_aware_flops_matches_formula() -> None:
         expected += (sum(float(w[i, j]) for i in range(n)) / n * weight) ** 2
     assert float(reg.compute_loss_from_embeddings(w)) == pytest.approx(expected, rel=1e-6)
     # low-IDF tokens are penalised more than a plain FLOPS would, high-IDF ones less
-    flat = IDFAwareFlopsLoss(None, torch.ones(5), min_idf=0.5)
+    flat = IDFWeightedFlopsLoss(None, torch.ones(5), min_idf=0.5)
     plain = float(torch.sum(w.mean(0) ** 2))
     assert float(flat.compute_loss_from_embeddings(w)) == pytest.approx(plain)
     grad_w = w.clone().requires_grad_(True)
     reg.compute_loss_from_embeddings(grad_w).backward()
     assert grad_w.grad[:, 0].abs().sum() > grad_w.grad[:, 4].abs().sum() * 10
     # thresholded like FlopsLoss: only rows with more than 2 non-zeros count (rows 0 and 2)
-    thresholded = IDFAwareFlopsLoss(None, idf, min_idf=0.5, threshold=2)
+    thresholded = IDFWeightedFlopsLoss(None, idf, min_idf=0.5, threshold=2)
     masked = w * torch.tensor([[1.0], [0.0], [1.0]])
     assert float(thresholded.compute_loss_from_embeddings(w)) == pytest.approx(
         float(reg.compute_loss_from_embeddings(masked)))

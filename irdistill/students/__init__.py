@@ -5,7 +5,7 @@ model's own scores and exported as a standard faiss index. Its names load on fir
 ``import irdistill.students`` does not import torch or faiss.
 
 ``sparse``: SPLADE and inference-free SPLADE students (arXiv 2109.10086, 2411.04403) built on
-sentence-transformers' ``SparseEncoder``, the IDF-aware FLOPS regulariser, a training helper and
+sentence-transformers' ``SparseEncoder``, an IDF-weighted FLOPS regulariser, a training helper and
 ``evaluate_sparse`` (encode, sparse inverted index, search). Also loaded on first use.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from irdistill.students.sparse import (
-        IDFAwareFlopsLoss,
+        IDFWeightedFlopsLoss,
         SparseEncoded,
         build_inference_free_student,
         build_splade_student,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     )
 
 _SPARSE = (
-    "IDFAwareFlopsLoss",
+    "IDFWeightedFlopsLoss",
     "SparseEncoded",
     "build_inference_free_student",
     "build_splade_student",
@@ -57,7 +57,7 @@ __all__ = [
     "save",
     "to_faiss",
     "train_distill_vq",
-    "IDFAwareFlopsLoss",
+    "IDFWeightedFlopsLoss",
     "SparseEncoded",
     "build_inference_free_student",
     "build_splade_student",

@@ -27,9 +27,19 @@ Reused from sentence-transformers 6.2: ``SparseEncoder``; the modules ``Transfor
 IDF vector and frozen by default) and ``Router.for_query_document`` (asymmetric towers); the losses
 ``SpladeLoss`` (main loss + document / query regularisers), ``FlopsLoss``, ``SparseMarginMSELoss``,
 ``SparseDistillKLDivLoss``; ``SparseEncoderTrainer`` with ``router_mapping`` for the two towers.
-Written here: the IDF computation, the IDF-aware FLOPS regulariser (sentence-transformers 6.2
-has no IDF-weighted FLOPS: ``FlopsLoss`` only takes a threshold), batched CSR encoding and the
+Written here: the IDF computation, an optional IDF-weighted FLOPS regulariser
+(sentence-transformers 6.2's ``FlopsLoss`` only takes a threshold), batched CSR encoding and the
 evaluation with :class:`irdistill.indexes.sparse.SparseIndex`.
+
+The IDF-aware penalty of arXiv 2411.04403 is what an inference-free student gets by default: the
+frozen IDF query tower plus plain FLOPS on the documents. The paper's authors ship it that way in
+sentence-transformers (a frozen ``SparseStaticEmbedding`` query route and ``FlopsLoss``; OpenSearch's
+post on their sentence-transformers integration says so). Since ``s(q, d) = sum_{t in q} idf(t)
+w_d(t)``, the ranking loss pulls on ``w_d(t)`` ``idf(t)`` times harder, while FLOPS pushes every
+token alike. In terms of what a token adds to the score, ``c_t = idf(t) · w_d(t)``, plain FLOPS on
+``w`` is FLOPS on ``c / idf``: common (low-IDF) tokens are penalised more, rare ones less.
+:class:`IDFWeightedFlopsLoss` (``flops_weights=``) divides by the IDF once more; it is an
+irdistill variant for ablations, not the paper's loss.
 """
 
 from __future__ import annotations
@@ -59,7 +69,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SparseEncoder
 
 __all__ = [
-    "IDFAwareFlopsLoss",
+    "IDFWeightedFlopsLoss",
     "SparseEncoded",
     "build_inference_free_student",
     "build_splade_student",
@@ -354,31 +364,28 @@ def load_sparse_student(model: str | os.PathLike[str] | SparseEncoder, *, device
 
 
 # --------------------------------------------------------------------------------------------
-# the IDF-aware FLOPS regulariser
+# an IDF-weighted FLOPS regulariser (ablation; the paper's IDF-aware penalty needs none)
 # --------------------------------------------------------------------------------------------
 
 
-class IDFAwareFlopsLoss(nn.Module):
-    r"""IDF-aware FLOPS: the FLOPS regulariser with a per-token penalty that falls as IDF rises.
+class IDFWeightedFlopsLoss(nn.Module):
+    r"""FLOPS with a per-token penalty that falls as IDF rises (an irdistill variant, off by default).
 
     For a batch of ``N`` document vectors ``w^{(d_i)}`` over the vocabulary ``V``:
 
-        ``ℓ_FLOPS^IDF = sum_{j in V} ( (1/N) sum_{i=1..N} w_j^{(d_i)} / max(idf(t_j), ε) )^2``
+        ``ℓ = sum_{j in V} ( (1/N) sum_{i=1..N} w_j^{(d_i)} / max(idf(t_j), ε) )^2``
 
     i.e. sentence-transformers' ``FlopsLoss`` (``sum_j (mean_i w_j^{(d_i)})^2``, Paria et al.,
-    arXiv 2004.05665) computed on the document vectors divided term-wise by the (floored) IDF.
-    Frequent, low-IDF tokens — long posting lists that add little to the inference-free score
-    ``sum_{t in q} idf(t) w_d(t)`` — are penalised more, informative high-IDF tokens less, which is
-    the behaviour Geng et al. (arXiv 2411.04403, "IDF-aware FLOPS"; "IDF-aware penalty" in v2)
-    describe. Tokens with IDF 0 (special tokens) get the largest penalty, ``1/ε²`` times FLOPS.
+    arXiv 2004.05665) on the document vectors divided term-wise by the (floored) IDF, so frequent,
+    low-IDF tokens (long posting lists) are penalised more and rare ones less. Special tokens (IDF 0)
+    get the largest weight, ``1/ε``.
 
     .. note::
-        The paper's own equation could not be consulted while this was written (no network);
-        the formula above is the one implemented and tested, derived from the paper's
-        description: with an IDF query tower, ``c_j = idf_j · w_j`` is what a document token adds
-        to the score, and plain FLOPS on ``w`` is FLOPS on ``c / idf``; this loss applies that
-        inverse-IDF weighting explicitly. Check it against the paper before reporting numbers
-        as a reproduction; ``min_idf`` bounds the weights.
+        This is *not* the IDF-aware penalty of Geng et al. (arXiv 2411.04403): there the IDF enters
+        through the inference-free student's IDF query tower, with plain FLOPS on the documents (see
+        the module docstring), which is :func:`train_sparse_student`'s default for such a student.
+        With an IDF query tower this class counts the IDF a second time; use it to ablate how
+        strongly common tokens are pushed out, or to give a siamese SPLADE an IDF-shaped penalty.
 
     Use it as the ``document_regularizer`` of ``SpladeLoss`` (as :func:`train_sparse_student` does
     with ``flops_weights``); like ``FlopsLoss`` it is not a loss on its own.
@@ -396,7 +403,7 @@ class IDFAwareFlopsLoss(nn.Module):
 
     Example:
         >>> import torch
-        >>> reg = IDFAwareFlopsLoss(None, torch.tensor([0.0, 0.5, 1.0, 2.0]), min_idf=0.5)
+        >>> reg = IDFWeightedFlopsLoss(None, torch.tensor([0.0, 0.5, 1.0, 2.0]), min_idf=0.5)
         >>> w = torch.tensor([[1.0, 0.0, 2.0, 4.0], [0.0, 2.0, 0.0, 0.0]])
         >>> float(reg.compute_loss_from_embeddings(w))  # (1·2/2)² + (2·2/2)² + (2/2)² + (4·0.5/2)²
         7.0
@@ -416,12 +423,12 @@ class IDFAwareFlopsLoss(nn.Module):
         self.register_buffer("penalty", 1.0 / values.clamp(min=self.min_idf), persistent=False)
 
     def forward(self, sentence_features: Any, labels: Any = None) -> Tensor:
-        raise NotImplementedError("IDFAwareFlopsLoss is a regulariser: use it as the document_regularizer "
+        raise NotImplementedError("IDFWeightedFlopsLoss is a regulariser: use it as the document_regularizer "
                                   "of sentence_transformers' SpladeLoss")
 
     def compute_loss_from_embeddings(self, embeddings: Tensor) -> Tensor:
         if embeddings.shape[-1] != self.penalty.shape[0]:
-            raise InputError(f"IDFAwareFlopsLoss: embeddings have {embeddings.shape[-1]} dimensions but the "
+            raise InputError(f"IDFWeightedFlopsLoss: embeddings have {embeddings.shape[-1]} dimensions but the "
                              f"IDF vector {self.penalty.shape[0]}")
         if embeddings.is_sparse:
             embeddings = embeddings.to_dense()
@@ -516,9 +523,10 @@ def train_sparse_student(
       (Hofstätter et al., arXiv 2010.02666); ``kl``: ``SparseDistillKLDivLoss`` over
       ``[p+, n_1..n_n]`` with the teacher distribution ``softmax([0, -m_1, .., -m_n] / T)``
       rebuilt from the margins (softmax ignores a shift, so margins suffice);
-    - ``R_d``: ``FlopsLoss`` on positives and negatives, or :class:`IDFAwareFlopsLoss` when
+    - ``R_d``: ``FlopsLoss`` on positives and negatives, or :class:`IDFWeightedFlopsLoss` when
       ``flops_weights`` is given; ``R_q``: ``FlopsLoss`` on queries, off for an inference-free
-      student (its queries are not learned).
+      student (its queries are not learned). For an inference-free student the default (plain
+      FLOPS under the IDF query tower) is the IDF-aware penalty of arXiv 2411.04403.
 
     Inputs (``irdistill.teachers.store.to_hf_dataset``):
 
@@ -533,12 +541,13 @@ def train_sparse_student(
         student: from :func:`build_splade_student` or :func:`build_inference_free_student`.
         train_dataset: a ``datasets.Dataset`` with the columns above.
         loss: ``margin-mse`` or ``kl``.
-        flops_weights: ``None`` for plain FLOPS on documents; an IDF vector (vocabulary-sized) for
-            the IDF-aware FLOPS; ``"idf"`` for the inference-free student's own query IDF.
+        flops_weights: ``None`` for plain FLOPS on documents (the paper's IDF-aware penalty when
+            the student is inference-free); an IDF vector (vocabulary-sized) for the extra
+            :class:`IDFWeightedFlopsLoss`; ``"idf"`` for that with the student's own query IDF.
         document_regularizer_weight: ``λ_d``.
         query_regularizer_weight: ``λ_q``; ``"auto"``: ``None`` for an inference-free student,
             ``5e-5`` for SPLADE.
-        min_idf: floor of the IDF in the IDF-aware FLOPS.
+        min_idf: floor of the IDF in :class:`IDFWeightedFlopsLoss`.
         temperature: of the KL loss, student and teacher (sentence-transformers' default 2.0;
             match it to the spread of the teacher margins).
         epochs, max_steps, batch_size, lr, warmup_steps, weight_decay, seed, logging_steps: as in
@@ -551,7 +560,7 @@ def train_sparse_student(
     Example:
         >>> student = build_inference_free_student("splade-tiny", corpus=collection)  # doctest: +SKIP
         >>> ds = to_hf_dataset("scores.parquet", collection)  # doctest: +SKIP
-        >>> train_sparse_student(student, ds, flops_weights="idf", max_steps=100)  # doctest: +SKIP
+        >>> train_sparse_student(student, ds, max_steps=100)  # doctest: +SKIP
     """
     from sentence_transformers.sparse_encoder import (
         SparseEncoderTrainer,
@@ -584,7 +593,7 @@ def train_sparse_student(
         if flops_weights is None:
             raise InputError("flops_weights='idf' needs an inference-free student (an IDF query tower); "
                              "pass an IDF vector, e.g. compute_idf(corpus, tokenizer)")
-    document_regularizer = (IDFAwareFlopsLoss(student, flops_weights, min_idf=min_idf)
+    document_regularizer = (IDFWeightedFlopsLoss(student, flops_weights, min_idf=min_idf)
                             if flops_weights is not None else None)
     if query_regularizer_weight == "auto":
         query_regularizer_weight = None if inference_free else 5e-5
