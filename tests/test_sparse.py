@@ -392,3 +392,49 @@ def test_splade_tiny_encodes_real_texts() -> None:
     vocab = student.tokenizer.convert_tokens_to_ids(["protein", "vaccine", "brain"])
     for row, token in enumerate(vocab):  # each text's own salient term is among its weights
         assert encoded.matrix[row, token] > 0
+
+
+# -- the sparse teacher --------------------------------------------------------------------
+
+
+def test_sparse_teacher_scores_are_the_encoders_dot_products(tiny_mlm_dir: Path, beir_dir: Path) -> None:
+    import torch
+
+    from irdistill.data import load_collection
+    from irdistill.teachers.base import ScoreScale
+    from irdistill.teachers.ensemble import EnsembleTeacher
+    from irdistill.teachers.factory import build_teacher
+    from irdistill.teachers.sparse import SparseTeacher
+
+    teacher = build_teacher({"teacher": "sparse", "model": str(tiny_mlm_dir), "batch_size": 2})
+    assert isinstance(teacher, SparseTeacher) and teacher.scale is ScoreScale.DOT
+    assert teacher.config() == {"teacher": "sparse", "model": str(tiny_mlm_dir)}
+    queries = ["cell protein", "vaccine trial", "cell protein"]
+    passages = ["protein in the cell", "a vaccine trial in patients", "brain"]
+    scores = teacher.score(queries, passages)
+    model = teacher.model
+    with torch.inference_mode():
+        q = model.encode_query(queries, convert_to_tensor=True).to_dense()
+        d = model.encode_document(passages, convert_to_tensor=True).to_dense()
+    np.testing.assert_allclose(scores, (q * d).sum(1).numpy(), rtol=1e-5, atol=1e-6)
+    assert len(teacher._memo["query"]) == 2  # the repeated query was encoded once
+    np.testing.assert_allclose(teacher.rank("cell protein", passages[:2]), scores[:1].tolist() + [
+        float((q[0] * d[1]).sum())], rtol=1e-5, atol=1e-6)
+    assert teacher.score([], []).shape == (0,)
+    with pytest.raises(InputError, match="2 queries but 1 passages"):
+        teacher.score(["a", "b"], ["c"])
+    # the heterogeneous dense + sparse ensemble of arXiv 2411.04403 from one recipe
+    collection = load_collection(str(beir_dir), split="test")
+    ensemble = build_teacher({"teacher": "ensemble", "normalization": "minmax",
+                              "members": [{"teacher": "bm25"}, {"teacher": "sparse", "model": str(tiny_mlm_dir)}]},
+                             collection)
+    assert isinstance(ensemble, EnsembleTeacher)
+    ranked = ensemble.rank("cell protein", collection.doc_texts())
+    assert ranked.shape == (len(collection.corpus),) and np.isfinite(ranked).all()
+
+
+def test_sparse_teacher_refuses_a_dense_model(tiny_model_dir: Path) -> None:
+    from irdistill.teachers.sparse import SparseTeacher
+
+    with pytest.raises(InputError, match="not a sparse encoder"):
+        SparseTeacher(str(tiny_model_dir))

@@ -31,7 +31,7 @@ from irdistill.data.collection import Collection
 from irdistill.errors import InputError
 from irdistill.teachers.base import TEACHERS, Teacher
 
-_MODULES = ("cross_encoder", "dense", "bm25", "ensemble", "listwise_llm")
+_MODULES = ("cross_encoder", "dense", "sparse", "bm25", "ensemble", "listwise_llm")
 
 
 def _register_all() -> None:
