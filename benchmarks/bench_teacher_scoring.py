@@ -66,7 +66,8 @@ def main() -> None:
     (RESULTS / "bench_teacher_scoring.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         f"{len(pairs):,} SciFact pairs (BM25 top {args.depth} of {args.queries} test queries), model "
-        f"{Path(args.model).name}, batch size {args.batch_size}, {os.cpu_count()} CPU cores, best of "
+        f"{Path(args.model).name}, batch size {args.batch_size}, {torch.get_num_threads()} torch thread(s) on "
+        f"{os.cpu_count()} CPU cores, best of "
         f"{args.repeats}. Produced by `python benchmarks/bench_teacher_scoring.py`.",
         "",
         "| scorer | seconds | pairs/s |",
