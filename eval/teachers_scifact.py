@@ -102,8 +102,10 @@ def main() -> None:
                     for i, pid in enumerate(docs[depth:]):
                         run[qid][pid] = floor - 1.0 - i
         metrics = evaluate_run(collection.qrels, run, ["ndcg@10", "recall@10"])
-        table[name] = {m: round(v, 4) for m, v in metrics.items()}
-        table[name]["seconds"] = round(time.perf_counter() - start, 1)
+        row = {**{m: round(v, 4) for m, v in metrics.items()}, "seconds": round(time.perf_counter() - start, 1)}
+        # re-read before writing: another run of this script (another teacher) may have added rows meanwhile
+        table = json.loads(json_path.read_text()) if json_path.is_file() else {}
+        table[name] = row
         write_text_atomic(json_path, json.dumps(table, indent=2) + "\n")
         logging.info("%s: %s", name, table[name])
 
