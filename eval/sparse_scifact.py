@@ -6,7 +6,10 @@ Rows:
 - ``bm25``: bm25s (k1 0.9, b 0.4, English stemmer); non-zeros = distinct stemmed terms.
 - ``splade-tiny``: the shipped SPLADE model as it is (2 layers, 128-d, MS MARCO trained).
 - ``splade-tiny-distilled``: that model distilled on SciFact train from the teacher store
-  (``--scores``, the strongest teacher of issue 3) with Margin-MSE and FLOPS regularisers.
+  (``--scores``, the strongest teacher of issue 3) with Margin-MSE and FLOPS regularisers
+  (document weight ``--flops-weight``, 3e-5). ``splade-tiny-distilled-strong-flops`` (not in the
+  default rows) scales both FLOPS weights by ``label_scale²``, the factor by which scaling the
+  margins grows the Margin-MSE term, so FLOPS keeps the weight it has against unscaled margins.
 - ``inference-free``: documents through splade-tiny, queries = tokenizer + IDF lookup (no
   transformer; arXiv 2411.04403), trained the same way; the frozen IDF query tower with plain
   FLOPS on the documents is the paper's IDF-aware penalty. ``inference-free-untrained`` is the
@@ -80,6 +83,8 @@ def main() -> None:
     parser.add_argument("--label-scale", type=float, default=7.5,
                         help="multiply the teacher margins onto SPLADE's dot-product scale (z-scored ensemble: "
                         "splade-tiny margins have 7.7x their spread on train pairs)")
+    parser.add_argument("--flops-weight", type=float, default=3e-5, help="FLOPS weight on documents")
+    parser.add_argument("--query-flops-weight", type=float, default=5e-5, help="FLOPS weight on SPLADE queries")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--rows", nargs="+", default=["bm25", "splade-tiny", "splade-tiny-distilled",
@@ -123,8 +128,11 @@ def main() -> None:
             row = bm25_row(test)
         elif name == "splade-tiny":
             row = sparse_row(build_splade_student(args.model, max_seq_length=args.max_seq_length), test, args.batch_size)
-        elif name == "splade-tiny-distilled":
-            row = sparse_row(trained(name, lambda: build_splade_student(args.model, max_seq_length=args.max_seq_length)),
+        elif name in ("splade-tiny-distilled", "splade-tiny-distilled-strong-flops"):
+            factor = args.label_scale ** 2 if name.endswith("strong-flops") else 1.0
+            row = sparse_row(trained(name, lambda: build_splade_student(args.model, max_seq_length=args.max_seq_length),
+                                     document_regularizer_weight=args.flops_weight * factor,
+                                     query_regularizer_weight=args.query_flops_weight * factor),
                              test, args.batch_size)
         elif name == "inference-free-untrained":
             row = sparse_row(build_inference_free_student(args.model, test, max_seq_length=args.max_seq_length),
@@ -132,13 +140,15 @@ def main() -> None:
         elif name in ("inference-free", "inference-free-idf-weighted"):
             extra = {"flops_weights": "idf"} if name.endswith("idf-weighted") else {}
             row = sparse_row(trained(name, lambda: build_inference_free_student(
-                args.model, test, max_seq_length=args.max_seq_length), **extra), test, args.batch_size)
+                args.model, test, max_seq_length=args.max_seq_length), document_regularizer_weight=args.flops_weight,
+                **extra), test, args.batch_size)
         else:
             raise SystemExit(f"unknown row {name!r}")
         seconds_file = runs / name / "train_seconds.txt"
         if seconds_file.is_file():
             row["train_seconds"] = float(seconds_file.read_text())
         row["seconds"] = round(time.perf_counter() - start, 1)
+        table = json.loads(json_path.read_text()) if json_path.is_file() else {}  # another run may have added rows
         table[name] = row
         write_text_atomic(json_path, json.dumps(table, indent=2) + "\n")
         logging.info("%s: %s", name, row)
@@ -146,8 +156,9 @@ def main() -> None:
     lines = [
         f"SciFact test (300 queries, 5,183 docs). Distilled rows: {args.epochs:g} epochs of Margin-MSE on the "
         f"SciFact train teacher store (margins x {args.label_scale:g}), {args.negatives} negatives per row, "
-        f"lr {args.lr:g}, batch {args.batch_size}, max length {args.max_seq_length}. queries/s = query encoding + "
-        "search, end to end, on this 2-core CPU. Produced by `python eval/sparse_scifact.py --scores ...`.",
+        f"lr {args.lr:g}, batch {args.batch_size}, max length {args.max_seq_length}, FLOPS weights {args.flops_weight:g} "
+        f"(documents) and {args.query_flops_weight:g} (SPLADE queries; x{args.label_scale ** 2:g} in the strong-flops "
+        "row). queries/s = query encoding + search, end to end, on this 2-core CPU (single-threaded jobs sharing it). Produced by `python eval/sparse_scifact.py --scores ...`.",
         "",
         "| model | nDCG@10 | recall@100 | doc non-zeros | query non-zeros | queries/s |",
         "|---|---|---|---|---|---|",
