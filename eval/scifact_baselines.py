@@ -13,13 +13,12 @@ only recomputes the metrics.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 from irdistill.data import load_collection
 from irdistill.evaluation import evaluate_retrieval
-from irdistill.paths import write_text_atomic
+from irdistill.paths import update_json_table, write_text_atomic
 
 MODELS = {
     "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
@@ -40,11 +39,10 @@ def main() -> None:
 
     collection = load_collection(args.dataset)
     json_path = RESULTS / "scifact_baselines.json"
-    table: dict[str, dict[str, float]] = json.loads(json_path.read_text()) if json_path.is_file() else {}
     for key in args.models:
         result = evaluate_retrieval(MODELS[key], collection, index="flat", out=Path(args.runs) / key)
-        table[key] = {m: round(result.metrics[m], 4) for m in ("ndcg@10", "recall@100", "mrr@10")}
-        write_text_atomic(json_path, json.dumps(table, indent=2) + "\n")
+        table = update_json_table(json_path, key, {m: round(result.metrics[m], 4)
+                                                   for m in ("ndcg@10", "recall@100", "mrr@10")})
 
     lines = [
         f"SciFact test ({len(collection.queries)} queries, {len(collection.corpus)} documents), flat "

@@ -27,7 +27,6 @@ Writes eval/results/sparse_scifact.json
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ import numpy as np
 
 from irdistill.data import load_collection
 from irdistill.evaluation import evaluate_run
-from irdistill.paths import write_text_atomic
+from irdistill.paths import update_json_table, write_text_atomic
 
 RESULTS = Path(__file__).parent / "results"
 METRICS = ["ndcg@10", "recall@100"]
@@ -104,7 +103,6 @@ def main() -> None:
     test = load_collection("beir/scifact/test")
     train = load_collection("beir/scifact/train")
     json_path = RESULTS / "sparse_scifact.json"
-    table = json.loads(json_path.read_text()) if json_path.is_file() else {}
     runs = Path(args.runs)
 
     def dataset():
@@ -148,9 +146,7 @@ def main() -> None:
         if seconds_file.is_file():
             row["train_seconds"] = float(seconds_file.read_text())
         row["seconds"] = round(time.perf_counter() - start, 1)
-        table = json.loads(json_path.read_text()) if json_path.is_file() else {}  # another run may have added rows
-        table[name] = row
-        write_text_atomic(json_path, json.dumps(table, indent=2) + "\n")
+        table = update_json_table(json_path, name, row)  # keeps rows another run added meanwhile
         logging.info("%s: %s", name, row)
 
     lines = [

@@ -21,7 +21,6 @@ eval/results/teachers_scifact.md.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 from irdistill.candidates import mine_candidates
 from irdistill.data import load_collection
 from irdistill.evaluation import evaluate_run
-from irdistill.paths import write_text_atomic
+from irdistill.paths import update_json_table, write_text_atomic
 from irdistill.teachers.factory import build_teacher
 from irdistill.teachers.store import read_scores, score_candidates, scores_to_run
 
@@ -80,7 +79,6 @@ def main() -> None:
     ranked = {q: sorted(d, key=lambda p: (-d[p], p)) for q, d in bm25.items()}
 
     json_path = RESULTS / "teachers_scifact.json"
-    table = json.loads(json_path.read_text()) if json_path.is_file() else {}
     for name in names:
         spec, depth = specs[name]
         start = time.perf_counter()
@@ -103,11 +101,8 @@ def main() -> None:
                         run[qid][pid] = floor - 1.0 - i
         metrics = evaluate_run(collection.qrels, run, ["ndcg@10", "recall@10"])
         row = {**{m: round(v, 4) for m, v in metrics.items()}, "seconds": round(time.perf_counter() - start, 1)}
-        # re-read before writing: another run of this script (another teacher) may have added rows meanwhile
-        table = json.loads(json_path.read_text()) if json_path.is_file() else {}
-        table[name] = row
-        write_text_atomic(json_path, json.dumps(table, indent=2) + "\n")
-        logging.info("%s: %s", name, table[name])
+        table = update_json_table(json_path, name, row)  # keeps rows another run added meanwhile
+        logging.info("%s: %s", name, row)
 
     scored = {k: v for k, v in table.items() if k != "bm25"}
     best = max(scored, key=lambda k: scored[k]["ndcg@10"]) if scored else "bm25"

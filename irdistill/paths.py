@@ -14,8 +14,10 @@ Hugging Face hub name unchanged.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,15 +99,25 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def update_json_table(path: str | os.PathLike[str], key: str, row: Any) -> dict[str, Any]:
+    """Set ``table[key] = row`` in the JSON object at ``path`` (created if missing), atomically.
+
+    The file is read again just before the write, so rows that another process added since this
+    one started are kept. Returns the table as written.
+    """
+    path = Path(path)
+    table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    table[key] = row
+    write_text_atomic(path, json.dumps(table, indent=2) + "\n")
+    return table
+
+
 def save_model_atomic(model: Any, target: str | os.PathLike[str]) -> Path:
     """Save a sentence-transformers model (bi-encoder, CrossEncoder, SparseEncoder) to ``target``.
 
     The model is written to a temporary sibling folder and swapped in only when complete, so a
     crash leaves either the previous folder or the new one, never a half-written model.
     """
-    import shutil
-    import tempfile
-
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

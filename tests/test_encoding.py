@@ -86,3 +86,16 @@ def test_model_fingerprint_follows_the_files(tmp_path: Path) -> None:
     (folder / "model.safetensors").write_bytes(b"12345")
     assert model_fingerprint(str(folder)) != before
     assert model_fingerprint("org/name") != model_fingerprint("org/other")
+
+
+def test_update_json_table_keeps_rows_written_by_another_process(tmp_path: Path) -> None:
+    import json
+
+    from irdistill.paths import update_json_table
+
+    path = tmp_path / "results" / "table.json"
+    assert update_json_table(path, "a", {"x": 1}) == {"a": {"x": 1}}
+    path.write_text(json.dumps({"a": {"x": 1}, "b": {"x": 2}}))  # another run added a row meanwhile
+    assert update_json_table(path, "a", {"x": 3}) == {"a": {"x": 3}, "b": {"x": 2}}
+    assert json.loads(path.read_text()) == {"a": {"x": 3}, "b": {"x": 2}}
+    assert [p.name for p in path.parent.iterdir()] == ["table.json"]  # no temporary left behind
