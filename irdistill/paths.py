@@ -65,6 +65,42 @@ def resolve_model(name: str | os.PathLike[str]) -> str:
     return text
 
 
+def check_model(name: str | os.PathLike[str], *, what: str = "model") -> str:
+    """Resolve ``name`` as :func:`resolve_model` does and fail now if it cannot be loaded later.
+
+    Cheap: looks at the file system (and the Hugging Face cache when offline), loads nothing.
+    A local folder must hold a model (``config.json``, ``modules.json`` or a ``.gguf`` file); a
+    name that is clearly a path (absolute, ``./``, ``~``, several ``/``, or its first part is an
+    existing folder) must exist; a hub id is accepted online and, with ``HF_HUB_OFFLINE`` set,
+    only when the hub cache holds it.
+    """
+    from irdistill.errors import InputError
+
+    text = str(name)
+    resolved = resolve_model(text)
+    path = Path(resolved)
+    if path.is_dir():
+        markers = ("config.json", "modules.json", "config_sentence_transformers.json")
+        if not any((path / m).is_file() for m in markers) and not any(path.glob("*.gguf")):
+            raise InputError(f"{what} {text!r}: {path} is not a model folder (no config.json or "
+                             "modules.json)")
+        return resolved
+    if path.is_file():
+        return resolved
+    parts = [p for p in text.split("/") if p]
+    if (text.startswith(("/", ".", "~")) or len(parts) > 2
+            or (len(parts) > 1 and Path(parts[0]).is_dir())):
+        raise InputError(f"{what} {text!r}: no such model folder")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        from huggingface_hub import try_to_load_from_cache
+
+        if not any(isinstance(try_to_load_from_cache(text, f), str) for f in ("config.json", "modules.json")):
+            raise InputError(f"{what} {text!r}: not found locally (no {models_dir() / parts[-1]}) "
+                             "and HF_HUB_OFFLINE is set, so the hub is not asked; set "
+                             "IRDISTILL_MODELS or give a folder")
+    return resolved
+
+
 def local_dataset_dir(name: str) -> Path | None:
     """``$IRDISTILL_DATA/<last part of the name>`` when it exists, else ``None``."""
     root = data_dir()
@@ -72,6 +108,29 @@ def local_dataset_dir(name: str) -> Path | None:
         return None
     candidate = root / name.rstrip("/").split("/")[-1]
     return candidate if candidate.is_dir() else None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it and set it back
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode ``open()`` / ``mkdir()`` would give a new file (0o666) or folder (0o777) under
+    the user's umask. ``tempfile`` creates 0o600 / 0o700 on purpose, and a rename keeps that,
+    so outputs staged through it get this mode before they are published."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def staging_dir(target: str | os.PathLike[str]) -> Path:
+    """A new hidden folder beside ``target`` (same file system, so it can be renamed onto it),
+    with the mode an ordinary ``mkdir`` would give it."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, default_mode(directory=True))
+    return tmp
 
 
 @contextmanager
@@ -87,6 +146,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, default_mode())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -119,8 +180,7 @@ def save_model_atomic(model: Any, target: str | os.PathLike[str]) -> Path:
     crash leaves either the previous folder or the new one, never a half-written model.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = staging_dir(target)
     try:
         model.save_pretrained(str(tmp))
         old = None

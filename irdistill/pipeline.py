@@ -28,6 +28,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,8 @@ class RunConfig:
     index: dict[str, Any] = field(default_factory=lambda: {"kind": "flat", "params": {}})
     evaluate: dict[str, Any] = field(default_factory=dict)
     fidelity: dict[str, Any] | None = field(default_factory=lambda: {"depth": 100})
+    max_train_queries: int | None = None
+    """Train on the first N training queries only (quick runs); ``None``: all of them."""
 
     def validate(self) -> None:
         for key in ("dataset", "out", "teacher"):
@@ -67,6 +72,46 @@ class RunConfig:
         unknown = set(self.index) - {"kind", "params"}
         if unknown:
             raise InputError(f"run: unknown index key {sorted(unknown)[0]!r}; allowed: kind, params")
+        if self.max_train_queries is not None and self.max_train_queries < 1:
+            raise InputError(f"run: max_train_queries must be >= 1, got {self.max_train_queries}")
+
+    def check_inputs(self) -> None:
+        """Everything that can be checked before work starts: models, the teacher recipe and the
+        packages the stages import. Loads no model and reads no data set."""
+        from irdistill.dependencies import TRAINING, require
+        from irdistill.paths import check_model
+        from irdistill.teachers.factory import check_teacher
+
+        self.validate()
+        require(*TRAINING, purpose="irdistill run (student training)")
+        check_model(self.train["student"], what="run: train.student")
+        if self.train.get("inbatch_teacher"):
+            check_model(self.train["inbatch_teacher"], what="run: train.inbatch_teacher")
+        retriever = self.candidates.get("retriever", "bm25")
+        if str(retriever).lower() not in {"bm25", "bm25s"}:
+            check_model(retriever, what="run: candidates.retriever")
+        check_teacher(self.teacher, source="run: teacher")
+
+
+@contextmanager
+def _stage(name: str, done: Path | None = None) -> Iterator[bool]:
+    """Log one line per stage: skipped (``done`` exists), or finished with its wall time.
+
+    Yields ``True`` when the stage has to run.
+    """
+    if done is not None and done.exists():
+        logger.info("stage %s: skipped, %s exists", name, done)
+        yield False
+        return
+    logger.info("stage %s: started", name)
+    start = time.perf_counter()
+    yield True
+    logger.info("stage %s: done in %s", name, _duration(time.perf_counter() - start))
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"
 
 
 def _candidates_dict(run: dict[str, dict[str, float]], collection: Any, depth: int | None,
@@ -75,7 +120,7 @@ def _candidates_dict(run: dict[str, dict[str, float]], collection: Any, depth: i
     for qid, docs in run.items():
         ranked = [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))][:depth]
         if positives:
-            pos = sorted(d for d, r in collection.qrels.get(qid, {}).items() if r > 0)
+            pos = collection.positives(qid)
             ranked = pos + [d for d in ranked if d not in set(pos)]
         out[qid] = ranked
     return out
@@ -83,79 +128,96 @@ def _candidates_dict(run: dict[str, dict[str, float]], collection: Any, depth: i
 
 def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str, Any]:
     """Run (or continue) every stage of a recipe; returns the evaluation summary."""
-    from irdistill.candidates import mine_candidates, write_candidates
+    from irdistill.candidates import write_candidates
     from irdistill.data import load_collection, read_run
     from irdistill.evaluation import evaluate_retrieval
     from irdistill.teachers.factory import build_teacher
-    from irdistill.teachers.store import read_scores, score_candidates, scores_to_run
+    from irdistill.teachers.store import score_candidates
     from irdistill.train import TrainConfig, train_student
 
-    cfg.validate()
+    cfg.check_inputs()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    train_c = load_collection(cfg.dataset, split=cfg.train_split)
-    test_c = load_collection(cfg.dataset, split=cfg.test_split)
-    # check the student recipe now, not after an hour of teacher scoring
     train_cfg = TrainConfig(**{**cfg.train, "dataset": cfg.dataset, "split": cfg.train_split,
-                               "scores": str(out / f"scores.{cfg.train_split}"), "out": str(out / "student")})
+                               "scores": str(out / f"scores.{cfg.train_split}"), "out": str(out / "student"),
+                               "max_queries": cfg.max_train_queries})
     train_cfg.validate()
+    started = time.perf_counter()
+    with _stage("load data"):
+        train_c = load_collection(cfg.dataset, split=cfg.train_split)
+        if cfg.max_train_queries is not None:
+            train_c = train_c.subset(query_ids=train_c.query_ids[:cfg.max_train_queries])
+        test_c = load_collection(cfg.dataset, split=cfg.test_split)
+        logger.info("train: %r; test: %r", train_c, test_c)
+    out.mkdir(parents=True, exist_ok=True)
 
     cand_path = out / f"candidates.{cfg.train_split}.trec"
-    if cand_path.is_file():
-        logger.info("stage candidates: %s exists, skipped", cand_path)
-    else:
-        write_candidates(train_c, cand_path, cfg.candidates.get("retriever", "bm25"), cfg.candidates.get("k", 100),
-                         index=cfg.candidates.get("index", "flat"),
-                         query_batch_size=cfg.candidates.get("query_batch_size", 256),
-                         show_progress_bar=show_progress_bar)
+    with _stage("candidates", cand_path) as todo:
+        if todo:
+            write_candidates(train_c, cand_path, cfg.candidates.get("retriever", "bm25"), cfg.candidates.get("k", 100),
+                             index=cfg.candidates.get("index", "flat"),
+                             query_batch_size=cfg.candidates.get("query_batch_size", 256),
+                             show_progress_bar=show_progress_bar)
 
-    teacher = build_teacher(cfg.teacher, train_c)
-    cands = _candidates_dict(read_run(cand_path), train_c, None, positives=True)
-    score_candidates(teacher, train_c, cands, out / f"scores.{cfg.train_split}", show_progress_bar=show_progress_bar)
+    scores_dir = out / f"scores.{cfg.train_split}"
+    # always entered: the score store itself resumes, and refuses a folder holding another job
+    with _stage("teacher scores"):
+        teacher = build_teacher(cfg.teacher, train_c, show_progress_bar=show_progress_bar)
+        cands = _candidates_dict(read_run(cand_path), train_c, None, positives=True)
+        score_candidates(teacher, train_c, cands, scores_dir, show_progress_bar=show_progress_bar)
 
     student = out / "student"
-    if (student / "irdistill_training.json").is_file():
-        logger.info("stage train: %s exists, skipped", student)
-    else:
-        train_student(train_cfg, show_progress_bar=show_progress_bar)
+    with _stage("train", student / "irdistill_training.json") as todo:
+        if todo:
+            train_student(train_cfg, show_progress_bar=show_progress_bar)
 
     eval_dir = out / "eval"
-    if (eval_dir / "metrics.json").is_file():
-        logger.info("stage evaluate: %s exists, skipped", eval_dir)
-        summary = json.loads((eval_dir / "metrics.json").read_text())
-    else:
-        result = evaluate_retrieval(str(student), test_c, index=cfg.index.get("kind", "flat"),
-                                    index_params=cfg.index.get("params") or {}, out=eval_dir,
-                                    show_progress_bar=show_progress_bar, **cfg.evaluate)
-        summary = json.loads((eval_dir / "metrics.json").read_text())
-        logger.info("student on %s/%s: %s", cfg.dataset, cfg.test_split, result.metrics)
+    with _stage("index + evaluate", eval_dir / "metrics.json") as todo:
+        if todo:
+            result = evaluate_retrieval(str(student), test_c, index=cfg.index.get("kind", "flat"),
+                                        index_params=cfg.index.get("params") or {}, out=eval_dir,
+                                        show_progress_bar=show_progress_bar, **cfg.evaluate)
+            logger.info("student on %s/%s: %s", cfg.dataset, cfg.test_split, result.metrics)
+    summary = json.loads((eval_dir / "metrics.json").read_text())
 
-    if cfg.fidelity is not None and not (eval_dir / "fidelity.json").is_file():
-        from irdistill.evaluation.fidelity import teacher_fidelity
-
-        depth = int(cfg.fidelity.get("depth", 100))
-        test_run = mine_candidates(test_c, cfg.candidates.get("retriever", "bm25"), k=depth,
-                                   exclude_positives=False, show_progress_bar=show_progress_bar)
-        test_cands = _candidates_dict(test_run, test_c, depth, positives=False)
-        path = score_candidates(build_teacher(cfg.teacher, test_c), test_c, test_cands,
-                                out / f"fidelity-scores.{cfg.test_split}", show_progress_bar=show_progress_bar)
-        teacher_run = scores_to_run(read_scores(path))
-        student_run = student_scores(str(student), test_c, test_cands)
-        fidelity = teacher_fidelity(student_run, teacher_run, k=10)
-        write_text_atomic(eval_dir / "fidelity.json", json.dumps(fidelity, indent=2) + "\n")
-        logger.info("teacher fidelity: %s", fidelity)
+    if cfg.fidelity is not None:
+        with _stage("fidelity", eval_dir / "fidelity.json") as todo:
+            if todo:
+                _fidelity(cfg, test_c, student, eval_dir, show_progress_bar)
     if (eval_dir / "fidelity.json").is_file():
         summary["fidelity"] = json.loads((eval_dir / "fidelity.json").read_text())
+    logger.info("run %s: finished in %s", out, _duration(time.perf_counter() - started))
     return summary
 
 
-def student_scores(model: str | os.PathLike[str], collection: Any, candidates: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+def _fidelity(cfg: RunConfig, test_c: Any, student: Path, eval_dir: Path, show_progress_bar: bool) -> None:
+    """Teacher and student scores of the test candidates, and their agreement."""
+    from irdistill.candidates import mine_candidates
+    from irdistill.evaluation.fidelity import teacher_fidelity
+    from irdistill.teachers.factory import build_teacher
+    from irdistill.teachers.store import read_scores, score_candidates, scores_to_run
+
+    depth = int(cfg.fidelity.get("depth", 100)) if cfg.fidelity else 100
+    test_run = mine_candidates(test_c, cfg.candidates.get("retriever", "bm25"), k=depth,
+                               exclude_positives=False, show_progress_bar=show_progress_bar)
+    test_cands = _candidates_dict(test_run, test_c, depth, positives=False)
+    path = score_candidates(build_teacher(cfg.teacher, test_c, show_progress_bar=show_progress_bar), test_c,
+                            test_cands, Path(cfg.out) / f"fidelity-scores.{cfg.test_split}",
+                            show_progress_bar=show_progress_bar)
+    teacher_run = scores_to_run(read_scores(path))
+    student_run = student_scores(str(student), test_c, test_cands, show_progress_bar=show_progress_bar)
+    fidelity = teacher_fidelity(student_run, teacher_run, k=10)
+    write_text_atomic(eval_dir / "fidelity.json", json.dumps(fidelity, indent=2) + "\n")
+    logger.info("teacher fidelity: %s", fidelity)
+
+
+def student_scores(model: str | os.PathLike[str], collection: Any, candidates: dict[str, list[str]],
+                   *, show_progress_bar: bool = False) -> dict[str, dict[str, float]]:
     """A dense model's scores of each query's candidates (corpus embeddings through the cache)."""
     import numpy as np
 
     from irdistill.encoding import DenseEncoder
 
-    encoder = DenseEncoder(str(model), show_progress_bar=False)
+    encoder = DenseEncoder(str(model), show_progress_bar=show_progress_bar)
     docs = encoder.encode(collection.doc_ids, collection.doc_texts(), side="document").embeddings
     qids = list(candidates)
     queries = encoder.encode(qids, [collection.queries[q] for q in qids], side="query").embeddings

@@ -73,6 +73,7 @@ class TrainConfig:
     max_seq_length: int | None = 256
     freeze_documents: bool = False
     seed: int = 42
+    max_queries: int | None = None
     eval_dataset: str | None = None
     eval_split: str | None = None
     eval_steps: int | None = None
@@ -101,8 +102,26 @@ class TrainConfig:
             raise InputError("train: learning_rate and temperature must be positive")
         if self.student_temperature is not None and self.student_temperature <= 0:
             raise InputError("train: student_temperature must be positive")
+        if self.max_queries is not None and self.max_queries < 1:
+            raise InputError(f"train: max_queries must be >= 1, got {self.max_queries}")
         if not np.isfinite(self.label_scale) or self.label_scale <= 0:
             raise InputError(f"train: label_scale must be a positive number, got {self.label_scale}")
+
+
+    def check_inputs(self) -> None:
+        """:meth:`validate`, then what can be checked before any work: the packages training
+        imports, the student and in-batch teacher models, the score file."""
+        from irdistill.dependencies import TRAINING, require
+        from irdistill.paths import check_model
+
+        self.validate()
+        require(*TRAINING, purpose="training a student")
+        check_model(self.student, what="train: student")
+        if self.inbatch_teacher:
+            check_model(self.inbatch_teacher, what="train: inbatch_teacher")
+        if self.scores and not _scores_path(self.scores).is_file():
+            raise InputError(f"train: scores {self.scores}: no such file (expected scores.parquet "
+                             "or its folder, from irdistill score)")
 
 
 @dataclass
@@ -151,10 +170,10 @@ def _scores_path(path: str) -> Path:
 
 
 def _positives(collection: Collection, qid: str) -> set[str]:
-    return {d for d, r in collection.qrels.get(qid, {}).items() if r > 0}
+    return set(collection.positives(qid))
 
 
-def _pair_inputs(cfg: TrainConfig, collection: Collection) -> Any:
+def _pair_inputs(cfg: TrainConfig, collection: Collection, show_progress_bar: bool = False) -> Any:
     from irdistill.sampling import RandomPairSampler, TASBalancedSampler, build_trainer_inputs
     from irdistill.sampling.pairs import pairs_from_scores
     from irdistill.teachers.store import read_scores
@@ -166,7 +185,7 @@ def _pair_inputs(cfg: TrainConfig, collection: Collection) -> Any:
     if cfg.sampler == "tas-balanced":
         from irdistill.encoding import DenseEncoder
 
-        encoder = DenseEncoder(cfg.student, show_progress_bar=False)
+        encoder = DenseEncoder(cfg.student, show_progress_bar=show_progress_bar)
         embeddings = encoder.encode(qids, [collection.queries[q] for q in qids], side="query").embeddings
         sampler: Any = TASBalancedSampler(qids, pairs, embeddings, cfg.batch_size,
                                           n_clusters=min(cfg.n_clusters, len(qids)),
@@ -177,7 +196,8 @@ def _pair_inputs(cfg: TrainConfig, collection: Collection) -> Any:
     return build_trainer_inputs(sampler, collection, epochs=cfg.epochs)
 
 
-def _inbatch_labels(cfg: TrainConfig, collection: Collection, inputs: Any) -> list[list[float]]:
+def _inbatch_labels(cfg: TrainConfig, collection: Collection, inputs: Any,
+                    show_progress_bar: bool = False) -> list[list[float]]:
     """Pack, for every row, its margin and the in-batch teacher's scores against the global batch.
 
     Columns follow :class:`~irdistill.losses.TASBalancedLoss`: passage column (positive, then
@@ -188,7 +208,7 @@ def _inbatch_labels(cfg: TrainConfig, collection: Collection, inputs: Any) -> li
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     assert cfg.inbatch_teacher is not None
-    teacher = DenseEncoder(cfg.inbatch_teacher, show_progress_bar=False)
+    teacher = DenseEncoder(cfg.inbatch_teacher, show_progress_bar=show_progress_bar)
     doc_ids = collection.doc_ids
     doc_emb = teacher.encode(doc_ids, collection.doc_texts(), side="document").embeddings
     row_of = {d: i for i, d in enumerate(doc_ids)}
@@ -340,7 +360,8 @@ class HarnessEvaluator:
 # --------------------------------------------------------------------------------------------
 
 
-def build_train_dataset(cfg: TrainConfig, collection: Collection) -> tuple[Any, dict[str, Any]]:
+def build_train_dataset(cfg: TrainConfig, collection: Collection,
+                        show_progress_bar: bool = False) -> tuple[Any, dict[str, Any]]:
     """The training ``datasets.Dataset`` and the trainer arguments it needs.
 
     ``label_scale`` multiplies the stored teacher's scores (so margins and score lists) to put
@@ -351,10 +372,11 @@ def build_train_dataset(cfg: TrainConfig, collection: Collection) -> tuple[Any, 
 
     scale = cfg.label_scale
     if cfg.loss in ("margin-mse", "tas-balanced"):
-        inputs = _pair_inputs(cfg, collection)
+        inputs = _pair_inputs(cfg, collection, show_progress_bar)
         dataset = inputs.dataset
         if cfg.loss == "tas-balanced":
-            labels = [[row[0] * scale, *row[1:]] for row in _inbatch_labels(cfg, collection, inputs)]
+            labels = [[row[0] * scale, *row[1:]]
+                      for row in _inbatch_labels(cfg, collection, inputs, show_progress_bar)]
         else:
             labels = [[x * scale for x in row] if isinstance(row, list) else row * scale for row in dataset["label"]]
         dataset = dataset.remove_columns("label").add_column("label", labels)
@@ -384,11 +406,13 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
 
     from irdistill.data import load_collection
 
-    cfg.validate()
+    cfg.check_inputs()
     collection = load_collection(cfg.dataset, split=cfg.split or "train")
+    if cfg.max_queries is not None:
+        collection = collection.subset(query_ids=collection.query_ids[:cfg.max_queries])
     logger.info("training on %r with %s / %s", collection, cfg.loss, cfg.sampler)
     torch.manual_seed(cfg.seed)
-    dataset, sized = build_train_dataset(cfg, collection)  # every input error surfaces before training
+    dataset, sized = build_train_dataset(cfg, collection, show_progress_bar)  # input errors surface before training
     model = load_student(cfg)
     loss = _loss(cfg, model)
     evaluator = None

@@ -219,22 +219,74 @@ def test_empty_jsonl_files(tmp_path: Path) -> None:
         read_queries(queries)
 
 
-def test_qrels_with_unknown_query_id(beir_dir: Path) -> None:
+def test_judged_query_missing_from_queries_file_is_dropped_with_a_warning(
+    beir_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = beir_dir / "qrels" / "test.tsv"
-    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq42\td2\t1\n")
-    with pytest.raises(
-        InputError, match=at(path, 3) + ": query id 'q42' is not in the queries file"
-    ):
-        load_collection(beir_dir)
+    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq42\td2\t1\nq2\td2\t1\n")
+    with caplog.at_level("WARNING"):
+        collection = load_collection(beir_dir)
+    assert collection.qrels == {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    assert list(collection.queries) == ["q1", "q2"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{path}: 1 of 3 judged query ids are not in the queries file ('q42'); "
+                        "those queries are left out"]
 
 
-def test_qrels_with_unknown_corpus_id(beir_dir: Path) -> None:
+def test_judged_document_missing_from_corpus_counts_as_relevant_never_retrieved(
+    beir_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As trec_eval and ranx: the judgement stays, so recall cannot reach 1 for that query."""
+    from irdistill.evaluation.metrics import evaluate_run
+
     path = beir_dir / "qrels" / "test.tsv"
     path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td42\t1\nq2\td2\t1\n")
-    with pytest.raises(
-        InputError, match=at(path, 3) + ": corpus id 'd42' is not in the corpus file"
-    ):
+    with caplog.at_level("WARNING"):
+        collection = load_collection(beir_dir)
+    assert collection.qrels == {"q1": {"d1": 1, "d42": 1}, "q2": {"d2": 1}}
+    assert collection.positives("q1") == ["d1"]  # no text to train or score with
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"{path}: 1 of 3 judged document ids are not in the corpus ('d42')")
+    run = {"q1": {"d1": 2.0, "d3": 1.0}, "q2": {"d2": 1.0}}
+    recall = evaluate_run(collection.qrels, run, ["recall@10"])["recall@10"]
+    assert recall == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_many_missing_ids_warn_with_a_few_examples_and_refuse_below_the_threshold(beir_dir: Path) -> None:
+    """20 judged documents, 2 exist (10 %): evaluated; 1 exists (5 %): the ids do not match."""
+    path = beir_dir / "qrels" / "test.tsv"
+    rows = [f"q1\tx{i}\t1" for i in range(18)]
+    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n" + "\n".join(rows) + "\n")
+    assert len(load_collection(beir_dir).qrels["q1"]) == 19
+    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n" + "\n".join(rows + ["q2\tx18\t1"]) + "\n")
+    with pytest.raises(InputError, match=at(path) + r": 19 of 20 judged document ids are not in the "
+                       r"corpus \('x0', 'x1', 'x10', 'x11', 'x12', \.\.\.\); the ids do not match"):
         load_collection(beir_dir)
+
+
+def test_judged_queries_that_match_none_are_refused(beir_dir: Path) -> None:
+    path = beir_dir / "qrels" / "test.tsv"
+    path.write_text("query-id\tcorpus-id\tscore\n1\td1\t1\n2\td2\t1\n")  # a wrong id column
+    with pytest.raises(InputError, match=at(path) + r": 2 of 2 judged query ids are not in the "
+                       "queries file"):
+        load_collection(beir_dir)
+
+
+@pytest.mark.parametrize("file", ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv"])
+def test_bytes_that_are_not_utf8_name_the_file_and_line(beir_dir: Path, file: str) -> None:
+    path = beir_dir / file
+    lines = path.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b"1", b"\xe9", 1) if file.endswith("tsv") else lines[1][:-2] + b"\xe9\"}"
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(InputError, match=at(path, 2) + r": not valid UTF-8 \(byte e9 at column \d+\)"):
+        load_collection(beir_dir)
+
+
+def test_utf8_byte_order_mark_is_accepted(beir_dir: Path) -> None:
+    path = beir_dir / "corpus.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_collection(beir_dir).doc_ids[0] == "d1"
 
 
 @pytest.mark.parametrize("row", ["q1\td1", "q1\td1\t1\textra"])
@@ -349,14 +401,15 @@ def test_msmarco_three_field_qrels_and_other_split(tmp_path: Path) -> None:
         ("queries.dev.tsv", "101\tvaccine\n\n102\t\n", ":3: query '102' has an empty text"),
         (
             "qrels.dev.tsv",
-            "101 0 p1 1\n999 0 p1 1\n",
-            ":2: query id '999' is not in the queries file",
+            "998 0 p1 1\n999 0 p1 1\n",
+            ": 2 of 2 judged query ids are not in the queries file",
         ),
         (
             "qrels.dev.tsv",
-            "101 0 p1 1\n102 0 p9 1\n",
-            ":2: passage id 'p9' is not in collection.tsv",
+            "101 0 p8 1\n102 0 p9 1\n",
+            ": 2 of 2 judged document ids are not in the corpus",
         ),
+        ("collection.tsv", "p1\tfine\np2\tcaf\xe9\n", r":2: not valid UTF-8 \(byte e9 at column 7\)"),
         ("qrels.dev.tsv", "101 0 p1 1\n101 0 p2 1 extra\n", ":2: expected 'qid 0 pid relevance'"),
         ("qrels.dev.tsv", "101 0 p1 1\n101 p2\n", ":2: expected 'qid 0 pid relevance'"),
         ("qrels.dev.tsv", "101 0 p1 yes\n", ":1: relevance 'yes' is not an integer"),
@@ -366,7 +419,7 @@ def test_msmarco_errors_name_file_and_line(
     tmp_path: Path, file: str, content: str, message: str
 ) -> None:
     folder = write_msmarco(tmp_path / "marco")
-    (folder / file).write_text(content)
+    (folder / file).write_bytes(content.encode("latin-1"))  # \xe9: one byte, not UTF-8
     with pytest.raises(InputError, match=at(folder / file) + message):
         load_collection(folder)
 

@@ -100,7 +100,7 @@ def iter_candidates(
     for start in tqdm(range(0, len(qids), query_batch_size), desc="candidates", unit="batch",
                       disable=not show_progress_bar):
         batch = qids[start:start + query_batch_size]
-        positives = [{d for d, r in collection.qrels.get(q, {}).items() if r > 0} for q in batch]
+        positives = [set(collection.positives(q)) for q in batch]
         depth = k + (max((len(p) for p in positives), default=0) if exclude_positives else 0)
         scores, ids = searcher.search(batch, depth)
         for row, qid in enumerate(batch):

@@ -15,6 +15,7 @@ from typing import Any
 
 from irdistill import __version__
 from irdistill.errors import InputError, MissingDependencyError
+from irdistill.paths import check_model
 
 logger = logging.getLogger("irdistill")
 
@@ -309,6 +310,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     cfg = config_from(EvaluateConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
+    if cfg.model.lower() not in {"bm25", "bm25s"}:
+        check_model(cfg.model, what="--model")
+    _check_faiss_device(cfg.device)
     from irdistill.data import load_collection
     from irdistill.evaluation import evaluate_retrieval
 
@@ -329,6 +333,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(result.table_header())
     print(result.table_row())
     return 0
+
+
+def _check_faiss_device(device: str | None) -> None:
+    """``--device cuda`` needs GPU faiss and a GPU: say so before any work."""
+    if device == "cuda":
+        from irdistill.indexes.faiss_indexes import resolve_device
+
+        resolve_device("cuda")
 
 
 def _save_index(cfg: Any, collection: Any, path: str) -> None:
@@ -370,6 +382,12 @@ def cmd_candidates(args: argparse.Namespace) -> int:
 
     cfg = config_from(CandidatesConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
+    if cfg.retriever.lower() not in {"bm25", "bm25s"}:
+        check_model(cfg.retriever, what="--retriever")
+    if cfg.false_negative_teacher:
+        from irdistill.teachers.factory import check_teacher
+
+        check_teacher(cfg.false_negative_teacher, source="--false-negative-teacher")
     from irdistill.candidates import FalseNegativeFilter, write_candidates
     from irdistill.data import load_collection
 
@@ -392,8 +410,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     cfg = config_from(ScoreConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
+    from irdistill.teachers.factory import build_teacher, check_teacher
+
+    check_teacher(cfg.teacher, source="--teacher")
+    if not os.path.isfile(cfg.candidates):
+        raise InputError(f"--candidates {cfg.candidates}: no such file")
     from irdistill.data import load_collection, read_run
-    from irdistill.teachers.factory import build_teacher
     from irdistill.teachers.store import export_msmarco_tsv, read_scores, score_candidates
 
     collection = load_collection(cfg.dataset, split=cfg.split)
@@ -404,10 +426,10 @@ def cmd_score(args: argparse.Namespace) -> int:
             raise InputError(f"{cfg.candidates}: query id {qid!r} is not in {collection.name}/{collection.split}")
         ranked = [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))][: cfg.depth]
         if cfg.include_positives:
-            positives = sorted(d for d, r in collection.qrels.get(qid, {}).items() if r > 0)
+            positives = collection.positives(qid)
             ranked = positives + [d for d in ranked if d not in set(positives)]
         candidates[qid] = ranked
-    teacher = build_teacher(cfg.teacher, collection)
+    teacher = build_teacher(cfg.teacher, collection, show_progress_bar=not args.quiet)
     path = score_candidates(teacher, collection, candidates, cfg.out, chunk_queries=cfg.chunk_queries,
                             overwrite=cfg.overwrite, show_progress_bar=not args.quiet)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: wait for every rank, rank 0 merges
@@ -436,6 +458,10 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
     cfg = config_from(TrainTeacherConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
+    from irdistill.dependencies import TRAINING, require
+
+    require(*TRAINING, purpose="irdistill train-teacher")
+    check_model(cfg.backbone, what="--backbone")
     from irdistill.data import load_collection
     from irdistill.teachers.train_cross_encoder import train_cross_encoder
 
@@ -469,6 +495,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     cfg = config_from(IndexConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
+    check_model(cfg.model, what="--model")
     from irdistill.data import load_collection
     from irdistill.indexes.build import build_index
 
@@ -523,8 +550,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(args.verbose, args.quiet)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        return COMMANDS[args.command](args)
+        with logging_redirect_tqdm():  # log lines print above the progress bars, not through them
+            return COMMANDS[args.command](args)
     except (InputError, MissingDependencyError) as err:
         if args.debug:
             raise

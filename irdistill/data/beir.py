@@ -11,24 +11,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from irdistill.data.collection import Collection, Document, Qrels
+from irdistill.data.collection import Collection, Document, Qrels, reconcile_qrels
+from irdistill.data.lines import read_lines
 from irdistill.errors import InputError
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-            yield number, record
+    for number, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        yield number, record
 
 
 def _record_id(path: Path, number: int, record: dict[str, Any], seen: dict[str, int]) -> str:
@@ -82,36 +80,33 @@ def read_beir_qrels(
 ) -> Qrels:
     """Read ``qrels/<split>.tsv`` (``query-id corpus-id score``, optional header line).
 
-    When ``queries`` / ``corpus`` are given, ids absent from them are an error.
+    When ``queries`` and ``corpus`` are given, the judgements are reconciled with them
+    (:func:`~irdistill.data.collection.reconcile_qrels`: ids they lack are a warning, and
+    an error only when almost none of the judged ids exist).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
     qrels: Qrels = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t") if "\t" in line else line.split()
-            if number == 1 and parts[0].strip().lower() in {"query-id", "query_id", "qid"}:
-                continue
-            if len(parts) != 3:
-                raise InputError(
-                    f"{path}:{number}: expected 3 tab-separated fields 'query-id corpus-id score', "
-                    f"got {len(parts)}"
-                )
-            qid, doc_id, score = (p.strip() for p in parts)
-            try:
-                rel = int(float(score))
-            except (ValueError, OverflowError):  # "high", "nan", "inf"
-                raise InputError(f"{path}:{number}: score {score!r} is not a number") from None
-            if queries is not None and qid not in queries:
-                raise InputError(f"{path}:{number}: query id {qid!r} is not in the queries file")
-            if corpus is not None and doc_id not in corpus:
-                raise InputError(f"{path}:{number}: corpus id {doc_id!r} is not in the corpus file")
-            qrels.setdefault(qid, {})[doc_id] = rel
+    for number, line in read_lines(path):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\n").split("\t") if "\t" in line else line.split()
+        if number == 1 and parts[0].strip().lower() in {"query-id", "query_id", "qid"}:
+            continue
+        if len(parts) != 3:
+            raise InputError(
+                f"{path}:{number}: expected 3 tab-separated fields 'query-id corpus-id score', "
+                f"got {len(parts)}"
+            )
+        qid, doc_id, score = (p.strip() for p in parts)
+        try:
+            rel = int(float(score))
+        except (ValueError, OverflowError):  # "high", "nan", "inf"
+            raise InputError(f"{path}:{number}: score {score!r} is not a number") from None
+        qrels.setdefault(qid, {})[doc_id] = rel
     if not qrels:
         raise InputError(f"{path}: no judgements")
+    if queries is not None and corpus is not None:
+        qrels = reconcile_qrels(qrels, queries, corpus, str(path))
     return qrels
 
 

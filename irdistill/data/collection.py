@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 
 from irdistill.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,45 @@ class Document:
 
 Qrels = dict[str, dict[str, int]]
 """``qid -> {doc_id: relevance}``."""
+
+MIN_MATCHED_SHARE = 0.1
+"""Below this share of judged ids found in the corpus (or queries file), the judgements are
+taken to use other ids altogether (a wrong column, another collection) and are refused."""
+
+
+def reconcile_qrels(qrels: Qrels, queries: dict[str, str], corpus: dict[str, Document],
+                    source: str) -> Qrels:
+    """Judgements checked against the corpus and queries they come with.
+
+    Real collections judge documents their distributed text lacks (classic test collections
+    do); trec_eval and ranx count those as relevant and never retrieved, and so does irdistill:
+    they are kept, with one warning giving their count and a few ids. Judged queries missing
+    from the queries file cannot be run: they are dropped, with one warning. Only when (almost)
+    none of the judged ids exist (fewer than :data:`MIN_MATCHED_SHARE`) is this an error, since
+    then the ids clearly do not match (a wrong id column, another collection's files).
+    """
+    judged_docs = {d for docs in qrels.values() for d in docs}
+    missing_docs = sorted(judged_docs - corpus.keys())
+    missing_queries = [q for q in qrels if q not in queries]
+    for what, missing, total, where in (
+        ("document", missing_docs, len(judged_docs), "the corpus"),
+        ("query", missing_queries, len(qrels), "the queries file"),
+    ):
+        if not missing:
+            continue
+        examples = ", ".join(repr(x) for x in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        if total - len(missing) < MIN_MATCHED_SHARE * total:
+            raise InputError(f"{source}: {len(missing)} of {total} judged {what} ids are not in "
+                             f"{where} ({examples}); the ids do not match: check the id column "
+                             "and that the files belong together")
+        if what == "document":
+            logger.warning("%s: %d of %d judged document ids are not in %s (%s); they count as "
+                           "relevant and never retrieved, as in trec_eval and ranx", source,
+                           len(missing), total, where, examples)
+        else:
+            logger.warning("%s: %d of %d judged query ids are not in %s (%s); those queries "
+                           "are left out", source, len(missing), total, where, examples)
+    return {q: docs for q, docs in qrels.items() if q in queries}
 
 Run = dict[str, dict[str, float]]
 """``qid -> {doc_id: score}``."""
@@ -53,6 +95,14 @@ class Collection:
     @property
     def query_ids(self) -> list[str]:
         return list(self.queries)
+
+    def positives(self, qid: str) -> list[str]:
+        """Judged-relevant documents of ``qid`` (relevance > 0) that the corpus holds, sorted.
+
+        Judgements of documents the corpus lacks count for evaluation (relevant, never
+        retrieved) but give no text to train or score with, so they are left out here.
+        """
+        return sorted(d for d, r in self.qrels.get(qid, {}).items() if r > 0 and d in self.corpus)
 
     def doc_texts(self) -> list[str]:
         """Texts to encode, in ``doc_ids`` order (title and text joined)."""

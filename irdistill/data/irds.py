@@ -10,7 +10,7 @@ import logging
 
 from tqdm.auto import tqdm
 
-from irdistill.data.collection import Collection, Document
+from irdistill.data.collection import Collection, Document, reconcile_qrels
 from irdistill.errors import InputError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
@@ -43,11 +43,8 @@ def load_ir_datasets(dataset_id: str, show_progress_bar: bool = True) -> Collect
     all_queries = {q.query_id: q.text for q in dataset.queries_iter()}
     qrels: dict[str, dict[str, int]] = {}
     for qrel in dataset.qrels_iter():
-        if qrel.query_id not in all_queries:
-            raise InputError(f"ir_datasets {dataset_id}: qrels name unknown query {qrel.query_id!r}")
-        if qrel.doc_id not in corpus:
-            raise InputError(f"ir_datasets {dataset_id}: qrels name unknown document {qrel.doc_id!r}")
         qrels.setdefault(qrel.query_id, {})[qrel.doc_id] = int(qrel.relevance)
+    qrels = reconcile_qrels(qrels, all_queries, corpus, f"ir_datasets {dataset_id}")
     queries = {qid: text for qid, text in all_queries.items() if qid in qrels}
     for qid, text in queries.items():
         if not text.strip():

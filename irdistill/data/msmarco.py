@@ -7,62 +7,53 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from irdistill.data.collection import Collection, Document, Qrels
+from irdistill.data.collection import Collection, Document, Qrels, reconcile_qrels
+from irdistill.data.lines import read_lines
 from irdistill.errors import InputError
 
 
 def _read_id_text_tsv(path: Path, what: str) -> dict[str, str]:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
     out: dict[str, str] = {}
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) < 2:
-                raise InputError(f"{path}:{number}: expected 'id<TAB>text', got no tab")
-            rid, text = parts[0].strip(), "\t".join(parts[1:]).strip()
-            if rid in seen:
-                raise InputError(f"{path}:{number}: duplicate id {rid!r} (first on line {seen[rid]})")
-            if not text:
-                raise InputError(f"{path}:{number}: {what} {rid!r} has an empty text")
-            seen[rid] = number
-            out[rid] = text
+    for number, line in read_lines(path):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) < 2:
+            raise InputError(f"{path}:{number}: expected 'id<TAB>text', got no tab")
+        rid, text = parts[0].strip(), "\t".join(parts[1:]).strip()
+        if rid in seen:
+            raise InputError(f"{path}:{number}: duplicate id {rid!r} (first on line {seen[rid]})")
+        if not text:
+            raise InputError(f"{path}:{number}: {what} {rid!r} has an empty text")
+        seen[rid] = number
+        out[rid] = text
     if not out:
         raise InputError(f"{path}: no {what}s")
     return out
 
 
 def _read_qrels(path: Path, queries: dict[str, str], corpus: dict[str, Document]) -> Qrels:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
     qrels: Qrels = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts or (number == 1 and parts[0].lower() in {"query-id", "qid"}):
-                continue
-            if len(parts) == 4:
-                qid, _, doc_id, rel = parts
-            elif len(parts) == 3:
-                qid, doc_id, rel = parts
-            else:
-                raise InputError(
-                    f"{path}:{number}: expected 'qid 0 pid relevance' or 'qid pid relevance'"
-                )
-            if qid not in queries:
-                raise InputError(f"{path}:{number}: query id {qid!r} is not in the queries file")
-            if doc_id not in corpus:
-                raise InputError(f"{path}:{number}: passage id {doc_id!r} is not in collection.tsv")
-            try:
-                qrels.setdefault(qid, {})[doc_id] = int(rel)
-            except ValueError:
-                raise InputError(f"{path}:{number}: relevance {rel!r} is not an integer") from None
+    for number, line in read_lines(path):
+        parts = line.split()
+        if not parts or (number == 1 and parts[0].lower() in {"query-id", "qid"}):
+            continue
+        if len(parts) == 4:
+            qid, _, doc_id, rel = parts
+        elif len(parts) == 3:
+            qid, doc_id, rel = parts
+        else:
+            raise InputError(
+                f"{path}:{number}: expected 'qid 0 pid relevance' or 'qid pid relevance'"
+            )
+        try:
+            qrels.setdefault(qid, {})[doc_id] = int(rel)
+        except ValueError:
+            raise InputError(f"{path}:{number}: relevance {rel!r} is not an integer") from None
     if not qrels:
         raise InputError(f"{path}: no judgements")
-    return qrels
+    return reconcile_qrels(qrels, queries, corpus, str(path))
 
 
 def _pick(folder: Path, stem: str, split: str) -> Path:

@@ -7,21 +7,17 @@ Run lines: ``qid Q0 doc_id rank score tag``; qrels lines: ``qid 0 doc_id relevan
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from irdistill.data.collection import Qrels, Run
+from irdistill.data.lines import read_lines
 from irdistill.errors import InputError
 from irdistill.paths import atomic_path
 
 
 def _open_lines(path: str | os.PathLike[str]):
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
-    with p.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield number, line.split()
+    for number, line in read_lines(path):
+        if line.strip():
+            yield number, line.split()
 
 
 def read_run(path: str | os.PathLike[str]) -> Run:

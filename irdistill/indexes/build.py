@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -444,7 +443,7 @@ def build_index(
         (48, ['ndcg@10', 'recall@10', 'recall@100'])
     """
     from irdistill.evaluation.metrics import parse_metrics
-    from irdistill.paths import write_text_atomic
+    from irdistill.paths import staging_dir, write_text_atomic
 
     started = time.perf_counter()
     kind = kind.lower()
@@ -477,8 +476,7 @@ def build_index(
                show_progress_bar=show_progress_bar)
     built = BUILDERS.get(kind)(job, **given)
     folder = Path(out)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    staging = staging_dir(folder)
     try:
         path = _save(kind, built, staging)
         write_text_atomic(staging / "doc_ids.txt", "\n".join(doc_ids) + "\n")

@@ -44,6 +44,9 @@ class Teacher(ABC):
     """Common interface: a name, a score scale, and ``rank`` over one query's candidates."""
 
     listwise: ClassVar[bool] = False
+    progress_on_setup: ClassVar[bool] = False
+    """True when building the teacher does long work (encoding or indexing a corpus): the
+    factory then passes it the caller's ``show_progress_bar``."""
     scale: ScoreScale
     name: str
 

@@ -29,6 +29,7 @@ class BM25Teacher(PointwiseTeacher):
     """BM25 of each pair; the corpus is indexed once at construction."""
 
     scale = ScoreScale.BM25
+    progress_on_setup = True
 
     def __init__(self, collection: Collection, *, params: BM25Params | None = None,
                  show_progress_bar: bool = False) -> None:

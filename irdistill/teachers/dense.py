@@ -33,7 +33,10 @@ class DenseTeacher(PointwiseTeacher):
         collection: when given, its whole corpus is encoded once through the cache and passages
             are looked up by text; other passages are encoded on the fly.
         batch_size: encoding batch size.
+        show_progress_bar: a progress bar while the collection's corpus is encoded.
     """
+
+    progress_on_setup = True
 
     def __init__(self, model: str, *, collection: Collection | None = None, batch_size: int = 64,
                  cache: bool = True, show_progress_bar: bool = False) -> None:
@@ -48,7 +51,7 @@ class DenseTeacher(PointwiseTeacher):
             texts = collection.doc_texts()
             self._corpus = self.encoder.encode(collection.doc_ids, texts, side="document").embeddings
             self._rows = {text: i for i, text in enumerate(texts)}
-
+        self.encoder.show_progress_bar = False  # per-call query batches are small: no bar each
     @property
     def scale(self) -> ScoreScale:  # type: ignore[override]
         if self._scale is None:

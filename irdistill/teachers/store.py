@@ -43,7 +43,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from irdistill.data.collection import Collection, Qrels
+from irdistill.data.lines import read_lines
 from irdistill.errors import InputError, MissingDependencyError
 from irdistill.paths import atomic_path, write_text_atomic
 from irdistill.teachers.base import Teacher, check_scores
@@ -177,15 +178,15 @@ def score_candidates(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"teacher {name}",
-               unit="chunk", disable=not show_progress_bar or rank != 0)
+    done = sum(len(chunks[i]) for i in mine) - sum(len(chunks[i]) for i in todo)
+    bar = tqdm(total=sum(len(chunks[i]) for i in mine), initial=done, desc=f"teacher {name}",
+               unit="query", disable=not show_progress_bar or rank != 0)
     with bar:
         for chunk in todo:
             table = _score_chunk(teacher, name, listwise, collection, plan, chunks[chunk], chunk,
-                                 call_kwargs)
+                                 call_kwargs, progress=bar.update)
             with atomic_path(out / shard_name(chunk)) as tmp:
                 pq.write_table(table, tmp)
-            bar.update(1)
     if todo:
         logger.info("%s: rank %d scored %d chunks (%d pairs)", out, rank, len(todo),
                     sum(manifest["chunk_rows"][i] for i in todo))
@@ -292,23 +293,26 @@ class _Plan:
 
 def _score_chunk(teacher: Teacher, name: str, listwise: bool, collection: Collection,
                  plan: _Plan, qids: Sequence[str], chunk: int,
-                 call_kwargs: dict[str, Any]) -> pa.Table:
+                 call_kwargs: dict[str, Any], progress: Callable[[int], Any] | None = None) -> pa.Table:
+    """One shard's table. ``progress(n)`` is called as each group of ``n`` queries is scored."""
     qid_col = [qid for qid in qids for _ in plan.pids[qid]]
     pid_col = [pid for qid in qids for pid in plan.pids[qid]]
-    if listwise:
-        parts = []
-        for qid in qids:
-            if plan.pids[qid]:
+    parts = []
+    for group in _query_groups(qids, plan, 1 if listwise else PAIRS_PER_CALL):
+        if listwise:
+            for qid in (q for q in group if plan.pids[q]):
                 texts = [collection.corpus[pid].full_text() for pid in plan.pids[qid]]
                 parts.append(_as_vector(teacher.rank(collection.queries[qid], texts, **call_kwargs),
                                         len(texts), name, f"query {qid!r}"))
-        raw = np.concatenate(parts) if parts else np.zeros(0)
-    elif qid_col:
-        raw = _as_vector(teacher.score([collection.queries[q] for q in qid_col],
-                                       [collection.corpus[p].full_text() for p in pid_col],
-                                       **call_kwargs), len(qid_col), name, f"chunk {chunk}")
-    else:
-        raw = np.zeros(0)
+        else:
+            pairs = [(q, p) for q in group for p in plan.pids[q]]
+            if pairs:
+                parts.append(_as_vector(teacher.score([collection.queries[q] for q, _ in pairs],
+                                                      [collection.corpus[p].full_text() for _, p in pairs],
+                                                      **call_kwargs), len(pairs), name, f"chunk {chunk}"))
+        if progress is not None:
+            progress(len(group))
+    raw = np.concatenate(parts) if parts else np.zeros(0)
     try:
         scores = check_scores(raw, name)
     except InputError as err:  # name the pair, and say what is kept
@@ -319,6 +323,25 @@ def _score_chunk(teacher: Teacher, name: str, listwise: bool, collection: Collec
     return pa.table([pa.array(qid_col, pa.string()), pa.array(pid_col, pa.string()),
                      pa.array(scores, pa.float64()), pa.nulls(len(qid_col), pa.string()).fill_null(name)],
                     schema=SCHEMA)
+
+
+PAIRS_PER_CALL = 2048
+"""A pointwise teacher gets at most about this many pairs per ``score`` call (whole queries),
+so the progress bar moves within a chunk; duplicates are still found within each call."""
+
+
+def _query_groups(qids: Sequence[str], plan: _Plan, max_pairs: int) -> Iterator[list[str]]:
+    """Consecutive runs of whole queries holding at most ``max_pairs`` pairs (at least one query)."""
+    group: list[str] = []
+    pairs = 0
+    for qid in qids:
+        if group and pairs + len(plan.pids[qid]) > max_pairs:
+            yield group
+            group, pairs = [], 0
+        group.append(qid)
+        pairs += len(plan.pids[qid])
+    if group:
+        yield group
 
 
 def _as_vector(raw: Any, expected: int, name: str, where: str) -> np.ndarray:
@@ -704,36 +727,35 @@ def _import_tsv_fast(source: Path, teacher: str) -> pa.Table | None:
 def _import_tsv_lines(source: Path, teacher: str) -> pa.Table:
     """The reference line-by-line reader: exact ``file:line`` errors."""
     first: dict[tuple[str, str], tuple[float, int]] = {}
-    with source.open(encoding="utf-8", newline="") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != len(_TSV_FIELDS):
-                raise InputError(f"{source}:{number}: expected 5 tab-separated fields "
-                                 f"'{' '.join(_TSV_FIELDS)}', got {len(fields)}")
-            values = []
-            for label, text in zip(_TSV_FIELDS[:2], fields[:2], strict=True):
-                try:
-                    value = float(text)
-                except ValueError:
-                    raise InputError(f"{source}:{number}: {label} {text!r} is not a number") from None
-                if not np.isfinite(value):
-                    raise InputError(f"{source}:{number}: {label} is {text!r}; teacher scores "
-                                     "must be finite")
-                values.append(value)
-            for label, text in zip(_TSV_FIELDS[2:], fields[2:], strict=True):
-                if not text.strip():
-                    raise InputError(f"{source}:{number}: {label} is empty")
-            qid, pid_pos, pid_neg = fields[2:]
-            for pid, value in ((pid_pos, values[0]), (pid_neg, values[1])):
-                seen = first.get((qid, pid))
-                if seen is None:
-                    first[(qid, pid)] = (value, number)
-                elif seen[0] != value:
-                    raise InputError(f"{source}: query {qid!r}, passage {pid!r} has score "
-                                     f"{seen[0]!r} on line {seen[1]} and {value!r} on line {number}")
+    for number, line in read_lines(source):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != len(_TSV_FIELDS):
+            raise InputError(f"{source}:{number}: expected 5 tab-separated fields "
+                             f"'{' '.join(_TSV_FIELDS)}', got {len(fields)}")
+        values = []
+        for label, text in zip(_TSV_FIELDS[:2], fields[:2], strict=True):
+            try:
+                value = float(text)
+            except ValueError:
+                raise InputError(f"{source}:{number}: {label} {text!r} is not a number") from None
+            if not np.isfinite(value):
+                raise InputError(f"{source}:{number}: {label} is {text!r}; teacher scores "
+                                 "must be finite")
+            values.append(value)
+        for label, text in zip(_TSV_FIELDS[2:], fields[2:], strict=True):
+            if not text.strip():
+                raise InputError(f"{source}:{number}: {label} is empty")
+        qid, pid_pos, pid_neg = fields[2:]
+        for pid, value in ((pid_pos, values[0]), (pid_neg, values[1])):
+            seen = first.get((qid, pid))
+            if seen is None:
+                first[(qid, pid)] = (value, number)
+            elif seen[0] != value:
+                raise InputError(f"{source}: query {qid!r}, passage {pid!r} has score "
+                                 f"{seen[0]!r} on line {seen[1]} and {value!r} on line {number}")
     if not first:
         raise InputError(f"{source}: no triples (the file is empty)")
     keys = list(first)

@@ -47,7 +47,7 @@ def build_pairs(collection: Collection, negatives: str = "bm25", num_negatives: 
     run = mine_candidates(collection, negatives, k=depth, show_progress_bar=show_progress_bar)
     rows: list[tuple[str, str, float]] = []
     for qid, query in collection.queries.items():
-        positives = [d for d, r in collection.qrels.get(qid, {}).items() if r > 0]
+        positives = collection.positives(qid)
         pool = list(run.get(qid, {}))
         for pos in positives:
             rows.append((query, collection.corpus[pos].full_text(), 1.0))
