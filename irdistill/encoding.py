@@ -163,6 +163,7 @@ class DenseEncoder:
             logger.warning("cache file %s has %d rows, expected %d; re-encoding", path,
                            embeddings.shape[0], len(ids))
         start = time.perf_counter()
+        logger.info("encoding %d %ss with %s (batch size %d)", len(texts), side, self.name, self.batch_size)
         encode = self.model.encode_query if side == "query" else self.model.encode_document
         embeddings = encode(
             texts,

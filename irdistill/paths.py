@@ -173,16 +173,20 @@ def update_json_table(path: str | os.PathLike[str], key: str, row: Any) -> dict[
     return table
 
 
-def save_model_atomic(model: Any, target: str | os.PathLike[str]) -> Path:
+def save_model_atomic(model: Any, target: str | os.PathLike[str],
+                      extra_files: dict[str, str] | None = None) -> Path:
     """Save a sentence-transformers model (bi-encoder, CrossEncoder, SparseEncoder) to ``target``.
 
-    The model is written to a temporary sibling folder and swapped in only when complete, so a
-    crash leaves either the previous folder or the new one, never a half-written model.
+    The model (and ``extra_files``, name -> text, written beside it) goes to a temporary
+    sibling folder that is swapped in only when complete, so a crash leaves either the previous
+    folder or the new one, never a half-written model or a model without its extra files.
     """
     target = Path(target)
     tmp = staging_dir(target)
     try:
         model.save_pretrained(str(tmp))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")

@@ -204,20 +204,23 @@ def _fidelity(cfg: RunConfig, test_c: Any, student: Path, eval_dir: Path, show_p
                             test_cands, Path(cfg.out) / f"fidelity-scores.{cfg.test_split}",
                             show_progress_bar=show_progress_bar)
     teacher_run = scores_to_run(read_scores(path))
-    student_run = student_scores(str(student), test_c, test_cands, show_progress_bar=show_progress_bar)
+    # the evaluation's settings, so the corpus embeddings come from the cache it filled
+    student_run = student_scores(str(student), test_c, test_cands, show_progress_bar=show_progress_bar,
+                                 max_seq_length=(cfg.evaluate or {}).get("max_seq_length"))
     fidelity = teacher_fidelity(student_run, teacher_run, k=10)
     write_text_atomic(eval_dir / "fidelity.json", json.dumps(fidelity, indent=2) + "\n")
     logger.info("teacher fidelity: %s", fidelity)
 
 
 def student_scores(model: str | os.PathLike[str], collection: Any, candidates: dict[str, list[str]],
-                   *, show_progress_bar: bool = False) -> dict[str, dict[str, float]]:
+                   *, show_progress_bar: bool = False,
+                   max_seq_length: int | None = None) -> dict[str, dict[str, float]]:
     """A dense model's scores of each query's candidates (corpus embeddings through the cache)."""
     import numpy as np
 
     from irdistill.encoding import DenseEncoder
 
-    encoder = DenseEncoder(str(model), show_progress_bar=show_progress_bar)
+    encoder = DenseEncoder(str(model), max_seq_length=max_seq_length, show_progress_bar=show_progress_bar)
     docs = encoder.encode(collection.doc_ids, collection.doc_texts(), side="document").embeddings
     qids = list(candidates)
     queries = encoder.encode(qids, [collection.queries[q] for q in qids], side="query").embeddings

@@ -38,7 +38,7 @@ import numpy as np
 
 from irdistill.data.collection import Collection
 from irdistill.errors import InputError
-from irdistill.paths import resolve_model, save_model_atomic, write_text_atomic
+from irdistill.paths import resolve_model, save_model_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -392,12 +392,22 @@ def build_train_dataset(cfg: TrainConfig, collection: Collection,
 
 
 def _last_checkpoint(folder: Path) -> str | None:
-    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(checkpoints[-1]) if checkpoints else None
+    """The newest complete checkpoint. The trainer writes a checkpoint in place and its
+    ``trainer_state.json`` last, so a folder without it was cut short (killed while saving):
+    it is removed, and training resumes from the one before."""
+    checkpoints = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                         key=lambda p: int(p.name.split("-")[-1]))
+    for checkpoint in reversed(checkpoints):
+        if (checkpoint / "trainer_state.json").is_file():
+            return str(checkpoint)
+        logger.warning("%s is incomplete (no trainer_state.json): removed", checkpoint)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
 
 
 def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainResult:
     """Run one training recipe; the final model lands in ``cfg.out`` (a folder ST loads)."""
+    cfg.check_inputs()  # before the imports below, which fail without accelerate
     import torch
     from sentence_transformers import (
         SentenceTransformerTrainer,
@@ -406,7 +416,6 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
 
     from irdistill.data import load_collection
 
-    cfg.check_inputs()
     collection = load_collection(cfg.dataset, split=cfg.split or "train")
     if cfg.max_queries is not None:
         collection = collection.subset(query_ids=collection.query_ids[:cfg.max_queries])
@@ -451,12 +460,14 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
                          examples_per_second=float(metrics.get("train_samples_per_second", examples / seconds)),
                          train_loss=float(output.training_loss), best_checkpoint=best)
     if trainer.is_world_process_zero():  # under DDP one rank writes the model, the others wait
-        save_model_atomic(model, out)
+        # the training record goes into the model folder before it is published: a folder with
+        # irdistill_training.json is a finished student (the pipeline's test for this stage)
+        record = {"config": asdict(cfg), "examples": examples, "seconds": round(seconds, 2),
+                  "examples_per_second": result.examples_per_second, "train_loss": result.train_loss,
+                  "world_size": trainer.args.world_size, "best_checkpoint": best,
+                  "resumed_from": resume, "log_history": trainer.state.log_history}
+        save_model_atomic(model, out, {"irdistill_training.json": json.dumps(record, indent=2) + "\n"})
         shutil.rmtree(checkpoints, ignore_errors=True)
-        write_text_atomic(out / "irdistill_training.json", json.dumps(
-            {"config": asdict(cfg), "examples": examples, "seconds": round(seconds, 2),
-             "examples_per_second": result.examples_per_second, "train_loss": result.train_loss,
-             "world_size": trainer.args.world_size, "best_checkpoint": best}, indent=2) + "\n")
         logger.info("student trained: %d examples in %.0f s (%.1f/s) -> %s", examples, seconds,
                     result.examples_per_second, out)
     trainer.accelerator.wait_for_everyone()

@@ -98,6 +98,14 @@ def test_bm25_teacher_agrees_with_bm25_retrieval(beir_dir: Path) -> None:
         teacher.score([query], ["an unknown passage"])
 
 
+def test_bm25_teacher_scores_a_query_of_stopwords_zero(beir_dir: Path) -> None:
+    """No term survives tokenisation: BM25 is 0 for every passage (bm25s itself raised)."""
+    collection = load_collection(beir_dir)
+    teacher = BM25Teacher(collection)
+    texts = collection.doc_texts()
+    np.testing.assert_array_equal(teacher.score(["the a of"] * len(texts), texts), np.zeros(len(texts)))
+
+
 @pytest.mark.parametrize(("method", "expected"), [
     ("minmax", [1.0, 0.0, 0.5]),
     ("zscore", [1.224744871, -1.224744871, 0.0]),

@@ -75,6 +75,8 @@ class BM25Retriever:
             raise InputError("BM25: call index() before scoring")
         tokens = self._bm25s.tokenize([query], stopwords=self.params.stopwords, stemmer=self._stemmer,
                                       return_ids=False, show_progress=False)[0]
+        if not tokens:  # only stopwords or unknown terms: BM25 is 0 everywhere (bm25s would raise)
+            return np.zeros(self.num_docs, dtype=np.float64)
         return np.asarray(self._retriever.get_scores(tokens), dtype=np.float64)
 
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -33,17 +33,20 @@ class DenseTeacher(PointwiseTeacher):
         collection: when given, its whole corpus is encoded once through the cache and passages
             are looked up by text; other passages are encoded on the fly.
         batch_size: encoding batch size.
+        max_seq_length: truncation length in tokens; ``None`` keeps the model's own.
         show_progress_bar: a progress bar while the collection's corpus is encoded.
     """
 
     progress_on_setup = True
 
     def __init__(self, model: str, *, collection: Collection | None = None, batch_size: int = 64,
-                 cache: bool = True, show_progress_bar: bool = False) -> None:
+                 max_seq_length: int | None = None, cache: bool = True,
+                 show_progress_bar: bool = False) -> None:
         self.model_name = model
         self.name = f"dense:{Path(model).name}"
-        self.encoder = DenseEncoder(model, batch_size=batch_size, cache=cache,
-                                    show_progress_bar=show_progress_bar)
+        self.max_seq_length = max_seq_length
+        self.encoder = DenseEncoder(model, batch_size=batch_size, max_seq_length=max_seq_length,
+                                    cache=cache, show_progress_bar=show_progress_bar)
         self._rows: dict[str, int] = {}
         self._corpus: np.ndarray | None = None
         self._scale: ScoreScale | None = None
@@ -61,7 +64,10 @@ class DenseTeacher(PointwiseTeacher):
         return self._scale
 
     def config(self) -> dict[str, Any]:
-        return {"teacher": "dense", "model": self.model_name}
+        config: dict[str, Any] = {"teacher": "dense", "model": self.model_name}
+        if self.max_seq_length is not None:  # absent when unset: earlier score stores still resume
+            config["max_seq_length"] = self.max_seq_length
+        return config
 
     def _embed(self, texts: list[str], side: str) -> np.ndarray:
         ids = [f"t{i}" for i in range(len(texts))]
