@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,12 @@ def test_run_chains_every_stage_and_skips_finished_ones(beir_dir: Path, tiny_mod
     for name in ("candidates.test.trec", "scores.test/scores.parquet", "student/irdistill_training.json",
                  "eval/metrics.json", "eval/run.trec", "eval/fidelity.json"):
         assert (out / name).is_file(), name
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    # -q: no progress bars. (sentence-transformers' model-card bar reads TQDM_DISABLE only when
+    # tqdm is first imported, which in a test process happened long before main() set it.)
+    bars = [b for b in re.split(r"[\r\n]", captured.err) if "%|" in b and "Computing widget examples" not in b]
+    assert bars == []
+    printed = captured.out
     summary = json.loads(printed[printed.index("{\n"):])
     assert set(summary["metrics"]) == {"ndcg@10", "recall@5"}
     assert -1.0 <= summary["fidelity"]["kendall_tau"] <= 1.0
@@ -46,7 +52,9 @@ def test_run_chains_every_stage_and_skips_finished_ones(beir_dir: Path, tiny_mod
     with caplog.at_level(logging.INFO, logger="irdistill.pipeline"):
         assert main(["run", str(path)]) == 0
     assert (out / "student" / "irdistill_training.json").stat().st_mtime == mtime
-    assert "stage train:" in caplog.text and "skipped" in caplog.text
+    assert "stage train: skipped" in caplog.text
+    assert "stage fidelity: skipped" in caplog.text
+    assert re.search(r"run .*: finished in \d", caplog.text)
 
 
 def test_run_recipe_errors(beir_dir: Path, tiny_model_dir: Path, tmp_path: Path,

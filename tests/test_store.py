@@ -467,3 +467,34 @@ def test_to_hf_dataset_feeds_margin_mse_loss(collection):
     scores = [(embeddings[0] * e).sum() for e in embeddings[1:]]
     margins = torch.stack([scores[0] - s for s in scores[1:]])
     assert torch.allclose(value, ((margins - batch["label"][0]) ** 2).mean())
+
+
+class CallSizes(OverlapTeacher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def score(self, queries, passages):
+        self.sizes.append(len(queries))
+        return super().score(queries, passages)
+
+
+def test_progress_counts_queries_and_moves_inside_a_chunk(collection, tmp_path, monkeypatch):
+    """A pointwise teacher gets whole queries, at most PAIRS_PER_CALL pairs a call (one query at
+    least), so the bar moves within a chunk; the stored rows do not depend on the split."""
+    import irdistill.teachers.store as store
+
+    monkeypatch.setattr(store, "PAIRS_PER_CALL", 7)
+    teacher = CallSizes()
+    path = score_candidates(teacher, collection, CANDIDATES, tmp_path / "job", show_progress_bar=False)
+    assert teacher.sizes == [7, 4]  # q1 + q2 (4 + 3 pairs), then q3 (4): one chunk of 3 queries
+    assert rows(read_scores(path)) == expected_rows(collection, CANDIDATES)
+    monkeypatch.setattr(store, "PAIRS_PER_CALL", 1)
+    teacher = CallSizes()
+    score_candidates(teacher, collection, CANDIDATES, tmp_path / "job1", show_progress_bar=False)
+    assert teacher.sizes == [4, 3, 4]  # a query is never split
+    updates: list[int] = []
+    plan = store._Plan.build(collection, CANDIDATES)
+    store._score_chunk(ListOverlapTeacher(), "overlap", True, collection, plan, ["q1", "q2", "q3"], 0, {},
+                       progress=updates.append)
+    assert updates == [1, 1, 1]  # a listwise teacher: one update per query

@@ -146,6 +146,26 @@ def test_registry_names() -> None:
         TEACHERS.get("gpt")
 
 
+def test_teacher_setup_shows_corpus_encoding_only_when_asked(tiny_model_dir: Path, beir_dir: Path,
+                                                             cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from irdistill.teachers.factory import build_teacher
+
+    collection = load_collection(beir_dir)
+    spec = {"teacher": "ensemble", "members": [{"teacher": "bm25"}, {"teacher": "dense", "model": str(tiny_model_dir)}]}
+    build_teacher(spec, collection, show_progress_bar=False)
+    assert "Batches" not in capsys.readouterr().err  # (transformers' own "Loading weights" bar aside)
+    ensemble = build_teacher(spec, collection, show_progress_bar=True, source="x")  # cached now: read, no bar
+    capsys.readouterr()
+    build_teacher({**spec, "members": [{"teacher": "bm25"}, {"teacher": "dense", "model": str(tiny_model_dir),
+                                                              "max_seq_length": 16}]}, collection,
+                  show_progress_bar=True)
+    assert "Batches: 100%|" in capsys.readouterr().err  # a new cache key: encoded, with its bar
+    dense = ensemble.teachers[1]
+    assert isinstance(dense, DenseTeacher) and dense.encoder.show_progress_bar is False  # per-call: quiet
+    dense.score(["protein"], [collection.doc_texts()[0]])
+    assert "Batches" not in capsys.readouterr().err
+
+
 def test_build_teacher_from_recipes(tiny_model_dir: Path, beir_dir: Path, cache_dir: Path,
                                     tmp_path: Path) -> None:
     from irdistill.teachers.factory import build_teacher
