@@ -12,7 +12,13 @@ import pytest
 from irdistill.cli.main import main
 from irdistill.dependencies import REQUIREMENTS, Requirement, missing, require
 from irdistill.errors import InputError, MissingDependencyError
-from irdistill.paths import atomic_path, check_model, default_mode, save_model_atomic, write_text_atomic
+from irdistill.paths import (
+    atomic_path,
+    check_model,
+    default_mode,
+    save_model_atomic,
+    write_text_atomic,
+)
 from irdistill.teachers.factory import check_teacher
 
 
