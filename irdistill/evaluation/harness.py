@@ -86,16 +86,19 @@ class EvaluationResult:
         return "| " + " | ".join(names) + " |\n|" + "---|" * len(names)
 
     def write(self, out: str | os.PathLike[str]) -> None:
-        """Write ``run.trec``, ``metrics.json``, ``perf.json`` and ``table.md`` to ``out``."""
+        """Write ``run.trec``, ``perf.json``, ``table.md`` and, last, ``metrics.json`` to ``out``.
+
+        ``metrics.json`` is written last, so its presence means the folder is complete (what
+        ``irdistill run`` tests to skip the stage after a kill)."""
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         write_run(self.run, folder / "run.trec", tag=Path(self.model).name)
         summary = {"model": self.model, "dataset": self.dataset, "split": self.split,
                    "index": self.index, "k": self.k, "num_queries": self.performance.num_queries,
                    "metrics": self.metrics}
-        write_text_atomic(folder / "metrics.json", json.dumps(summary, indent=2) + "\n")
         write_text_atomic(folder / "perf.json", json.dumps(asdict(self.performance), indent=2) + "\n")
         write_text_atomic(folder / "table.md", self.table_header() + "\n" + self.table_row() + "\n")
+        write_text_atomic(folder / "metrics.json", json.dumps(summary, indent=2) + "\n")
         logger.info("results written to %s", folder)
 
 
