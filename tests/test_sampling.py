@@ -24,7 +24,6 @@ from irdistill.sampling import (
     RandomPairSampler,
     TASBalancedSampler,
     encode_queries,
-    kmeans_clusters,
     margin_bins,
     pairs_from_scores,
 )
@@ -51,23 +50,21 @@ def blobs(sizes: list[int], dim: int = 8, spread: float = 1000.0, seed: int = 0)
 
 def check_plan(sampler: TASBalancedSampler, plan: list[list[Example]]) -> None:
     """The invariants of every TAS-Balanced epoch."""
-    k, share = sampler.clusters_per_batch, sampler.share
-    sizes = {int(c): len(members) for c, members in zip(sampler.cluster_ids, sampler.clusters,
-                                                          strict=True)}
-    assert len(plan) == len(sampler)
-    seen: set[str] = set()
+    n, size, share = len(sampler.query_ids), sampler.batch_size, sampler.share
+    assert len(plan) == len(sampler) == -(-n // size)
+    assert [len(b) for b in plan] == [min(size, n)] * len(plan)  # full batches (all queries when fewer)
     for batch in plan:
-        assert len(batch) == sampler.batch_size
-        per_cluster = Counter(sampler.assignments[e.qid] for e in batch)
-        assert len(per_cluster) == k and set(per_cluster.values()) == {share}
-        for qid, count in Counter(e.qid for e in batch).items():
-            if count > 1:  # a repeat only where the cluster is smaller than its share
-                assert sizes[sampler.assignments[qid]] < share
+        assert len({e.qid for e in batch}) == len(batch)  # no query twice in a batch
         for e in batch:
             assert (e.positive, e.negative, e.margin) in {tuple(p) for p in
                                                           sampler.pairs[sampler.query_ids.index(e.qid)]}
-        seen.update(e.qid for e in batch)
-    assert seen == set(sampler.query_ids)  # every query at least once per epoch
+    seen = Counter(e.qid for batch in plan for e in batch)
+    assert set(seen) == set(sampler.query_ids)  # every query at least once per epoch
+    assert sum(seen.values()) - n == len(plan) * min(size, n) - n  # repeats: only the last batch's top-up
+    # every cluster's full chunks are single-topic: at least that many share-sized single-cluster runs
+    single_topic = sum(len(c) // share for c in sampler.clusters)
+    runs = sum(c // share for b in plan for c in Counter(sampler.assignments[e.qid] for e in b).values())
+    assert runs >= single_topic
 
 
 def as_tuples(plan: list[list[Example]]) -> list[list[tuple]]:
@@ -172,19 +169,22 @@ def test_draws_only_from_non_empty_bins() -> None:
 
 
 def test_batches_come_from_one_kmeans_cluster() -> None:
-    qids, pairs = make_pairs(60)
-    embeddings = np.random.default_rng(1).normal(size=(60, 16)).astype(np.float32)
-    tas = TASBalancedSampler(qids, pairs, embeddings, batch_size=4, n_clusters=6, seed=5)
-    # the assignment is the seeded faiss k-means: nearest centroid, and reproducible
-    nearest = ((embeddings[:, None, :] - tas.centroids[None]) ** 2).sum(-1).argmin(1)
-    assert [tas.assignments[q] for q in qids] == nearest.tolist()
-    again, _ = kmeans_clusters(embeddings, 6, seed=5)
-    assert [tas.assignments[q] for q in qids] == again.tolist()
+    """Six well-separated topics: k-means finds exactly them (checked against the known topics,
+    not against k-means itself), and, as every topic's size is a multiple of the batch, every
+    batch holds one topic."""
+    sizes = [8, 12, 4, 8, 16, 12]
+    qids, pairs = make_pairs(sum(sizes))
+    topic = np.repeat(np.arange(len(sizes)), sizes)
+    tas = TASBalancedSampler(qids, pairs, blobs(sizes, dim=16), batch_size=4, n_clusters=6, seed=5)
+    found = np.array([tas.assignments[q] for q in qids])
+    pairing = {(int(t), int(f)) for t, f in zip(topic, found, strict=True)}
+    assert len(pairing) == 6 and len({t for t, _ in pairing}) == len({f for _, f in pairing}) == 6
+    nearest = ((blobs(sizes, dim=16)[:, None, :] - tas.centroids[None]) ** 2).sum(-1).argmin(1)
+    assert found.tolist() == nearest.tolist()  # each query sits with its nearest centroid
     for epoch in range(3):
         plan = tas.plan(epoch)
         check_plan(tas, plan)
-        for batch in plan:
-            assert len({tas.assignments[e.qid] for e in batch}) == 1
+        assert all(len({topic[qids.index(e.qid)] for e in batch}) == 1 for batch in plan)
 
 
 def test_clusters_per_batch_equal_shares() -> None:
@@ -197,34 +197,47 @@ def test_clusters_per_batch_equal_shares() -> None:
         check_plan(tas, tas.plan(epoch))
 
 
-def test_dominant_cluster_sets_epoch_length() -> None:
-    """One cluster holds most queries; with 2 clusters per batch the other clusters fill in."""
+def test_epoch_length_follows_the_number_of_queries() -> None:
+    """One cluster holds most queries; every query once, the small cluster does not add batches."""
     qids, pairs = make_pairs(23)
     tas = TASBalancedSampler(qids, pairs, blobs([20, 3]), batch_size=4, n_clusters=2,
                              clusters_per_batch=2, seed=0)
     assert sorted(len(c) for c in tas.clusters) == [3, 20]
-    assert len(tas) == 10  # the big cluster's 10 chunks of 2, each beside a chunk of the small one
+    assert len(tas) == 6  # ceil(23 / 4), was 10 when the small cluster's chunks were repeated
     for epoch in range(3):
         check_plan(tas, tas.plan(epoch))
 
 
-def test_cluster_smaller_than_batch_repeats_its_queries() -> None:
-    """Policy: fill from the same cluster (never merge); repeats only when the cluster is
-    smaller than the batch, each query as evenly as possible."""
+def test_small_clusters_are_filled_from_other_clusters_never_repeated() -> None:
+    """The defect this replaces: a cluster of 2 queries filled a batch of 4 with copies of its own
+    queries (each twice). Now its remainder shares a batch with another cluster's remainder."""
     qids, pairs = make_pairs(14)
-    embeddings = blobs([12, 2])
-    tas = TASBalancedSampler(qids, pairs, embeddings, batch_size=4, n_clusters=2, seed=0)
-    small = next(c for c in tas.clusters if len(c) == 2)
-    small_ids = {qids[i] for i in small}
-    plan = tas.plan(0)
-    check_plan(tas, plan)
-    assert len(plan) == 4  # 3 batches of the 12-query cluster, 1 of the 2-query cluster
-    small_batches = [b for b in plan if {e.qid for e in b} <= small_ids]
-    assert len(small_batches) == 1
-    assert Counter(e.qid for e in small_batches[0]) == dict.fromkeys(small_ids, 2)
-    for batch in plan:  # the big cluster's batches never repeat a query
-        if batch is not small_batches[0]:
-            assert len({e.qid for e in batch}) == 4
+    tas = TASBalancedSampler(qids, pairs, blobs([12, 2]), batch_size=4, n_clusters=2, seed=0)
+    small_ids = {qids[i] for c in tas.clusters if len(c) == 2 for i in c}
+    for epoch in range(5):
+        plan = tas.plan(epoch)
+        check_plan(tas, plan)
+        assert len(plan) == 4
+        counts = Counter(e.qid for b in plan for e in b)
+        assert all(counts[q] <= 2 for q in qids) and sum(counts.values()) == 16
+        mixed = [b for b in plan if {e.qid for e in b} & small_ids]
+        assert len(mixed) == 1 and len({e.qid for e in mixed[0]}) == 4  # 2 small + 2 from the other
+        pure = [b for b in plan if b is not mixed[0]]
+        assert all(len({tas.assignments[e.qid] for e in b}) == 1 for b in pure)
+
+
+def test_no_query_twice_in_a_batch_with_many_small_clusters() -> None:
+    """As on SciFact train (32 clusters, batch 32, most clusters smaller than the batch), where
+    about 37 % of the batch slots used to be copies and one batch held 11 copies of a query."""
+    sizes = [40, 30, *([9] * 10), *([3] * 20), 1, 1]
+    qids, pairs = make_pairs(sum(sizes))
+    tas = TASBalancedSampler(qids, pairs, blobs(sizes, dim=64), batch_size=16, n_clusters=len(sizes),
+                             seed=2, kmeans_iterations=40)
+    for epoch in range(4):
+        plan = tas.plan(epoch)
+        check_plan(tas, plan)
+        slots = sum(len(b) for b in plan)
+        assert slots - len(qids) < 16  # copies only in the last batch's top-up
 
 
 def test_short_last_chunk_is_topped_up_from_its_cluster() -> None:

@@ -33,24 +33,25 @@ Epochs, and where this differs from the reference code
 The reference loader streams batches without end: for each batch it picks a cluster uniformly
 (small clusters are therefore over-sampled), takes ``batch_size / k`` of its queries, or all of
 them when the cluster is smaller, and then fills what is left from further random clusters.
-Here an epoch is finite and reproducible so that it plugs into the Hugging Face trainer:
+Here an epoch is finite and reproducible so that it plugs into the Hugging Face trainer, and
+**no query appears twice in a batch** (a copy's positive would be an in-batch "negative" with a
+0 - 0 margin, and a small cluster would weigh several times its size):
 
 - Each cluster's queries are shuffled and cut into *chunks* of ``share = batch_size / k``
-  queries. Every query is in exactly one chunk, so every query is trained on at least once per
-  epoch, and a cluster contributes batches in proportion to its size.
-- **Small clusters are filled from the same cluster, never merged.** A cluster's last chunk,
-  when short, is topped up with other queries of the same cluster (queries already in an
-  earlier chunk of this epoch, drawn without replacement). A cluster smaller than ``share``
-  repeats its queries as evenly as possible (each ``floor`` or ``ceil(share / size)`` times).
-  So a batch's queries always come from exactly ``k`` clusters with ``share`` queries each, and
-  a query appears twice in one batch only when its cluster has fewer than ``share`` queries
-  (unavoidable without merging). Every repetition draws its own pair.
-- With ``k > 1`` the chunks are dealt round-robin into ``G`` batches after grouping them by
-  cluster in a random cluster order, which puts ``k`` *different* clusters in each batch. ``G``
-  is ``max(ceil(N / k), largest number of chunks of one cluster)`` for ``N`` chunks; the
-  ``k G - N`` missing chunks are extra chunks drawn from clusters chosen in proportion to
-  their size among those with fewer than ``G`` chunks.
-- The batch order is shuffled. ``len(sampler) == G`` is the same for every epoch.
+  queries; the full chunks are single-topic.
+- **Short remainders are filled from other clusters**, as the reference fills a short batch:
+  what is left of every cluster (its last, short chunk, or all of a cluster smaller than
+  ``share``) is pooled, cluster after cluster in a random cluster order, and cut into chunks of
+  ``share`` as well, so a mixed chunk holds the remainders of a few clusters side by side.
+- The chunks, in random order with the one short chunk (if any) last, make the batches, ``k``
+  chunks each. Every query is in exactly one chunk: each is trained on exactly once per epoch,
+  and a cluster contributes in proportion to its size. ``len(sampler) = ceil(N / batch_size)``
+  for ``N`` queries.
+- The last batch, when short, is topped up with queries drawn without replacement from those
+  not in it (so a few queries are seen twice in the epoch, never twice in a batch). Only with
+  fewer queries than ``batch_size`` is a batch short: it holds every query once.
+- With ``k > 1`` the ``k`` chunks of a batch are ``k`` random chunks (usually of ``k``
+  different clusters, not always).
 - Queries whose pairs all share one margin are kept (one bin); the reference code drops them.
 
 Reused: faiss k-means (``faiss.Kmeans``), :class:`~irdistill.encoding.DenseEncoder` and its
@@ -98,7 +99,7 @@ def margin_bins(margins: Sequence[float] | np.ndarray, n_bins: int = 10) -> np.n
 
 
 def kmeans_clusters(embeddings: np.ndarray, n_clusters: int, *, seed: int = 0,
-                    niter: int = 20) -> tuple[np.ndarray, np.ndarray]:
+                    niter: int = 20, restarts: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Seeded faiss k-means (L2): the cluster of each row and the centroids.
 
     Returns:
@@ -111,7 +112,10 @@ def kmeans_clusters(embeddings: np.ndarray, n_clusters: int, *, seed: int = 0,
     if x.ndim != 2 or x.shape[0] < n_clusters:
         raise InputError(f"k-means needs at least {n_clusters} rows of 2-D embeddings, got "
                          f"shape {x.shape}")
-    kmeans = faiss.Kmeans(x.shape[1], n_clusters, niter=niter, seed=seed, verbose=False,
+    # faiss initialises from random points: one start often puts two centroids in one topic and
+    # merges two others (15 of 20 seeds on six well-separated blobs); the best of 5 starts
+    # (faiss's nredo, lowest objective) did so in 2 of 20
+    kmeans = faiss.Kmeans(x.shape[1], n_clusters, niter=niter, seed=seed, verbose=False, nredo=restarts,
                           min_points_per_centroid=1)
     kmeans.train(x)
     _, nearest = kmeans.index.search(x, 1)
@@ -151,6 +155,8 @@ class TASBalancedSampler(PairSampler):
         encoder_options: keyword arguments for :class:`~irdistill.encoding.DenseEncoder`
             (``batch_size``, ``device``, ``cache``, ...).
         kmeans_iterations: Lloyd iterations of the k-means.
+        kmeans_restarts: k-means runs from different random starts; the one with the lowest
+            objective is kept.
 
     Attributes:
         assignments: ``qid -> k-means cluster id``.
@@ -186,6 +192,7 @@ class TASBalancedSampler(PairSampler):
         query_texts: Mapping[str, str] | Sequence[str] | None = None,
         encoder_options: Mapping[str, Any] | None = None,
         kmeans_iterations: int = 20,
+        kmeans_restarts: int = 5,
     ) -> None:
         super().__init__(query_ids, pairs_by_query, batch_size, seed)
         n_queries = len(self.query_ids)
@@ -207,7 +214,8 @@ class TASBalancedSampler(PairSampler):
 
         embeddings = self._embeddings(query_embeddings, query_texts, encoder_options)
         assign, self.centroids = kmeans_clusters(embeddings, self.n_clusters, seed=self.seed,
-                                                 niter=kmeans_iterations)
+                                                 niter=kmeans_iterations,
+                                                 restarts=check_positive_int("kmeans_restarts", kmeans_restarts))
         self.assignments = dict(zip(self.query_ids, assign.tolist(), strict=True))
         ids = np.unique(assign)
         self.cluster_ids = ids
@@ -216,19 +224,17 @@ class TASBalancedSampler(PairSampler):
             raise InputError(f"k-means left only {len(self.clusters)} non-empty clusters, fewer "
                              f"than clusters_per_batch={self.clusters_per_batch}")
         self._sizes = np.array([len(c) for c in self.clusters], dtype=np.int64)
-        self._chunks = np.array([math.ceil(s / self.share) for s in self._sizes], dtype=np.int64)
-        k = self.clusters_per_batch
-        self._n_batches = int(max(math.ceil(int(self._chunks.sum()) / k), int(self._chunks.max())))
+        self._n_batches = math.ceil(n_queries / self.batch_size)
         self._bins = [self._binned(m) for m in self._margins]
 
-        small = int((self._sizes < self.share).sum())
+        single = int((self._sizes // self.share).sum())
         logger.info(
-            "TAS-Balanced: %d queries in %d non-empty clusters (sizes %d..%d, median %g); %d "
-            "clusters smaller than the per-cluster share %d repeat queries in a batch; %d "
-            "batches of %d per epoch (%d query slots for %d queries)",
+            "TAS-Balanced: %d queries in %d non-empty clusters (sizes %d..%d, median %g); per "
+            "epoch %d single-topic chunks of %d queries and %d queries in chunks mixed from the "
+            "clusters' remainders; %d batches of %d",
             n_queries, len(self.clusters), self._sizes.min(), self._sizes.max(),
-            float(np.median(self._sizes)), small, self.share, self._n_batches, self.batch_size,
-            self._n_batches * self.batch_size, n_queries,
+            float(np.median(self._sizes)), single, self.share, n_queries - single * self.share,
+            self._n_batches, self.batch_size,
         )
 
     def __len__(self) -> int:
@@ -237,53 +243,32 @@ class TASBalancedSampler(PairSampler):
     def plan(self, epoch: int) -> list[Batch]:
         epoch = check_positive_int("epoch", epoch, minimum=0)
         rng = epoch_rng(self.seed, epoch)
-        k, n_batches = self.clusters_per_batch, self._n_batches
-
-        chunks: list[list[np.ndarray]] = []  # per cluster
-        for members in self.clusters:
-            order = rng.permutation(members)
-            own = [order[i:i + self.share] for i in range(0, len(order), self.share)]
-            if len(own[-1]) < self.share:
-                own[-1] = self._fill(members, own[-1], rng)
-            chunks.append(own)
-
-        counts = self._chunks.copy()
-        for _ in range(k * n_batches - int(counts.sum())):
-            open_ = counts < n_batches
-            weights = np.where(open_, self._sizes, 0).astype(np.float64)
-            cluster = int(rng.choice(len(self.clusters), p=weights / weights.sum()))
-            chunks[cluster].append(self._fill(self.clusters[cluster], _NONE, rng))
-            counts[cluster] += 1
-
-        dealt: list[list[np.ndarray]] = [[] for _ in range(n_batches)]
-        position = 0
+        chunks: list[np.ndarray] = []  # single-topic chunks of `share` queries
+        remainders: list[np.ndarray] = []
         for cluster in rng.permutation(len(self.clusters)):
-            for chunk in chunks[cluster]:
-                dealt[position % n_batches].append(chunk)
-                position += 1
-
-        batches: list[Batch] = []
-        for index in rng.permutation(n_batches):
-            queries = rng.permutation(np.concatenate(dealt[index]))
-            batches.append([self._example(int(q), self._draw(int(q), rng)) for q in queries])
-        return batches
+            order = rng.permutation(self.clusters[cluster])
+            cut = len(order) - len(order) % self.share
+            chunks.extend(order[i:i + self.share] for i in range(0, cut, self.share))
+            remainders.append(order[cut:])
+        pooled = np.concatenate(remainders)  # each cluster's remainder kept together
+        mixed = [pooled[i:i + self.share] for i in range(0, len(pooled), self.share)]
+        short = mixed.pop() if mixed and len(mixed[-1]) < self.share else _NONE
+        chunks.extend(mixed)
+        flat = np.concatenate([*(chunks[i] for i in rng.permutation(len(chunks))), short])
+        groups = [flat[i:i + self.batch_size] for i in range(0, len(flat), self.batch_size)]
+        if len(groups[-1]) < self.batch_size:
+            groups[-1] = self._top_up(groups[-1], rng)
+        return [[self._example(int(q), self._draw(int(q), rng)) for q in rng.permutation(group)]
+                for group in groups]
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _fill(self, members: np.ndarray, start: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``start`` topped up to ``share`` queries of the same cluster: first without
-        repeating a query, then (cluster smaller than ``share``) in whole random rounds."""
-        need = self.share - len(start)
-        others = np.setdiff1d(members, start, assume_unique=True)
-        if len(others) >= need:
-            return np.concatenate([start, rng.choice(others, size=need, replace=False)])
-        parts = [start, rng.permutation(others)]
-        need -= len(others)
-        while need > 0:
-            round_ = rng.permutation(members)[:need]
-            parts.append(round_)
-            need -= len(round_)
-        return np.concatenate(parts)
+    def _top_up(self, group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``group`` filled to ``batch_size`` with queries not in it, without replacement (all
+        of them when there are too few)."""
+        others = np.setdiff1d(np.arange(len(self.query_ids)), group, assume_unique=False)
+        need = min(self.batch_size - len(group), len(others))
+        return np.concatenate([group, rng.choice(others, size=need, replace=False)])
 
     def _binned(self, margins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pair indices grouped by bin, and the start of each non-empty bin (plus the end)."""
