@@ -98,6 +98,9 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "list_size", "n_clusters", "logging_steps"):
             if getattr(self, key) < 1:
                 raise InputError(f"train: {key} must be >= 1, got {getattr(self, key)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise InputError(f"train: warmup_ratio is a share of the training steps in [0, 1), got "
+                             f"{self.warmup_ratio}")
         if self.learning_rate <= 0 or self.temperature <= 0:
             raise InputError("train: learning_rate and temperature must be positive")
         if self.student_temperature is not None and self.student_temperature <= 0:
@@ -391,6 +394,17 @@ def build_train_dataset(cfg: TrainConfig, collection: Collection,
                                      "num_train_epochs": cfg.epochs}
 
 
+def _warmup(ratio: float) -> dict[str, float]:
+    """The trainer's warm-up as a share of its own total steps: ``warmup_ratio`` where the
+    installed transformers has it (4.x), else ``warmup_steps`` below 1, its ratio form (5.x)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return {"warmup_ratio": ratio} if "warmup_ratio" in names else {"warmup_steps": ratio}
+
+
 def _last_checkpoint(folder: Path) -> str | None:
     """The newest complete checkpoint. The trainer writes a checkpoint in place and its
     ``trainer_state.json`` last, so a folder without it was cut short (killed while saving):
@@ -429,12 +443,15 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
         evaluator = HarnessEvaluator(load_collection(cfg.eval_dataset, split=cfg.eval_split))
     out = Path(cfg.out)
     checkpoints = out.parent / f".{out.name}.checkpoints"
-    steps_per_epoch = max(1, len(dataset) // cfg.batch_size)
-    save_steps = cfg.save_steps or max(1, steps_per_epoch // 2)
+    # Warm-up and the default checkpoint interval are shares of the optimizer steps the trainer
+    # itself counts (the batches each rank really iterates, every epoch), not of len(dataset):
+    # the pair losses' dataset holds every planned epoch, and under DDP each rank takes
+    # 1 / world_size of the batches.
+    save_steps: float = cfg.save_steps or 1 / (2 * cfg.epochs)  # twice per epoch
     use_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) if cfg.bf16 is None else cfg.bf16
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoints), learning_rate=cfg.learning_rate,
-        warmup_steps=int(cfg.warmup_ratio * steps_per_epoch * cfg.epochs), seed=cfg.seed, bf16=use_bf16,
+        output_dir=str(checkpoints), learning_rate=cfg.learning_rate, **_warmup(cfg.warmup_ratio),
+        seed=cfg.seed, bf16=use_bf16,
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=save_steps, save_total_limit=2,
         eval_strategy="steps" if evaluator else "no", eval_steps=cfg.eval_steps or save_steps,
         load_best_model_at_end=evaluator is not None,

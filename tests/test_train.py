@@ -154,3 +154,27 @@ def test_planned_batches_survive_relabelling(loss: str, scale: float, tiny_model
     assert type(sampler).__name__ == "PlannedBatchSampler"
     rows = [i for batch in sampler for i in batch]
     assert len(rows) == len(dataset) // 2  # one planned epoch per trainer epoch
+
+
+@pytest.mark.parametrize(("loss", "steps"), [("margin-mse", 6), ("infonce", 9)])
+def test_warmup_is_a_share_of_the_steps_the_trainer_takes(loss: str, steps: int, tiny_model_dir: Path,
+                                                          beir_dir: Path, bm25_scores: Path, tmp_path: Path,
+                                                          cache_dir: Path) -> None:
+    """3 epochs at batch 2: margin-mse has 3 queries (2 steps an epoch), infonce 5 judged pairs
+    (3 steps an epoch). Warm-up 0.5 is ceil(steps / 2) steps up from 0, then a linear decay.
+    (The defect: warm-up counted len(dataset) // batch_size steps an epoch, but the pair dataset
+    holds all 3 planned epochs, so warm-up lasted the whole run.)"""
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", loss=loss, sampler="random",
+                 epochs=3, warmup_ratio=0.5, learning_rate=0.06)
+    train_student(cfg, show_progress_bar=False)
+    log = json.loads((tmp_path / "student" / "irdistill_training.json").read_text())["log_history"]
+    assert [e["step"] for e in log if "learning_rate" in e] == list(range(1, steps + 1))
+    warmup = -(-steps // 2)
+    # the rate each step used: 0.06 * done / warmup while warming up, then down towards 0
+    expected = [0.06 * d / warmup if d < warmup else 0.06 * (steps - d) / (steps - warmup) for d in range(steps)]
+    assert [e["learning_rate"] for e in log if "learning_rate" in e] == pytest.approx(expected)
+
+
+def test_warmup_ratio_must_be_a_share(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"warmup_ratio is a share of the training steps in \[0, 1\), got 1.0"):
+        config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s", warmup_ratio=1.0).validate()
