@@ -198,12 +198,14 @@ def test_idf_formulas_by_hand(tiny_mlm_dir: Path) -> None:
     cell, protein, virus, brain = tok.convert_tokens_to_ids(["cell", "protein", "virus", "brain"])
     bm25 = compute_idf(corpus, tok).numpy()
     n = 4
-    for token, df in ((cell, 3), (protein, 2), (virus, 1), (brain, 0)):
+    for token, df in ((cell, 3), (protein, 2), (virus, 1)):
         assert bm25[token] == pytest.approx(math.log(1 + (n - df + 0.5) / (df + 0.5)), rel=1e-6)
+    assert bm25[brain] == 1.0  # in no document: the reference's default, not the largest IDF
     assert bm25[tok.cls_token_id] == bm25[tok.pad_token_id] == 0.0
     log = compute_idf(corpus, tok, formula="log").numpy()
     assert log[protein] == pytest.approx(math.log(4 / 3), rel=1e-6)
     assert log[cell] == 0.0  # log(4/4)
+    assert log[brain] == 1.0
     with pytest.raises(InputError, match="unknown IDF formula"):
         compute_idf(corpus, tok, formula="tfidf")  # type: ignore[arg-type]
 
@@ -438,3 +440,20 @@ def test_sparse_teacher_refuses_a_dense_model(tiny_model_dir: Path) -> None:
 
     with pytest.raises(InputError, match="not a sparse encoder"):
         SparseTeacher(str(tiny_model_dir))
+
+
+def test_unseen_tokens_get_one_idf_on_every_path(tiny_mlm_dir: Path) -> None:
+    """A token no document contains: 1.0 computed from a corpus and from an idf.json mapping
+    that leaves it out (was: the largest IDF computed, 0 from the mapping); special tokens 0."""
+    from transformers import AutoTokenizer
+
+    from irdistill.students.sparse import UNSEEN_IDF, _idf_vector, compute_idf
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_mlm_dir))
+    brain, cell = tok.convert_tokens_to_ids(["brain", "cell"])
+    computed = compute_idf(["cell protein", "cell gene"], tok)
+    mapped = _idf_vector({"cell": 0.5}, tok, len(computed))
+    assert UNSEEN_IDF == 1.0
+    assert computed[brain].item() == mapped[brain].item() == 1.0
+    assert mapped[cell].item() == 0.5
+    assert computed[tok.cls_token_id].item() == mapped[tok.cls_token_id].item() == 0.0

@@ -18,8 +18,9 @@ the paper's authors use in their reference code (``get_idf.py`` of
 
 ``N``: documents with at least one non-special token; ``df(t)``: documents whose (untruncated,
 special-token-free) tokenization contains ``t``. Special tokens get ``idf = 0``; tokens that occur
-in no document get the formula's value at ``df = 0`` (the largest), so a query term the documents
-only reach by expansion still counts.
+in no document get :data:`UNSEEN_IDF` = 1.0, the default of the reference code, on every path (a
+computed IDF and an ``idf.json`` mapping that leaves tokens out alike), so a query term the
+documents only reach by expansion still counts, without the largest weight of all.
 
 Reused from sentence-transformers 6.2: ``SparseEncoder``; the modules ``Transformer``
 (``transformer_task="fill-mask"``, the MLM head), ``SpladePooling`` (max pooling of
@@ -193,6 +194,10 @@ def document_frequencies(
     return df, n_docs
 
 
+UNSEEN_IDF = 1.0
+"""The IDF of a (non-special) token that no document contains, on every path."""
+
+
 def compute_idf(
     corpus: Collection | Sequence[str],
     tokenizer: Any,
@@ -205,7 +210,8 @@ def compute_idf(
     """The IDF of every token of ``tokenizer``'s vocabulary over ``corpus`` (a float32 vector).
 
     ``bm25``: ``log(1 + (N - df + 0.5) / (df + 0.5))``; ``log``: ``max(0, log(N / (1 + df)))``.
-    Special tokens get 0. See the module docstring for ``N`` and ``df``.
+    Special tokens get 0, tokens in no document :data:`UNSEEN_IDF`. See the module docstring for
+    ``N`` and ``df``.
     """
     if formula not in IDF_FORMULAS:
         raise InputError(f"unknown IDF formula {formula!r}; known: {', '.join(IDF_FORMULAS)}")
@@ -221,6 +227,7 @@ def compute_idf(
         idf = np.log1p((n - dff + 0.5) / (dff + 0.5))
     else:
         idf = np.maximum(0.0, np.log(n / (1.0 + dff)))
+    idf[df == 0] = UNSEEN_IDF
     special = [i for i in set(tokenizer.all_special_ids or []) if i < len(idf)]
     idf[special] = 0.0
     logger.info("IDF (%s) over %d documents; %d of %d vocabulary tokens occur", formula, n,
@@ -230,7 +237,8 @@ def compute_idf(
 
 def _idf_vector(idf: Any, tokenizer: Any, size: int) -> torch.Tensor:
     if isinstance(idf, Mapping):  # token -> weight, the idf.json layout of OpenSearch models
-        vector = torch.zeros(size, dtype=torch.float32)
+        vector = torch.full((size,), UNSEEN_IDF, dtype=torch.float32)
+        vector[[i for i in set(tokenizer.all_special_ids or []) if i < size]] = 0.0
         for token, weight in idf.items():
             token_id = tokenizer.convert_tokens_to_ids(token)
             if token_id is None or token_id == tokenizer.unk_token_id and token != tokenizer.unk_token:
@@ -270,7 +278,8 @@ def build_inference_free_student(
         model: the masked LM of the document tower (folder, ``$IRDISTILL_MODELS`` name or hub id).
         corpus: texts (or a collection: its documents) the IDF is computed from.
         idf: instead of ``corpus``, a ready IDF: a vocabulary-sized vector or a ``{token: idf}``
-            mapping (the ``idf.json`` of OpenSearch models; missing tokens get 0).
+            mapping (the ``idf.json`` of OpenSearch models; missing tokens get
+            :data:`UNSEEN_IDF`, special tokens 0).
         formula: ``bm25`` or ``log`` (see :func:`compute_idf`).
         trainable_idf: let training update the query weights (the paper keeps them fixed).
         pooling, activation, max_seq_length, device: as in :func:`build_splade_student`.
