@@ -383,7 +383,14 @@ def test_forward_through_tiny_model(tiny_model_dir: Path) -> None:
     assert margin.item() > 0 and grads and any(g.abs().sum() > 0 for g in grads)
     student.zero_grad()
 
-    assert ListwiseKLLoss(student)(features(), scores).item() >= 0
+    # KL(softmax(t) || softmax(s)) per query, averaged, with s the student's dot products
+    with torch.no_grad():
+        emb = [student(f)["sentence_embedding"] for f in features()]
+        s = torch.stack([(emb[0] * c).sum(-1) for c in emb[1:]], dim=1)
+        p = torch.softmax(scores, dim=1)
+        expected = (p * (p.log() - torch.log_softmax(s, dim=1))).sum(1).mean().item()
+    assert expected > 0.01
+    assert ListwiseKLLoss(student)(features(), scores).item() == pytest.approx(expected, rel=1e-5)
     assert InfoNCELoss(student)(features(), None).item() > 0
 
     teacher = SentenceTransformer(str(tiny_model_dir), device="cpu")

@@ -54,10 +54,33 @@ def test_tas_balanced_labels_pack_margin_and_inbatch_scores(tiny_model_dir: Path
                                                             bm25_scores: Path, tmp_path: Path, cache_dir: Path) -> None:
     cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s", loss="tas-balanced",
                  inbatch_teacher=str(tiny_model_dir))
-    dataset, args = build_train_dataset(cfg, load_collection(beir_dir, split="test"))
+    collection = load_collection(beir_dir, split="test")
+    dataset, args = build_train_dataset(cfg, collection)
     assert args["per_device_train_batch_size"] == 2
     # 1 margin + in-batch scores of the query against 2 positives and 2 negatives of its batch
     assert {len(label) for label in dataset["label"]} == {1 + 2 * 2}
+    # the values: the stored margin, then the in-batch teacher's dot products with the batch's
+    # positives (rows in order), then its negatives, recomputed here from scratch
+    from sentence_transformers import SentenceTransformer
+
+    from irdistill.teachers.store import read_scores
+
+    teacher = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    table = read_scores(bm25_scores).to_pylist()
+    stored = {(r["qid"], r["pid"]): r["score"] for r in table}
+    text_of = {collection.corpus[d].full_text(): d for d in collection.doc_ids}
+    qid_of = {t: q for q, t in collection.queries.items()}
+    rows = dataset.to_list()
+    for start in range(0, len(rows), 2):
+        batch = rows[start:start + 2]
+        passages = [r["positive"] for r in batch] + [r["negative"] for r in batch]
+        p_emb = teacher.encode_document(passages, convert_to_numpy=True, normalize_embeddings=True)
+        for row in batch:
+            qid = qid_of[row["query"]]
+            margin = stored[qid, text_of[row["positive"]]] - stored[qid, text_of[row["negative"]]]
+            q_emb = teacher.encode_query([row["query"]], convert_to_numpy=True, normalize_embeddings=True)[0]
+            assert row["label"][0] == pytest.approx(margin, rel=1e-6)
+            assert row["label"][1:] == pytest.approx((p_emb @ q_emb).tolist(), abs=1e-5)
 
 
 def test_freeze_documents_keeps_the_document_tower(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path,

@@ -172,9 +172,28 @@ def test_same_seed_same_model_and_options(data, trained: DistillVQ) -> None:
     positives = [[int(i)] for i in np.argmax(q_train[:50] @ x.T, axis=1)]
     model = train_distill_vq(x, q_train[:50], positives=positives, pseudo_queries=True, reassign_every=3,
                              ivf_weight=0.5, **SHAPE, **{**TRAIN, "epochs": 1, "batch_size": 256})
-    assert model.ntotal == len(x) and 0.0 <= model.history[0]["codes_changed"] <= 1.0
+    assert model.ntotal == len(x)
     lists, codes = model.assign(x, store=False)
     assert torch.equal(lists, model.list_ids) and torch.equal(codes, model.codes)  # final re-assignment
+
+
+def test_reassignment_reports_the_share_of_codes_that_moved(data, trained: DistillVQ) -> None:
+    import copy
+
+    from irdistill.students.vq import _reassign
+
+    x = data[0]
+    model = copy.deepcopy(trained)
+    assert _reassign(model, x) == (0.0, 0.0)  # nothing moved since training's last re-assignment
+    before = model.codes.clone()
+    with torch.no_grad():  # swap two codewords of sub-space 0: exactly their documents move
+        model.codebooks[0, [0, 1]] = model.codebooks[0, [1, 0]].clone()
+    lists_changed, codes_changed = _reassign(model, x)
+    moved = int(((before[:, 0] == 0) | (before[:, 0] == 1)).sum())
+    assert moved > 0 and lists_changed == 0.0
+    assert codes_changed == pytest.approx(moved / before.numel())
+    assert torch.equal(model.codes[:, 0][before[:, 0] == 0], torch.ones(int((before[:, 0] == 0).sum()),
+                                                                            dtype=torch.long))
 
 
 @pytest.mark.parametrize(("change", "message"), [
