@@ -196,7 +196,8 @@ def _pair_inputs(cfg: TrainConfig, collection: Collection, show_progress_bar: bo
                                           seed=cfg.seed)
     else:
         sampler = RandomPairSampler(qids, pairs, cfg.batch_size, seed=cfg.seed)
-    return build_trainer_inputs(sampler, collection, epochs=cfg.epochs)
+    return build_trainer_inputs(sampler, collection, epochs=cfg.epochs,
+                                world_size=int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def _inbatch_labels(cfg: TrainConfig, collection: Collection, inputs: Any,
@@ -205,7 +206,9 @@ def _inbatch_labels(cfg: TrainConfig, collection: Collection, inputs: Any,
 
     Columns follow :class:`~irdistill.losses.TASBalancedLoss`: passage column (positive, then
     negative), then rank, then row. Under DDP the global batch of a step is ``world_size``
-    consecutive planned batches (accelerate deals whole batches to ranks in turn).
+    consecutive planned batches (accelerate deals whole batches to ranks in turn); the plan of
+    every epoch holds a multiple of ``world_size`` batches (:func:`build_trainer_inputs` pads it
+    as accelerate would), so no step mixes batches this function did not group together.
     """
     from irdistill.encoding import DenseEncoder
 
@@ -220,10 +223,11 @@ def _inbatch_labels(cfg: TrainConfig, collection: Collection, inputs: Any,
     q_row = {q: i for i, q in enumerate(qids)}
     labels: list[list[float]] = []
     for plan in inputs.plans:
+        if len(plan) % world:
+            raise InputError(f"{len(plan)} planned batches an epoch are not a multiple of the "
+                             f"{world} DDP ranks; build the inputs with world_size={world}")
         for start in range(0, len(plan), world):
             group = plan[start:start + world]
-            if len(group) < world:  # the tail the distributed sampler drops or pads: self-contained
-                group = group + [group[-1]] * (world - len(group))
             # positive column (ranks in order, rows in order), then the negative column
             pos = [row_of[ex.positive] for batch in group for ex in batch]
             neg = [row_of[ex.negative] for batch in group for ex in batch]

@@ -158,8 +158,13 @@ def test_train_under_torchrun_two_cpu_ranks(tiny_model_dir: Path, beir_dir: Path
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "irdistill_training.json").read_text())
     assert report["world_size"] == 2 and report["examples"] > 0
+    # 3 queries at batch 2: 2 batches an epoch, one per rank: one step an epoch, 2 in all
+    assert report["log_history"][-1]["step"] == 2
     model = SentenceTransformer(str(out), device="cpu")
-    assert model.encode(["a query"]).shape == (1, 32)
+    start = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    text = ["protein expression in cancer cells"]
+    assert model.encode(text).shape == (1, 32)
+    assert abs(model.encode(text) - start.encode(text)).max() > 1e-4  # it trained
     assert not list(tmp_path.glob(".ddp-student*"))
 
 
@@ -201,3 +206,43 @@ def test_warmup_is_a_share_of_the_steps_the_trainer_takes(loss: str, steps: int,
 def test_warmup_ratio_must_be_a_share(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"warmup_ratio is a share of the training steps in \[0, 1\), got 1.0"):
         config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s", warmup_ratio=1.0).validate()
+
+
+def test_tas_balanced_labels_match_each_ddp_step_of_three_ranks(tiny_model_dir: Path, beir_dir: Path,
+                                                                bm25_scores: Path, tmp_path: Path, cache_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 ranks, 2 planned batches an epoch (not a multiple of 3). accelerate's own sharding
+    (BatchSamplerShard, what the trainer's dataloader uses) deals the batches to the ranks; at
+    every step, every row's in-batch labels are the in-batch teacher's scores of its query against
+    exactly the passages the 3 ranks hold at that step (positives rank by rank, then negatives).
+    The defect: the last step was labelled against copies of the epoch's last batch while
+    accelerate filled ranks 1 and 2 with the epoch's first batches."""
+    from accelerate.data_loader import BatchSamplerShard
+    from sentence_transformers import SentenceTransformer
+
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s", loss="tas-balanced", sampler="random",
+                 inbatch_teacher=str(tiny_model_dir), epochs=2)
+    collection = load_collection(beir_dir, split="test")
+    dataset, args = build_train_dataset(cfg, collection)
+    factory = args["batch_sampler"]
+    teacher = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    rows = dataset.to_list()
+    steps = 0
+    for epoch in range(2):
+        shards = []
+        for rank in range(3):
+            sampler = factory(dataset, batch_size=2, drop_last=False)
+            sampler.set_epoch(epoch)
+            shards.append(list(BatchSamplerShard(sampler, num_processes=3, process_index=rank)))
+        assert len({len(s) for s in shards}) == 1  # every rank takes the same number of steps
+        for step in zip(*shards, strict=True):
+            held = [rows[i] for batch in step for i in batch]  # rank 0's rows, then rank 1's, ...
+            passages = [r["positive"] for r in held] + [r["negative"] for r in held]
+            p_emb = teacher.encode_document(passages, convert_to_numpy=True, normalize_embeddings=True)
+            q_emb = teacher.encode_query([r["query"] for r in held], convert_to_numpy=True,
+                                         normalize_embeddings=True)
+            for row, q in zip(held, q_emb, strict=True):
+                assert row["label"][1:] == pytest.approx((p_emb @ q).tolist(), abs=1e-5)
+            steps += 1
+    assert steps == 2  # one step an epoch: 2 planned batches padded to 3, one per rank

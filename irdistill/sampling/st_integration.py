@@ -163,7 +163,7 @@ class TrainerInputs:
 
 
 def build_trainer_inputs(sampler: PairSampler, collection: Collection, *,
-                         epochs: int = 1) -> TrainerInputs:
+                         epochs: int = 1, world_size: int = 1) -> TrainerInputs:
     """Materialise ``epochs`` epochs of ``sampler`` for the sentence-transformers trainer.
 
     Args:
@@ -172,6 +172,11 @@ def build_trainer_inputs(sampler: PairSampler, collection: Collection, *,
             :class:`~irdistill.sampling.base.PairSampler`.
         collection: the query texts and passages (``Document.full_text()``).
         epochs: epochs to plan; the trainer's ``num_train_epochs`` must not exceed it.
+        world_size: DDP processes. Each rank takes every ``world_size``-th batch, and when an
+            epoch's batch count is not a multiple of it, accelerate fills the last step with the
+            epoch's first batches. Here the plan itself is extended by those same batches, so that
+            the last step's global batch is a planned one whose in-batch labels can be computed
+            for exactly the batches it holds.
 
     Returns:
         :class:`TrainerInputs`: ``dataset`` (``epochs x len(sampler)`` batches of rows
@@ -213,8 +218,11 @@ def build_trainer_inputs(sampler: PairSampler, collection: Collection, *,
     columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
     plans: list[list[Batch]] = []
     epoch_offsets: list[np.ndarray] = []
+    world_size = check_positive_int("world_size", world_size)
     for epoch in range(epochs):
         plan = sampler.plan(epoch)
+        pad = -len(plan) % world_size
+        plan = plan + [plan[i % len(plan)] for i in range(pad)]
         starts = [len(columns["query"])]
         for batch in plan:
             for example in batch:
