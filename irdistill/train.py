@@ -12,8 +12,9 @@ irdistill supplies the data layout each loss expects.
 | ``tas-balanced`` | query, positive, negative | the margin, then the in-batch teacher's scores of the query against every passage of the (global) batch, precomputed |
 | ``listwise-kl`` | query, c_1 .. c_L | teacher scores of the L candidates |
 | ``infonce`` | query, positive, negative | none (label-only baseline; the negative is a candidate) |
+| ``hybrid`` | query, positive, negative | the margin (Margin-MSE) plus InfoNCE of the judged positive against the batch |
 
-``margin-mse`` and ``tas-balanced`` take their (query, positive, negative) rows from a pair
+``margin-mse``, ``tas-balanced`` and ``hybrid`` take their (query, positive, negative) rows from a pair
 sampler (``tas-balanced`` or ``random``, :mod:`irdistill.sampling`), planned for every epoch
 up front so the trainer replays exactly the sampler's batches.
 
@@ -42,7 +43,9 @@ from irdistill.paths import resolve_model, save_model_atomic
 
 logger = logging.getLogger(__name__)
 
-LOSS_NAMES = ("margin-mse", "tas-balanced", "listwise-kl", "infonce")
+LOSS_NAMES = ("margin-mse", "tas-balanced", "listwise-kl", "infonce", "hybrid")
+PAIR_LOSSES = ("margin-mse", "tas-balanced", "hybrid")
+"""Losses trained on sampled (query, positive, negative) rows with the teacher margin as label."""
 SAMPLER_NAMES = ("tas-balanced", "random")
 
 
@@ -66,6 +69,12 @@ class TrainConfig:
     temperature: float = 1.0
     student_temperature: float | None = None
     label_scale: float = 1.0
+    beta: float = 1.0
+    """hybrid: weight of the contrastive term."""
+    contrastive_temperature: float = 0.05
+    """hybrid: InfoNCE temperature (cosine similarity)."""
+    disagreement_weight: float = 1.0
+    """hybrid: weight of a pair whose teacher margin is negative (0 drops it)."""
     epochs: int = 1
     batch_size: int = 32
     learning_rate: float = 2e-5
@@ -98,6 +107,10 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "list_size", "n_clusters", "logging_steps"):
             if getattr(self, key) < 1:
                 raise InputError(f"train: {key} must be >= 1, got {getattr(self, key)}")
+        if self.beta < 0 or not 0 <= self.disagreement_weight <= 1 or self.contrastive_temperature <= 0:
+            raise InputError(f"train: hybrid needs beta >= 0, disagreement_weight in [0, 1] and "
+                             f"contrastive_temperature > 0, got {self.beta}, {self.disagreement_weight}, "
+                             f"{self.contrastive_temperature}")
         if not 0 <= self.warmup_ratio < 1:
             raise InputError(f"train: warmup_ratio is a share of the training steps in [0, 1), got "
                              f"{self.warmup_ratio}")
@@ -319,7 +332,13 @@ def load_student(cfg: TrainConfig) -> Any:
 
 
 def _loss(cfg: TrainConfig, model: Any) -> Any:
-    from irdistill.losses import InfoNCELoss, ListwiseKLLoss, MarginMSELoss, TASBalancedLoss
+    from irdistill.losses import (
+        HybridLoss,
+        InfoNCELoss,
+        ListwiseKLLoss,
+        MarginMSELoss,
+        TASBalancedLoss,
+    )
 
     if cfg.loss == "margin-mse":
         return MarginMSELoss(model)
@@ -327,6 +346,9 @@ def _loss(cfg: TrainConfig, model: Any) -> Any:
         return TASBalancedLoss(model, alpha=cfg.alpha)
     if cfg.loss == "listwise-kl":
         return ListwiseKLLoss(model, temperature=cfg.temperature, student_temperature=cfg.student_temperature)
+    if cfg.loss == "hybrid":
+        return HybridLoss(model, beta=cfg.beta, temperature=cfg.contrastive_temperature,
+                          disagreement_weight=cfg.disagreement_weight)
     return InfoNCELoss(model)
 
 
@@ -378,7 +400,7 @@ def build_train_dataset(cfg: TrainConfig, collection: Collection,
     from datasets import Dataset
 
     scale = cfg.label_scale
-    if cfg.loss in ("margin-mse", "tas-balanced"):
+    if cfg.loss in PAIR_LOSSES:
         inputs = _pair_inputs(cfg, collection, show_progress_bar)
         dataset = inputs.dataset
         if cfg.loss == "tas-balanced":

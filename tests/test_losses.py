@@ -20,6 +20,7 @@ from irdistill.errors import InputError, UnknownNameError
 from irdistill.losses import (
     LOSSES,
     FrozenBiEncoderTeacher,
+    HybridLoss,
     InfoNCELoss,
     ListwiseKLLoss,
     LossParts,
@@ -42,10 +43,10 @@ def random_columns(batch: int, n_columns: int, dim: int, seed: int, dtype=torch.
 # --- registry ----------------------------------------------------------------------------------
 
 def test_registry_names_and_unknown() -> None:
-    assert LOSSES.names() == ["infonce", "listwise-kl", "margin-mse", "tas-balanced"]
+    assert LOSSES.names() == ["hybrid", "infonce", "listwise-kl", "margin-mse", "tas-balanced"]
     assert LOSSES.get("Margin-MSE") is MarginMSELoss
     assert LOSSES.get("tas-balanced") is TASBalancedLoss
-    with pytest.raises(UnknownNameError, match="known: infonce, listwise-kl, margin-mse, tas-balanced"):
+    with pytest.raises(UnknownNameError, match="known: hybrid, infonce, listwise-kl, margin-mse, tas-balanced"):
         LOSSES.get("margin-mae")
     with pytest.raises(InputError, match="unknown similarity 'l2'; known: cosine, dot"):
         MarginMSELoss(None, similarity_fct="l2")
@@ -359,6 +360,102 @@ def test_tas_balanced_ddp_matches_single_process(tmp_path: Path) -> None:
         assert parts["inbatch"] > 0
         for rank in ranks:  # DDP-averaged gradients on every rank
             torch.testing.assert_close(rank[mode][1], grad, atol=1e-5, rtol=0)
+
+
+# --- hybrid -------------------------------------------------------------------------------------
+
+
+def test_hybrid_is_margin_mse_plus_beta_infonce() -> None:
+    """The two parts equal the losses they are made of, on random embeddings."""
+    generator = torch.Generator().manual_seed(3)
+    emb = [torch.randn(5, 8, generator=generator) for _ in range(3)]
+    margins = torch.randn(5, generator=generator).abs()  # the teacher agrees with every label
+    parts = HybridLoss(None, beta=0.3, temperature=0.1).compute_loss_from_embeddings(emb, margins)
+    torch.testing.assert_close(parts["distill"], MarginMSELoss(None).compute_loss_from_embeddings(emb, margins))
+    infonce = InfoNCELoss(None, temperature=0.1).compute_loss_from_embeddings(emb, None)
+    torch.testing.assert_close(parts["contrastive"], 0.3 * infonce)
+    torch.testing.assert_close(parts.total, parts["distill"] + 0.3 * infonce)
+    zero = HybridLoss(None, beta=0.0).compute_loss_from_embeddings(emb, margins)
+    assert zero["contrastive"].item() == 0.0
+
+
+def test_hybrid_drops_or_down_weights_pairs_the_teacher_orders_against_the_label() -> None:
+    # dot products: student margins [1, 1, 1]; teacher margins [1, -2, 3] (pair 2: the teacher
+    # ranks the judged positive below the negative); squared errors [0, 9, 4]
+    q = t([[1, 0], [1, 0], [1, 0]])
+    pos, neg = t([[2, 0], [2, 0], [2, 0]]), t([[1, 0], [1, 0], [1, 0]])
+    margins = t([1, -2, 3])
+
+    def distill(weight: float) -> float:
+        loss = HybridLoss(None, disagreement_weight=weight)
+        return loss.compute_loss_from_embeddings([q, pos, neg], margins)["distill"].item()
+
+    assert distill(1.0) == pytest.approx(13 / 3)
+    assert distill(0.0) == pytest.approx(4 / 2)  # pair 2 dropped
+    assert distill(0.5) == pytest.approx((0 + 4.5 + 4) / 2.5)
+    raw = HybridLoss(None).compute_loss_from_embeddings([q, pos, neg], t([[3, 2], [0, 2], [4, 1]]))
+    assert raw["distill"].item() == pytest.approx(13 / 3)  # raw [t(p+), t(p-)] scores work too
+
+
+def test_hybrid_errors() -> None:
+    with pytest.raises(InputError, match=r"disagreement_weight must lie in \[0, 1\], got 2"):
+        HybridLoss(None, disagreement_weight=2)
+    with pytest.raises(InputError, match="beta .* must be >= 0"):
+        HybridLoss(None, beta=-1)
+    emb = [torch.zeros(2, 4)] * 4
+    with pytest.raises(InputError, match="exactly 3 columns"):
+        HybridLoss(None).compute_loss_from_embeddings(emb, torch.zeros(2))
+    with pytest.raises(InputError, match="HybridLoss needs teacher labels"):
+        HybridLoss(None).compute_loss_from_embeddings(emb[:3], None)
+
+
+def run_hybrid(model: torch.nn.Module, inputs: torch.Tensor, margins: torch.Tensor):
+    n_columns, batch = inputs.shape[:2]
+    embeddings = list(model(inputs.reshape(n_columns * batch, -1)).reshape(n_columns, batch, -1).unbind(0))
+    parts = HybridLoss(None, beta=0.5, temperature=0.5).compute_loss_from_embeddings(embeddings, margins)
+    model.zero_grad()
+    parts.total.backward()
+    return {name: value.detach() for name, value in parts.items()}
+
+
+def hybrid_worker(rank: int, port: int, problem: dict[str, torch.Tensor], out_dir: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                                         world_size=WORLD, timeout=timedelta(seconds=60))
+    try:
+        linear = torch.nn.Linear(DIM_IN, DIM, bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(problem["weight"])
+        model = torch.nn.parallel.DistributedDataParallel(linear)
+        rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+        parts = run_hybrid(model, problem["inputs"][:3, rows], problem["pair"][rows, 0])
+        torch.save((parts, linear.weight.grad.clone()), os.path.join(out_dir, f"hybrid{rank}.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_hybrid_ddp_contrastive_term_uses_the_global_batch(tmp_path: Path) -> None:
+    """Under 2 gloo ranks, the in-batch negatives of the contrastive term come from both ranks:
+    each rank's loss is the single-process loss of its own queries against the global batch,
+    and the DDP-averaged gradient is the single-process gradient of the mean."""
+    problem = ddp_problem()
+    inputs, margins = problem["inputs"][:3], problem["pair"][:, 0]
+    method = "fork" if "fork" in torch.multiprocessing.get_all_start_methods() else "spawn"
+    torch.multiprocessing.start_processes(hybrid_worker, args=(free_port(), problem, str(tmp_path)),
+                                          nprocs=WORLD, join=True, start_method=method)
+    ranks = [torch.load(tmp_path / f"hybrid{r}.pt") for r in range(WORLD)]
+    linear = torch.nn.Linear(DIM_IN, DIM, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        linear.weight.copy_(problem["weight"])
+    expected = run_hybrid(linear, inputs, margins)
+    for name in ("distill", "contrastive"):
+        mean = sum(parts[name] for parts, _ in ranks) / WORLD
+        torch.testing.assert_close(mean, expected[name], atol=1e-6, rtol=0)
+    for _, grad in ranks:
+        torch.testing.assert_close(grad, linear.weight.grad, atol=1e-6, rtol=0)
+    # a local-only contrastive term (no gather) would differ: the other rank's passages matter
+    local = run_hybrid(linear, inputs[:, :LOCAL_BATCH], margins[:LOCAL_BATCH])["contrastive"]
+    assert abs(local.item() - ranks[0][0]["contrastive"].item()) > 1e-3
 
 
 # --- forward(features, labels) through a tiny sentence-transformers model ----------------------

@@ -32,7 +32,7 @@ def config(tiny_model_dir: Path, beir_dir: Path, scores: Path, out: Path, **kw) 
 
 @pytest.mark.parametrize(("loss", "sampler"), [
     ("margin-mse", "random"), ("margin-mse", "tas-balanced"), ("tas-balanced", "tas-balanced"),
-    ("listwise-kl", "random"), ("infonce", "random"),
+    ("listwise-kl", "random"), ("infonce", "random"), ("hybrid", "tas-balanced"),
 ])
 def test_each_loss_trains_and_saves_a_loadable_model(loss: str, sampler: str, tiny_model_dir: Path, beir_dir: Path,
                                                      bm25_scores: Path, tmp_path: Path, cache_dir: Path) -> None:

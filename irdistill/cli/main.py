@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--split", help="split; overrides one in --dataset (default train)")
     tr.add_argument("--scores", help="teacher scores (scores.parquet or its folder)")
     tr.add_argument("--teacher", help="teacher name inside the scores, when they hold several")
-    tr.add_argument("--loss", choices=["margin-mse", "tas-balanced", "listwise-kl", "infonce"])
+    tr.add_argument("--loss", choices=["margin-mse", "tas-balanced", "listwise-kl", "infonce", "hybrid"])
     tr.add_argument("--sampler", choices=["tas-balanced", "random"])
     tr.add_argument("--inbatch-teacher", help="dense model scoring in-batch pairs (tas-balanced)")
     tr.add_argument("--n-clusters", type=int, help="query clusters of the TAS-Balanced sampler (default 32)")

@@ -11,12 +11,14 @@ name                class                     method
 ``"tas-balanced"``  :class:`TASBalancedLoss`  pair + α · in-batch Margin-MSE (arXiv 2104.06967)
 ``"listwise-kl"``   :class:`ListwiseKLLoss`   KL / ListNet over a candidate list
 ``"infonce"``       :class:`InfoNCELoss`      InfoNCE with in-batch negatives (no teacher)
+``"hybrid"``        :class:`HybridLoss`       Margin-MSE + β · InfoNCE on the judged positive
 ==================  ========================  =================================================
 """
 
 from __future__ import annotations
 
 from irdistill.losses.base import LOSSES, LossParts
+from irdistill.losses.hybrid import HybridLoss
 from irdistill.losses.infonce import InfoNCELoss
 from irdistill.losses.listwise_kl import ListwiseKLLoss
 from irdistill.losses.margin_mse import MarginMSELoss
@@ -35,6 +37,7 @@ __all__ = [
     "FrozenBiEncoderTeacher",
     "ListwiseKLLoss",
     "InfoNCELoss",
+    "HybridLoss",
     "inbatch_margin_mse",
     "inbatch_teacher_scores",
 ]
