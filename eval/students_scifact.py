@@ -1,15 +1,29 @@
-"""SciFact test: the all-MiniLM-L6-v2 student before and after distillation, per method.
+"""SciFact test: the all-MiniLM-L6-v2 student per training method, at one budget, over seeds.
 
-Usage:  IRDISTILL_DATA=../shared/data python eval/students_scifact.py --scores SCORES [--teacher-test-scores T]
+Usage::
 
-SCORES is the teacher-score store of the SciFact train candidates (e.g. made by
-`irdistill score --teacher <strongest teacher> --dataset beir/scifact/train ...`); the
-teacher's own reranking of the test BM25 top 100 (T, e.g. runs/teachers/scifact-test/<teacher>)
-gives the `teacher` row and the fidelity reference. Methods: untrained; infonce (qrels only);
-margin-mse (random sampler); tas-balanced (TAS-Balanced sampler + dual-teacher loss, in-batch
-teacher all-mpnet-base-v2); listwise-kl. Each row: nDCG@10, recall@100, Kendall tau and top-10
-overlap with the teacher, paired t-test p-value against the untrained model (ranx), training
-seconds and examples/s. Writes eval/results/students_scifact.{json,md}.
+    IRDISTILL_DATA=../shared/data python eval/students_scifact.py \\
+        --scores runs/scifact-distill/scores.train \\
+        --teacher-test-scores runs/scifact-distill/fidelity-scores.test \\
+        [--methods infonce hybrid ...] [--seeds 1 2 3] [--epochs 3] [--max-seq-length 256]
+
+``--scores`` is the teacher-score store of the SciFact train candidates and
+``--teacher-test-scores`` the same teacher's scores of the test BM25 top 100 (both made by the main
+job, ``irdistill run eval/recipes/scifact_distill.yaml``: BM25 + all-mpnet-base-v2, z-scored).
+
+Every trained method gets the same budget: the recipe ``eval/recipes/scifact_student_base.yaml``
+(learning rate, warm-up, batch size), ``--epochs`` epochs and ``--max-seq-length`` tokens for
+every method alike, and the same ``--seeds``. Rows: ``untrained``, ``teacher`` (its reranking of
+the test BM25 top 100), ``infonce`` (judgements only), ``margin-mse``, ``tas-balanced``,
+``listwise-kl``, ``hybrid``. Per row: nDCG@10 mean ± sd over the seeds, recall@100, MRR@10,
+Kendall τ with the teacher on the test candidates, training examples/s, and paired t-tests per
+query (each query's nDCG@10 averaged over the seeds) against ``infonce`` and ``untrained``.
+
+Resumable: every (method, seed) is trained into ``--runs/<method>/seed<S>/model`` (training
+itself resumes from its checkpoints) and evaluated into ``.../eval``; a finished cell is recorded
+in ``eval/results/students_scifact_cells.json`` at once, and the table is rebuilt from the cells
+after each one. A table can be completed over several sittings; ``--methods`` and ``--seeds``
+pick what to run now.
 """
 
 from __future__ import annotations
@@ -17,28 +31,125 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 from pathlib import Path
+from typing import Any
 
 from irdistill.cli.config import build_config, load_yaml
 from irdistill.data import load_collection
-from irdistill.evaluation import compare_runs, evaluate_retrieval
-from irdistill.evaluation.compare import RunEntry
+from irdistill.evaluation import evaluate_retrieval, evaluate_run, per_query_scores
 from irdistill.evaluation.fidelity import teacher_fidelity
-from irdistill.paths import write_text_atomic
+from irdistill.paths import update_json_table, write_text_atomic
 from irdistill.pipeline import student_scores
 from irdistill.teachers.store import read_scores, scores_to_run
 from irdistill.train import TrainConfig, train_student
 
 HERE = Path(__file__).parent
-METHODS = {
+RESULTS = HERE / "results"
+METRICS = ["ndcg@10", "recall@100", "mrr@10"]
+METHODS: dict[str, dict[str, Any]] = {
     "infonce": {"loss": "infonce", "sampler": "random"},
-    "margin-mse": {"loss": "margin-mse", "sampler": "random", "epochs": 1},
-    "tas-balanced": {"loss": "tas-balanced", "sampler": "tas-balanced", "epochs": 1,
+    "margin-mse": {"loss": "margin-mse", "sampler": "random"},
+    "tas-balanced": {"loss": "tas-balanced", "sampler": "tas-balanced",
                      "inbatch_teacher": "sentence-transformers/all-mpnet-base-v2"},
-    # one epoch of 3-passage lists (positive + 2 hardest negatives): under the pairwise runs' cost
-    "listwise-kl": {"loss": "listwise-kl", "sampler": "random", "list_size": 3, "epochs": 1,
-                    "temperature": 0.05},
+    "listwise-kl": {"loss": "listwise-kl", "sampler": "random", "list_size": 8, "temperature": 0.05},
+    "hybrid": {"loss": "hybrid", "sampler": "tas-balanced"},
 }
+USES_TEACHER = {"untrained": False, "teacher": True, "infonce": False, "margin-mse": True,
+                "tas-balanced": True, "listwise-kl": True, "hybrid": True}
+
+
+def cell_key(method: str, seed: int | None, budget: dict[str, Any]) -> str:
+    tag = f"e{budget['epochs']}-len{budget['max_seq_length']}"
+    return f"{method}|{tag}" if seed is None else f"{method}|{tag}|seed{seed}"
+
+
+def evaluate_cell(model: str, test: Any, cands: dict[str, list[str]], teacher_run: dict, out: Path,
+                  max_seq_length: int | None) -> dict[str, Any]:
+    result = evaluate_retrieval(model, test, out=out, max_seq_length=max_seq_length, show_progress_bar=False,
+                                metrics=METRICS)
+    fidelity = teacher_fidelity(student_scores(model, test, cands, max_seq_length=max_seq_length),
+                                teacher_run, k=10)
+    return {**{m: result.metrics[m] for m in METRICS}, "kendall_tau": fidelity["kendall_tau"],
+            "per_query_ndcg@10": per_query_scores(test.qrels, result.run, "ndcg@10")}
+
+
+def paired_p(a: dict[str, float], b: dict[str, float]) -> float | None:
+    """Two-sided paired t-test over the queries both hold (scipy), ``None`` when undefined."""
+    from scipy.stats import ttest_rel
+
+    queries = sorted(set(a) & set(b))
+    x, y = [a[q] for q in queries], [b[q] for q in queries]
+    if len(queries) < 2 or x == y:
+        return None
+    return float(ttest_rel(x, y).pvalue)
+
+
+def mean_per_query(cells: list[dict[str, Any]]) -> dict[str, float]:
+    queries = cells[0]["per_query_ndcg@10"]
+    return {q: statistics.fmean(c["per_query_ndcg@10"].get(q, 0.0) for c in cells) for q in queries}
+
+
+def build_table(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for key, cell in cells.items():
+        method, tag, *seed = key.split("|")
+        if tag == cell_key("x", None, budget).split("|")[1] and (not seed or int(seed[0][4:]) in seeds):
+            by_method.setdefault(method, []).append(cell)
+    per_query = {m: mean_per_query(c) for m, c in by_method.items()}
+    table: dict[str, Any] = {}
+    for method in ["untrained", "teacher", *METHODS]:
+        group = by_method.get(method)
+        if not group:
+            continue
+        ndcg = [c["ndcg@10"] for c in group]
+        row = {"ndcg@10": round(statistics.fmean(ndcg), 4),
+               "ndcg@10_sd": round(statistics.stdev(ndcg), 4) if len(ndcg) > 1 else 0.0,
+               "recall@100": round(statistics.fmean(c["recall@100"] for c in group), 4),
+               "mrr@10": round(statistics.fmean(c["mrr@10"] for c in group), 4),
+               "seeds": len(group) if method in METHODS else 0,
+               "epochs": budget["epochs"] if method in METHODS else 0,
+               "uses_teacher": USES_TEACHER[method],
+               "p_vs_infonce": None, "p_vs_untrained": None,
+               "kendall_tau": (round(statistics.fmean(c["kendall_tau"] for c in group), 4)
+                               if all(c.get("kendall_tau") is not None for c in group) else None),
+               "train_examples_per_s": (round(statistics.fmean(c["train_examples_per_s"] for c in group), 2)
+                                        if all("train_examples_per_s" in c for c in group) else None)}
+        for other in ("infonce", "untrained"):
+            if other in per_query and other != method:
+                p = paired_p(per_query[method], per_query[other])
+                row[f"p_vs_{other}"] = None if p is None else round(p, 4)
+        table[method] = row
+    return table
+
+
+def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], seeds: list[int]) -> None:
+    write_text_atomic(folder / "students_scifact.json", json.dumps(table, indent=2) + "\n")
+    lines = [
+        "# Students on SciFact test: one budget, several seeds",
+        "",
+        "Produced by `python eval/students_scifact.py` (see its docstring for the inputs). Every trained "
+        f"method: {budget['epochs']} epochs, texts cut at {budget['max_seq_length']} tokens, the schedule of "
+        f"`eval/recipes/scifact_student_base.yaml`, seeds {', '.join(map(str, seeds))}. nDCG@10 is the mean "
+        "± sd over the seeds; p-values are paired t-tests over the 300 queries of each query's nDCG@10 "
+        "averaged over the seeds; Kendall τ is with the teacher on the test BM25 top 100.",
+        "",
+        "| method | uses teacher | seeds | nDCG@10 | recall@100 | MRR@10 | p vs infonce | p vs untrained | "
+        "Kendall τ | train examples/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, r in table.items():
+        sd = f" ± {r['ndcg@10_sd']:.4f}" if r["seeds"] > 1 else ""
+        lines.append(f"| {method} | {'yes' if r['uses_teacher'] else 'no'} | {r['seeds'] or '-'} | "
+                     f"{r['ndcg@10']:.4f}{sd} | {r['recall@100']:.4f} | {r['mrr@10']:.4f} | "
+                     f"{r['p_vs_infonce'] if r['p_vs_infonce'] is not None else '-'} | "
+                     f"{r['p_vs_untrained'] if r['p_vs_untrained'] is not None else '-'} | "
+                     f"{r['kendall_tau'] if r['kendall_tau'] is not None else '-'} | "
+                     f"{r['train_examples_per_s'] if r['train_examples_per_s'] is not None else '-'} |")
+    missing = [m for m in ["untrained", "teacher", *METHODS] if m not in table]
+    if missing:
+        lines += ["", f"Not measured yet: {', '.join(missing)}."]
+    write_text_atomic(folder / "students_scifact.md", "\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -46,55 +157,72 @@ def main() -> None:
     parser.add_argument("--scores", required=True, help="teacher scores of the train candidates")
     parser.add_argument("--teacher-test-scores", required=True, help="teacher scores of the test BM25 top 100")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-seq-length", type=int, default=256, help="for every method alike")
     parser.add_argument("--runs", default="runs/students/scifact")
+    parser.add_argument("--dataset", default="beir/scifact", help="collection (train and test splits)")
+    parser.add_argument("--student", help="start model (default: the base recipe's all-MiniLM-L6-v2)")
+    parser.add_argument("--inbatch-teacher", help="tas-balanced's in-batch teacher (default all-mpnet-base-v2)")
+    parser.add_argument("--results", default=str(RESULTS), help="folder of the result tables")
+    parser.add_argument("--table-only", action="store_true", help="rebuild the table from recorded cells")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    base = load_yaml(HERE / "recipes" / "scifact_student_base.yaml")
-    test = load_collection("beir/scifact/test")
-    teacher_path = Path(args.teacher_test_scores)
-    teacher_run = scores_to_run(read_scores(teacher_path / "scores.parquet" if teacher_path.is_dir() else teacher_path))
-    cands = {q: list(d) for q, d in teacher_run.items()}
-    rows: dict[str, dict] = {}
-    runs: dict[str, dict] = {}
+    budget = {"epochs": args.epochs, "max_seq_length": args.max_seq_length}
+    results = Path(args.results)
+    cells_path = results / "students_scifact_cells.json"
 
-    def evaluate(name: str, model: str, train_s: float | None, per_s: float | None) -> None:
-        result = evaluate_retrieval(model, test, out=Path(args.runs) / name / "eval", show_progress_bar=False)
-        fid = teacher_fidelity(student_scores(model, test, cands), teacher_run, k=10)
-        runs[name] = result.run
-        rows[name] = {"ndcg@10": round(result.metrics["ndcg@10"], 4),
-                      "recall@100": round(result.metrics["recall@100"], 4),
-                      "kendall_tau": round(fid["kendall_tau"], 4), "top10_overlap": round(fid["top10_overlap"], 4),
-                      "train_seconds": train_s, "train_examples_per_s": per_s}
+    def overrides(method: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"dataset": args.dataset}
+        if args.student:
+            out["student"] = args.student
+        if args.inbatch_teacher and METHODS[method].get("inbatch_teacher"):
+            out["inbatch_teacher"] = args.inbatch_teacher
+        return out
+    cells = json.loads(cells_path.read_text()) if cells_path.is_file() else {}
 
-    evaluate("untrained", base["student"], None, None)
-    from irdistill.evaluation import evaluate_run
+    def record(key: str, cell: dict[str, Any]) -> None:
+        nonlocal cells
+        cells = update_json_table(cells_path, key, cell)
+        write_tables(results, build_table(cells, budget, args.seeds), budget, args.seeds)
 
-    teacher_metrics = evaluate_run(test.qrels, teacher_run, ["ndcg@10", "recall@100"])
-    rows["teacher"] = {k: round(v, 4) for k, v in teacher_metrics.items()}
-    for name in args.methods:
-        out = Path(args.runs) / name / "model"
-        if not (out / "irdistill_training.json").is_file():  # a re-run reuses trained students
-            cfg = build_config(TrainConfig, {**base, **METHODS[name], "scores": args.scores, "out": str(out)},
-                               source=name)
-            train_student(cfg, show_progress_bar=False)
-        info = json.loads((out / "irdistill_training.json").read_text())
-        evaluate(name, str(out), round(info["seconds"], 1), round(info["examples_per_second"], 2))
-    comparison = compare_runs(test, [RunEntry(n, r) for n, r in runs.items()], ["ndcg@10"])
-    for name in runs:
-        if name != "untrained":
-            rows[name]["p_value"] = comparison.p_values[name]["untrained"]["ndcg@10"]
-    out = HERE / "results"
-    write_text_atomic(out / "students_scifact.json", json.dumps(rows, indent=2) + "\n")
-    lines = ["| method | nDCG@10 | recall@100 | Kendall tau | top-10 overlap | p vs untrained | train s | examples/s |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r.get('ndcg@10', float('nan')):.4f} | {r.get('recall@100', float('nan')):.4f} | "
-                     f"{r.get('kendall_tau', '')} | {r.get('top10_overlap', '')} | {r.get('p_value', '')} | "
-                     f"{r.get('train_seconds', '')} | {r.get('train_examples_per_s', '')} |")
-    write_text_atomic(out / "students_scifact.md", "Produced by `python eval/students_scifact.py`.\n\n"
-                      + "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if not args.table_only:
+        base = load_yaml(HERE / "recipes" / "scifact_student_base.yaml")
+        test = load_collection(args.dataset, split="test")
+        student = args.student or base["student"]
+        teacher_path = Path(args.teacher_test_scores)
+        teacher_run = scores_to_run(read_scores(teacher_path / "scores.parquet" if teacher_path.is_dir()
+                                                else teacher_path))
+        cands = {q: list(d) for q, d in teacher_run.items()}
+        key = cell_key("teacher", None, budget)
+        if key not in cells:
+            values = evaluate_run(test.qrels, teacher_run, METRICS)
+            record(key, {**values, "kendall_tau": 1.0,
+                         "per_query_ndcg@10": per_query_scores(test.qrels, teacher_run, "ndcg@10")})
+        key = cell_key("untrained", None, budget)
+        if key not in cells:
+            record(key, evaluate_cell(student, test, cands, teacher_run,
+                                      Path(args.runs) / "untrained" / "eval", args.max_seq_length))
+        for seed in args.seeds:
+            for method in args.methods:
+                key = cell_key(method, seed, budget)
+                if key in cells:
+                    continue
+                folder = Path(args.runs) / method / f"e{args.epochs}-len{args.max_seq_length}" / f"seed{seed}"
+                model = folder / "model"
+                if not (model / "irdistill_training.json").is_file():
+                    values = {**base, **METHODS[method], **budget, **overrides(method), "seed": seed,
+                              "scores": args.scores, "out": str(model)}
+                    train_student(build_config(TrainConfig, values, source=method), show_progress_bar=False)
+                info = json.loads((model / "irdistill_training.json").read_text())
+                cell = evaluate_cell(str(model), test, cands, teacher_run, folder / "eval", args.max_seq_length)
+                cell["train_examples_per_s"] = info["examples_per_second"]
+                cell["train_seconds"] = info["seconds"]
+                record(key, cell)
+                logging.info("%s: nDCG@10 %.4f", key, cell["ndcg@10"])
+    write_tables(results, build_table(cells, budget, args.seeds), budget, args.seeds)
+    print((results / "students_scifact.md").read_text())
 
 
 if __name__ == "__main__":
