@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -297,25 +299,46 @@ def ddp_problem() -> dict[str, torch.Tensor]:
     }
 
 
-def run_tas(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None):
-    """One merged forward (as ST does) over all columns, TAS-B loss, backward."""
+def merged_forward(model: torch.nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
+    """One merged forward (as ST does) over all columns: the embedding columns."""
     n_columns, batch = inputs.shape[:2]
-    embeddings = list(model(inputs.reshape(n_columns * batch, -1)).reshape(n_columns, batch, -1).unbind(0))
-    teacher_embeddings = list(teacher.unbind(0)) if teacher is not None else None
-    parts = TASBalancedLoss(None).compute_loss_from_embeddings(embeddings, labels, teacher_embeddings)
+    return list(model(inputs.reshape(n_columns * batch, -1)).reshape(n_columns, batch, -1).unbind(0))
+
+
+def backward(model: torch.nn.Module, parts: LossParts) -> dict[str, torch.Tensor]:
     model.zero_grad()
     parts.total.backward()
     return {name: value.detach() for name, value in parts.items()}
 
 
-def ddp_worker(rank: int, port: int, problem: dict[str, torch.Tensor], out_dir: str) -> None:
+def linear_model(problem: dict[str, torch.Tensor]) -> torch.nn.Linear:
+    linear = torch.nn.Linear(DIM_IN, DIM, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        linear.weight.copy_(problem["weight"])
+    return linear
+
+
+@contextmanager
+def gloo(rank: int, port: int) -> Iterator[None]:
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                          world_size=WORLD, timeout=timedelta(seconds=60))
     try:
-        linear = torch.nn.Linear(DIM_IN, DIM, bias=False, dtype=torch.float64)
-        with torch.no_grad():
-            linear.weight.copy_(problem["weight"])
+        yield
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def run_tas(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None):
+    """TAS-B loss of one merged forward, then backward."""
+    teacher_embeddings = list(teacher.unbind(0)) if teacher is not None else None
+    return backward(model, TASBalancedLoss(None).compute_loss_from_embeddings(merged_forward(model, inputs), labels,
+                                                                               teacher_embeddings))
+
+
+def ddp_worker(rank: int, port: int, problem: dict[str, torch.Tensor], out_dir: str) -> None:
+    with gloo(rank, port):
+        linear = linear_model(problem)
         model = torch.nn.parallel.DistributedDataParallel(linear)
         rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
         inputs = problem["inputs"][:, rows]
@@ -325,8 +348,6 @@ def ddp_worker(rank: int, port: int, problem: dict[str, torch.Tensor], out_dir: 
         teacher = problem["teacher"][:, rows]
         results["teacher"] = run_tas(model, inputs, problem["pair"][rows], teacher), linear.weight.grad.clone()
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 def free_port() -> int:
@@ -339,9 +360,7 @@ def test_tas_balanced_ddp_matches_single_process(tmp_path: Path) -> None:
     problem = ddp_problem()
     expected = {}
     for mode in ("labels", "teacher"):
-        linear = torch.nn.Linear(DIM_IN, DIM, bias=False, dtype=torch.float64)
-        with torch.no_grad():
-            linear.weight.copy_(problem["weight"])
+        linear = linear_model(problem)
         if mode == "labels":
             labels, teacher = TASBalancedLoss.pack_labels(problem["pair"], problem["inbatch"]), None
         else:
@@ -410,28 +429,17 @@ def test_hybrid_errors() -> None:
 
 
 def run_hybrid(model: torch.nn.Module, inputs: torch.Tensor, margins: torch.Tensor):
-    n_columns, batch = inputs.shape[:2]
-    embeddings = list(model(inputs.reshape(n_columns * batch, -1)).reshape(n_columns, batch, -1).unbind(0))
-    parts = HybridLoss(None, beta=0.5, temperature=0.5).compute_loss_from_embeddings(embeddings, margins)
-    model.zero_grad()
-    parts.total.backward()
-    return {name: value.detach() for name, value in parts.items()}
+    loss = HybridLoss(None, beta=0.5, temperature=0.5)
+    return backward(model, loss.compute_loss_from_embeddings(merged_forward(model, inputs), margins))
 
 
 def hybrid_worker(rank: int, port: int, problem: dict[str, torch.Tensor], out_dir: str) -> None:
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                         world_size=WORLD, timeout=timedelta(seconds=60))
-    try:
-        linear = torch.nn.Linear(DIM_IN, DIM, bias=False, dtype=torch.float64)
-        with torch.no_grad():
-            linear.weight.copy_(problem["weight"])
+    with gloo(rank, port):
+        linear = linear_model(problem)
         model = torch.nn.parallel.DistributedDataParallel(linear)
         rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
         parts = run_hybrid(model, problem["inputs"][:3, rows], problem["pair"][rows, 0])
         torch.save((parts, linear.weight.grad.clone()), os.path.join(out_dir, f"hybrid{rank}.pt"))
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 def test_hybrid_ddp_contrastive_term_uses_the_global_batch(tmp_path: Path) -> None:
@@ -444,9 +452,7 @@ def test_hybrid_ddp_contrastive_term_uses_the_global_batch(tmp_path: Path) -> No
     torch.multiprocessing.start_processes(hybrid_worker, args=(free_port(), problem, str(tmp_path)),
                                           nprocs=WORLD, join=True, start_method=method)
     ranks = [torch.load(tmp_path / f"hybrid{r}.pt") for r in range(WORLD)]
-    linear = torch.nn.Linear(DIM_IN, DIM, bias=False, dtype=torch.float64)
-    with torch.no_grad():
-        linear.weight.copy_(problem["weight"])
+    linear = linear_model(problem)
     expected = run_hybrid(linear, inputs, margins)
     for name in ("distill", "contrastive"):
         mean = sum(parts[name] for parts, _ in ranks) / WORLD
