@@ -350,6 +350,13 @@ def ddp_worker(rank: int, port: int, problem: dict[str, torch.Tensor], out_dir: 
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
+def start_ranks(worker, problem: dict[str, torch.Tensor], out_dir: Path) -> None:
+    """WORLD fresh processes. Not fork: a fork of a process whose OpenMP / torch thread pools
+    earlier tests have started can deadlock (a rank hung in the full suite)."""
+    torch.multiprocessing.start_processes(worker, args=(free_port(), problem, str(out_dir)), nprocs=WORLD,
+                                          join=True, start_method="spawn")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -367,10 +374,7 @@ def test_tas_balanced_ddp_matches_single_process(tmp_path: Path) -> None:
             labels, teacher = problem["pair"], problem["teacher"]
         expected[mode] = run_tas(linear, problem["inputs"], labels, teacher), linear.weight.grad.clone()
 
-    # fork: the children inherit the imported modules instead of re-importing sentence-transformers
-    method = "fork" if "fork" in torch.multiprocessing.get_all_start_methods() else "spawn"
-    torch.multiprocessing.start_processes(ddp_worker, args=(free_port(), problem, str(tmp_path)),
-                                          nprocs=WORLD, join=True, start_method=method)
+    start_ranks(ddp_worker, problem, tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     for mode, (parts, grad) in expected.items():
         for name in ("pair", "inbatch"):  # the logged loss: mean of the per-rank losses
@@ -448,9 +452,7 @@ def test_hybrid_ddp_contrastive_term_uses_the_global_batch(tmp_path: Path) -> No
     and the DDP-averaged gradient is the single-process gradient of the mean."""
     problem = ddp_problem()
     inputs, margins = problem["inputs"][:3], problem["pair"][:, 0]
-    method = "fork" if "fork" in torch.multiprocessing.get_all_start_methods() else "spawn"
-    torch.multiprocessing.start_processes(hybrid_worker, args=(free_port(), problem, str(tmp_path)),
-                                          nprocs=WORLD, join=True, start_method=method)
+    start_ranks(hybrid_worker, problem, tmp_path)
     ranks = [torch.load(tmp_path / f"hybrid{r}.pt") for r in range(WORLD)]
     linear = linear_model(problem)
     expected = run_hybrid(linear, inputs, margins)
