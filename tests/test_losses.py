@@ -320,13 +320,15 @@ def linear_model(problem: dict[str, torch.Tensor]) -> torch.nn.Linear:
 
 @contextmanager
 def gloo(rank: int, port: int) -> Iterator[None]:
+    """A gloo process group for a rank's body. On success the rank leaves with ``os._exit(0)``,
+    running no destructor: dropping DDP's reducer and the group from Python deadlocked (the
+    group's destructor joins its worker thread while holding the GIL that thread waits for)."""
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                          world_size=WORLD, timeout=timedelta(seconds=60))
-    try:
-        yield
-    finally:
-        torch.distributed.destroy_process_group()
+    yield
+    torch.distributed.barrier()  # every rank has saved its results
+    os._exit(0)
 
 
 def run_tas(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None):
@@ -351,8 +353,8 @@ def ddp_worker(rank: int, port: int, problem: dict[str, torch.Tensor], out_dir: 
 
 
 def start_ranks(worker, problem: dict[str, torch.Tensor], out_dir: Path) -> None:
-    """WORLD fresh processes. Not fork: a fork of a process whose OpenMP / torch thread pools
-    earlier tests have started can deadlock (a rank hung in the full suite)."""
+    """WORLD fresh processes (not forks of this one, whose OpenMP / torch thread pools earlier
+    tests may have started)."""
     torch.multiprocessing.start_processes(worker, args=(free_port(), problem, str(out_dir)), nprocs=WORLD,
                                           join=True, start_method="spawn")
 
