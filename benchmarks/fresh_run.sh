@@ -33,48 +33,5 @@ status=${PIPESTATUS[0]}
 set -e
 t2=$(date +%s.%N)
 tail -n 5 "$work/run.log" >&2 || true
-python - "$repo" "$recipe" "$work" "$t0" "$t1" "$t2" "$status" <<'PY'
-import json, os, re, sys
-from pathlib import Path
-repo, recipe, work, t0, t1, t2, status = sys.argv[1:]
-work = Path(work)
-text = (work / "time.txt").read_text()
-rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
-times = json.loads((work / "times.json").read_text()) if (work / "times.json").is_file() else {}
-try:
-    summary = json.loads((work / "summary.json").read_text())
-except ValueError:
-    summary = {}
-row = {
-    "exit_status": int(status), "install_s": round(float(t1) - float(t0), 1),
-    "first_output_s": times.get("first_output_s"), "first_progress_bar_s": times.get("first_progress_bar_s"),
-    "wall_s": round(float(t2) - float(t1), 1), "peak_rss_gib": round(rss_kib / 2**20, 2),
-    "stages": times.get("stages", {}), "cores": os.cpu_count(),
-    "metrics": {k: v for k, v in summary.items() if isinstance(v, (int, float))},
-    "fidelity": summary.get("fidelity"),
-}
-print(json.dumps(row, indent=1))
-if os.environ.get("NO_RECORD"):
-    sys.exit(0)
-sys.path.insert(0, repo)
-from irdistill.paths import update_json_table
-table = update_json_table(Path(repo) / "eval/results/fresh_run.json", recipe, row)
-lines = ["# The README's first command on a fresh clone", "",
-         "`bash benchmarks/fresh_run.sh RECIPE`: fresh clone, own virtualenv, `pip install torch==2.13.0 && "
-         "pip install -e .`, empty embedding cache, then `irdistill run RECIPE` "
-         f"({row['cores']} cores). Times in seconds from the start of `irdistill run`.", "",
-         "| recipe | exit | install s | first output s | first progress bar s | wall s | peak RSS GiB | nDCG@10 | recall@100 |",
-         "|---|---|---|---|---|---|---|---|---|"]
-for name, r in table.items():
-    m = r.get("metrics", {})
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-"
-    lines.append(f"| {name} | {r['exit_status']} | {r['install_s']} | {r['first_output_s']} | "
-                 f"{r['first_progress_bar_s']} | {r['wall_s']} | {r['peak_rss_gib']} | "
-                 f"{fmt(m.get('ndcg@10'))} | {fmt(m.get('recall@100'))} |")
-lines += ["", "Stages (wall time each):", ""]
-for name, r in table.items():
-    stages = ", ".join(f"{s} {v.get('took', 'skipped' if 'skipped' in v else '?')}" for s, v in r["stages"].items())
-    lines.append(f"- {name}: {stages}")
-(Path(repo) / "eval/results/fresh_run.md").write_text("\n".join(lines) + "\n")
-PY
+python "$repo/benchmarks/fresh_run_record.py" "$repo" "$recipe" "$work" "$t0" "$t1" "$t2" "$status"
 exit "$status"

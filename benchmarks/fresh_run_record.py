@@ -1,0 +1,77 @@
+"""The row of one ``benchmarks/fresh_run.sh`` run, added to eval/results/fresh_run.{json,md}.
+
+    python benchmarks/fresh_run_record.py REPO RECIPE WORK T0 T1 T2 STATUS
+
+``WORK`` is the run's folder (``time.txt`` from ``/usr/bin/time -v``, ``times.json`` from
+``stream_times.py``, ``summary.json`` printed by ``irdistill run``); ``T0``, ``T1``, ``T2`` are the
+Unix times before the install, before ``irdistill run`` and after it. With ``NO_RECORD`` set the
+row is printed only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+
+def row_of(work: Path, t0: float, t1: float, t2: float, status: int) -> dict:
+    text = (work / "time.txt").read_text()
+    rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
+    times = json.loads((work / "times.json").read_text()) if (work / "times.json").is_file() else {}
+    # stdout: the trainer's log lines, then the summary that `irdistill run` prints last
+    text = (work / "summary.json").read_text() if (work / "summary.json").is_file() else ""
+    start = text.rfind("\n{\n") + 1 if not text.startswith("{\n") else 0
+    try:
+        summary = json.loads(text[start:])
+    except ValueError:
+        summary = {}
+    return {
+        "exit_status": status, "install_s": round(t1 - t0, 1),
+        "first_output_s": times.get("first_output_s"), "first_progress_bar_s": times.get("first_progress_bar_s"),
+        "wall_s": round(t2 - t1, 1), "peak_rss_gib": round(rss_kib / 2**20, 2),
+        "stages": times.get("stages", {}), "cores": os.cpu_count(),
+        "metrics": summary.get("metrics", {}), "fidelity": summary.get("fidelity"),
+    }
+
+
+def write_markdown(table: dict, path: Path) -> None:
+    def fmt(value: object) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else "-"
+
+    lines = ["# The README's first command on a fresh clone", "",
+             "`bash benchmarks/fresh_run.sh RECIPE`: fresh clone, own virtualenv, `pip install torch==2.13.0 && "
+             "pip install -e .`, empty embedding cache, then `irdistill run RECIPE`. Times in seconds from the "
+             "start of `irdistill run`; peak RSS of the `irdistill run` process.", "",
+             "| recipe | cores | exit | install s | first output s | first progress bar s | wall s | peak RSS GiB "
+             "| nDCG@10 | recall@100 | Kendall τ with teacher |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in table.items():
+        m, f = r.get("metrics") or {}, r.get("fidelity") or {}
+        lines.append(f"| {name} | {r['cores']} | {r['exit_status']} | {r['install_s']} | {r['first_output_s']} | "
+                     f"{r['first_progress_bar_s']} | {r['wall_s']} | {r['peak_rss_gib']} | {fmt(m.get('ndcg@10'))} | "
+                     f"{fmt(m.get('recall@100'))} | {fmt(f.get('kendall_tau'))} |")
+    lines += ["", "Stages (wall time each):", ""]
+    for name, r in table.items():
+        stages = ", ".join(f"{s} {v.get('took', 'skipped' if 'skipped' in v else '?')}" for s, v in r["stages"].items())
+        lines.append(f"- {name}: {stages}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    repo, recipe, work, t0, t1, t2, status = sys.argv[1:]
+    row = row_of(Path(work), float(t0), float(t1), float(t2), int(status))
+    print(json.dumps(row, indent=1))
+    if os.environ.get("NO_RECORD"):
+        return
+    sys.path.insert(0, repo)
+    from irdistill.paths import update_json_table
+
+    table = update_json_table(Path(repo) / "eval/results/fresh_run.json", recipe, row)
+    write_markdown(table, Path(repo) / "eval/results/fresh_run.md")
+
+
+if __name__ == "__main__":
+    main()
