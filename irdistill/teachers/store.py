@@ -298,18 +298,18 @@ def _score_chunk(teacher: Teacher, name: str, listwise: bool, collection: Collec
     qid_col = [qid for qid in qids for _ in plan.pids[qid]]
     pid_col = [pid for qid in qids for pid in plan.pids[qid]]
     parts = []
-    for group in _query_groups(qids, plan, 1 if listwise else PAIRS_PER_CALL):
-        if listwise:
-            for qid in (q for q in group if plan.pids[q]):
-                texts = [collection.corpus[pid].full_text() for pid in plan.pids[qid]]
-                parts.append(_as_vector(teacher.rank(collection.queries[qid], texts, **call_kwargs),
-                                        len(texts), name, f"query {qid!r}"))
-        else:
-            pairs = [(q, p) for q in group for p in plan.pids[q]]
-            if pairs:
-                parts.append(_as_vector(teacher.score([collection.queries[q] for q, _ in pairs],
-                                                      [collection.corpus[p].full_text() for _, p in pairs],
-                                                      **call_kwargs), len(pairs), name, f"chunk {chunk}"))
+    # a listwise teacher ranks one query's list at a time; a pointwise one gets whole queries,
+    # about PAIRS_PER_CALL pairs a call
+    for group in ([[q] for q in qids] if listwise else _query_groups(qids, plan, PAIRS_PER_CALL)):
+        pairs = [(q, p) for q in group for p in plan.pids[q]]
+        if pairs and listwise:
+            texts = [collection.corpus[p].full_text() for _, p in pairs]
+            parts.append(_as_vector(teacher.rank(collection.queries[group[0]], texts, **call_kwargs),
+                                    len(texts), name, f"query {group[0]!r}"))
+        elif pairs:
+            parts.append(_as_vector(teacher.score([collection.queries[q] for q, _ in pairs],
+                                                  [collection.corpus[p].full_text() for _, p in pairs],
+                                                  **call_kwargs), len(pairs), name, f"chunk {chunk}"))
         if progress is not None:
             progress(len(group))
     raw = np.concatenate(parts) if parts else np.zeros(0)
