@@ -78,6 +78,7 @@ class RunConfig:
     def check_inputs(self) -> None:
         """Everything that can be checked before work starts: models, the teacher recipe and the
         packages the stages import. Loads no model and reads no data set."""
+        from irdistill.candidates.bm25 import is_bm25
         from irdistill.dependencies import TRAINING, require
         from irdistill.paths import check_model
         from irdistill.teachers.factory import check_teacher
@@ -88,7 +89,7 @@ class RunConfig:
         if self.train.get("inbatch_teacher"):
             check_model(self.train["inbatch_teacher"], what="run: train.inbatch_teacher")
         retriever = self.candidates.get("retriever", "bm25")
-        if str(retriever).lower() not in {"bm25", "bm25s"}:
+        if not is_bm25(retriever):
             check_model(retriever, what="run: candidates.retriever")
         check_teacher(self.teacher, source="run: teacher")
 

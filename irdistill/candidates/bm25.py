@@ -17,6 +17,15 @@ from irdistill.errors import InputError, MissingDependencyError
 logger = logging.getLogger(__name__)
 
 
+BM25_NAMES = frozenset({"bm25", "bm25s"})
+"""What a model or retriever argument may say to mean BM25 instead of a dense model."""
+
+
+def is_bm25(name: str) -> bool:
+    """``name`` asks for BM25 (``bm25`` or ``bm25s``, any case), not a model."""
+    return str(name).lower() in BM25_NAMES
+
+
 @dataclass
 class BM25Params:
     k1: float = 0.9

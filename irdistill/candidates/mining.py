@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from irdistill.candidates.bm25 import is_bm25
 from irdistill.data.collection import Collection, Run
 from irdistill.errors import InputError
 from irdistill.paths import atomic_path
@@ -44,7 +45,7 @@ class _Searcher:
     def __init__(self, collection: Collection, retriever: str, index: str, batch_size: int,
                  show_progress_bar: bool) -> None:
         self.collection = collection
-        if retriever.lower() in ("bm25", "bm25s"):
+        if is_bm25(retriever):
             from irdistill.candidates.bm25 import BM25Retriever
 
             self.bm25: Any = BM25Retriever(show_progress_bar=show_progress_bar)

@@ -316,11 +316,12 @@ GLOBAL = {"command", "config", "verbose", "quiet", "debug"}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from irdistill.candidates.bm25 import is_bm25
     from irdistill.cli.config import EvaluateConfig, config_from
 
     cfg = config_from(EvaluateConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
-    if cfg.model.lower() not in {"bm25", "bm25s"}:
+    if not is_bm25(cfg.model):
         check_model(cfg.model, what="--model")
     _check_faiss_device(cfg.device)
     from irdistill.data import load_collection
@@ -337,7 +338,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if cfg.save_index:
         if not cfg.out:
             raise InputError("--save-index needs --out")
-        if cfg.model.lower() in {"bm25", "bm25s"}:
+        if is_bm25(cfg.model):
             raise InputError("--save-index: bm25 has no FAISS index")
         _save_index(cfg, collection, os.path.join(cfg.out, "index.faiss"))
     print(result.table_header())
@@ -388,11 +389,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_candidates(args: argparse.Namespace) -> int:
+    from irdistill.candidates.bm25 import is_bm25
     from irdistill.cli.config import CandidatesConfig, config_from
 
     cfg = config_from(CandidatesConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
-    if cfg.retriever.lower() not in {"bm25", "bm25s"}:
+    if not is_bm25(cfg.retriever):
         check_model(cfg.retriever, what="--retriever")
     if cfg.false_negative_teacher:
         from irdistill.teachers.factory import check_teacher

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from irdistill.candidates.bm25 import is_bm25
 from irdistill.data.collection import Collection, Run
 from irdistill.data.trec import write_run
 from irdistill.encoding import DenseEncoder
@@ -36,7 +37,6 @@ from irdistill.paths import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
-BM25_NAMES = {"bm25", "bm25s"}
 
 
 def peak_rss_mb() -> float:
@@ -167,8 +167,8 @@ def evaluate_retrieval(
         raise InputError(f"collection {collection.name} has no queries")
     query_ids, query_texts = collection.query_ids, collection.query_texts()
     doc_ids = collection.doc_ids
-    is_bm25 = model.lower() in BM25_NAMES
-    if not is_bm25:
+    bm25 = is_bm25(model)
+    if not bm25:
         from irdistill.indexes import check_index_params, resolve_device
 
         if index == "sparse":
@@ -177,7 +177,7 @@ def evaluate_retrieval(
         check_index_params(index, index_params or {})
         resolve_device(device, supports_gpu=index != "hnsw", kind=index)
 
-    if is_bm25:
+    if bm25:
         from irdistill.candidates.bm25 import BM25Retriever
 
         if index != "flat":
