@@ -134,7 +134,7 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     from irdistill.evaluation import evaluate_retrieval
     from irdistill.teachers.factory import build_teacher
     from irdistill.teachers.store import score_candidates
-    from irdistill.train import TrainConfig, train_student
+    from irdistill.train import TrainConfig, train_student, training_collection
 
     cfg.check_inputs()
     out = Path(cfg.out)
@@ -144,9 +144,7 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     train_cfg.validate()
     started = time.perf_counter()
     with _stage("load data"):
-        train_c = load_collection(cfg.dataset, split=cfg.train_split)
-        if cfg.max_train_queries is not None:
-            train_c = train_c.subset(query_ids=train_c.query_ids[:cfg.max_train_queries])
+        train_c = training_collection(train_cfg)  # the queries training will see
         test_c = load_collection(cfg.dataset, split=cfg.test_split)
         logger.info("train: %r; test: %r", train_c, test_c)
     out.mkdir(parents=True, exist_ok=True)

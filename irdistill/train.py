@@ -185,8 +185,14 @@ def _scores_path(path: str) -> Path:
     return p / "scores.parquet" if p.is_dir() else p
 
 
-def _positives(collection: Collection, qid: str) -> set[str]:
-    return set(collection.positives(qid))
+def training_collection(cfg: TrainConfig) -> Collection:
+    """The training split of ``cfg.dataset``, cut to its first ``max_queries`` queries if set."""
+    from irdistill.data import load_collection
+
+    collection = load_collection(cfg.dataset, split=cfg.split or "train")
+    if cfg.max_queries is not None:
+        collection = collection.subset(query_ids=collection.query_ids[:cfg.max_queries])
+    return collection
 
 
 def _pair_inputs(cfg: TrainConfig, collection: Collection, show_progress_bar: bool = False) -> Any:
@@ -258,7 +264,8 @@ def _listwise_rows(cfg: TrainConfig, collection: Collection) -> dict[str, list[A
     columns: dict[str, list[Any]] = {"query": [], **{f"c_{i + 1}": [] for i in range(cfg.list_size)}, "label": []}
     skipped = 0
     for qid, docs in scores.items():
-        positives = [d for d in docs if d in _positives(collection, qid)]
+        judged = set(collection.positives(qid))
+        positives = [d for d in docs if d in judged]
         negatives = sorted((d for d in docs if d not in positives), key=lambda d: (-docs[d], d))
         if not positives or len(negatives) < cfg.list_size - 1:
             skipped += 1
@@ -290,7 +297,7 @@ def _infonce_rows(cfg: TrainConfig, collection: Collection) -> dict[str, list[An
         pools = {q: list(d) for q, d in mine_candidates(collection, "bm25", k=30, show_progress_bar=False).items()}
     rows: dict[str, list[Any]] = {"query": [], "positive": [], "negative": []}
     for qid in collection.query_ids:
-        positives = sorted(_positives(collection, qid))
+        positives = collection.positives(qid)
         negatives = [d for d in pools.get(qid, []) if d not in positives]
         for pos in positives:
             if not negatives:
@@ -456,9 +463,7 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
 
     from irdistill.data import load_collection
 
-    collection = load_collection(cfg.dataset, split=cfg.split or "train")
-    if cfg.max_queries is not None:
-        collection = collection.subset(query_ids=collection.query_ids[:cfg.max_queries])
+    collection = training_collection(cfg)
     logger.info("training on %r with %s / %s", collection, cfg.loss, cfg.sampler)
     torch.manual_seed(cfg.seed)
     dataset, sized = build_train_dataset(cfg, collection, show_progress_bar)  # input errors surface before training

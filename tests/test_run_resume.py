@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -137,7 +138,11 @@ def test_run_killed_at_every_stage_resumes_to_identical_outputs(tmp_path: Path, 
     # each re-run skipped what the killed one had finished, and training resumed from its checkpoint
     assert "stage candidates: skipped" in logs[1][1]
     assert "already complete" in logs[2][1]  # the score store
-    assert "resuming from" in logs[3][1] and "checkpoint-2" in logs[3][1]
+    # the kill lands within ~0.05 s of the first complete checkpoint; on a fast machine the
+    # trainer may have saved the next one (every 2 of 9 steps) by then, so any checkpoint
+    # before the end counts, but training must resume from one, not restart
+    resumed_from = re.search(r"resuming from \S*checkpoint-(\d+)", logs[3][1])
+    assert resumed_from is not None and int(resumed_from.group(1)) in (2, 4, 6, 8)
     assert "stage train: skipped" in logs[4][1]
     assert "stage index + evaluate: skipped" in final and "stage fidelity: done" in final
 
