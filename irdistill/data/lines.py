@@ -46,10 +46,7 @@ def read_text(path: str | os.PathLike[str]) -> str:
     raw = p.read_bytes()
     try:
         return raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as err:
+    except UnicodeDecodeError as err:  # decode the bad line alone: the error names line and column
         number = raw.count(b"\n", 0, err.start) + 1
-        line_start = raw.rfind(b"\n", 0, err.start) + 1
-        line = raw[line_start:raw.find(b"\n", err.start) if b"\n" in raw[err.start:] else len(raw)]
-        shifted = UnicodeDecodeError(err.encoding, err.object, err.start - line_start,
-                                     err.end - line_start, err.reason)
-        raise _not_utf8(p, number, line, shifted) from None
+        decode_line(p, number, raw.split(b"\n")[number - 1])
+        raise  # not reached: that line does not decode either
