@@ -7,14 +7,15 @@ the slow test ranks a tiny list with the real SmolLM2-135M-Instruct GGUF.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from irdistill import dependencies
 from irdistill.errors import InputError, MissingDependencyError
 from irdistill.paths import models_dir
-from irdistill.teachers import listwise_llm
 from irdistill.teachers.base import TEACHERS, ScoreScale
 from irdistill.teachers.listwise_llm import (
     ListwiseLLMTeacher,
@@ -372,12 +373,13 @@ def test_gguf_without_its_packages(tmp_path, monkeypatch):
     folder = tmp_path / "quantised"
     folder.mkdir()
     (folder / "model.Q4.gguf").write_bytes(b"")
-    monkeypatch.setattr(listwise_llm, "_missing_packages", lambda names: ["gguf"])
-    with pytest.raises(MissingDependencyError, match="pip install gguf accelerate"):
-        ListwiseLLMTeacher(str(folder))
-    with pytest.raises(MissingDependencyError, match="pip install gguf accelerate"):
-        ListwiseLLMTeacher(str(folder / "model.Q4.gguf"))
-    monkeypatch.setattr(listwise_llm, "_missing_packages", lambda names: [])
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "gguf", None)  # as if not installed
+        for path in (folder, folder / "model.Q4.gguf"):
+            with pytest.raises(MissingDependencyError, match=r'loading the GGUF model model.Q4.gguf needs '
+                               r'gguf>=0.10 \(not installed\): pip install "gguf>=0.10"'):
+                ListwiseLLMTeacher(str(path))
+    monkeypatch.setattr(dependencies, "missing", lambda *names: [])  # installed, whatever this machine has
     teacher = ListwiseLLMTeacher(str(folder))
     assert teacher.gguf_file == "model.Q4.gguf" and teacher.config()["gguf_file"] == "model.Q4.gguf"
 

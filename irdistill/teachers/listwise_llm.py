@@ -77,7 +77,6 @@ sees), so they run one after another, one forward pass each.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -86,7 +85,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from irdistill.errors import InputError, MissingDependencyError
+from irdistill.dependencies import require
+from irdistill.errors import InputError
 from irdistill.paths import resolve_model
 from irdistill.teachers.base import TEACHERS, ListwiseTeacher, ScoreScale, check_scores
 
@@ -105,7 +105,6 @@ MIN_GAP = 1e-3
 """Smallest score gap put between two sliding-window segments."""
 PROMPT_VERSION = 1
 """Bumped whenever the prompt text changes (part of :meth:`ListwiseLLMTeacher.config`)."""
-GGUF_INSTALL = "pip install gguf accelerate"
 
 SYSTEM = (
     "You are RankLLM, an intelligent assistant that can rank passages based on their "
@@ -195,10 +194,6 @@ def sliding_window_rank(
     return order, scores
 
 
-def _missing_packages(names: Sequence[str]) -> list[str]:
-    return [name for name in names if importlib.util.find_spec(name) is None]
-
-
 def _torch_dtype(dtype: Any) -> Any:
     import torch
 
@@ -272,11 +267,7 @@ class ListwiseLLMTeacher(ListwiseTeacher):
         self.name = f"listwise-llm:{Path(self.model_name).name}"
         self.path, self.gguf_file = self._locate(self.model_name, gguf_file)
         if self.gguf_file is not None:
-            missing = _missing_packages(["gguf", "accelerate"])
-            if missing:
-                raise MissingDependencyError(
-                    f"loading the GGUF model {self.gguf_file} needs {' and '.join(missing)}: "
-                    f"{GGUF_INSTALL}")
+            require("gguf", "accelerate", purpose=f"loading the GGUF model {self.gguf_file}")
         self.window = window
         self.stride = stride
         self.max_passage_tokens = max_passage_tokens
