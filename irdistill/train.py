@@ -123,7 +123,6 @@ class TrainConfig:
         if not np.isfinite(self.label_scale) or self.label_scale <= 0:
             raise InputError(f"train: label_scale must be a positive number, got {self.label_scale}")
 
-
     def check_inputs(self) -> None:
         """:meth:`validate`, then what can be checked before any work: the packages training
         imports, the student and in-batch teacher models, the score file."""
