@@ -55,8 +55,28 @@ fidelity: {{depth: 8}}
     return path
 
 
-def command(recipe: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "irdistill.cli.main", "run", str(recipe), "--out", str(out)]
+# Runs the CLI with a logging handler that SIGKILLs the process itself the moment a record
+# containing the trigger is logged: a kill "after stage X" then lands exactly there, not up to
+# one poll later (a fast stage, such as fidelity on this tiny collection, could finish first).
+KILL_ON_LOG = """
+import logging, os, signal, sys
+trigger = sys.argv.pop(1)
+
+class KillOnRecord(logging.Handler):
+    def emit(self, record):
+        if trigger and trigger in record.getMessage():
+            sys.stderr.write(record.getMessage() + "\\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+logging.getLogger("irdistill").addHandler(KillOnRecord())
+from irdistill.cli.main import main
+sys.exit(main())
+"""
+
+
+def command(recipe: Path, out: Path, trigger: str = "") -> list[str]:
+    return [sys.executable, "-c", KILL_ON_LOG, trigger, "run", str(recipe), "--out", str(out)]
 
 
 def environment(cache: Path) -> dict[str, str]:
@@ -67,19 +87,20 @@ def environment(cache: Path) -> dict[str, str]:
 
 
 def run_until(recipe: Path, out: Path, env: dict[str, str], trigger: str | None, timeout: float = 300) -> str:
-    """Start ``irdistill run``; SIGKILL it once ``trigger`` holds (a log text, or
-    ``checkpoint`` for the first complete training checkpoint); return what it logged."""
+    """Start ``irdistill run``; SIGKILL it once ``trigger`` holds (a log text, which the process
+    acts on itself, or ``checkpoint`` for the first complete training checkpoint, which this
+    function polls for); return what it logged."""
     log = out.parent / f"{out.name}.log"
+    on_log = trigger if trigger not in (None, "checkpoint") else ""
     with log.open("wb") as sink:
-        proc = subprocess.Popen(command(recipe, out), env=env, stdout=subprocess.DEVNULL, stderr=sink)
+        proc = subprocess.Popen(command(recipe, out, on_log), env=env, stdout=subprocess.DEVNULL, stderr=sink)
     checkpoints = out / ".student.checkpoints"
     deadline = time.monotonic() + timeout
     try:
         while proc.poll() is None:
             text = log.read_text(errors="replace")
-            fired = trigger is not None and (
-                any((c / "trainer_state.json").is_file() for c in checkpoints.glob("checkpoint-*"))
-                if trigger == "checkpoint" else trigger in text)
+            fired = trigger == "checkpoint" and any(
+                (c / "trainer_state.json").is_file() for c in checkpoints.glob("checkpoint-*"))
             if fired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
@@ -92,6 +113,8 @@ def run_until(recipe: Path, out: Path, env: dict[str, str], trigger: str | None,
             proc.kill()
             proc.wait()
     text = log.read_text(errors="replace")
+    if on_log and proc.returncode == -signal.SIGKILL and on_log in text:
+        return text
     if trigger is not None:
         raise AssertionError(f"the run ended (status {proc.returncode}) before {trigger!r}:\n{text[-3000:]}")
     assert proc.returncode == 0, text[-3000:]
