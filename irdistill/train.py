@@ -10,13 +10,16 @@ irdistill supplies the data layout each loss expects.
 |---|---|---|
 | ``margin-mse`` | query, positive, negative | ``[t(q,p+) - t(q,p-)]`` |
 | ``tas-balanced`` | query, positive, negative | the margin, then the in-batch teacher's scores of the query against every passage of the (global) batch, precomputed |
-| ``listwise-kl`` | query, c_1 .. c_L | teacher scores of the L candidates |
+| ``listwise-kl`` | query, c_1 .. c_L | teacher scores of the L candidates, then the query's floor (in-batch negatives) |
 | ``infonce`` | query, positive, negative | none (label-only baseline; the negative is a candidate) |
 | ``hybrid`` | query, positive, negative | the margin (Margin-MSE) plus InfoNCE of the judged positive against the batch |
 
 ``margin-mse``, ``tas-balanced`` and ``hybrid`` take their (query, positive, negative) rows from a pair
 sampler (``tas-balanced`` or ``random``, :mod:`irdistill.sampling`), planned for every epoch
-up front so the trainer replays exactly the sampler's batches.
+up front so the trainer replays exactly the sampler's batches. ``listwise-kl`` lists (the judged
+positive, hard and random negatives; :mod:`irdistill.sampling.lists`) are drawn afresh for every
+epoch, batched without repeated texts, and the temperature is read from the teacher's spread
+on them unless ``temperature`` is set.
 
 ``freeze_documents: true`` trains the query tower only: the student becomes a
 sentence-transformers ``Router`` whose document route is a frozen copy of the start model,
@@ -66,7 +69,16 @@ class TrainConfig:
     inbatch_teacher: str | None = None
     alpha: float = 0.75
     list_size: int = 8
-    temperature: float = 1.0
+    """listwise-kl: passages per list, the judged positive included."""
+    hard_negatives: int | None = None
+    """listwise-kl: negatives of a list drawn from the teacher's top ``hard_depth`` (default: half
+    of the ``list_size - 1`` negatives, rounded down); the rest are drawn below it."""
+    hard_depth: int = 20
+    in_batch_negatives: bool = True
+    """listwise-kl: every other passage of the batch joins a query's softmax at its floor score."""
+    temperature: float | None = None
+    """listwise-kl: softmax temperature; unset, the median spread (sd) of the scaled teacher
+    scores within the training lists (:func:`irdistill.sampling.lists.spread_temperature`)."""
     student_temperature: float | None = None
     label_scale: float = 1.0
     beta: float = 1.0
@@ -104,7 +116,7 @@ class TrainConfig:
             raise InputError(f"train: loss {self.loss} needs teacher scores (scores: PATH)")
         if self.loss == "tas-balanced" and not self.inbatch_teacher:
             raise InputError("train: tas-balanced needs inbatch_teacher (a dense model scoring in-batch pairs)")
-        for key in ("epochs", "batch_size", "list_size", "n_clusters", "logging_steps"):
+        for key in ("epochs", "batch_size", "list_size", "n_clusters", "logging_steps", "hard_depth"):
             if getattr(self, key) < 1:
                 raise InputError(f"train: {key} must be >= 1, got {getattr(self, key)}")
         if self.beta < 0 or not 0 <= self.disagreement_weight <= 1 or self.contrastive_temperature <= 0:
@@ -114,7 +126,13 @@ class TrainConfig:
         if not 0 <= self.warmup_ratio < 1:
             raise InputError(f"train: warmup_ratio is a share of the training steps in [0, 1), got "
                              f"{self.warmup_ratio}")
-        if self.learning_rate <= 0 or self.temperature <= 0:
+        if self.list_size < 2:
+            raise InputError(f"train: list_size counts the positive and at least one negative (>= 2), "
+                             f"got {self.list_size}")
+        if self.hard_negatives is not None and not 0 <= self.hard_negatives <= self.list_size - 1:
+            raise InputError(f"train: hard_negatives must lie in [0, list_size - 1] = [0, {self.list_size - 1}], "
+                             f"got {self.hard_negatives}")
+        if self.learning_rate <= 0 or (self.temperature is not None and self.temperature <= 0):
             raise InputError("train: learning_rate and temperature must be positive")
         if self.student_temperature is not None and self.student_temperature <= 0:
             raise InputError("train: student_temperature must be positive")
@@ -257,32 +275,39 @@ def _inbatch_labels(cfg: TrainConfig, collection: Collection, inputs: Any,
     return labels
 
 
-def _listwise_rows(cfg: TrainConfig, collection: Collection) -> dict[str, list[Any]]:
+def _listwise_rows(cfg: TrainConfig, collection: Collection) -> tuple[dict[str, list[Any]], float]:
+    """``cfg.epochs`` epochs of lists (each epoch drawn afresh, rows shuffled within it), with
+    labels already multiplied by ``label_scale``, and the softmax temperature."""
+    from irdistill.sampling.lists import sample_lists, spread_temperature
+
     scores = _scores_by_query(cfg, collection)
-    rng = random.Random(cfg.seed)
+    positives = {q: collection.positives(q) for q in scores}
+    hard = cfg.hard_negatives if cfg.hard_negatives is not None else (cfg.list_size - 1) // 2
+    scale = cfg.label_scale
     columns: dict[str, list[Any]] = {"query": [], **{f"c_{i + 1}": [] for i in range(cfg.list_size)}, "label": []}
-    skipped = 0
-    for qid, docs in scores.items():
-        judged = set(collection.positives(qid))
-        positives = [d for d in docs if d in judged]
-        negatives = sorted((d for d in docs if d not in positives), key=lambda d: (-docs[d], d))
-        if not positives or len(negatives) < cfg.list_size - 1:
-            skipped += 1
-            continue
-        for pos in positives:
-            chosen = [pos, *negatives[:cfg.list_size - 1]]
-            columns["query"].append(collection.queries[qid])
-            for i, pid in enumerate(chosen):
-                columns[f"c_{i + 1}"].append(collection.corpus[pid].full_text())
-            columns["label"].append([docs[p] for p in chosen])
-    if skipped:
-        logger.info("listwise: %d queries without a scored positive or %d negatives skipped",
-                    skipped, cfg.list_size - 1)
-    if not columns["query"]:
-        raise InputError(f"{cfg.scores}: no query has a scored positive and {cfg.list_size - 1} scored negatives")
-    order = list(range(len(columns["query"])))
-    rng.shuffle(order)
-    return {k: [v[i] for i in order] for k, v in columns.items()}
+    first: list[Any] = []
+    for epoch in range(cfg.epochs):
+        lists, skipped = sample_lists(scores, positives, list_size=cfg.list_size, hard_negatives=hard,
+                                      hard_depth=cfg.hard_depth, seed=cfg.seed, epoch=epoch)
+        if not lists:
+            raise InputError(f"{cfg.scores}: no query has a scored positive and {cfg.list_size - 1} "
+                             "scored negatives")
+        if epoch == 0:
+            first = lists
+            if skipped:
+                logger.info("listwise: %d queries without a scored positive or %d scored negatives skipped",
+                            skipped, cfg.list_size - 1)
+        for item in lists:  # the trainer's batch sampler shuffles
+            columns["query"].append(collection.queries[item.qid])
+            for j, pid in enumerate(item.pids):
+                columns[f"c_{j + 1}"].append(collection.corpus[pid].full_text())
+            label = [x * scale for x in item.scores]
+            columns["label"].append([*label, item.floor * scale] if cfg.in_batch_negatives else label)
+    temperature = cfg.temperature if cfg.temperature is not None else spread_temperature(first, scale)
+    logger.info("listwise: %d lists an epoch (%d hard + %d random negatives), temperature %.4g%s",
+                len(first), hard, cfg.list_size - 1 - hard, temperature,
+                "" if cfg.temperature is not None else " (the teacher's median spread within a list)")
+    return columns, temperature
 
 
 def _infonce_rows(cfg: TrainConfig, collection: Collection) -> dict[str, list[Any]]:
@@ -337,7 +362,8 @@ def load_student(cfg: TrainConfig) -> Any:
     return SentenceTransformer(modules=[router], similarity_fn_name=model.similarity_fn_name)
 
 
-def _loss(cfg: TrainConfig, model: Any) -> Any:
+def _loss(cfg: TrainConfig, model: Any, temperature: float | None = None) -> Any:
+    """The loss of ``cfg``; ``temperature`` is listwise-kl's, resolved with its lists."""
     from irdistill.losses import (
         HybridLoss,
         InfoNCELoss,
@@ -351,7 +377,11 @@ def _loss(cfg: TrainConfig, model: Any) -> Any:
     if cfg.loss == "tas-balanced":
         return TASBalancedLoss(model, alpha=cfg.alpha)
     if cfg.loss == "listwise-kl":
-        return ListwiseKLLoss(model, temperature=cfg.temperature, student_temperature=cfg.student_temperature)
+        tau = temperature if temperature is not None else cfg.temperature
+        if tau is None:
+            raise InputError("listwise-kl: no temperature (set one, or build the lists first)")
+        return ListwiseKLLoss(model, temperature=tau, student_temperature=cfg.student_temperature,
+                              in_batch_negatives=cfg.in_batch_negatives)
     if cfg.loss == "hybrid":
         return HybridLoss(model, beta=cfg.beta, temperature=cfg.contrastive_temperature,
                           disagreement_weight=cfg.disagreement_weight)
@@ -395,15 +425,36 @@ class HarnessEvaluator:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class TrainingData:
+    """What :func:`train_student` hands the trainer: the dataset, the trainer arguments it needs,
+    and listwise-kl's temperature (``None`` for the other losses)."""
+
+    dataset: Any
+    arguments: dict[str, Any]
+    temperature: float | None = None
+
+
 def build_train_dataset(cfg: TrainConfig, collection: Collection,
                         show_progress_bar: bool = False) -> tuple[Any, dict[str, Any]]:
-    """The training ``datasets.Dataset`` and the trainer arguments it needs.
+    """The training ``datasets.Dataset`` and the trainer arguments it needs (see
+    :func:`build_training_data`)."""
+    data = build_training_data(cfg, collection, show_progress_bar)
+    return data.dataset, data.arguments
+
+
+def build_training_data(cfg: TrainConfig, collection: Collection, show_progress_bar: bool = False) -> TrainingData:
+    """The training rows of ``cfg.loss`` with the trainer arguments they need.
 
     ``label_scale`` multiplies the stored teacher's scores (so margins and score lists) to put
     them on the student's scale, e.g. a z-scored or logit teacher against a cosine student; the
     in-batch teacher of ``tas-balanced`` is a bi-encoder on the student's scale and is left as is.
+    The listwise dataset holds every epoch's lists, so the trainer runs one pass over it; with
+    in-batch negatives its batches never repeat a text (sentence-transformers'
+    ``NoDuplicatesBatchSampler``), so no query meets its own positive as a negative.
     """
     from datasets import Dataset
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
     scale = cfg.label_scale
     if cfg.loss in PAIR_LOSSES:
@@ -418,12 +469,15 @@ def build_train_dataset(cfg: TrainConfig, collection: Collection,
         # the planned batch sampler recognises its training set by fingerprint: re-point it at the
         # relabelled dataset, or the trainer would fall back to sequential batches over every epoch
         inputs.batch_sampler.fingerprint = getattr(dataset, "_fingerprint", None)
-        return dataset, inputs.training_arguments()
-    rows = _listwise_rows(cfg, collection) if cfg.loss == "listwise-kl" else _infonce_rows(cfg, collection)
+        return TrainingData(dataset, inputs.training_arguments())
     if cfg.loss == "listwise-kl":
-        rows["label"] = [[x * scale for x in row] for row in rows["label"]]
-    return Dataset.from_dict(rows), {"per_device_train_batch_size": cfg.batch_size,
-                                     "num_train_epochs": cfg.epochs}
+        rows, temperature = _listwise_rows(cfg, collection)
+        sampler = BatchSamplers.NO_DUPLICATES if cfg.in_batch_negatives else BatchSamplers.BATCH_SAMPLER
+        return TrainingData(Dataset.from_dict(rows), {"per_device_train_batch_size": cfg.batch_size,
+                                                      "num_train_epochs": 1, "batch_sampler": sampler},
+                            temperature)
+    return TrainingData(Dataset.from_dict(_infonce_rows(cfg, collection)),
+                        {"per_device_train_batch_size": cfg.batch_size, "num_train_epochs": cfg.epochs})
 
 
 def _warmup(ratio: float) -> dict[str, float]:
@@ -465,9 +519,10 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
     collection = training_collection(cfg)
     logger.info("training on %r with %s / %s", collection, cfg.loss, cfg.sampler)
     torch.manual_seed(cfg.seed)
-    dataset, sized = build_train_dataset(cfg, collection, show_progress_bar)  # input errors surface before training
+    data = build_training_data(cfg, collection, show_progress_bar)  # input errors surface before training
+    dataset, sized = data.dataset, data.arguments
     model = load_student(cfg)
-    loss = _loss(cfg, model)
+    loss = _loss(cfg, model, data.temperature)
     evaluator = None
     if cfg.eval_dataset:
         evaluator = HarnessEvaluator(load_collection(cfg.eval_dataset, split=cfg.eval_split))
@@ -513,6 +568,8 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
                   "examples_per_second": result.examples_per_second, "train_loss": result.train_loss,
                   "world_size": trainer.args.world_size, "best_checkpoint": best,
                   "resumed_from": resume, "log_history": trainer.state.log_history}
+        if data.temperature is not None:
+            record["listwise_temperature"] = data.temperature
         save_model_atomic(model, out, {"irdistill_training.json": json.dumps(record, indent=2) + "\n"})
         shutil.rmtree(checkpoints, ignore_errors=True)
         logger.info("student trained: %d examples in %.0f s (%.1f/s) -> %s", examples, seconds,

@@ -115,11 +115,16 @@ def test_listwise_kl_two_candidates_by_hand() -> None:
     # KL = 0.7311 ln(1.4621) + 0.2689 ln(0.5379) = 0.27772 - 0.16678 = 0.11094
     emb = [t([[1, 0]]), t([[0, 1]]), t([[0, 2]])]
     e = math.e
-    loss = ListwiseKLLoss(None, temperature=2.0).compute_loss_from_embeddings(emb, t([[2, 0]]))
+    loss = ListwiseKLLoss(None, temperature=2.0, scale_by_temperature_squared=False).compute_loss_from_embeddings(
+        emb, t([[2, 0]]))
     assert loss.item() == pytest.approx(kl([e / (e + 1), 1 / (e + 1)], [0.5, 0.5]), rel=1e-5)
     assert loss.item() == pytest.approx(0.11094, abs=1e-5)
+    # the default multiplies by τ² = 4 (Hinton et al.; sentence-transformers)
+    scaled = ListwiseKLLoss(None, temperature=2.0).compute_loss_from_embeddings(emb, t([[2, 0]]))
+    assert scaled.item() == pytest.approx(4 * 0.11094, abs=4e-5)
     # τ = 1: p = softmax([2, 0]) = [0.8808, 0.1192] -> KL = 0.8808 ln 1.7616 + 0.1192 ln 0.2384 = 0.3256
-    sharp = ListwiseKLLoss(None, temperature=1.0).compute_loss_from_embeddings(emb, t([[2, 0]]))
+    sharp = ListwiseKLLoss(None, temperature=1.0, scale_by_temperature_squared=False).compute_loss_from_embeddings(
+        emb, t([[2, 0]]))
     assert sharp.item() == pytest.approx(kl([e**2 / (e**2 + 1), 1 / (e**2 + 1)], [0.5, 0.5]), rel=1e-5)
     assert sharp.item() > loss.item()  # a higher temperature flattens both distributions
 
@@ -128,22 +133,57 @@ def test_listwise_kl_two_candidates_by_hand() -> None:
 def test_listwise_kl_identical_distributions_is_zero(temperature: float) -> None:
     emb = random_columns(4, 6, 8, seed=3)  # query + 5 candidates
     student = torch.stack([(emb[0] * c).sum(-1) for c in emb[1:]], dim=1)
-    loss = ListwiseKLLoss(None, temperature=temperature).compute_loss_from_embeddings(emb, student.clone())
-    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    loss = ListwiseKLLoss(None, temperature=temperature, scale_by_temperature_squared=False)
+    assert loss.compute_loss_from_embeddings(emb, student.clone()).item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_listwise_kl_mean_over_queries_and_st_scaling() -> None:
     emb = random_columns(3, 5, 8, seed=4)
     teacher = torch.randn(3, 4, generator=torch.Generator().manual_seed(5))
     tau = 3.0
-    ours = ListwiseKLLoss(None, temperature=tau).compute_loss_from_embeddings(emb, teacher)
+    ours = ListwiseKLLoss(None, temperature=tau, scale_by_temperature_squared=False).compute_loss_from_embeddings(
+        emb, teacher)
     student = torch.stack([(emb[0] * c).sum(-1) for c in emb[1:]], dim=1)
     p, log_q = torch.softmax(teacher / tau, 1), torch.log_softmax(student / tau, 1)
     expected = (p * (p.log() - log_q)).sum(1).mean()  # KL per query, mean over queries
     torch.testing.assert_close(ours, expected)
-    scaled = ListwiseKLLoss(None, temperature=tau, scale_by_temperature_squared=True)
+    scaled = ListwiseKLLoss(None, temperature=tau)  # the default: sentence-transformers' τ² factor
     torch.testing.assert_close(scaled.compute_loss_from_embeddings(emb, teacher),
                                DistillKLDivLoss(None, temperature=tau).compute_loss_from_embeddings(emb, teacher))
+
+
+def test_listwise_kl_in_batch_negatives_by_hand() -> None:
+    # 2 rows, lists of 2 (dot product, τ = 1, no τ² factor); 2-d embeddings
+    #   row 0: q0 = [1, 0], candidates a = [2, 0], b = [0, 1]; teacher [3, 1], floor -1
+    #   row 1: q1 = [0, 1], candidates c = [0, 2], d = [1, 1]; teacher [2, 0], floor -2
+    # the softmax of each query runs over a, b, c, d; the other row's passages sit at its floor
+    #   q0: student [2, 0, 0, 1], teacher [3, 1, -1, -1]
+    #   q1: student [0, 1, 2, 1], teacher [-2, -2, 2, 0]
+    q, c1, c2 = t([[1, 0], [0, 1]]), t([[2, 0], [0, 2]]), t([[0, 1], [1, 1]])
+    labels = t([[3, 1, -1], [2, 0, -2]])
+
+    def softmax(x: list[float]) -> list[float]:
+        z = [math.exp(v) for v in x]
+        return [v / sum(z) for v in z]
+
+    expected = (kl(softmax([3, 1, -1, -1]), softmax([2, 0, 0, 1]))
+                + kl(softmax([-2, -2, 2, 0]), softmax([0, 1, 2, 1]))) / 2
+    loss = ListwiseKLLoss(None, temperature=1.0, scale_by_temperature_squared=False, in_batch_negatives=True)
+    assert loss.compute_loss_from_embeddings([q, c1, c2], labels).item() == pytest.approx(expected, rel=1e-5)
+    # without in-batch negatives the same lists give a different value (only a, b and c, d)
+    plain = (kl(softmax([3, 1]), softmax([2, 0])) + kl(softmax([2, 0]), softmax([2, 1]))) / 2
+    assert abs(plain - expected) > 0.05
+    listwise = ListwiseKLLoss(None, temperature=1.0, scale_by_temperature_squared=False)
+    assert listwise.compute_loss_from_embeddings([q, c1, c2], labels[:, :2]).item() == pytest.approx(plain, rel=1e-5)
+    # τ = 0.5 on both sides and the τ² factor: 0.25 x the KL of the doubled logits
+    half = ListwiseKLLoss(None, temperature=0.5, in_batch_negatives=True)
+    expected_half = 0.25 * (kl(softmax([6, 2, -2, -2]), softmax([4, 0, 0, 2]))
+                            + kl(softmax([-4, -4, 4, 0]), softmax([0, 2, 4, 2]))) / 2
+    assert half.compute_loss_from_embeddings([q, c1, c2], labels).item() == pytest.approx(expected_half, rel=1e-5)
+    with pytest.raises(ValueError, match=r"\(batch, list_len \+ 1 \(the floor\)\) = \(2, 3\).*got \(2, 2\)"):
+        loss.compute_loss_from_embeddings([q, c1, c2], labels[:, :2])
+    with pytest.raises(ValueError, match="in-batch negatives need a named similarity"):
+        ListwiseKLLoss(None, similarity_fct=lambda a, b: (a * b).sum(-1), in_batch_negatives=True)
 
 
 def test_listwise_kl_label_shape_errors() -> None:

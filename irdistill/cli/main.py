@@ -200,9 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int)
     tr.add_argument("--learning-rate", type=float)
     tr.add_argument("--alpha", type=float, help="weight of the in-batch term of tas-balanced (default 0.75)")
-    tr.add_argument("--temperature", type=float, help="listwise-kl temperature (default 1)")
+    tr.add_argument("--list-size", type=int, help="listwise-kl: passages per list, the positive included (default 8)")
+    tr.add_argument("--hard-negatives", type=int,
+                    help="listwise-kl: negatives drawn from the teacher's top --hard-depth (default half), "
+                    "the rest drawn below it")
+    tr.add_argument("--hard-depth", type=int, help="listwise-kl: depth of the hard region (default 20)")
+    tr.add_argument("--temperature", type=float,
+                    help="listwise-kl softmax temperature (default: the median sd of the scaled teacher "
+                    "scores within a list)")
     tr.add_argument("--student-temperature", type=float,
-                    help="listwise-kl temperature on the student side (e.g. 0.05 for a cosine student)")
+                    help="listwise-kl temperature on the student side (default: --temperature)")
     tr.add_argument("--label-scale", type=float,
                     help="multiply the stored teacher scores (default 1), to match the student's scale")
     tr.add_argument("--freeze-documents", action="store_const", const=True,
