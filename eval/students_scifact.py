@@ -3,23 +3,25 @@
 Usage::
 
     IRDISTILL_DATA=../shared/data python eval/students_scifact.py \\
-        --scores runs/scifact-distill/scores.train \\
-        --teacher-test-scores runs/scifact-distill/fidelity-scores.test \\
-        [--methods infonce hybrid ...] [--seeds 1 2 3] [--epochs 3] [--max-seq-length 256]
+        [--methods infonce hybrid ...] [--seeds 1 2 3] [--epochs 3] [--max-seq-length 128] \\
+        [--eval-max-seq-length 256]
 
 ``--scores`` is the teacher-score store of the SciFact train candidates and
-``--teacher-test-scores`` the same teacher's scores of the test BM25 top 100 (both made by the main
-job, ``irdistill run eval/recipes/scifact_distill.yaml``: BM25 + all-mpnet-base-v2, z-scored).
+``--teacher-test-scores`` the same teacher's scores of the test BM25 top 100. Both default to the
+stores committed under ``eval/teacher_scores/scifact`` (made by the main job,
+``irdistill run eval/recipes/scifact_distill.yaml``: BM25 + all-mpnet-base-v2, z-scored; see the
+README there), so that every sitting trains on the same teacher scores.
 
 Every trained method gets the same budget: the recipe ``eval/recipes/scifact_student_base.yaml``
-(learning rate, warm-up, batch size), ``--epochs`` epochs and ``--max-seq-length`` tokens for
-every method alike, and the same ``--seeds``. Rows: ``untrained``, ``teacher`` (its reranking of
+(learning rate, warm-up, batch size), ``--epochs`` epochs and ``--max-seq-length`` tokens in
+training for every method alike, and the same ``--seeds``; every row, ``untrained`` included, is
+evaluated at ``--eval-max-seq-length`` tokens. Rows: ``untrained``, ``teacher`` (its reranking of
 the test BM25 top 100), ``infonce`` (judgements only), ``margin-mse``, ``tas-balanced``,
 ``listwise-kl``, ``hybrid``. Per row: nDCG@10 mean ± sd over the seeds, recall@100, MRR@10,
 Kendall τ with the teacher on the test candidates, training examples/s, and paired t-tests per
 query (each query's nDCG@10 averaged over the seeds) against ``infonce`` and ``untrained``.
 
-Resumable: every (method, seed) is trained into ``--runs/<method>/seed<S>/model`` (training
+Resumable: every (method, seed) is trained into ``--runs/<method>/<budget>/seed<S>/model`` (training
 itself resumes from its checkpoints) and evaluated into ``.../eval``; a finished cell is recorded
 in ``eval/results/students_scifact_cells.json`` at once, and the table is rebuilt from the cells
 after each one. A table can be completed over several sittings; ``--methods`` and ``--seeds``
@@ -46,21 +48,33 @@ from irdistill.train import TrainConfig, train_student
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
+TEACHER_SCORES = HERE / "teacher_scores" / "scifact"
+"""The teacher's stores every cell reads, committed so that cells run in different sittings (on
+different machines) learn from the same scores; ``eval/teacher_scores/README.md`` says how they
+were made."""
 METRICS = ["ndcg@10", "recall@100", "mrr@10"]
 METHODS: dict[str, dict[str, Any]] = {
     "infonce": {"loss": "infonce", "sampler": "random"},
     "margin-mse": {"loss": "margin-mse", "sampler": "random"},
     "tas-balanced": {"loss": "tas-balanced", "sampler": "tas-balanced",
                      "inbatch_teacher": "sentence-transformers/all-mpnet-base-v2"},
-    "listwise-kl": {"loss": "listwise-kl", "sampler": "random", "list_size": 8, "temperature": 0.05},
+    # positive + 3 hard + 4 random negatives, in-batch negatives, temperature from the teacher's spread
+    "listwise-kl": {"loss": "listwise-kl", "sampler": "random", "list_size": 8},
     "hybrid": {"loss": "hybrid", "sampler": "tas-balanced"},
 }
 USES_TEACHER = {"untrained": False, "teacher": True, "infonce": False, "margin-mse": True,
                 "tas-balanced": True, "listwise-kl": True, "hybrid": True}
 
 
-def cell_key(method: str, seed: int | None, budget: dict[str, Any]) -> str:
+def budget_tag(budget: dict[str, Any]) -> str:
+    """``e<epochs>-len<train tokens>``, plus ``-eval<tokens>`` when evaluation cuts elsewhere."""
     tag = f"e{budget['epochs']}-len{budget['max_seq_length']}"
+    evaluated = budget.get("eval_max_seq_length") or budget["max_seq_length"]
+    return tag if evaluated == budget["max_seq_length"] else f"{tag}-eval{evaluated}"
+
+
+def cell_key(method: str, seed: int | None, budget: dict[str, Any]) -> str:
+    tag = budget_tag(budget)
     return f"{method}|{tag}" if seed is None else f"{method}|{tag}|seed{seed}"
 
 
@@ -94,7 +108,7 @@ def build_table(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int])
     by_method: dict[str, list[dict[str, Any]]] = {}
     for key, cell in cells.items():
         method, tag, *seed = key.split("|")
-        if tag == cell_key("x", None, budget).split("|")[1] and (not seed or int(seed[0][4:]) in seeds):
+        if tag == budget_tag(budget) and (not seed or int(seed[0][4:]) in seeds):
             by_method.setdefault(method, []).append(cell)
     per_query = {m: mean_per_query(c) for m, c in by_method.items()}
     table: dict[str, Any] = {}
@@ -129,7 +143,8 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
         "# Students on SciFact test: one budget, several seeds",
         "",
         "Produced by `python eval/students_scifact.py` (see its docstring for the inputs). Every trained "
-        f"method: {budget['epochs']} epochs, texts cut at {budget['max_seq_length']} tokens, the schedule of "
+        f"method: {budget['epochs']} epochs, texts cut at {budget['max_seq_length']} tokens in training and "
+        f"{budget['eval_max_seq_length'] or budget['max_seq_length']} in evaluation (every row alike), the schedule of "
         f"`eval/recipes/scifact_student_base.yaml`, seeds {', '.join(map(str, seeds))}. nDCG@10 is the mean "
         "± sd over the seeds; p-values are paired t-tests over the 300 queries of each query's nDCG@10 "
         "averaged over the seeds; Kendall τ is with the teacher on the test BM25 top 100.",
@@ -154,12 +169,16 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scores", required=True, help="teacher scores of the train candidates")
-    parser.add_argument("--teacher-test-scores", required=True, help="teacher scores of the test BM25 top 100")
+    parser.add_argument("--scores", default=str(TEACHER_SCORES / "train"),
+                        help="teacher scores of the train candidates (default: the committed store)")
+    parser.add_argument("--teacher-test-scores", default=str(TEACHER_SCORES / "test"),
+                        help="teacher scores of the test BM25 top 100 (default: the committed store)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--max-seq-length", type=int, default=256, help="for every method alike")
+    parser.add_argument("--max-seq-length", type=int, default=256, help="training length, every method alike")
+    parser.add_argument("--eval-max-seq-length", type=int,
+                        help="evaluation length, every row alike (default: --max-seq-length)")
     parser.add_argument("--runs", default="runs/students/scifact")
     parser.add_argument("--dataset", default="beir/scifact", help="collection (train and test splits)")
     parser.add_argument("--student", help="start model (default: the base recipe's all-MiniLM-L6-v2)")
@@ -169,7 +188,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    budget = {"epochs": args.epochs, "max_seq_length": args.max_seq_length}
+    budget = {"epochs": args.epochs, "max_seq_length": args.max_seq_length,
+              "eval_max_seq_length": args.eval_max_seq_length}
+    train_budget = {"epochs": args.epochs, "max_seq_length": args.max_seq_length}
+    eval_len = args.eval_max_seq_length or args.max_seq_length
+    tag = budget_tag(budget)
     results = Path(args.results)
     cells_path = results / "students_scifact_cells.json"
 
@@ -203,20 +226,20 @@ def main() -> None:
         key = cell_key("untrained", None, budget)
         if key not in cells:
             record(key, evaluate_cell(student, test, cands, teacher_run,
-                                      Path(args.runs) / "untrained" / "eval", args.max_seq_length))
+                                      Path(args.runs) / "untrained" / tag / "eval", eval_len))
         for seed in args.seeds:
             for method in args.methods:
                 key = cell_key(method, seed, budget)
                 if key in cells:
                     continue
-                folder = Path(args.runs) / method / f"e{args.epochs}-len{args.max_seq_length}" / f"seed{seed}"
+                folder = Path(args.runs) / method / tag / f"seed{seed}"
                 model = folder / "model"
                 if not (model / "irdistill_training.json").is_file():
-                    values = {**base, **METHODS[method], **budget, **overrides(method), "seed": seed,
+                    values = {**base, **METHODS[method], **train_budget, **overrides(method), "seed": seed,
                               "scores": args.scores, "out": str(model)}
                     train_student(build_config(TrainConfig, values, source=method), show_progress_bar=False)
                 info = json.loads((model / "irdistill_training.json").read_text())
-                cell = evaluate_cell(str(model), test, cands, teacher_run, folder / "eval", args.max_seq_length)
+                cell = evaluate_cell(str(model), test, cands, teacher_run, folder / "eval", eval_len)
                 cell["train_examples_per_s"] = info["examples_per_second"]
                 cell["train_seconds"] = info["seconds"]
                 record(key, cell)

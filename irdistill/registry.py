@@ -35,6 +35,12 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return what it named (a plug-in's tests clean up with it)."""
+        obj = self.get(name)
+        del self._items[name.lower()]
+        return obj
+
     def get(self, name: str) -> T:
         try:
             return self._items[name.lower()]

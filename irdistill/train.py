@@ -34,7 +34,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,21 @@ from irdistill.paths import resolve_model, save_model_atomic
 
 logger = logging.getLogger(__name__)
 
-LOSS_NAMES = ("margin-mse", "tas-balanced", "listwise-kl", "infonce", "hybrid")
-PAIR_LOSSES = ("margin-mse", "tas-balanced", "hybrid")
-"""Losses trained on sampled (query, positive, negative) rows with the teacher margin as label."""
-SAMPLER_NAMES = ("tas-balanced", "random")
+
+
+def loss_class(name: str) -> Any:
+    """The registered loss class (:data:`irdistill.losses.LOSSES`): its ``rows`` say which
+    training rows to build, its ``recipe_options`` which recipe keys it takes."""
+    from irdistill.losses import LOSSES
+
+    return LOSSES.get(name)
+
+
+def sampler_class(name: str) -> Any:
+    """The registered pair sampler class (:data:`irdistill.sampling.SAMPLERS`)."""
+    from irdistill.sampling import SAMPLERS
+
+    return SAMPLERS.get(name)
 
 
 @dataclass
@@ -87,6 +98,10 @@ class TrainConfig:
     """hybrid: InfoNCE temperature (cosine similarity)."""
     disagreement_weight: float = 1.0
     """hybrid: weight of a pair whose teacher margin is negative (0 drops it)."""
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    """More keyword arguments of the loss's constructor (e.g. a plug-in loss's own options)."""
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    """More keyword arguments of the pair sampler (e.g. ``kmeans_restarts`` of tas-balanced)."""
     epochs: int = 1
     batch_size: int = 32
     learning_rate: float = 2e-5
@@ -108,14 +123,17 @@ class TrainConfig:
         for key in ("student", "dataset", "out"):
             if not getattr(self, key):
                 raise InputError(f"train: {key} is required")
-        if self.loss not in LOSS_NAMES:
-            raise InputError(f"train: unknown loss {self.loss!r}; known: {', '.join(LOSS_NAMES)}")
-        if self.sampler not in SAMPLER_NAMES:
-            raise InputError(f"train: unknown sampler {self.sampler!r}; known: {', '.join(SAMPLER_NAMES)}")
-        if self.loss != "infonce" and not self.scores:
+        from irdistill.losses import Rows
+
+        try:
+            rows = loss_class(self.loss).rows
+            sampler_class(self.sampler)
+        except InputError as err:
+            raise InputError(f"train: {err}") from None
+        if rows is not Rows.TRIPLES and not self.scores:
             raise InputError(f"train: loss {self.loss} needs teacher scores (scores: PATH)")
-        if self.loss == "tas-balanced" and not self.inbatch_teacher:
-            raise InputError("train: tas-balanced needs inbatch_teacher (a dense model scoring in-batch pairs)")
+        if rows is Rows.PAIRS_INBATCH and not self.inbatch_teacher:
+            raise InputError(f"train: {self.loss} needs inbatch_teacher (a dense model scoring in-batch pairs)")
         for key in ("epochs", "batch_size", "list_size", "n_clusters", "logging_steps", "hard_depth"):
             if getattr(self, key) < 1:
                 raise InputError(f"train: {key} must be >= 1, got {getattr(self, key)}")
@@ -213,7 +231,7 @@ def training_collection(cfg: TrainConfig) -> Collection:
 
 
 def _pair_inputs(cfg: TrainConfig, collection: Collection, show_progress_bar: bool = False) -> Any:
-    from irdistill.sampling import RandomPairSampler, TASBalancedSampler, build_trainer_inputs
+    from irdistill.sampling import build_trainer_inputs
     from irdistill.sampling.pairs import pairs_from_scores
     from irdistill.teachers.store import read_scores
 
@@ -221,19 +239,20 @@ def _pair_inputs(cfg: TrainConfig, collection: Collection, show_progress_bar: bo
     qids = [q for q in collection.query_ids if q in pairs]
     if not qids:
         raise InputError(f"{cfg.scores}: no query has both a scored positive and a scored negative")
-    if cfg.sampler == "tas-balanced":
-        from irdistill.encoding import DenseEncoder
-
-        encoder = DenseEncoder(cfg.student, show_progress_bar=show_progress_bar)
-        embeddings = encoder.encode(qids, [collection.queries[q] for q in qids], side="query").embeddings
-        sampler: Any = TASBalancedSampler(qids, pairs, embeddings, cfg.batch_size,
-                                          n_clusters=min(cfg.n_clusters, len(qids)),
-                                          clusters_per_batch=cfg.clusters_per_batch, n_bins=cfg.n_bins,
-                                          seed=cfg.seed)
-    else:
-        sampler = RandomPairSampler(qids, pairs, cfg.batch_size, seed=cfg.seed)
+    cls = sampler_class(cfg.sampler)
+    try:
+        sampler = cls.for_training(qids, pairs, cfg.batch_size, cfg.seed, query_texts=collection.queries,
+                                   encoder=cfg.student, show_progress_bar=show_progress_bar,
+                                   **_recipe_options(cfg, cls, cfg.sampler_options))
+    except TypeError as err:  # an option the class does not take
+        raise InputError(f"train: sampler {cfg.sampler}: {err}") from None
     return build_trainer_inputs(sampler, collection, epochs=cfg.epochs,
                                 world_size=int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def _recipe_options(cfg: TrainConfig, cls: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """``cls``'s recipe keys, read from ``cfg``, by constructor keyword, then ``extra``."""
+    return {**{keyword: getattr(cfg, key) for key, keyword in cls.recipe_options.items()}, **extra}
 
 
 def _inbatch_labels(cfg: TrainConfig, collection: Collection, inputs: Any,
@@ -362,30 +381,15 @@ def load_student(cfg: TrainConfig) -> Any:
     return SentenceTransformer(modules=[router], similarity_fn_name=model.similarity_fn_name)
 
 
-def _loss(cfg: TrainConfig, model: Any, temperature: float | None = None) -> Any:
-    """The loss of ``cfg``; ``temperature`` is listwise-kl's, resolved with its lists."""
-    from irdistill.losses import (
-        HybridLoss,
-        InfoNCELoss,
-        ListwiseKLLoss,
-        MarginMSELoss,
-        TASBalancedLoss,
-    )
-
-    if cfg.loss == "margin-mse":
-        return MarginMSELoss(model)
-    if cfg.loss == "tas-balanced":
-        return TASBalancedLoss(model, alpha=cfg.alpha)
-    if cfg.loss == "listwise-kl":
-        tau = temperature if temperature is not None else cfg.temperature
-        if tau is None:
-            raise InputError("listwise-kl: no temperature (set one, or build the lists first)")
-        return ListwiseKLLoss(model, temperature=tau, student_temperature=cfg.student_temperature,
-                              in_batch_negatives=cfg.in_batch_negatives)
-    if cfg.loss == "hybrid":
-        return HybridLoss(model, beta=cfg.beta, temperature=cfg.contrastive_temperature,
-                          disagreement_weight=cfg.disagreement_weight)
-    return InfoNCELoss(model)
+def _loss(cfg: TrainConfig, model: Any, resolved: dict[str, Any] | None = None) -> Any:
+    """The registered loss of ``cfg`` with its recipe options; ``resolved`` holds options the
+    training rows settled (listwise-kl's temperature, read from the teacher's spread)."""
+    cls = loss_class(cfg.loss)
+    options = {**_recipe_options(cfg, cls, cfg.loss_options), **(resolved or {})}
+    try:
+        return cls(model, **options)
+    except TypeError as err:  # an option the class does not take
+        raise InputError(f"train: loss {cfg.loss}: {err}") from None
 
 
 class HarnessEvaluator:
@@ -428,11 +432,11 @@ class HarnessEvaluator:
 @dataclass
 class TrainingData:
     """What :func:`train_student` hands the trainer: the dataset, the trainer arguments it needs,
-    and listwise-kl's temperature (``None`` for the other losses)."""
+    and loss options the rows settled (listwise-kl's ``temperature``)."""
 
     dataset: Any
     arguments: dict[str, Any]
-    temperature: float | None = None
+    loss_options: dict[str, Any] = field(default_factory=dict)
 
 
 def build_train_dataset(cfg: TrainConfig, collection: Collection,
@@ -456,11 +460,14 @@ def build_training_data(cfg: TrainConfig, collection: Collection, show_progress_
     from datasets import Dataset
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
+    from irdistill.losses import Rows
+
+    rows = loss_class(cfg.loss).rows
     scale = cfg.label_scale
-    if cfg.loss in PAIR_LOSSES:
+    if rows in (Rows.PAIRS, Rows.PAIRS_INBATCH):
         inputs = _pair_inputs(cfg, collection, show_progress_bar)
         dataset = inputs.dataset
-        if cfg.loss == "tas-balanced":
+        if rows is Rows.PAIRS_INBATCH:
             labels = [[row[0] * scale, *row[1:]]
                       for row in _inbatch_labels(cfg, collection, inputs, show_progress_bar)]
         else:
@@ -470,14 +477,16 @@ def build_training_data(cfg: TrainConfig, collection: Collection, show_progress_
         # relabelled dataset, or the trainer would fall back to sequential batches over every epoch
         inputs.batch_sampler.fingerprint = getattr(dataset, "_fingerprint", None)
         return TrainingData(dataset, inputs.training_arguments())
-    if cfg.loss == "listwise-kl":
-        rows, temperature = _listwise_rows(cfg, collection)
+    if rows is Rows.LISTS:
+        columns, temperature = _listwise_rows(cfg, collection)
         sampler = BatchSamplers.NO_DUPLICATES if cfg.in_batch_negatives else BatchSamplers.BATCH_SAMPLER
-        return TrainingData(Dataset.from_dict(rows), {"per_device_train_batch_size": cfg.batch_size,
-                                                      "num_train_epochs": 1, "batch_sampler": sampler},
-                            temperature)
-    return TrainingData(Dataset.from_dict(_infonce_rows(cfg, collection)),
-                        {"per_device_train_batch_size": cfg.batch_size, "num_train_epochs": cfg.epochs})
+        return TrainingData(Dataset.from_dict(columns), {"per_device_train_batch_size": cfg.batch_size,
+                                                         "num_train_epochs": 1, "batch_sampler": sampler},
+                            {"temperature": temperature})
+    if rows is Rows.TRIPLES:
+        return TrainingData(Dataset.from_dict(_infonce_rows(cfg, collection)),
+                            {"per_device_train_batch_size": cfg.batch_size, "num_train_epochs": cfg.epochs})
+    raise InputError(f"train: loss {cfg.loss!r} consumes rows {rows!r}, which the driver cannot build")
 
 
 def _warmup(ratio: float) -> dict[str, float]:
@@ -522,7 +531,7 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
     data = build_training_data(cfg, collection, show_progress_bar)  # input errors surface before training
     dataset, sized = data.dataset, data.arguments
     model = load_student(cfg)
-    loss = _loss(cfg, model, data.temperature)
+    loss = _loss(cfg, model, data.loss_options)
     evaluator = None
     if cfg.eval_dataset:
         evaluator = HarnessEvaluator(load_collection(cfg.eval_dataset, split=cfg.eval_split))
@@ -568,8 +577,8 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
                   "examples_per_second": result.examples_per_second, "train_loss": result.train_loss,
                   "world_size": trainer.args.world_size, "best_checkpoint": best,
                   "resumed_from": resume, "log_history": trainer.state.log_history}
-        if data.temperature is not None:
-            record["listwise_temperature"] = data.temperature
+        if data.loss_options:
+            record["resolved_loss_options"] = data.loss_options
         save_model_atomic(model, out, {"irdistill_training.json": json.dumps(record, indent=2) + "\n"})
         shutil.rmtree(checkpoints, ignore_errors=True)
         logger.info("student trained: %d examples in %.0f s (%.1f/s) -> %s", examples, seconds,

@@ -112,9 +112,9 @@ def test_listwise_training_data(tiny_model_dir: Path, beir_dir: Path, tmp_path: 
         assert (qid, tuple(pids)) == (item.qid, item.pids)
         # labels: 0.5 x the stored scores of the list, then 0.5 x the query's lowest stored score
         assert row["label"] == pytest.approx([0.5 * stored[qid][p] for p in pids] + [0.5 * min(stored[qid].values())])
-    assert data.temperature == pytest.approx(spread_temperature(lists[0], 0.5))
+    assert data.loss_options["temperature"] == pytest.approx(spread_temperature(lists[0], 0.5))
     assert data.arguments["batch_sampler"] == BatchSamplers.NO_DUPLICATES
     assert data.arguments["num_train_epochs"] == 1  # the dataset holds both epochs
     fixed = build_training_data(TrainConfig(**base, temperature=0.2, in_batch_negatives=False), collection)
-    assert fixed.temperature == 0.2 and {len(r) for r in fixed.dataset["label"]} == {3}
+    assert fixed.loss_options["temperature"] == 0.2 and {len(r) for r in fixed.dataset["label"]} == {3}
     assert fixed.arguments["batch_sampler"] == BatchSamplers.BATCH_SAMPLER

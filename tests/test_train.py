@@ -50,6 +50,38 @@ def test_each_loss_trains_and_saves_a_loadable_model(loss: str, sampler: str, ti
     assert not list(tmp_path.glob(".student*"))  # checkpoints and staging removed after success
 
 
+def test_a_new_loss_is_one_registered_class(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path,
+                                            tmp_path: Path, cache_dir: Path) -> None:
+    """A plug-in loss: one class with ``rows`` and ``recipe_options``, registered; the driver
+    builds its rows, passes the recipe's options and its own ``loss_options``, and trains it."""
+    from irdistill.losses import LOSSES, MarginMSELoss, Rows
+
+    built: list[dict] = []
+
+    @LOSSES.register("toy-margin")
+    class ToyMargin(MarginMSELoss):
+        rows = Rows.PAIRS
+        recipe_options = {"label_scale": "scale"}
+
+        def __init__(self, model, scale: float = 1.0, power: int = 2) -> None:
+            super().__init__(model)
+            built.append({"scale": scale, "power": power})
+
+    try:
+        cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", loss="toy-margin",
+                     sampler="random", label_scale=0.5, loss_options={"power": 3})
+        result = train_student(cfg, show_progress_bar=False)
+        assert built == [{"scale": 0.5, "power": 3}]
+        assert result.examples > 0 and (tmp_path / "student" / "irdistill_training.json").is_file()
+        with pytest.raises(InputError, match="loss toy-margin: .*unexpected keyword argument 'nope'"):
+            train_student(config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "again", loss="toy-margin",
+                                 sampler="random", loss_options={"nope": 1}), show_progress_bar=False)
+    finally:
+        LOSSES.unregister("toy-margin")
+    with pytest.raises(InputError, match="unknown loss 'toy-margin'; known: hybrid, infonce"):
+        config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="toy-margin").validate()
+
+
 def test_tas_balanced_labels_pack_margin_and_inbatch_scores(tiny_model_dir: Path, beir_dir: Path,
                                                             bm25_scores: Path, tmp_path: Path, cache_dir: Path) -> None:
     cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s", loss="tas-balanced",

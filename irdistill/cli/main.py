@@ -191,8 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--split", help="split; overrides one in --dataset (default train)")
     tr.add_argument("--scores", help="teacher scores (scores.parquet or its folder)")
     tr.add_argument("--teacher", help="teacher name inside the scores, when they hold several")
-    tr.add_argument("--loss", choices=["margin-mse", "tas-balanced", "listwise-kl", "infonce", "hybrid"])
-    tr.add_argument("--sampler", choices=["tas-balanced", "random"])
+    tr.add_argument("--loss", help="a loss registered in irdistill.losses.LOSSES (default margin-mse; "
+                    "an unknown name lists the known ones)")
+    tr.add_argument("--sampler", help="a pair sampler registered in irdistill.sampling.SAMPLERS (default "
+                    "tas-balanced; an unknown name lists the known ones)")
     tr.add_argument("--inbatch-teacher", help="dense model scoring in-batch pairs (tas-balanced)")
     tr.add_argument("--n-clusters", type=int, help="query clusters of the TAS-Balanced sampler (default 32)")
     tr.add_argument("--max-seq-length", type=int, help="student truncation length (default 256)")

@@ -13,11 +13,14 @@ name                class                     method
 ``"infonce"``       :class:`InfoNCELoss`      InfoNCE with in-batch negatives (no teacher)
 ``"hybrid"``        :class:`HybridLoss`       Margin-MSE + β · InfoNCE on the judged positive
 ==================  ========================  =================================================
+
+A new loss is one module registered with ``@LOSSES.register(name)`` that declares ``rows`` (a
+:class:`Rows` layout the training driver builds) and ``recipe_options``, plus its import here.
 """
 
 from __future__ import annotations
 
-from irdistill.losses.base import LOSSES, LossParts
+from irdistill.losses.base import LOSSES, LossParts, Rows
 from irdistill.losses.hybrid import HybridLoss
 from irdistill.losses.infonce import InfoNCELoss
 from irdistill.losses.listwise_kl import ListwiseKLLoss
@@ -32,6 +35,7 @@ from irdistill.losses.tas_balanced import (
 __all__ = [
     "LOSSES",
     "LossParts",
+    "Rows",
     "MarginMSELoss",
     "TASBalancedLoss",
     "FrozenBiEncoderTeacher",

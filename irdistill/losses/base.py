@@ -10,6 +10,7 @@ embeds the columns and calls a pure ``compute_loss_from_embeddings(embeddings, l
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from enum import Enum
 
 import torch
 from sentence_transformers.util import cos_sim, dot_score, pairwise_cos_sim, pairwise_dot_score
@@ -21,6 +22,7 @@ from irdistill.registry import Registry
 __all__ = [
     "LOSSES",
     "LossParts",
+    "Rows",
     "SimilarityFn",
     "check_columns",
     "distributed_rank_and_world",
@@ -29,7 +31,30 @@ __all__ = [
 ]
 
 LOSSES: Registry[type[nn.Module]] = Registry("loss")
-"""Loss classes by name: ``LOSSES.get("margin-mse")(model, **kwargs)``."""
+"""Loss classes by name: ``LOSSES.get("margin-mse")(model, **kwargs)``.
+
+Every registered class declares two class attributes that the training driver
+(:func:`irdistill.train.train_student`) reads, so that a new loss is one module and one import line:
+
+- ``rows``: the :class:`Rows` layout it consumes;
+- ``recipe_options``: ``{training-recipe key: constructor keyword}`` for the options a recipe
+  may set (e.g. ``{"alpha": "alpha"}``).
+"""
+
+
+class Rows(str, Enum):
+    """The training rows a loss consumes, built by :func:`irdistill.train.build_training_data`."""
+
+    PAIRS = "pairs"
+    """(query, positive, negative) from a pair sampler; label ``t(q, p+) - t(q, p-)``."""
+    PAIRS_INBATCH = "pairs+inbatch"
+    """The same rows; label: the margin, then an in-batch teacher's scores of the query against
+    every passage of the (global) batch (``inbatch_teacher``)."""
+    LISTS = "lists"
+    """(query, c_1 .. c_L): the judged positive, hard and random negatives; label: the teacher's
+    scores of the list, then the query's floor score (:mod:`irdistill.sampling.lists`)."""
+    TRIPLES = "triples"
+    """(query, judged positive, candidate negative); no label: judgements only, no teacher."""
 
 SimilarityFn = Callable[[Tensor, Tensor], Tensor]
 """``(a, b) -> scores``: pairwise (``a[i]`` with ``b[i]``) or matrix (``a[i]`` with every ``b[j]``)."""

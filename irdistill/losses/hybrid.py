@@ -8,7 +8,7 @@ the judged positive above everything else in the batch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +17,7 @@ from irdistill.errors import InputError
 from irdistill.losses.base import (
     LOSSES,
     LossParts,
+    Rows,
     SimilarityFn,
     check_columns,
     distributed_rank_and_world,
@@ -83,6 +84,10 @@ class HybridLoss(nn.Module):
         >>> round(parts["contrastive"].item(), 4)  # 0.5 x InfoNCE over the 4 passages of the batch
         0.3094
     """
+
+    rows: ClassVar[Rows] = Rows.PAIRS
+    recipe_options: ClassVar[dict[str, str]] = {
+        "beta": "beta", "contrastive_temperature": "temperature", "disagreement_weight": "disagreement_weight"}
 
     def __init__(self, model: Any, *, beta: float = 1.0, temperature: float = 0.05,
                  disagreement_weight: float = 1.0, distill_similarity: str | SimilarityFn = "dot",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from torch import Tensor
 
 from irdistill.errors import InputError
-from irdistill.losses.base import LOSSES, SimilarityFn, check_columns, matrix_similarity
+from irdistill.losses.base import LOSSES, Rows, SimilarityFn, check_columns, matrix_similarity
 
 __all__ = ["InfoNCELoss"]
 
@@ -66,6 +66,9 @@ class InfoNCELoss(MultipleNegativesRankingLoss):
             trainer = SentenceTransformerTrainer(model=student, train_dataset=train_dataset,
                                                  loss=InfoNCELoss(student, temperature=0.05))
     """
+
+    rows: ClassVar[Rows] = Rows.TRIPLES
+    recipe_options: ClassVar[dict[str, str]] = {}
 
     def __init__(self, model: Any, temperature: float = 0.05, similarity_fct: str | SimilarityFn = "cosine",
                  gather_across_devices: bool = False, **kwargs: Any) -> None:

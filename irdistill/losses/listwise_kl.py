@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
@@ -13,6 +13,7 @@ from torch import Tensor
 from irdistill.errors import InputError
 from irdistill.losses.base import (
     LOSSES,
+    Rows,
     SimilarityFn,
     check_columns,
     matrix_similarity,
@@ -88,6 +89,11 @@ class ListwiseKLLoss(DistillKLDivLoss):
             trainer = SentenceTransformerTrainer(model=student, train_dataset=train_dataset,
                                                  loss=ListwiseKLLoss(student, temperature=0.1))
     """
+
+    rows: ClassVar[Rows] = Rows.LISTS
+    recipe_options: ClassVar[dict[str, str]] = {
+        "temperature": "temperature", "student_temperature": "student_temperature",
+        "in_batch_negatives": "in_batch_negatives"}
 
     def __init__(self, model: Any, temperature: float = 1.0, similarity_fct: str | SimilarityFn = "dot", *,
                  student_temperature: float | None = None, teacher_temperature: float | None = None,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from sentence_transformers.sentence_transformer.losses import MarginMSELoss as _STMarginMSELoss
 from sentence_transformers.util import similarity_fct_name
 from torch import Tensor
 
 from irdistill.errors import InputError
-from irdistill.losses.base import LOSSES, SimilarityFn, check_columns, pairwise_similarity
+from irdistill.losses.base import LOSSES, Rows, SimilarityFn, check_columns, pairwise_similarity
 
 __all__ = ["MarginMSELoss", "margin_labels"]
 
@@ -96,6 +96,9 @@ class MarginMSELoss(_STMarginMSELoss):
             trainer = SentenceTransformerTrainer(model=student, train_dataset=train_dataset,
                                                  loss=MarginMSELoss(student))
     """
+
+    rows: ClassVar[Rows] = Rows.PAIRS
+    recipe_options: ClassVar[dict[str, str]] = {}
 
     def __init__(self, model: Any, similarity_fct: str | SimilarityFn = "dot") -> None:
         super().__init__(model, similarity_fct=pairwise_similarity(similarity_fct))

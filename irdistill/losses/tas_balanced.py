@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from irdistill.errors import InputError
 from irdistill.losses.base import (
     LOSSES,
     LossParts,
+    Rows,
     SimilarityFn,
     check_columns,
     distributed_rank_and_world,
@@ -241,6 +242,9 @@ class TASBalancedLoss(nn.Module):
             loss = TASBalancedLoss(student, inbatch_teacher=SentenceTransformer("teacher-dir"))
             trainer = SentenceTransformerTrainer(model=student, train_dataset=train_dataset, loss=loss)
     """
+
+    rows: ClassVar[Rows] = Rows.PAIRS_INBATCH
+    recipe_options: ClassVar[dict[str, str]] = {"alpha": "alpha"}
 
     def __init__(self, model: Any, *, alpha: float = 0.75, similarity_fct: str | SimilarityFn = "dot",
                  inbatch_teacher: InBatchTeacher | nn.Module | None = None,

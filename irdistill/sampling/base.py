@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -43,7 +43,8 @@ class Example(NamedTuple):
 Batch = list[Example]
 
 SAMPLERS: Registry[Any] = Registry("sampler")
-"""Pair samplers by name: ``"tas-balanced"``, ``"random"``."""
+"""Pair samplers by name: ``"tas-balanced"``, ``"random"``. The training driver builds one with
+:meth:`PairSampler.for_training` and the recipe keys its ``recipe_options`` name."""
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
@@ -61,8 +62,12 @@ def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
 class PairSampler(ABC):
     """Base class of the samplers: epoch bookkeeping and the checked query/pair inputs.
 
-    Subclasses implement :meth:`plan` and ``__len__``.
+    Subclasses implement :meth:`plan` and ``__len__``, declare the training-recipe keys they
+    take in ``recipe_options`` (``{recipe key: constructor keyword}``), and override
+    :meth:`for_training` when they need more than the recipe's values (e.g. query embeddings).
     """
+
+    recipe_options: ClassVar[dict[str, str]] = {}
 
     batch_size: int
     seed: int
@@ -76,6 +81,15 @@ class PairSampler(ABC):
         self.seed = check_positive_int("seed", seed, minimum=0)
         self.query_ids, self.pairs, self._margins = _check_queries(query_ids, pairs_by_query)
         self.epoch = 0
+
+    @classmethod
+    def for_training(cls, query_ids: Sequence[str], pairs_by_query: Mapping[str, Sequence[tuple[str, str, float]]],
+                     batch_size: int, seed: int, *, query_texts: Mapping[str, str], encoder: str,
+                     show_progress_bar: bool = False, **options: Any) -> PairSampler:
+        """The sampler of a training recipe: ``options`` are its ``recipe_options`` values by
+        constructor keyword; ``query_texts`` and ``encoder`` (the student) serve samplers that
+        embed the queries."""
+        return cls(query_ids, pairs_by_query, batch_size, seed, **options)
 
     @abstractmethod
     def plan(self, epoch: int) -> list[Batch]:

@@ -63,7 +63,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -177,6 +177,24 @@ class TASBalancedSampler(PairSampler):
         >>> sampler.set_epoch(1)  # doctest: +SKIP
         >>> first = next(iter(sampler))  # 32 Examples from one cluster  # doctest: +SKIP
     """
+
+    recipe_options: ClassVar[dict[str, str]] = {
+        "n_clusters": "n_clusters", "clusters_per_batch": "clusters_per_batch", "n_bins": "n_bins"}
+
+    @classmethod
+    def for_training(cls, query_ids: Sequence[str], pairs_by_query: Mapping[str, Sequence[tuple[str, str, float]]],
+                     batch_size: int, seed: int, *, query_texts: Mapping[str, str], encoder: str,
+                     show_progress_bar: bool = False, **options: Any) -> TASBalancedSampler:
+        """Clusters of the student's query embeddings; ``n_clusters`` is capped at the number
+        of queries (a small training set)."""
+        from irdistill.encoding import DenseEncoder
+
+        qids = list(query_ids)
+        embeddings = DenseEncoder(encoder, show_progress_bar=show_progress_bar).encode(
+            qids, [query_texts[q] for q in qids], side="query").embeddings
+        if "n_clusters" in options:
+            options["n_clusters"] = min(options["n_clusters"], len(qids))
+        return cls(qids, pairs_by_query, embeddings, batch_size, seed=seed, **options)
 
     def __init__(
         self,
