@@ -216,3 +216,36 @@ def test_shipped_recipes_name_known_teachers_and_keys(recipe: Path) -> None:
             check(member)
 
     check(load_yaml(recipe))
+
+
+def test_a_new_teacher_is_one_registered_class(beir_dir: Path, tmp_path: Path) -> None:
+    """A plug-in teacher: one registered class; recipes build it by name with its keywords, and
+    the score store fingerprints its config(), so a re-run with other settings is refused."""
+    from irdistill.teachers.factory import build_teacher
+    from irdistill.teachers.store import read_scores, score_candidates
+
+    @TEACHERS.register("toy-length")
+    class LengthTeacher(PointwiseTeacher):
+        scale = ScoreScale.DOT
+
+        def __init__(self, weight: float = 1.0) -> None:
+            self.name, self.weight = "toy-length", weight
+
+        def score(self, queries, passages):
+            return np.array([self.weight * len(p) for p in passages], dtype=float)
+
+        def config(self):
+            return {"weight": self.weight}
+
+    try:
+        collection = load_collection(beir_dir, split="test")
+        teacher = build_teacher({"teacher": "toy-length", "weight": 2.0}, collection)
+        candidates = {q: collection.doc_ids[:3] for q in collection.query_ids}
+        store = score_candidates(teacher, collection, candidates, tmp_path / "s", show_progress_bar=False)
+        rows = read_scores(store).to_pylist()
+        assert rows[0]["score"] == 2.0 * len(collection.corpus[rows[0]["pid"]].full_text())
+        with pytest.raises(InputError, match="weight"):
+            score_candidates(build_teacher({"teacher": "toy-length", "weight": 3.0}, collection), collection,
+                             candidates, tmp_path / "s", show_progress_bar=False)
+    finally:
+        TEACHERS.unregister("toy-length")

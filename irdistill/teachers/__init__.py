@@ -1,7 +1,8 @@
 """Teachers (pointwise and listwise scorers) and the resumable teacher-score store.
 
-Importing this package stays light (no torch, no pyarrow): the store's functions are loaded on
-first access, and each teacher module imports its heavy dependencies where it is used.
+Importing this package registers every teacher in :data:`TEACHERS` (one import line each, below)
+and stays light (no torch, no pyarrow): the store's functions are loaded on first access, and
+each teacher module imports its heavy dependencies where it is used.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+# every teacher module, for its registration
+from irdistill.teachers import bm25, cross_encoder, dense, ensemble, sparse  # noqa: F401
 from irdistill.teachers.base import (
     TEACHERS,
     ListwiseTeacher,

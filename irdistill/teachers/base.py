@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from enum import Enum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -53,6 +53,12 @@ class Teacher(ABC):
     @abstractmethod
     def rank(self, query: str, passages: Sequence[str]) -> np.ndarray:
         """Scores (higher is more relevant) for ``passages`` of one ``query``, in input order."""
+
+    def config(self) -> dict[str, Any]:
+        """The settings that change the scores (model, truncation, normalisation, ...), JSON
+        values only: the score store fingerprints a job with them, so a re-run with other
+        settings is refused instead of mixing scores. Override it in every teacher with settings."""
+        return {}
 
 
 class PointwiseTeacher(Teacher):
@@ -95,3 +101,5 @@ def check_scores(scores: np.ndarray, teacher: str) -> np.ndarray:
 
 
 TEACHERS: Registry[type[Teacher]] = Registry("teacher")
+"""Teacher classes by name. Each teacher module registers itself; ``irdistill.teachers`` imports
+them all, so a new teacher is one module plus one import line there."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import inspect
 import os
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +30,8 @@ from irdistill.data.collection import Collection
 from irdistill.errors import InputError
 from irdistill.teachers.base import TEACHERS, Teacher
 
-_MODULES = ("cross_encoder", "dense", "sparse", "bm25", "ensemble", "listwise_llm")
-
-
-def _register_all() -> None:
-    for name in _MODULES:
-        import_module(f"irdistill.teachers.{name}")
-
 
 def teacher_names() -> list[str]:
-    _register_all()
     return TEACHERS.names()
 
 
@@ -52,7 +43,6 @@ def build_teacher(spec: str | os.PathLike[str] | dict[str, Any], collection: Col
     when it is built (``progress_on_setup``: encoding or indexing the corpus) and whose recipe
     does not set it, so that work shows its progress.
     """
-    _register_all()
     values, source = _spec_values(spec, source)
     return _from_dict(values, collection, source, show_progress_bar)
 
@@ -76,7 +66,6 @@ def check_teacher(spec: str | os.PathLike[str] | dict[str, Any], *, source: str 
     from irdistill.dependencies import require
     from irdistill.paths import check_model
 
-    _register_all()
     values, source = _spec_values(spec, source)
     name, cls, values = _resolve(values, source)
     if name == "ensemble":

@@ -112,8 +112,8 @@ def score_candidates(
     Args:
         teacher: a pointwise teacher (one ``score(queries, passages)`` call per chunk) or a
             listwise one (``rank(query, passages)`` per query). Its ``name``, ``scale`` and
-            settings (``config()``, ``get_config_dict()`` or a ``config`` dict, when it has
-            one; JSON-serialisable) are part of the job's fingerprint.
+            settings (:meth:`Teacher.config`; JSON-serialisable) are part of the job's
+            fingerprint.
         collection: supplies the query texts and the passages (``Document.full_text()``).
         candidates: ``qid -> pids`` in the order to store them (a list, or a run's
             ``{pid: score}`` dict whose keys are taken in order). Every id is checked against
@@ -379,14 +379,8 @@ def _is_listwise(teacher: Teacher) -> bool:
 
 
 def _teacher_config(teacher: Teacher) -> Any:
-    for attr in ("config", "get_config_dict"):
-        value = getattr(teacher, attr, None)
-        if callable(value):
-            value = value()
-        if isinstance(value, Mapping):
-            # a JSON round trip makes tuples lists and keys strings, as the manifest stores them
-            return json.loads(json.dumps(dict(value), sort_keys=True, default=str))
-    return None
+    # a JSON round trip makes tuples lists and keys strings, as the manifest stores them
+    return json.loads(json.dumps(dict(teacher.config()), sort_keys=True, default=str))
 
 
 def _batch_kwargs(teacher: Teacher, name: str, listwise: bool, batch_size: int | None) -> dict[str, Any]:
