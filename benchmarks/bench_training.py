@@ -42,7 +42,7 @@ def run_side(side: str, scores: str, batch_size: int) -> dict:
     """One timed training run in this process; prints a JSON line."""
     import logging
 
-    from irdistill.cli.config import build_config
+    from irdistill.config import build_config
     from irdistill.train import TrainConfig, train_student
 
     logging.basicConfig(level=logging.WARNING)

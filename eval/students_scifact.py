@@ -37,7 +37,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from irdistill.cli.config import build_config, load_yaml
+from irdistill.config import build_config, load_yaml
 from irdistill.data import load_collection
 from irdistill.evaluation import evaluate_retrieval, evaluate_run, per_query_scores
 from irdistill.evaluation.fidelity import teacher_fidelity

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from irdistill.cli.config import CompareConfig, EvaluateConfig, build_config, config_from, load_yaml
+from irdistill.cli.config import CompareConfig, EvaluateConfig
+from irdistill.config import build_config, config_from, load_yaml
 from irdistill.errors import InputError
 
 RECIPE = """\

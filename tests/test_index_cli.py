@@ -184,7 +184,8 @@ def test_yaml_recipe_and_flag_override_and_stale_files(corpus_dir: Path, tiny_mo
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "indexes").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_are_valid(recipe: Path) -> None:
-    from irdistill.cli.config import IndexConfig, build_config, load_yaml
+    from irdistill.cli.config import IndexConfig
+    from irdistill.config import build_config, load_yaml
 
     cfg = build_config(IndexConfig, load_yaml(recipe), source=str(recipe))
     cfg.validate()

@@ -203,7 +203,7 @@ def test_build_teacher_errors(beir_dir: Path, tmp_path: Path) -> None:
 def test_shipped_recipes_name_known_teachers_and_keys(recipe: Path) -> None:
     import inspect
 
-    from irdistill.cli.config import load_yaml
+    from irdistill.config import load_yaml
     from irdistill.teachers.factory import teacher_names
 
     def check(spec: dict) -> None:

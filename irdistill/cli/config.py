@@ -1,28 +1,15 @@
 """One dataclass config per command, loadable from YAML and overridable from the command line.
 
-A recipe file holds the same keys as the command's flags (underscores, not dashes)::
-
-    # eval/recipes/minilm_scifact.yaml
-    model: sentence-transformers/all-MiniLM-L6-v2
-    dataset: beir/scifact/test
-    index: hnsw
-    index_params: {m: 32, ef_search: 256}
-
-``irdistill evaluate --config eval/recipes/minilm_scifact.yaml --index flat`` loads it and
-lets the flag win. Unknown keys are an error that lists the allowed ones.
+A recipe file holds the same keys as the command's flags (underscores, not dashes);
+``irdistill evaluate --config eval/recipes/minilm_scifact.yaml --index flat`` loads it and lets the
+flag win (:mod:`irdistill.config`). Unknown keys are an error that lists the allowed ones.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
-from irdistill.data.lines import read_text
 from irdistill.errors import InputError
 
 C = TypeVar("C")
@@ -208,63 +195,3 @@ class IndexConfig:
             raise InputError(f"index: --train-queries only drives distill-vq, not --kind {self.kind}")
         if self.batch_size < 1:
             raise InputError(f"index: --batch-size must be >= 1, got {self.batch_size}")
-
-
-def _check_type(cls: type, name: str, value: Any, hint: Any, source: str) -> Any:
-    if hint is Any:
-        return value
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _check_type(cls, name, value, inner[0], source)
-    expected = origin or hint
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected is int and isinstance(value, bool):
-        raise InputError(f"{source}: {name} must be an integer, got {value!r}")
-    if isinstance(expected, type) and not isinstance(value, expected):
-        raise InputError(f"{source}: {name} must be {expected.__name__}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
-    """Make ``cls`` from a dict, naming any unknown key and the allowed keys."""
-    hints = typing.get_type_hints(cls)
-    allowed = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    for key in values:
-        if key not in allowed:
-            raise InputError(f"{source}: unknown key {key!r}; allowed: {', '.join(allowed)}")
-    checked = {k: _check_type(cls, k, v, hints[k], source) for k, v in values.items()}
-    return cls(**checked)
-
-
-def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such config file")
-    try:
-        data = yaml.safe_load(read_text(p))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        raise InputError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise InputError(f"{p}: expected a mapping of keys to values, got {type(data).__name__}")
-    return data
-
-
-def config_from(cls: type[C], yaml_path: str | None, overrides: dict[str, Any]) -> C:
-    """YAML values (if any), then the flags the user actually gave."""
-    values = load_yaml(yaml_path) if yaml_path else {}
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if yaml_path:
-        build_config(cls, values, source=yaml_path)  # errors in the file name the file
-    build_config(cls, given, source="command line")
-    return build_config(cls, {**values, **given}, source=yaml_path or "command line")

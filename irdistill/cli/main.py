@@ -326,7 +326,8 @@ GLOBAL = {"command", "config", "verbose", "quiet", "debug"}
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from irdistill.candidates.bm25 import is_bm25
-    from irdistill.cli.config import EvaluateConfig, config_from
+    from irdistill.cli.config import EvaluateConfig
+    from irdistill.config import config_from
 
     cfg = config_from(EvaluateConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
@@ -377,7 +378,8 @@ def _save_index(cfg: Any, collection: Any, path: str) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from irdistill.cli.config import CompareConfig, config_from
+    from irdistill.cli.config import CompareConfig
+    from irdistill.config import config_from
 
     overrides = _overrides(args, GLOBAL)
     if not overrides.get("runs"):
@@ -399,7 +401,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_candidates(args: argparse.Namespace) -> int:
     from irdistill.candidates.bm25 import is_bm25
-    from irdistill.cli.config import CandidatesConfig, config_from
+    from irdistill.cli.config import CandidatesConfig
+    from irdistill.config import config_from
 
     cfg = config_from(CandidatesConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
@@ -427,7 +430,8 @@ def cmd_candidates(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from irdistill.cli.config import ScoreConfig, config_from
+    from irdistill.cli.config import ScoreConfig
+    from irdistill.config import config_from
 
     cfg = config_from(ScoreConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
@@ -475,7 +479,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_train_teacher(args: argparse.Namespace) -> int:
-    from irdistill.cli.config import TrainTeacherConfig, config_from
+    from irdistill.cli.config import TrainTeacherConfig
+    from irdistill.config import config_from
 
     cfg = config_from(TrainTeacherConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
@@ -500,7 +505,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from irdistill.cli.config import config_from
+    from irdistill.config import config_from
     from irdistill.train import TrainConfig, train_student
 
     cfg = config_from(TrainConfig, args.config, _overrides(args, GLOBAL))
@@ -512,7 +517,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from irdistill.cli.config import IndexConfig, config_from
+    from irdistill.cli.config import IndexConfig
+    from irdistill.config import config_from
 
     cfg = config_from(IndexConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
@@ -543,7 +549,7 @@ def _train_queries(dataset: str, spec: str) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from irdistill.cli.config import build_config, load_yaml
+    from irdistill.config import build_config, load_yaml
     from irdistill.pipeline import RunConfig, run_pipeline
 
     if not args.recipe:

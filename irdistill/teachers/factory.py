@@ -52,7 +52,7 @@ def _spec_values(spec: str | os.PathLike[str] | dict[str, Any], source: str) -> 
         return dict(spec), source
     text = str(spec)
     if text.endswith((".yaml", ".yml")) or Path(text).is_file():
-        from irdistill.cli.config import load_yaml
+        from irdistill.config import load_yaml
 
         return load_yaml(text), text
     return {"teacher": text}, source
