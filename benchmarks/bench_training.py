@@ -95,7 +95,7 @@ def subset_scores(scores: str, n: int) -> str:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from irdistill.teachers.store import read_scores
+    from irdistill.scores.table import read_scores
 
     table = read_scores(Path(scores) / "scores.parquet" if Path(scores).is_dir() else scores)
     keep = sorted(set(table.column("qid").to_pylist()))[:n]

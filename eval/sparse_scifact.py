@@ -92,13 +92,13 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    from irdistill.scores.hf import to_hf_dataset
     from irdistill.students.sparse import (
         build_inference_free_student,
         build_splade_student,
         load_sparse_student,
         train_sparse_student,
     )
-    from irdistill.teachers.store import to_hf_dataset
 
     test = load_collection("beir/scifact/test")
     train = load_collection("beir/scifact/train")

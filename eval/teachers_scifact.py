@@ -29,8 +29,9 @@ from irdistill.candidates import mine_candidates
 from irdistill.data import load_collection
 from irdistill.evaluation import evaluate_run
 from irdistill.paths import update_json_table, write_text_atomic
+from irdistill.scores.table import read_scores, scores_to_run
 from irdistill.teachers.factory import build_teacher
-from irdistill.teachers.store import read_scores, score_candidates, scores_to_run
+from irdistill.workflows.scoring import score_candidates
 
 RESULTS = Path(__file__).parent / "results"
 MPNET = "sentence-transformers/all-mpnet-base-v2"

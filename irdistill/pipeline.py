@@ -133,8 +133,8 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     from irdistill.data import load_collection, read_run
     from irdistill.evaluation import evaluate_retrieval
     from irdistill.teachers.factory import build_teacher
-    from irdistill.teachers.store import score_candidates
     from irdistill.train import TrainConfig, train_student, training_collection
+    from irdistill.workflows.scoring import score_candidates
 
     cfg.check_inputs()
     out = Path(cfg.out)
@@ -192,8 +192,9 @@ def _fidelity(cfg: RunConfig, test_c: Any, student: Path, eval_dir: Path, show_p
     """Teacher and student scores of the test candidates, and their agreement."""
     from irdistill.candidates import mine_candidates
     from irdistill.evaluation.fidelity import teacher_fidelity
+    from irdistill.scores.table import read_scores, scores_to_run
     from irdistill.teachers.factory import build_teacher
-    from irdistill.teachers.store import read_scores, score_candidates, scores_to_run
+    from irdistill.workflows.scoring import score_candidates
 
     depth = int(cfg.fidelity.get("depth", 100)) if cfg.fidelity else 100
     test_run = mine_candidates(test_c, cfg.candidates.get("retriever", "bm25"), k=depth,

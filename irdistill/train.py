@@ -190,28 +190,21 @@ class TrainResult:
 
 
 def _scores_by_query(cfg: TrainConfig, collection: Collection) -> dict[str, dict[str, float]]:
-    from irdistill.teachers.store import read_scores
+    """The chosen teacher's scores, ``qid -> {pid: score}``; every id must be in ``collection``."""
+    from irdistill.scores import scores_by_query
 
     assert cfg.scores is not None
-    table = read_scores(_scores_path(cfg.scores))
-    teachers = sorted(set(table.column("teacher").to_pylist()))
-    if cfg.teacher is None and len(teachers) > 1:
-        raise InputError(f"{cfg.scores}: holds several teachers ({', '.join(teachers)}); set teacher:")
-    wanted = cfg.teacher or teachers[0]
-    if wanted not in teachers:
-        raise InputError(f"{cfg.scores}: no scores of teacher {wanted!r}; it holds {', '.join(teachers)}")
-    out: dict[str, dict[str, float]] = {}
-    for qid, pid, score, teacher in zip(*(table.column(c).to_pylist() for c in ("qid", "pid", "score", "teacher")),
-                                        strict=True):
-        if teacher != wanted:
-            continue
+    path = _scores_path(cfg.scores)
+    try:
+        out = scores_by_query(path, cfg.teacher)
+    except InputError as err:
+        raise InputError(f"{cfg.scores}: {err}") from None
+    for qid, docs in out.items():
         if qid not in collection.queries:
-            raise InputError(f"{cfg.scores}: query id {qid!r} is not in {collection.name}/{collection.split}")
-        if pid not in collection.corpus:
-            raise InputError(f"{cfg.scores}: passage id {pid!r} is not in the corpus of {collection.name}")
-        out.setdefault(qid, {})[pid] = float(score)
-    if not out:
-        raise InputError(f"{cfg.scores}: no scores")
+            raise InputError(f"{cfg.scores}: query id {qid!r} is not in {collection.label}")
+        for pid in docs:
+            if pid not in collection.corpus:
+                raise InputError(f"{cfg.scores}: passage id {pid!r} is not in the corpus of {collection.name}")
     return out
 
 
@@ -233,7 +226,7 @@ def training_collection(cfg: TrainConfig) -> Collection:
 def _pair_inputs(cfg: TrainConfig, collection: Collection, show_progress_bar: bool = False) -> Any:
     from irdistill.sampling import build_trainer_inputs
     from irdistill.sampling.pairs import pairs_from_scores
-    from irdistill.teachers.store import read_scores
+    from irdistill.scores.table import read_scores
 
     pairs = pairs_from_scores(read_scores(_scores_path(cfg.scores or "")), collection.qrels, teacher=cfg.teacher)
     qids = [q for q in collection.query_ids if q in pairs]

@@ -20,7 +20,7 @@ def test_students_table_resumes_cell_by_cell(beir_dir: Path, tiny_model_dir: Pat
     cells, and the table holds mean, sd, seeds and paired p-values per row."""
     from irdistill.data import load_collection
     from irdistill.teachers.bm25 import BM25Teacher
-    from irdistill.teachers.store import score_candidates
+    from irdistill.workflows.scoring import score_candidates
 
     # the tiny folder's "test" split doubles as the training split: score all pairs with BM25
     collection = load_collection(beir_dir, split="test")

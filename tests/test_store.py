@@ -24,17 +24,12 @@ import pytest
 
 from irdistill.data import Collection, Document, load_collection
 from irdistill.errors import InputError, MissingDependencyError
+from irdistill.scores.hf import to_hf_dataset
+from irdistill.scores.msmarco import _import_tsv_lines as import_tsv_lines_reference
+from irdistill.scores.msmarco import export_msmarco_tsv, import_msmarco_tsv
+from irdistill.scores.table import SCHEMA, read_scores
 from irdistill.teachers.base import ListwiseTeacher, PointwiseTeacher, ScoreScale
-from irdistill.teachers.store import (
-    SCHEMA,
-    export_msmarco_tsv,
-    import_msmarco_tsv,
-    merge_shards,
-    read_scores,
-    score_candidates,
-    to_hf_dataset,
-)
-from irdistill.teachers.store import _import_tsv_lines as import_tsv_lines_reference
+from irdistill.workflows.scoring import merge_shards, score_candidates
 
 
 def overlap(query: str, passage: str) -> float:
@@ -153,7 +148,7 @@ def test_resume_after_teacher_failure(collection, tmp_path, caplog):
     assert not list(out.glob(".*.tmp"))
 
     resumed = OverlapTeacher()
-    with caplog.at_level(logging.INFO, logger="irdistill.teachers.store"):
+    with caplog.at_level(logging.INFO, logger="irdistill.workflows.scoring"):
         path = score_candidates(resumed, collection, CANDIDATES, out, chunk_queries=1,
                                 show_progress_bar=False)
     assert resumed.calls == 1  # only chunk 2 was left
@@ -165,7 +160,7 @@ SIGKILL_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_store import OverlapTeacher, synthetic_job
-from irdistill.teachers.store import score_candidates
+from irdistill.workflows.scoring import score_candidates
 collection, candidates = synthetic_job()
 score_candidates(OverlapTeacher(delay=0.1), collection, candidates, {out!r}, chunk_queries=2,
                  show_progress_bar=False)
@@ -482,7 +477,7 @@ class CallSizes(OverlapTeacher):
 def test_progress_counts_queries_and_moves_inside_a_chunk(collection, tmp_path, monkeypatch):
     """A pointwise teacher gets whole queries, at most PAIRS_PER_CALL pairs a call (one query at
     least), so the bar moves within a chunk; the stored rows do not depend on the split."""
-    import irdistill.teachers.store as store
+    import irdistill.workflows.scoring as store
 
     monkeypatch.setattr(store, "PAIRS_PER_CALL", 7)
     teacher = CallSizes()

@@ -221,8 +221,9 @@ def test_shipped_recipes_name_known_teachers_and_keys(recipe: Path) -> None:
 def test_a_new_teacher_is_one_registered_class(beir_dir: Path, tmp_path: Path) -> None:
     """A plug-in teacher: one registered class; recipes build it by name with its keywords, and
     the score store fingerprints its config(), so a re-run with other settings is refused."""
+    from irdistill.scores.table import read_scores
     from irdistill.teachers.factory import build_teacher
-    from irdistill.teachers.store import read_scores, score_candidates
+    from irdistill.workflows.scoring import score_candidates
 
     @TEACHERS.register("toy-length")
     class LengthTeacher(PointwiseTeacher):

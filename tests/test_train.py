@@ -14,7 +14,7 @@ from irdistill.train import TrainConfig, build_train_dataset, train_student
 def bm25_scores(beir_dir: Path, tmp_path: Path) -> Path:
     """BM25 teacher scores of every (test query, document) pair of the tiny collection."""
     from irdistill.teachers.bm25 import BM25Teacher
-    from irdistill.teachers.store import score_candidates
+    from irdistill.workflows.scoring import score_candidates
 
     collection = load_collection(beir_dir, split="test")
     candidates = {q: collection.doc_ids for q in collection.queries}
@@ -95,7 +95,7 @@ def test_tas_balanced_labels_pack_margin_and_inbatch_scores(tiny_model_dir: Path
     # positives (rows in order), then its negatives, recomputed here from scratch
     from sentence_transformers import SentenceTransformer
 
-    from irdistill.teachers.store import read_scores
+    from irdistill.scores.table import read_scores
 
     teacher = SentenceTransformer(str(tiny_model_dir), device="cpu")
     table = read_scores(bm25_scores).to_pylist()

@@ -441,7 +441,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not os.path.isfile(cfg.candidates):
         raise InputError(f"--candidates {cfg.candidates}: no such file")
     from irdistill.data import load_collection, read_run
-    from irdistill.teachers.store import export_msmarco_tsv, read_scores, score_candidates
+    from irdistill.scores.msmarco import export_msmarco_tsv
+    from irdistill.scores.table import read_scores
+    from irdistill.workflows.scoring import score_candidates
 
     collection = load_collection(cfg.dataset, split=cfg.split)
     run = read_run(cfg.candidates)
@@ -460,7 +462,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: wait for every rank, rank 0 merges
         import torch.distributed as dist
 
-        from irdistill.teachers.store import merge_shards
+        from irdistill.workflows.scoring import merge_shards
 
         if not dist.is_initialized():
             dist.init_process_group("gloo")

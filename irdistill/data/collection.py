@@ -146,6 +146,12 @@ class Collection:
             split=self.split,
         )
 
+    @property
+    def label(self) -> str:
+        """``name/split`` (``?`` for an unnamed collection), for messages and manifests."""
+        label = self.name or "?"
+        return f"{label}/{self.split}" if self.split else label
+
     def __repr__(self) -> str:
         return (
             f"Collection(name={self.name!r}, split={self.split!r}, docs={len(self.corpus)}, "

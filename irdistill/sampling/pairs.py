@@ -9,10 +9,10 @@ judged relevant (relevance ``<= 0`` or unjudged) is a negative ``p-``, and each 
 
 that Margin-MSE (Hofstätter et al., arXiv 2010.02666) distills and TAS-Balanced (Hofstätter et
 al., arXiv 2104.06967) bins. The pairing rule is the one of
-:func:`irdistill.teachers.store.export_msmarco_tsv`, so the pairs here are the triples that
+:func:`irdistill.scores.msmarco.export_msmarco_tsv`, so the pairs here are the triples that
 function writes.
 
-Reused: the validated teacher-score table of :mod:`irdistill.teachers.store`.
+Reused: the validated teacher-score table of :mod:`irdistill.scores`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def pairs_from_scores(
 
     Args:
         scores: a teacher-score Parquet file (or job folder) or a table with the columns
-            ``qid, pid, score, teacher``; validated as :func:`~irdistill.teachers.store.read_scores`
+            ``qid, pid, score, teacher``; validated as :func:`~irdistill.scores.read_scores`
             does.
         qrels: ``qid -> {pid: relevance}``; relevance ``> 0`` is relevant.
         teacher: which teacher's scores to pair; required when the table holds several.
@@ -74,29 +74,10 @@ def pairs_from_scores(
         >>> pairs["q1"][0]  # doctest: +SKIP
         Pair(positive='d1', negative='d7', margin=3.25)
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    from irdistill.scores.table import rows_by_query, scores_table, select_teacher
 
-    from irdistill.teachers.store import read_scores, validate_scores
-
-    table = validate_scores(scores) if isinstance(scores, pa.Table) else read_scores(scores)
-    names = sorted(pc.unique(table.column("teacher")).to_pylist())
-    if not names:
-        raise InputError("the teacher-score table is empty")
-    if teacher is None:
-        if len(names) > 1:
-            raise InputError(f"the scores hold {len(names)} teachers ({', '.join(names)}); "
-                             "choose one with teacher=")
-        teacher = names[0]
-    elif teacher not in names:
-        raise InputError(f"no scores of teacher {teacher!r}; the scores hold {', '.join(names)}")
-    else:
-        table = table.filter(pc.equal(table.column("teacher"), teacher))
-
-    by_query: dict[str, list[tuple[str, float]]] = {}
-    for qid, pid, score in zip(table.column("qid").to_pylist(), table.column("pid").to_pylist(),
-                               table.column("score").to_pylist(), strict=True):
-        by_query.setdefault(qid, []).append((pid, float(score)))
+    table, teacher = select_teacher(scores_table(scores), teacher)
+    by_query = rows_by_query(table)
 
     pairs: dict[str, list[Pair]] = {}
     skipped = 0

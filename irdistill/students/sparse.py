@@ -473,7 +473,7 @@ def _training_columns(dataset: datasets.Dataset) -> tuple[list[str], int]:
     for needed in ("query", "positive", "label"):
         if needed not in columns:
             raise InputError(f"{where} has no {needed!r} column; expected query, positive, negative(s), label "
-                             f"(as irdistill.teachers.store.to_hf_dataset writes), got {', '.join(columns)}")
+                             f"(as irdistill.scores.hf.to_hf_dataset writes), got {', '.join(columns)}")
     negatives = [c for c in columns if c.startswith("negative")]
     if not negatives:
         raise InputError(f"{where} needs at least one negative column (negative, negative_1, ...) besides "
@@ -537,7 +537,7 @@ def train_sparse_student(
       student (its queries are not learned). For an inference-free student the default (plain
       FLOPS under the IDF query tower) is the IDF-aware penalty of arXiv 2411.04403.
 
-    Inputs (``irdistill.teachers.store.to_hf_dataset``):
+    Inputs (``irdistill.scores.hf.to_hf_dataset``):
 
     +------------------------------------------------+---------------------------------------------+
     | columns                                        | ``label``                                   |

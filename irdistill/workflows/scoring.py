@@ -1,4 +1,4 @@
-"""The teacher-score store: score candidates resumably, read and convert the scores.
+"""The scoring job: run a teacher over candidate lists into a resumable, sharded score store.
 
 :func:`score_candidates` runs a teacher over ``qid -> [pid, ...]`` candidate lists and writes
 its raw scores as one Parquet table ``scores.parquet`` with the columns
@@ -21,18 +21,7 @@ Folder layout::
         ...
         scores.parquet           # all shards, in chunk order
 
-The MS MARCO teacher-score TSV layout published with Margin-MSE (Hofstätter et al., arXiv
-2010.02666) holds one (query, positive, negative) triple per line::
-
-    score_pos<TAB>score_neg<TAB>qid<TAB>pid_pos<TAB>pid_neg
-
-:func:`export_msmarco_tsv` writes it (every judged-relevant scored passage of a query paired
-with every other scored passage of that query) and :func:`import_msmarco_tsv` reads it back
-into the Parquet columns. :func:`to_hf_dataset` builds the ``(query, positive, negative_1..n,
-label)`` dataset that sentence-transformers' ``MarginMSELoss`` trains on.
-
-Reused: pyarrow (Parquet files, the TSV fast path, group-by checks), the Hugging Face
-``datasets.Dataset`` the sentence-transformers trainer consumes, tqdm for progress.
+The table's schema, reading and conversions live in :mod:`irdistill.scores`.
 """
 
 from __future__ import annotations
@@ -45,48 +34,27 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from irdistill.data.collection import Collection, Qrels
-from irdistill.data.lines import read_lines
-from irdistill.errors import InputError, MissingDependencyError
+from irdistill.data.collection import Collection
+from irdistill.errors import InputError
 from irdistill.paths import atomic_path, write_text_atomic
+from irdistill.scores.table import SCHEMA, SCORES_NAME, PathLike
 from irdistill.teachers.base import Teacher, check_scores
-
-if TYPE_CHECKING:
-    import datasets
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "FORMAT_VERSION", "SCHEMA", "MANIFEST_NAME", "SCORES_NAME", "score_candidates",
-    "merge_shards", "shard_name", "read_scores", "validate_scores", "export_msmarco_tsv", "import_msmarco_tsv", "to_hf_dataset",
-]
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "score_candidates", "merge_shards", "shard_name"]
 
 FORMAT_VERSION = 1
 """Version of the folder layout and manifest; a folder of another version is not resumed."""
 
-SCHEMA = pa.schema([
-    ("qid", pa.string()), ("pid", pa.string()), ("score", pa.float64()), ("teacher", pa.string()),
-])
-"""Columns of every shard, of ``scores.parquet`` and of the tables this module returns."""
-
 MANIFEST_NAME = "manifest.json"
-SCORES_NAME = "scores.parquet"
-_COLUMNS = tuple(SCHEMA.names)
-_TSV_FIELDS = ("score_pos", "score_neg", "qid", "pid_pos", "pid_neg")
 _TEMP_SHARD = re.compile(r"^\.shard-(\d+)\.parquet\..*\.tmp$")
-
-PathLike = str | os.PathLike[str]
-
-
-# ---------------------------------------------------------------------------------------------
-# scoring
 
 
 def shard_name(chunk: int) -> str:
@@ -253,7 +221,7 @@ class _Plan:
 
     @classmethod
     def build(cls, collection: Collection, candidates: Mapping[str, Iterable[str]]) -> _Plan:
-        where = _collection_label(collection)
+        where = collection.label
         if not candidates:
             raise InputError("no candidates to score (the candidate dict is empty)")
         ids_hash, texts_hash = hashlib.sha256(), hashlib.sha256()
@@ -394,11 +362,6 @@ def _batch_kwargs(teacher: Teacher, name: str, listwise: bool, batch_size: int |
     return {"batch_size": batch_size}
 
 
-def _collection_label(collection: Collection) -> str:
-    label = collection.name or "?"
-    return f"{label}/{collection.split}" if collection.split else label
-
-
 def _manifest(teacher: Teacher, name: str, listwise: bool, plan: _Plan, chunks: list[list[str]],
               chunk_queries: int, collection: Collection) -> dict[str, Any]:
     scale = getattr(teacher, "scale", None)
@@ -417,7 +380,7 @@ def _manifest(teacher: Teacher, name: str, listwise: bool, plan: _Plan, chunks: 
         "num_chunks": len(chunks),
         "num_queries": len(plan.qids),
         "num_pairs": sum(len(p) for p in plan.pids.values()),
-        "collection": _collection_label(collection),
+        "collection": collection.label,
         "chunk_rows": [sum(len(plan.pids[q]) for q in chunk) for chunk in chunks],
     }
 
@@ -505,343 +468,3 @@ def _clear(out: Path) -> None:
     logger.info("overwrite: removed %d files from %s", removed, out)
 
 
-# ---------------------------------------------------------------------------------------------
-# reading and validating
-
-
-def read_scores(path: PathLike) -> pa.Table:
-    """Read a teacher-score Parquet file (or a job folder's ``scores.parquet``), validated.
-
-    Checks: the columns ``qid, pid, score, teacher`` (others are kept), string ids and a numeric
-    score (cast to float64), no null, no NaN or infinite score, no (qid, pid, teacher) twice.
-    Every failure is an :class:`InputError` naming the file, the column and the row (0-based).
-    """
-    source = Path(path)
-    if source.is_dir():
-        source = source / SCORES_NAME
-    if not source.is_file():
-        raise InputError(f"{source}: no such file")
-    try:
-        table = pq.read_table(source)
-    except (OSError, pa.ArrowException) as err:
-        raise InputError(f"{source}: not a readable Parquet file ({err})") from None
-    return validate_scores(table, str(source))
-
-
-def validate_scores(table: pa.Table, source: str = "scores table") -> pa.Table:
-    """The checks of :func:`read_scores` on a table in memory; returns it with canonical types."""
-    missing = [c for c in _COLUMNS if c not in table.column_names]
-    if missing:
-        raise InputError(f"{source}: missing column(s) {', '.join(missing)}; expected "
-                         f"{', '.join(_COLUMNS)} (found {', '.join(table.column_names) or 'none'})")
-    for field in SCHEMA:
-        column = table.column(field.name)
-        kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
-        ok = (pa.types.is_floating(kind) or pa.types.is_integer(kind) if field.name == "score"
-              else pa.types.is_string(kind) or pa.types.is_large_string(kind))
-        if not ok:
-            expected = "a number" if field.name == "score" else "a string"
-            raise InputError(f"{source}: column {field.name} has type {column.type}, expected {expected}")
-        if column.type != field.type:
-            table = table.set_column(table.schema.get_field_index(field.name), field,
-                                     column.cast(field.type))
-        column = table.column(field.name)
-        if column.null_count:
-            row = pc.index(pc.is_null(column), True).as_py()
-            raise InputError(f"{source}: row {row} (0-based): column {field.name} is null")
-    finite = pc.is_finite(table.column("score"))
-    if not pc.all(finite).as_py() and table.num_rows:
-        row = pc.index(finite, False).as_py()
-        value = table.column("score")[row].as_py()
-        raise InputError(f"{source}: row {row} (0-based): score is {value}; teacher scores must be finite")
-    keys = ["qid", "pid", "teacher"]
-    counts = table.select(keys).group_by(keys).aggregate([([], "count_all")])
-    if counts.num_rows != table.num_rows:
-        indexed = table.select(keys).append_column("_row", pa.array(np.arange(table.num_rows)))
-        groups = indexed.group_by(keys).aggregate([("_row", "list")])
-        rows = min((r for r in groups.column("_row_list").to_pylist() if len(r) > 1), key=lambda r: r[1])
-        first = table.slice(rows[0], 1).to_pylist()[0]
-        raise InputError(f"{source}: rows {rows[0]} and {rows[1]} (0-based) both hold query "
-                         f"{first['qid']!r}, passage {first['pid']!r}, teacher {first['teacher']!r}")
-    return table
-
-
-def _scores_table(scores: PathLike | pa.Table) -> pa.Table:
-    return validate_scores(scores) if isinstance(scores, pa.Table) else read_scores(scores)
-
-
-def scores_to_run(scores: PathLike | pa.Table) -> dict[str, dict[str, float]]:
-    """A score table (or its file) as a run: ``qid -> {pid: score}``, rows in table order."""
-    table = _scores_table(scores)
-    run: dict[str, dict[str, float]] = {}
-    for qid, pid, score in zip(*(table.column(c).to_pylist() for c in ("qid", "pid", "score")), strict=True):
-        run.setdefault(qid, {})[pid] = score
-    return run
-
-
-def _select_teacher(table: pa.Table, teacher: str | None) -> tuple[pa.Table, str]:
-    names = pc.unique(table.column("teacher")).to_pylist()
-    if not names:
-        raise InputError("the teacher-score table is empty")
-    if teacher is None:
-        if len(names) > 1:
-            raise InputError(f"the scores hold {len(names)} teachers ({', '.join(sorted(names))}); "
-                             "choose one with teacher=")
-        return table, names[0]
-    if teacher not in names:
-        raise InputError(f"no scores of teacher {teacher!r}; the scores hold {', '.join(sorted(names))}")
-    return table.filter(pc.equal(table.column("teacher"), teacher)), teacher
-
-
-def _by_query(table: pa.Table) -> dict[str, list[tuple[str, float]]]:
-    """``qid -> [(pid, score), ...]`` in table order (queries in order of first appearance)."""
-    grouped: dict[str, list[tuple[str, float]]] = {}
-    columns = zip(table.column("qid").to_pylist(), table.column("pid").to_pylist(),
-                  table.column("score").to_pylist(), strict=True)
-    for qid, pid, score in columns:
-        grouped.setdefault(qid, []).append((pid, score))
-    return grouped
-
-
-# ---------------------------------------------------------------------------------------------
-# MS MARCO teacher-score TSV
-
-
-def export_msmarco_tsv(scores: PathLike | pa.Table, qrels: Qrels, out_path: PathLike,
-                       teacher: str | None = None) -> Path:
-    """Write scores as MS MARCO teacher-score triples ``score_pos score_neg qid pid_pos pid_neg``.
-
-    For each query (in order of first appearance in the scores), every scored passage judged
-    relevant (``qrels[qid][pid] > 0``) is paired with every scored passage that is not (judged
-    0 or unjudged), positives and negatives each in score-table order. Scores are written with
-    Python's shortest round-trip float format, so :func:`import_msmarco_tsv` reads them back
-    exactly. Queries without a scored positive or negative are skipped (and counted in the
-    log). The file is written atomically.
-
-    Args:
-        scores: a teacher-score Parquet path (or job folder) or a table of the same columns.
-        qrels: ``qid -> {pid: relevance}``.
-        out_path: the TSV file to write.
-        teacher: which teacher's scores to export; required when the scores hold several.
-    """
-    table, name = _select_teacher(_scores_table(scores), teacher)
-    grouped = _by_query(table)
-    lines = 0
-    skipped = 0
-    for qid, rows in grouped.items():
-        judged = qrels.get(qid, {})
-        positives = sum(1 for pid, _ in rows if judged.get(pid, 0) > 0)
-        if positives == 0 or positives == len(rows):
-            skipped += 1
-        lines += positives * (len(rows) - positives)
-    if lines == 0:
-        raise InputError(f"no query of teacher {name}'s scores has both a judged-relevant and a "
-                         "non-relevant scored passage; do the qrels belong to these queries?")
-    for qid, rows in grouped.items():
-        for value in (qid, *(pid for pid, _ in rows)):
-            if any(c in value for c in "\t\r\n"):
-                raise InputError(f"id {value!r} holds a tab or newline; it cannot be written as TSV")
-    target = Path(out_path)
-    with atomic_path(target) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as out:
-        for qid, rows in grouped.items():
-            judged = qrels.get(qid, {})
-            positives = [(pid, s) for pid, s in rows if judged.get(pid, 0) > 0]
-            negatives = [(pid, s) for pid, s in rows if judged.get(pid, 0) <= 0]
-            for pos, pos_score in positives:
-                for neg, neg_score in negatives:
-                    out.write(f"{pos_score!r}\t{neg_score!r}\t{qid}\t{pos}\t{neg}\n")
-    logger.info("wrote %d triples of teacher %s to %s (%d queries skipped: no scored positive "
-                "or no scored negative)", lines, name, target, skipped)
-    return target
-
-
-def import_msmarco_tsv(path: PathLike, teacher: str = "imported") -> pa.Table:
-    """Read an MS MARCO teacher-score TSV into a ``qid, pid, score, teacher`` table.
-
-    Each (qid, pid) appears once, in order of first appearance (positive before negative on a
-    line); repeats with the same score are dropped. Raises :class:`InputError` naming
-    ``file:line`` for a line without 5 tab-separated fields, a score that is not a finite
-    number or an empty id, and naming both lines when a (qid, pid) has two different scores.
-    Blank lines are skipped. Large files go through pyarrow's CSV reader; a problem found
-    there is re-read line by line to name the offending line.
-    """
-    source = Path(path)
-    if not source.is_file():
-        raise InputError(f"{source}: no such file")
-    if not teacher:
-        raise InputError("teacher name for imported scores must not be empty")
-    table = _import_tsv_fast(source, teacher)
-    return table if table is not None else _import_tsv_lines(source, teacher)
-
-
-def _import_tsv_fast(source: Path, teacher: str) -> pa.Table | None:
-    """pyarrow's CSV reader plus vectorised checks; ``None`` when anything looks wrong."""
-    import pyarrow.csv as csv
-
-    types = {"score_pos": pa.float64(), "score_neg": pa.float64(), "qid": pa.string(),
-             "pid_pos": pa.string(), "pid_neg": pa.string()}
-    try:
-        raw = csv.read_csv(
-            source,
-            read_options=csv.ReadOptions(column_names=list(_TSV_FIELDS)),
-            parse_options=csv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False,
-                                           escape_char=False, newlines_in_values=False),
-            convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=False,
-                                               quoted_strings_can_be_null=False),
-        )
-    except pa.ArrowException:
-        return None
-    if raw.num_rows == 0:
-        return None
-    for name in _TSV_FIELDS:
-        column = raw.column(name)
-        if column.null_count:
-            return None
-        if name.startswith("score"):
-            if not pc.all(pc.is_finite(column)).as_py():
-                return None
-        elif pc.any(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0)).as_py():
-            return None
-    order = np.arange(raw.num_rows, dtype=np.int64) * 2
-    long = pa.concat_tables([
-        pa.table({"qid": raw.column("qid"), "pid": raw.column("pid_pos"),
-                  "score": raw.column("score_pos"), "order": order}),
-        pa.table({"qid": raw.column("qid"), "pid": raw.column("pid_neg"),
-                  "score": raw.column("score_neg"), "order": order + 1}),
-    ])
-    pairs = long.group_by(["qid", "pid"]).aggregate(
-        [("score", "min"), ("score", "max"), ("order", "min")])
-    if not pc.all(pc.equal(pairs.column("score_min"), pairs.column("score_max"))).as_py():
-        return None
-    pairs = pairs.sort_by("order_min")
-    return pa.table([pairs.column("qid"), pairs.column("pid"), pairs.column("score_min"),
-                     pa.nulls(pairs.num_rows, pa.string()).fill_null(teacher)], schema=SCHEMA)
-
-
-def _import_tsv_lines(source: Path, teacher: str) -> pa.Table:
-    """The reference line-by-line reader: exact ``file:line`` errors."""
-    first: dict[tuple[str, str], tuple[float, int]] = {}
-    for number, line in read_lines(source):
-        line = line.rstrip("\r\n")
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if len(fields) != len(_TSV_FIELDS):
-            raise InputError(f"{source}:{number}: expected 5 tab-separated fields "
-                             f"'{' '.join(_TSV_FIELDS)}', got {len(fields)}")
-        values = []
-        for label, text in zip(_TSV_FIELDS[:2], fields[:2], strict=True):
-            try:
-                value = float(text)
-            except ValueError:
-                raise InputError(f"{source}:{number}: {label} {text!r} is not a number") from None
-            if not np.isfinite(value):
-                raise InputError(f"{source}:{number}: {label} is {text!r}; teacher scores "
-                                 "must be finite")
-            values.append(value)
-        for label, text in zip(_TSV_FIELDS[2:], fields[2:], strict=True):
-            if not text.strip():
-                raise InputError(f"{source}:{number}: {label} is empty")
-        qid, pid_pos, pid_neg = fields[2:]
-        for pid, value in ((pid_pos, values[0]), (pid_neg, values[1])):
-            seen = first.get((qid, pid))
-            if seen is None:
-                first[(qid, pid)] = (value, number)
-            elif seen[0] != value:
-                raise InputError(f"{source}: query {qid!r}, passage {pid!r} has score "
-                                 f"{seen[0]!r} on line {seen[1]} and {value!r} on line {number}")
-    if not first:
-        raise InputError(f"{source}: no triples (the file is empty)")
-    keys = list(first)
-    return pa.table([pa.array([k[0] for k in keys], pa.string()), pa.array([k[1] for k in keys], pa.string()),
-                     pa.array([first[k][0] for k in keys], pa.float64()),
-                     pa.nulls(len(keys), pa.string()).fill_null(teacher)], schema=SCHEMA)
-
-
-# ---------------------------------------------------------------------------------------------
-# sentence-transformers training data
-
-
-def to_hf_dataset(
-    scores: PathLike | pa.Table,
-    collection: Collection,
-    qrels: Qrels | None = None,
-    *,
-    negatives_per_query: int = 1,
-    seed: int = 0,
-    teacher: str | None = None,
-) -> datasets.Dataset:
-    """A Margin-MSE training set for sentence-transformers' ``MarginMSELoss``.
-
-    One row per (query, judged-relevant scored passage); each row takes
-    ``negatives_per_query`` different passages, drawn uniformly without replacement (seeded
-    NumPy generator, queries in score-table order) from the query's scored passages that are
-    not judged relevant. Queries with no scored positive or too few negatives are skipped (and
-    counted in the log).
-
-    Columns (in this order, as the loss reads them):
-
-    +------------------------------------------------+---------------------------------------------+
-    | columns                                        | ``label``                                   |
-    +================================================+=============================================+
-    | ``query, positive, negative_1 .. negative_n``  | ``[t(q, p+) - t(q, n_i) for i in 1..n]``    |
-    +------------------------------------------------+---------------------------------------------+
-
-    Texts are the query text and ``Document.full_text()``; ``t`` is the teacher's raw score.
-    The label is always a list of ``n`` margins, the layout ``MarginMSELoss`` (ST >= 3)
-    accepts for one or several negatives.
-
-    Args:
-        scores: teacher-score Parquet path (or job folder) or table.
-        collection: the texts.
-        qrels: relevance judgements; default ``collection.qrels``.
-        negatives_per_query: ``n``, the negatives per row.
-        seed: seed of the negative sampling.
-        teacher: which teacher's scores; required when the scores hold several.
-
-    Raises:
-        MissingDependencyError: ``datasets`` is not installed.
-    """
-    try:
-        import datasets
-    except ImportError as err:
-        raise MissingDependencyError("to_hf_dataset needs the Hugging Face datasets library: "
-                                     "pip install datasets") from err
-    if not isinstance(negatives_per_query, int) or negatives_per_query < 1:
-        raise InputError(f"negatives_per_query must be a positive integer, got {negatives_per_query!r}")
-    table, name = _select_teacher(_scores_table(scores), teacher)
-    qrels = collection.qrels if qrels is None else qrels
-    where = _collection_label(collection)
-    rng = np.random.default_rng(seed)
-    n = negatives_per_query
-    columns: dict[str, list[Any]] = {"query": [], "positive": [],
-                                     **{f"negative_{i}": [] for i in range(1, n + 1)}, "label": []}
-    skipped = 0
-    for qid, rows in _by_query(table).items():
-        if qid not in collection.queries:
-            raise InputError(f"scores of teacher {name}: query id {qid!r} is not among the "
-                             f"queries of collection {where}")
-        for pid, _ in rows:
-            if pid not in collection.corpus:
-                raise InputError(f"scores of teacher {name}: passage id {pid!r} (query {qid!r}) "
-                                 f"is not in the corpus of collection {where}")
-        judged = qrels.get(qid, {})
-        positives = [(pid, s) for pid, s in rows if judged.get(pid, 0) > 0]
-        negatives = [(pid, s) for pid, s in rows if judged.get(pid, 0) <= 0]
-        if not positives or len(negatives) < n:
-            skipped += 1
-            continue
-        query = collection.queries[qid]
-        for pid, pos_score in positives:
-            picked = [negatives[i] for i in rng.choice(len(negatives), size=n, replace=False)]
-            columns["query"].append(query)
-            columns["positive"].append(collection.corpus[pid].full_text())
-            for i, (neg, _) in enumerate(picked, start=1):
-                columns[f"negative_{i}"].append(collection.corpus[neg].full_text())
-            columns["label"].append([pos_score - neg_score for _, neg_score in picked])
-    if not columns["query"]:
-        raise InputError(f"no training rows: no query of teacher {name}'s scores has a judged-"
-                         f"relevant scored passage and {n} non-relevant ones")
-    logger.info("Margin-MSE dataset: %d rows, %d negatives each (%d queries skipped: no scored "
-                "positive or fewer than %d negatives)", len(columns["query"]), n, skipped, n)
-    return datasets.Dataset.from_dict(columns)
