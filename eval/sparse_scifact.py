@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -42,17 +43,16 @@ METRICS = ["ndcg@10", "recall@100"]
 
 
 def bm25_row(test) -> dict:
-    from irdistill.candidates.bm25 import BM25Retriever
+    from irdistill.retrieval import BM25Retriever, hits_to_run
 
     bm25 = BM25Retriever(show_progress_bar=False)
-    bm25.index(test.doc_texts())
-    doc_tokens = bm25._tokenize(test.doc_texts())
-    query_tokens = bm25._tokenize(test.query_texts())
+    bm25.index(test)
+    doc_tokens = bm25.tokenize(test.doc_texts())
+    query_tokens = bm25.tokenize(test.query_texts())
     start = time.perf_counter()
-    scores, ids = bm25.search(test.query_texts(), 1000)
+    scores, ids = bm25.search(test.query_ids, test.query_texts(), 1000)
     seconds = time.perf_counter() - start
-    run = {q: {test.doc_ids[j]: float(s) for s, j in zip(scores[i], ids[i], strict=True)}
-           for i, q in enumerate(test.query_ids)}
+    run = hits_to_run(bm25.doc_ids, test.query_ids, scores, ids)
     metrics = evaluate_run(test.qrels, run, METRICS)
     return {**{m: round(v, 4) for m, v in metrics.items()},
             "doc_nnz": round(float(np.mean([len(set(d)) for d in doc_tokens.ids])), 2),
@@ -61,10 +61,13 @@ def bm25_row(test) -> dict:
 
 
 def sparse_row(model, test, batch_size: int) -> dict:
-    from irdistill.students.sparse import evaluate_sparse
+    from irdistill.evaluation import evaluate_retrieval
+    from irdistill.retrieval import SparseRetriever
 
-    run, perf = evaluate_sparse(model, test, k=1000, batch_size=batch_size, show_progress_bar=False)
-    metrics = evaluate_run(test.qrels, run, METRICS)
+    result = evaluate_retrieval(SparseRetriever(model, batch_size=batch_size), test, k=1000, metrics=METRICS,
+                                show_progress_bar=False)
+    metrics = result.metrics
+    perf = {**asdict(result.performance), **result.performance.figures}
     nq = perf["num_queries"]
     return {**{m: round(v, 4) for m, v in metrics.items()}, "doc_nnz": perf["doc_nnz"],
             "query_nnz": perf["query_nnz"],

@@ -120,6 +120,19 @@ class DenseEncoder:
         self._model: SentenceTransformer | None = None
         self._fingerprint: str | None = None
 
+    @classmethod
+    def from_model(cls, model: SentenceTransformer, *, name: str = "in-memory model", batch_size: int = 64,
+                   normalize: bool | Literal["auto"] = "auto") -> DenseEncoder:
+        """Wrap a model already in memory (e.g. one being trained): no cache, no progress bar."""
+        encoder = cls.__new__(cls)
+        encoder.name, encoder.path, encoder.batch_size = name, name, batch_size
+        encoder.max_seq_length, encoder.normalize, encoder.device = None, normalize, None
+        encoder.cache, encoder.cache_root, encoder.show_progress_bar = False, cache_dir(), False
+        encoder._model, encoder._fingerprint = model, None
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        return encoder
+
     @property
     def model(self) -> SentenceTransformer:
         if self._model is None:
@@ -164,15 +177,7 @@ class DenseEncoder:
                            embeddings.shape[0], len(ids))
         start = time.perf_counter()
         logger.info("encoding %d %ss with %s (batch size %d)", len(texts), side, self.name, self.batch_size)
-        encode = self.model.encode_query if side == "query" else self.model.encode_document
-        embeddings = encode(
-            texts,
-            batch_size=self.batch_size,
-            show_progress_bar=self.show_progress_bar,
-            convert_to_numpy=True,
-            normalize_embeddings=self._normalize(),
-        )
-        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        embeddings = self.embed(texts, side, show_progress_bar=self.show_progress_bar)
         seconds = time.perf_counter() - start
         if self.cache:
             with atomic_path(path) as tmp:
@@ -184,6 +189,14 @@ class DenseEncoder:
             write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1))
             logger.info("%d %s embeddings cached at %s", len(ids), side, path)
         return Encoded(embeddings, seconds, cached=False, encode_seconds=seconds)
+
+    def embed(self, texts: list[str], side: Side, *, show_progress_bar: bool = False) -> np.ndarray:
+        """Encode ``texts`` without the cache (ad hoc batches, e.g. candidate mining's queries):
+        float32 rows, L2-normalised when :attr:`normalize` says so."""
+        encode = self.model.encode_query if side == "query" else self.model.encode_document
+        embeddings = encode(list(texts), batch_size=self.batch_size, show_progress_bar=show_progress_bar,
+                            convert_to_numpy=True, normalize_embeddings=self._normalize())
+        return np.ascontiguousarray(embeddings, dtype=np.float32)
 
 
 def load_sentence_transformer(path: str, device: str | None = None) -> SentenceTransformer:

@@ -78,9 +78,9 @@ class RunConfig:
     def check_inputs(self) -> None:
         """Everything that can be checked before work starts: models, the teacher recipe and the
         packages the stages import. Loads no model and reads no data set."""
-        from irdistill.candidates.bm25 import is_bm25
         from irdistill.dependencies import TRAINING, require
         from irdistill.paths import check_model
+        from irdistill.retrieval.bm25 import is_bm25
         from irdistill.teachers.factory import check_teacher
 
         self.validate()

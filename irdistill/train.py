@@ -401,21 +401,12 @@ class HarnessEvaluator:
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
         from irdistill.evaluation.metrics import evaluate_run
-        from irdistill.indexes import make_index
+        from irdistill.retrieval import DenseRetriever, retrieve
 
-        c = self.collection
-        normalize = str(model.similarity_fn_name) == "cosine"
-        docs = model.encode_document(c.doc_texts(), batch_size=self.batch_size, convert_to_numpy=True,
-                                     normalize_embeddings=normalize, show_progress_bar=False)
-        queries = model.encode_query(c.query_texts(), batch_size=self.batch_size, convert_to_numpy=True,
-                                     normalize_embeddings=normalize, show_progress_bar=False)
-        index = make_index("flat", docs.shape[1], device="cpu")
-        index.add(np.asarray(docs, dtype=np.float32))
-        scores, ids = index.search(np.asarray(queries, dtype=np.float32), 100)
-        doc_ids = c.doc_ids
-        run = {q: {doc_ids[i]: float(s) for s, i in zip(scores[r], ids[r], strict=True) if i >= 0}
-               for r, q in enumerate(c.query_ids)}
-        values = evaluate_run(c.qrels, run, list(self.metrics))
+        retriever = DenseRetriever(model, index="flat", device="cpu", batch_size=self.batch_size)
+        retriever.index(self.collection)
+        run = retrieve(retriever, self.collection, 100)
+        values = evaluate_run(self.collection.qrels, run, list(self.metrics))
         return {f"{self.name}_{m}": float(v) for m, v in values.items()}
 
 

@@ -360,19 +360,37 @@ def test_train_sparse_student_bad_input(tiny_mlm_dir: Path) -> None:
         train_sparse_student(student, _margin_dataset(), flops_weights="idf", max_steps=1)
 
 
-def test_evaluate_sparse_on_tiny_beir(tiny_mlm_dir: Path, beir_dir: Path) -> None:
+def test_sparse_retriever_through_the_harness(tiny_mlm_dir: Path, beir_dir: Path) -> None:
+    import numpy as np
+
     from irdistill.data import load_collection
-    from irdistill.students.sparse import build_inference_free_student, evaluate_sparse
+    from irdistill.evaluation import evaluate_retrieval
+    from irdistill.retrieval import SparseRetriever
+    from irdistill.students.sparse import (
+        build_inference_free_student,
+        encode_sparse,
+        load_sparse_student,
+    )
 
     collection = load_collection(str(beir_dir), split="test")
     for student in (str(tiny_mlm_dir), build_inference_free_student(tiny_mlm_dir, collection, device="cpu")):
-        run, perf = evaluate_sparse(student, collection, k=5, batch_size=4, show_progress_bar=False)
+        result = evaluate_retrieval(SparseRetriever(student, batch_size=4), collection, k=5,
+                                    metrics=["ndcg@10"], show_progress_bar=False)
+        run, perf = result.run, result.performance
         assert set(run) == set(collection.queries)
         assert all(len(hits) <= 5 and set(hits) <= set(collection.corpus) for hits in run.values())
-        assert all(list(h.values()) == sorted(h.values(), reverse=True) for h in run.values())
-        assert perf["num_queries"] == len(collection.queries) and perf["num_docs"] == 8
-        assert perf["doc_nnz"] > 0 and perf["query_nnz"] > 0 and perf["index_bytes"] > 0
-        assert perf["queries_per_second"] > 0 and perf["corpus_encode_seconds"] > 0
+        # the scores are the dot products of the encoded query and document vectors, best first
+        model = load_sparse_student(student)
+        docs = encode_sparse(model, collection.doc_texts(), side="document", batch_size=4, show_progress_bar=False)
+        queries = encode_sparse(model, collection.query_texts(), side="query", batch_size=4, show_progress_bar=False)
+        dense = (queries.matrix @ docs.matrix.T).toarray()
+        for row, qid in enumerate(collection.query_ids):
+            expected = sorted((v for v in dense[row] if v > 0), reverse=True)[:5]
+            np.testing.assert_allclose(list(run[qid].values()), expected, rtol=1e-5)
+        assert perf.num_queries == len(collection.queries) and perf.num_docs == 8
+        assert perf.figures["doc_nnz"] > 0 and perf.figures["query_nnz"] > 0 and perf.index_bytes > 0
+        assert perf.queries_per_second > 0 and perf.corpus_encode_seconds > 0
+        assert 0 <= result.metrics["ndcg@10"] <= 1
 
 
 @pytest.mark.slow

@@ -91,7 +91,7 @@ def test_bm25_teacher_agrees_with_bm25_retrieval(beir_dir: Path) -> None:
     texts = collection.doc_texts()
     query = "vaccine immune response"
     scores = teacher.score([query] * len(texts), texts)
-    top_scores, top_ids = teacher.retriever.search([query], 3)
+    top_scores, top_ids = teacher.retriever.search(["q"], [query], 3)
     np.testing.assert_allclose(np.sort(scores)[::-1][:3], top_scores[0], rtol=1e-5)
     assert int(np.argmax(scores)) == int(top_ids[0, 0])
     with pytest.raises(InputError, match="not in the BM25 teacher's collection"):

@@ -1,6 +1,8 @@
-"""First-stage candidate generation (BM25 now; dense mining builds on the FAISS indexes)."""
+"""Candidate mining: each query's top-k negatives from a first-stage retriever, streamed.
 
-from irdistill.candidates.bm25 import BM25Params, BM25Retriever
+The retrievers themselves (BM25, dense, sparse, saved indexes) live in :mod:`irdistill.retrieval`.
+"""
+
 from irdistill.candidates.mining import (
     FalseNegativeFilter,
     iter_candidates,
@@ -8,4 +10,4 @@ from irdistill.candidates.mining import (
     write_candidates,
 )
 
-__all__ = ["BM25Params", "BM25Retriever", "FalseNegativeFilter", "iter_candidates", "mine_candidates", "write_candidates"]
+__all__ = ["FalseNegativeFilter", "iter_candidates", "mine_candidates", "write_candidates"]

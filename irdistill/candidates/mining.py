@@ -1,5 +1,7 @@
 """Candidate mining: top-k passages per query from BM25 or a dense model, in query batches.
 
+The corpus side is a :class:`~irdistill.retrieval.Retriever` (:func:`~irdistill.retrieval.make_retriever`).
+
 Queries are processed ``query_batch_size`` at a time and each batch's lines are appended to
 the output run file, so memory stays flat as the number of queries grows (the corpus side, a
 BM25 index or a FAISS index of the corpus embeddings, is built once). Judged positives are
@@ -24,10 +26,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from irdistill.candidates.bm25 import is_bm25
 from irdistill.data.collection import Collection, Run
 from irdistill.errors import InputError
 from irdistill.paths import atomic_path
+from irdistill.retrieval import make_retriever
 from irdistill.teachers.base import Teacher
 
 logger = logging.getLogger(__name__)
@@ -37,40 +39,6 @@ logger = logging.getLogger(__name__)
 class FalseNegativeFilter:
     teacher: Teacher
     margin: float = 0.0
-
-
-class _Searcher:
-    """BM25 or a dense model plus FAISS index over the corpus, searched a batch at a time."""
-
-    def __init__(self, collection: Collection, retriever: str, index: str, batch_size: int,
-                 show_progress_bar: bool) -> None:
-        self.collection = collection
-        if is_bm25(retriever):
-            from irdistill.candidates.bm25 import BM25Retriever
-
-            self.bm25: Any = BM25Retriever(show_progress_bar=show_progress_bar)
-            self.bm25.index(collection.doc_texts())
-            self.encoder = None
-        else:
-            from irdistill.encoding import DenseEncoder
-            from irdistill.indexes import make_index
-
-            self.bm25 = None
-            self.encoder = DenseEncoder(retriever, batch_size=batch_size, show_progress_bar=show_progress_bar)
-            docs = self.encoder.encode(collection.doc_ids, collection.doc_texts(), side="document").embeddings
-            self.index = make_index(index, docs.shape[1])
-            self.index.add(docs)
-
-    def search(self, qids: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        texts = [self.collection.queries[q] for q in qids]
-        if self.bm25 is not None:
-            return self.bm25.search(texts, k)
-        assert self.encoder is not None
-        # query embeddings are not cached here: batches differ from run to run
-        model = self.encoder.model
-        emb = model.encode_query(texts, batch_size=self.encoder.batch_size, convert_to_numpy=True,
-                                 normalize_embeddings=self.encoder._normalize(), show_progress_bar=False)
-        return self.index.search(np.ascontiguousarray(emb, dtype=np.float32), k)
 
 
 def iter_candidates(
@@ -95,15 +63,17 @@ def iter_candidates(
     for qid in qids:
         if qid not in collection.queries:
             raise InputError(f"query id {qid!r} is not in {collection.name}/{collection.split}")
-    searcher = _Searcher(collection, retriever, index, batch_size, show_progress_bar)
-    doc_ids = collection.doc_ids
+    searcher = make_retriever(retriever, index=index, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    searcher.index(collection)
+    doc_ids = searcher.doc_ids
     dropped = 0
     for start in tqdm(range(0, len(qids), query_batch_size), desc="candidates", unit="batch",
                       disable=not show_progress_bar):
         batch = qids[start:start + query_batch_size]
         positives = [set(collection.positives(q)) for q in batch]
         depth = k + (max((len(p) for p in positives), default=0) if exclude_positives else 0)
-        scores, ids = searcher.search(batch, depth)
+        # query embeddings are not cached here: batches differ from run to run
+        scores, ids = searcher.search(batch, [collection.queries[q] for q in batch], depth, cache=False)
         for row, qid in enumerate(batch):
             hits = [(doc_ids[i], float(s)) for s, i in zip(scores[row], ids[row], strict=True) if i >= 0]
             if exclude_positives:

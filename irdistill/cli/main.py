@@ -325,9 +325,9 @@ GLOBAL = {"command", "config", "verbose", "quiet", "debug"}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from irdistill.candidates.bm25 import is_bm25
     from irdistill.cli.config import EvaluateConfig
     from irdistill.config import config_from
+    from irdistill.retrieval.bm25 import is_bm25
 
     cfg = config_from(EvaluateConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
@@ -400,9 +400,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_candidates(args: argparse.Namespace) -> int:
-    from irdistill.candidates.bm25 import is_bm25
     from irdistill.cli.config import CandidatesConfig
     from irdistill.config import config_from
+    from irdistill.retrieval.bm25 import is_bm25
 
     cfg = config_from(CandidatesConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()

@@ -107,7 +107,9 @@ class SparseIndex(Index):
         self._parts.append(docs)
         self._postings = None
 
-    def _posting_lists(self) -> sp.csr_matrix:
+    def posting_lists(self) -> sp.csr_matrix:
+        """The inverted lists (term x document CSR), built on first use; call it after the last
+        :meth:`add` to build them before timing searches."""
         if self._postings is None:
             self._postings = self.documents.T.tocsr()
         return self._postings
@@ -124,7 +126,7 @@ class SparseIndex(Index):
         ids = np.full((n, k), -1, dtype=np.int64)
         if self.ntotal == 0 or n == 0:
             return scores, ids
-        postings = self._posting_lists()
+        postings = self.posting_lists()
         for start in range(0, n, _QUERY_CHUNK):
             hits = (q[start:start + _QUERY_CHUNK] @ postings).tocsr()
             hits.sort_indices()

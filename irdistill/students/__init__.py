@@ -6,7 +6,8 @@ model's own scores and exported as a standard faiss index. Its names load on fir
 
 ``sparse``: SPLADE and inference-free SPLADE students (arXiv 2109.10086, 2411.04403) built on
 sentence-transformers' ``SparseEncoder``, an IDF-weighted FLOPS regulariser, a training helper and
-``evaluate_sparse`` (encode, sparse inverted index, search). Also loaded on first use.
+the CSR encoder. Also loaded on first use. A sparse student is searched and evaluated through
+:class:`irdistill.retrieval.SparseRetriever` and :func:`irdistill.evaluation.evaluate_retrieval`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
         build_splade_student,
         compute_idf,
         encode_sparse,
-        evaluate_sparse,
         is_inference_free,
         load_sparse_student,
         student_idf,
@@ -43,7 +43,6 @@ _SPARSE = (
     "build_splade_student",
     "compute_idf",
     "encode_sparse",
-    "evaluate_sparse",
     "is_inference_free",
     "load_sparse_student",
     "student_idf",
@@ -63,7 +62,6 @@ __all__ = [
     "build_splade_student",
     "compute_idf",
     "encode_sparse",
-    "evaluate_sparse",
     "is_inference_free",
     "load_sparse_student",
     "student_idf",

@@ -60,9 +60,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
-from irdistill.data.collection import Collection, Run
+from irdistill.data.collection import Collection
 from irdistill.errors import InputError
-from irdistill.indexes.sparse import SparseIndex
 from irdistill.paths import resolve_model, save_model_atomic
 
 if TYPE_CHECKING:
@@ -77,7 +76,6 @@ __all__ = [
     "compute_idf",
     "document_frequencies",
     "encode_sparse",
-    "evaluate_sparse",
     "is_inference_free",
     "load_sparse_student",
     "student_idf",
@@ -723,89 +721,3 @@ def encode_sparse(
     logger.info("%d %s texts encoded in %.1fs (%.1f/s), %.1f non-zeros each", n, side, seconds,
                 encoded.per_second, encoded.avg_nnz)
     return encoded
-
-
-def evaluate_sparse(
-    model: str | os.PathLike[str] | SparseEncoder,
-    collection: Collection,
-    k: int = 1000,
-    batch_size: int = 32,
-    show_progress_bar: bool = True,
-    *,
-    max_active_dims: int | None = None,
-    device: str | None = None,
-) -> tuple[Run, dict[str, float]]:
-    """Encode, index with :class:`SparseIndex`, search: the run and speed / size figures.
-
-    Returns ``(run, perf)``: ``run`` maps every query id of the collection to ``{doc_id: score}``
-    (its hits, at most ``k``; a query that shares no term with any document gets ``{}``);
-    ``perf`` has the :class:`irdistill.evaluation.harness.Performance` fields (``num_docs``,
-    ``num_queries``, ``corpus_encode_seconds``, ``docs_per_second``, ``query_encode_seconds``,
-    ``index_build_seconds``, ``index_bytes``, ``search_seconds``, ``queries_per_second``,
-    ``latency_ms_per_query``, ``total_seconds``) plus ``doc_nnz`` and ``query_nnz`` (average
-    non-zeros per document / query) and ``index_nnz`` (total posting-list length).
-
-    Args:
-        model: a ``SparseEncoder``, a sparse model folder / hub id, or a masked LM (as SPLADE).
-        collection: from :func:`irdistill.data.load_collection`.
-        k: documents retrieved per query.
-        batch_size: encoding batch size.
-        max_active_dims: cap on non-zeros per text at encoding time.
-        device: torch device when ``model`` is loaded here.
-    """
-    from tqdm.auto import tqdm
-
-    started = time.perf_counter()
-    if k < 1:
-        raise InputError(f"k must be >= 1, got {k}")
-    if not collection.queries:
-        raise InputError(f"collection {collection.name} has no queries")
-    student = load_sparse_student(model, device=device)
-    doc_ids, query_ids = collection.doc_ids, collection.query_ids
-    docs = encode_sparse(student, collection.doc_texts(), side="document", batch_size=batch_size,
-                         show_progress_bar=show_progress_bar, max_active_dims=max_active_dims, ids=doc_ids)
-    t0 = time.perf_counter()
-    index = SparseIndex(docs.matrix.shape[1])
-    index.add(docs.matrix)
-    index._posting_lists()  # build the inverted lists now, so search time is search only
-    build_seconds = time.perf_counter() - t0
-    queries = encode_sparse(student, collection.query_texts(), side="query", batch_size=batch_size,
-                            show_progress_bar=show_progress_bar, max_active_dims=max_active_dims, ids=query_ids)
-    t0 = time.perf_counter()
-    parts_s, parts_i = [], []
-    step = 1024
-    for start in tqdm(range(0, len(query_ids), step), desc="search", disable=not show_progress_bar, unit="batch"):
-        s, i = index.search(queries.matrix[start:start + step], k)
-        parts_s.append(s)
-        parts_i.append(i)
-    scores, ids = np.concatenate(parts_s), np.concatenate(parts_i)
-    search_seconds = time.perf_counter() - t0
-
-    run: Run = {
-        qid: {doc_ids[i]: float(s) for s, i in zip(scores[row], ids[row], strict=True) if i >= 0}
-        for row, qid in enumerate(query_ids)
-    }
-    empty = sum(1 for hits in run.values() if not hits)
-    if empty:
-        logger.warning("%d of %d queries share no term with any document (empty result lists)", empty, len(run))
-    nq, nd = len(query_ids), len(doc_ids)
-    perf: dict[str, float] = {
-        "num_docs": nd,
-        "num_queries": nq,
-        "doc_nnz": round(docs.avg_nnz, 2),
-        "query_nnz": round(queries.avg_nnz, 2),
-        "index_nnz": index.nnz,
-        "corpus_encode_seconds": round(docs.seconds, 3),
-        "docs_per_second": round(nd / docs.seconds, 2) if docs.seconds > 0 else 0.0,
-        "query_encode_seconds": round(queries.seconds, 4),
-        "index_build_seconds": round(build_seconds, 4),
-        "index_bytes": index.nbytes,
-        "search_seconds": round(search_seconds, 4),
-        "queries_per_second": round(nq / search_seconds, 1) if search_seconds > 0 else 0.0,
-        "latency_ms_per_query": round(1000 * (queries.seconds + search_seconds) / nq, 3),
-        "total_seconds": round(time.perf_counter() - started, 2),
-    }
-    logger.info("sparse retrieval on %s: %.1f doc nnz, %.1f query nnz, %.1f queries/s, index %.2f MiB",
-                collection.name or "collection", perf["doc_nnz"], perf["query_nnz"], perf["queries_per_second"],
-                index.nbytes / 2**20)
-    return run, perf

@@ -1,6 +1,6 @@
 """BM25 teacher: bm25s scores of given (query, passage) pairs over a collection's statistics.
 
-Reuses :class:`irdistill.candidates.BM25Retriever` (bm25s, Lucene BM25, stemming): a query's
+Reuses :class:`irdistill.retrieval.BM25Retriever` (bm25s, Lucene BM25, stemming): a query's
 scores against the whole corpus come from one sparse-matrix product, then the pairs' passages
 are looked up by text. Passages must belong to the collection (their statistics are needed).
 """
@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from irdistill.candidates.bm25 import BM25Params, BM25Retriever
 from irdistill.data.collection import Collection
 from irdistill.errors import InputError
+from irdistill.retrieval.bm25 import BM25Params, BM25Retriever
 from irdistill.teachers.base import (
     TEACHERS,
     PointwiseTeacher,
@@ -37,7 +37,7 @@ class BM25Teacher(PointwiseTeacher):
         self.params = params or BM25Params()
         self.retriever = BM25Retriever(self.params, show_progress_bar=show_progress_bar)
         texts = collection.doc_texts()
-        self.retriever.index(texts)
+        self.retriever.index_texts(texts, collection.doc_ids)
         self._rows = {text: i for i, text in enumerate(texts)}
 
     def config(self) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """BM25 over a collection with bm25s (Lucene variant, English stop words, Snowball stemmer).
 
+:class:`BM25Retriever` is a :class:`~irdistill.retrieval.Retriever`: the harness, candidate
+mining and the BM25 teacher (``scores_of``) share one implementation.
+
 Reused: ``bm25s.tokenize`` and ``bm25s.BM25`` (sparse-matrix scoring); PyStemmer for stemming.
 """
 
@@ -12,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from irdistill.data.collection import Collection
 from irdistill.errors import InputError, MissingDependencyError
+from irdistill.retrieval.base import Retriever
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +40,14 @@ class BM25Params:
     stemmer: str | None = "english"
 
 
-class BM25Retriever:
-    """Index document texts once, then retrieve top-k (row positions and scores) per query.
+class BM25Retriever(Retriever):
+    """Index a corpus once, then retrieve top-k (row positions and scores) per query text.
 
-    The defaults k1=0.9, b=0.4 are Anserini's BEIR settings.
+    The defaults k1=0.9, b=0.4 are Anserini's BEIR settings. Queries are tokenised inside the
+    search, so :attr:`query_seconds` stays 0 and the search time includes tokenising.
     """
+
+    name = "bm25s"
 
     def __init__(self, params: BM25Params | None = None, show_progress_bar: bool = True) -> None:
         try:
@@ -54,7 +62,6 @@ class BM25Retriever:
         self._stemmer = self._make_stemmer()
         self._retriever: Any = None
         self.num_docs = 0
-        self.index_seconds = 0.0
 
     def _make_stemmer(self) -> Any:
         if not self.params.stemmer:
@@ -69,14 +76,30 @@ class BM25Retriever:
         return self._bm25s.tokenize(texts, stopwords=self.params.stopwords, stemmer=self._stemmer,
                                     show_progress=self.show_progress_bar)
 
-    def index(self, texts: list[str]) -> None:
+    def index(self, collection: Collection) -> None:
+        self.index_texts(collection.doc_texts(), collection.doc_ids)
+
+    def index_texts(self, texts: list[str], ids: list[str] | None = None) -> None:
+        """Index ``texts`` (result rows are their positions; ``ids`` name them, default ``"0"..``)."""
         if not texts:
             raise InputError("BM25: no documents to index")
         start = time.perf_counter()
         retriever = self._bm25s.BM25(k1=self.params.k1, b=self.params.b, method=self.params.method)
         retriever.index(self._tokenize(texts), show_progress=self.show_progress_bar)
         self._retriever, self.num_docs = retriever, len(texts)
-        self.index_seconds = time.perf_counter() - start
+        self.doc_ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
+        self.corpus_seconds = time.perf_counter() - start
+
+    def tokenize(self, texts: list[str]) -> Any:
+        """bm25s tokens of ``texts`` with this retriever's stop words and stemmer (``.ids``, ``.vocab``)."""
+        return self._tokenize(texts)
+
+    @property
+    def nbytes(self) -> int:
+        """The score matrix bm25s keeps (CSC data, indices, pointers)."""
+        if self._retriever is None:
+            return 0
+        return int(sum(getattr(a, "nbytes", 0) for a in self._retriever.scores.values()))
 
     def scores_of(self, query: str) -> np.ndarray:
         """BM25 of one query against every indexed document (row order)."""
@@ -88,11 +111,11 @@ class BM25Retriever:
             return np.zeros(self.num_docs, dtype=np.float64)
         return np.asarray(self._retriever.get_scores(tokens), dtype=np.float64)
 
-    def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(scores, ids)`` of shape ``(n_queries, min(k, num_docs))``."""
+    def search_encoded(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, rows)`` of shape ``(n_queries, min(k, num_docs))`` for query texts."""
         if self._retriever is None:
             raise InputError("BM25: call index() before search()")
         k = min(k, self.num_docs)
-        ids, scores = self._retriever.retrieve(self._tokenize(queries), k=k,
+        ids, scores = self._retriever.retrieve(self._tokenize(list(queries)), k=k,
                                                show_progress=self.show_progress_bar)
         return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)
