@@ -43,7 +43,7 @@ def run_side(side: str, scores: str, batch_size: int) -> dict:
     import logging
 
     from irdistill.config import build_config
-    from irdistill.train import TrainConfig, train_student
+    from irdistill.workflows.training import TrainConfig, train_student
 
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +69,7 @@ def _plain_st(cfg, tmp: Path) -> dict:
 
     from irdistill.data import load_collection
     from irdistill.paths import resolve_model
-    from irdistill.train import build_train_dataset
+    from irdistill.workflows.training import build_train_dataset
 
     collection = load_collection(cfg.dataset, split=cfg.split)
     torch.manual_seed(cfg.seed)

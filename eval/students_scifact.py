@@ -42,9 +42,9 @@ from irdistill.data import load_collection
 from irdistill.evaluation import evaluate_retrieval, evaluate_run, per_query_scores
 from irdistill.evaluation.fidelity import teacher_fidelity
 from irdistill.paths import update_json_table, write_text_atomic
-from irdistill.pipeline import student_scores
 from irdistill.scores.table import read_scores, scores_to_run
-from irdistill.train import TrainConfig, train_student
+from irdistill.workflows.pipeline import student_scores
+from irdistill.workflows.training import TrainConfig, train_student
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"

@@ -87,7 +87,7 @@ def main() -> None:
             run = bm25
         else:
             if name == "ce-minilm-scifact" and not (CE_DIR / "config.json").is_file():
-                from irdistill.teachers.train_cross_encoder import train_cross_encoder
+                from irdistill.workflows.teacher_training import train_cross_encoder
 
                 train = load_collection("beir/scifact/train")
                 train_cross_encoder("sentence-transformers/all-MiniLM-L6-v2", train, CE_DIR, **CE_TRAINING)

@@ -88,8 +88,8 @@ def test_listwise_training_data(tiny_model_dir: Path, beir_dir: Path, tmp_path: 
     from irdistill.data import load_collection
     from irdistill.scores.table import read_scores
     from irdistill.teachers.bm25 import BM25Teacher
-    from irdistill.train import TrainConfig, build_training_data
     from irdistill.workflows.scoring import score_candidates
+    from irdistill.workflows.training import TrainConfig, build_training_data
 
     collection = load_collection(beir_dir, split="test")
     store = score_candidates(BM25Teacher(collection), collection, {q: collection.doc_ids for q in collection.queries},

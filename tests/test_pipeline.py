@@ -49,7 +49,7 @@ def test_run_chains_every_stage_and_skips_finished_ones(beir_dir: Path, tiny_mod
     assert set(summary["metrics"]) == {"ndcg@10", "recall@5"}
     assert -1.0 <= summary["fidelity"]["kendall_tau"] <= 1.0
     mtime = (out / "student" / "irdistill_training.json").stat().st_mtime
-    with caplog.at_level(logging.INFO, logger="irdistill.pipeline"):
+    with caplog.at_level(logging.INFO, logger="irdistill.workflows.pipeline"):
         assert main(["run", str(path)]) == 0
     assert (out / "student" / "irdistill_training.json").stat().st_mtime == mtime
     assert "stage train: skipped" in caplog.text

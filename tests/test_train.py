@@ -7,7 +7,7 @@ import pytest
 
 from irdistill.data import load_collection
 from irdistill.errors import InputError
-from irdistill.train import TrainConfig, build_train_dataset, train_student
+from irdistill.workflows.training import TrainConfig, build_train_dataset, train_student
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from irdistill.data import load_collection
 from irdistill.errors import InputError
 from irdistill.teachers.cross_encoder import CrossEncoderTeacher
-from irdistill.teachers.train_cross_encoder import build_pairs, train_cross_encoder
+from irdistill.workflows.teacher_training import build_pairs, train_cross_encoder
 
 
 def test_build_pairs_positive_then_hard_negatives(beir_dir: Path) -> None:

@@ -141,7 +141,7 @@ class IndexConfig:
 
     The kind's options (``m`` .. ``max_active_dims``) are ``None`` unless given, so the index kind's
     own defaults apply and an option the kind does not take is an error
-    (:func:`irdistill.indexes.build.check_build_options`).
+    (:func:`irdistill.workflows.indexing.check_build_options`).
     """
 
     kind: str = ""
@@ -184,7 +184,7 @@ class IndexConfig:
         return {key: getattr(self, key) for key in self.OPTIONS if getattr(self, key) is not None}
 
     def validate(self) -> None:
-        from irdistill.indexes.build import check_build_options
+        from irdistill.workflows.indexing import check_build_options
 
         for key in ("kind", "dataset", "model", "out"):
             if not getattr(self, key):

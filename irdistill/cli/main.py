@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Margin-MSE, the TAS-Balanced dual-teacher loss, listwise KL or InfoNCE, batches drawn "
         "by the TAS-Balanced or a random sampler, through the sentence-transformers trainer "
         "(checkpoints, resume, DDP under torchrun / accelerate launch). Every key of the recipe "
-        "(see irdistill.train.TrainConfig) can be written in the YAML file; the common ones are flags.",
+        "(see irdistill.workflows.training.TrainConfig) can be written in the YAML file; the common ones are flags.",
         epilog="example: irdistill train --config eval/recipes/scifact_student_base.yaml "
         "--scores runs/scifact-distill/scores.train --out runs/student",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-k", "--k", type=int, help="documents retrieved per query (default: largest metric cutoff)")
     rn = sub.add_parser(
         "run", help="run a whole recipe: candidates -> teacher scores -> student -> index -> evaluation",
-        description="Chain every stage of a distillation recipe (see irdistill.pipeline.RunConfig): "
+        description="Chain every stage of a distillation recipe (see irdistill.workflows.pipeline.RunConfig): "
         "mine training candidates, score them with the teacher, train the student, index the test "
         "corpus with it and evaluate, plus teacher fidelity. A stage whose output exists is skipped, "
         "so an interrupted run continues where it stopped.",
@@ -491,7 +491,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     require(*TRAINING, purpose="irdistill train-teacher")
     check_model(cfg.backbone, what="--backbone")
     from irdistill.data import load_collection
-    from irdistill.teachers.train_cross_encoder import train_cross_encoder
+    from irdistill.workflows.teacher_training import train_cross_encoder
 
     collection = load_collection(cfg.dataset, split=cfg.split or "train")
     logger.info("%r", collection)
@@ -508,7 +508,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from irdistill.config import config_from
-    from irdistill.train import TrainConfig, train_student
+    from irdistill.workflows.training import TrainConfig, train_student
 
     cfg = config_from(TrainConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
@@ -526,7 +526,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     cfg.validate()
     check_model(cfg.model, what="--model")
     from irdistill.data import load_collection
-    from irdistill.indexes.build import build_index
+    from irdistill.workflows.indexing import build_index
 
     collection = load_collection(cfg.dataset, split=cfg.split)
     logger.info("%r", collection)
@@ -552,7 +552,7 @@ def _train_queries(dataset: str, spec: str) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from irdistill.config import build_config, load_yaml
-    from irdistill.pipeline import RunConfig, run_pipeline
+    from irdistill.workflows.pipeline import RunConfig, run_pipeline
 
     if not args.recipe:
         raise InputError("run: give a recipe file, e.g. irdistill run eval/recipes/scifact_quick.yaml")

@@ -16,12 +16,13 @@ from irdistill.indexes.faiss_indexes import (
     faiss_gpu_count,
     load_index,
     resolve_device,
+    wrap_faiss_index,
 )
 from irdistill.indexes.sparse import SparseIndex
 
 __all__ = [
     "INDEXES", "Index", "FaissIndex", "SparseIndex", "check_index_params", "FlatIndex", "HNSWIndex", "IVFPQIndex", "PQIndex", "make_index",
-    "load_index", "faiss_gpu_count", "resolve_device",
+    "load_index", "wrap_faiss_index", "faiss_gpu_count", "resolve_device",
 ]
 
 

@@ -18,6 +18,8 @@ class Index(ABC):
     """
 
     kind: ClassVar[str]
+    file_suffix: ClassVar[str] = ".faiss"
+    """What :meth:`save` writes (``index.faiss``, ``index.npz``), for folders of indexes."""
 
     @abstractmethod
     def add(self, embeddings: np.ndarray) -> None:
@@ -45,6 +47,12 @@ class Index(ABC):
     @abstractmethod
     def nbytes(self) -> int:
         """Size of the serialised index in bytes."""
+
+    def describe(self) -> dict[str, Any]:
+        """What an index folder's ``index.json`` says about the index: format, sizes."""
+        n = self.ntotal
+        return {"format": type(self).__name__, "ntotal": n,
+                "bytes_per_vector": round(self.nbytes / n, 1) if n else 0.0}
 
 
 INDEXES: Registry[type[Index]] = Registry("index kind")

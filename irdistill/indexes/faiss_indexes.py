@@ -155,6 +155,14 @@ class FaissIndex(Index):
     def nbytes(self) -> int:
         return int(_faiss().serialize_index(self.faiss_index).nbytes)
 
+    def describe(self) -> dict[str, Any]:
+        """Format, metric, dimension, size and the code a vector is stored as (``m · nbits / 8``
+        bytes for the PQ kinds, 4 per dimension for flat)."""
+        raw = self.faiss_index
+        pq = getattr(raw, "pq", None)
+        return {"format": f"faiss {type(raw).__name__}", "metric": "inner_product", "dim": int(raw.d),
+                "ntotal": int(raw.ntotal), "bytes_per_vector": int(pq.code_size) if pq is not None else 4 * int(raw.d)}
+
 
 def read_faiss_index(path: str | os.PathLike[str]) -> Any:
     p = Path(path)
@@ -304,7 +312,11 @@ _FAISS_CLASS = {
 
 def load_index(path: str | os.PathLike[str], device: Device = "auto") -> FaissIndex:
     """Open any FAISS file written by irdistill, picking the class from its contents."""
-    index = read_faiss_index(path)
+    return wrap_faiss_index(read_faiss_index(path), device=device, source=str(path))
+
+
+def wrap_faiss_index(index: Any, device: Device = "auto", source: str = "faiss index") -> FaissIndex:
+    """An irdistill :class:`FaissIndex` around a faiss index object (e.g. one Distill-VQ exported)."""
     name = type(index).__name__
     for kind, classes in _FAISS_CLASS.items():
         if name in classes:
@@ -314,4 +326,4 @@ def load_index(path: str | os.PathLike[str], device: Device = "auto") -> FaissIn
             FaissIndex.__init__(obj, index.d, device=device, index=index)
             obj._restore(index)
             return obj
-    raise InputError(f"{path}: FAISS {name} is not an index kind irdistill knows ({', '.join(_FAISS_CLASS)})")
+    raise InputError(f"{source}: FAISS {name} is not an index kind irdistill knows ({', '.join(_FAISS_CLASS)})")

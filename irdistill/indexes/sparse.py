@@ -77,6 +77,7 @@ class SparseIndex(Index):
     """
 
     kind = "sparse"
+    file_suffix = ".npz"
 
     def __init__(self, dim: int, *, device: str = "auto") -> None:
         if dim < 1:
@@ -209,6 +210,11 @@ class SparseIndex(Index):
     def avg_nnz(self) -> float:
         """Average number of non-zero terms per document (0.0 when empty)."""
         return self.nnz / self.ntotal if self.ntotal else 0.0
+
+    def describe(self) -> dict[str, Any]:
+        n = self.ntotal
+        return {"format": "irdistill sparse index (NumPy .npz, CSR)", "dim": self.dim, "ntotal": n,
+                "bytes_per_vector": round(self.nbytes / n, 1) if n else 0.0, "avg_nnz": round(self.avg_nnz, 2)}
 
     @property
     def nbytes(self) -> int:

@@ -34,7 +34,7 @@ LOSSES: Registry[type[nn.Module]] = Registry("loss")
 """Loss classes by name: ``LOSSES.get("margin-mse")(model, **kwargs)``.
 
 Every registered class declares two class attributes that the training driver
-(:func:`irdistill.train.train_student`) reads, so that a new loss is one module and one import line:
+(:func:`irdistill.workflows.training.train_student`) reads, so that a new loss is one module and one import line:
 
 - ``rows``: the :class:`Rows` layout it consumes;
 - ``recipe_options``: ``{training-recipe key: constructor keyword}`` for the options a recipe
@@ -43,7 +43,7 @@ Every registered class declares two class attributes that the training driver
 
 
 class Rows(str, Enum):
-    """The training rows a loss consumes, built by :func:`irdistill.train.build_training_data`."""
+    """The training rows a loss consumes, built by :func:`irdistill.workflows.training.build_training_data`."""
 
     PAIRS = "pairs"
     """(query, positive, negative) from a pair sampler; label ``t(q, p+) - t(q, p-)``."""

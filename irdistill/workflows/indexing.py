@@ -1,4 +1,4 @@
-"""Build a compressed index of a collection's corpus with a model, and save it as a plain file.
+"""The index workflow: build a compressed index of a collection's corpus with a model, save it as a plain file.
 
 ``irdistill index`` calls :func:`build_index`. The kinds are found by name in :data:`BUILDERS`:
 
@@ -46,8 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from irdistill.data.collection import Collection, Run
+from irdistill.data.collection import Collection
 from irdistill.errors import InputError
+from irdistill.indexes.base import Index
 from irdistill.registry import Registry
 
 __all__ = ["BUILDERS", "BuiltIndex", "EVAL_METRICS", "build_index", "build_options", "check_build_options"]
@@ -58,7 +59,7 @@ EVAL_METRICS: tuple[str, ...] = ("ndcg@10", "recall@10", "recall@100")
 """Metrics that ``evaluate=True`` reports unless told otherwise."""
 
 OUTPUT_FILES = ("index.faiss", "index.npz", "doc_ids.txt", "index.json", "run.trec", "metrics.json",
-                "perf.json")
+                "perf.json", "table.md")
 """Every file :func:`build_index` may write; those an earlier build left and this one did not
 write are removed, so the folder never mixes two builds."""
 
@@ -67,8 +68,9 @@ write are removed, so the folder never mixes two builds."""
 class _Built:
     """What a builder returns: the index in memory and the options as used."""
 
-    index: Any
-    """A faiss ``IndexIVFPQ`` / ``IndexPQ``, or a :class:`SparseIndex`."""
+    index: Index
+    """An :class:`~irdistill.indexes.IVFPQIndex` / :class:`~irdistill.indexes.PQIndex`, or a
+    :class:`~irdistill.indexes.SparseIndex`."""
     params: dict[str, Any]
     training: dict[str, Any] | None = None
 
@@ -141,9 +143,10 @@ def _check_against_corpus(kind: str, options: Mapping[str, Any], n_docs: int, na
 class _Job:
     """The inputs of one build; loads the model and encodes the corpus once, on first use."""
 
-    def __init__(self, collection: Collection, model: str, *, train_queries: Collection | None,
+    def __init__(self, kind: str, collection: Collection, model: str, *, train_queries: Collection | None,
                  batch_size: int, max_seq_length: int | None, model_device: str | None, cache: bool,
                  cache_dir: str | os.PathLike[str] | None, show_progress_bar: bool) -> None:
+        self.kind = kind
         self.collection = collection
         self.model = model
         self.train_queries = train_queries
@@ -158,14 +161,18 @@ class _Job:
         self._student: Any = None
         self._docs: np.ndarray | None = None
 
-    def dense(self, ids: list[str], texts: list[str], side: str) -> np.ndarray:
+    def encoder(self) -> Any:
+        """The dense model's :class:`~irdistill.encoding.DenseEncoder` (with its cache)."""
         from irdistill.encoding import DenseEncoder
 
         if self._encoder is None:
             self._encoder = DenseEncoder(self.model, batch_size=self.batch_size, max_seq_length=self.max_seq_length,
                                          device=self.model_device, cache=self.cache, cache_root=self.cache_dir,
                                          show_progress_bar=self.show_progress_bar)
-        encoded = self._encoder.encode(ids, texts, side=side)  # type: ignore[arg-type]
+        return self._encoder
+
+    def dense(self, ids: list[str], texts: list[str], side: str) -> np.ndarray:
+        encoded = self.encoder().encode(ids, texts, side=side)
         self.encode_seconds += encoded.seconds
         return encoded.embeddings
 
@@ -208,7 +215,7 @@ def _build_ivfpq(job: _Job, *, m: int | None = None, nbits: int = 8, nlist: int 
     index.add(docs)
     raw = index.faiss_index
     raw.nprobe = min(nprobe, int(raw.nlist))
-    return _Built(raw, {"m": index.m, "nbits": index.nbits, "nlist": int(raw.nlist), "nprobe": int(raw.nprobe)})
+    return _Built(index, {"m": index.m, "nbits": index.nbits, "nlist": int(raw.nlist), "nprobe": int(raw.nprobe)})
 
 
 @BUILDERS.register("pq")
@@ -219,7 +226,7 @@ def _build_pq(job: _Job, *, m: int | None = None, nbits: int = 8) -> _Built:
     docs = job.doc_embeddings()
     index = PQIndex(docs.shape[1], m=m, nbits=nbits, device="cpu")
     index.add(docs)
-    return _Built(index.faiss_index, {"m": index.m, "nbits": index.nbits})
+    return _Built(index, {"m": index.m, "nbits": index.nbits})
 
 
 @BUILDERS.register("distill-vq")
@@ -231,6 +238,7 @@ def _build_distill_vq(
 ) -> _Built:
     """Distill-VQ: :func:`~irdistill.students.vq.train_distill_vq` on the training queries, then
     :func:`~irdistill.students.vq.to_faiss` (``IndexIVFPQ``, or ``IndexPQ`` when ``use_ivf`` is false)."""
+    from irdistill.indexes import wrap_faiss_index
     from irdistill.students.vq import to_faiss, train_distill_vq
 
     docs = job.doc_embeddings()
@@ -242,10 +250,10 @@ def _build_distill_vq(
         ivf_weight=ivf_weight, reassign_every=reassign_every, pseudo_queries=pseudo_queries,
         device=train_device, seed=seed, show_progress_bar=job.show_progress_bar,  # type: ignore[arg-type]
     )
-    index = to_faiss(model, docs, nprobe=nprobe)
+    raw = to_faiss(model, docs, nprobe=nprobe)
     params: dict[str, Any] = {"m": model.m, "nbits": model.nbits, "use_ivf": model.use_ivf}
     if model.use_ivf:
-        params.update(nlist=model.nlist, nprobe=int(index.nprobe))
+        params.update(nlist=model.nlist, nprobe=int(raw.nprobe))
     params.update(epochs=epochs, learning_rate=learning_rate, distill_batch_size=distill_batch_size, top_k=top_k,
                   temperature=temperature, ivf_weight=ivf_weight, reassign_every=reassign_every,
                   pseudo_queries=pseudo_queries, seed=seed)
@@ -253,7 +261,7 @@ def _build_distill_vq(
     assert train is not None  # train_query_embeddings checked it
     training = {"queries": f"{train.name}/{train.split}", "num_queries": len(train.queries),
                 "seconds": round(time.perf_counter() - started, 2), "history": model.history}
-    return _Built(index, params, training)
+    return _Built(wrap_faiss_index(raw, device="cpu"), params, training)
 
 
 @BUILDERS.register("sparse")
@@ -306,81 +314,25 @@ def _search_depth(metrics: Sequence[str], k: int | None) -> int:
     return max(cutoffs) if len(cutoffs) == len(metrics) else 1000
 
 
-def _save(kind: str, built: _Built, folder: Path) -> Path:
-    if kind == "sparse":
-        path = folder / "index.npz"
-        built.index.save(path)
-        return path
-    import faiss
-
-    from irdistill.paths import atomic_path
-
-    path = folder / "index.faiss"
-    with atomic_path(path) as tmp:
-        faiss.write_index(built.index, str(tmp))
+def _save(built: _Built, folder: Path) -> Path:
+    path = folder / f"index{built.index.file_suffix}"
+    built.index.save(path)
     return path
 
 
-def _describe(kind: str, built: _Built, path: Path) -> dict[str, Any]:
-    """The index part of ``index.json``."""
-    index = built.index
-    size = path.stat().st_size
-    if kind == "sparse":
-        n = index.ntotal
-        return {"format": "irdistill sparse index (NumPy .npz, CSR)", "dim": index.dim, "ntotal": n,
-                "bytes_per_vector": round(index.nbytes / n, 1) if n else 0.0, "avg_nnz": round(index.avg_nnz, 2),
-                "index_bytes": size}
-    return {"format": f"faiss {type(index).__name__}", "metric": "inner_product", "dim": int(index.d),
-            "ntotal": int(index.ntotal), "bytes_per_vector": int(index.pq.code_size), "index_bytes": size}
+def _evaluate(folder: Path, job: _Job, names: list[str], k: int) -> dict[str, float]:
+    """Search the staged index folder with the collection's queries, as a reader of the folder
+    would (:class:`~irdistill.retrieval.SavedIndexRetriever`); write run, metrics and perf files."""
+    from irdistill.evaluation import evaluate_retrieval
+    from irdistill.retrieval import SavedIndexRetriever
 
-
-def _evaluate(kind: str, path: Path, built: _Built, job: _Job, names: list[str], k: int,
-              folder: Path) -> dict[str, float]:
-    """Search the saved index with the collection's queries; write run, metrics and perf files."""
-    from irdistill.data.trec import write_run
-    from irdistill.evaluation.metrics import evaluate_run
-    from irdistill.paths import write_text_atomic
-
-    collection = job.collection
-    query_ids, texts = collection.query_ids, collection.query_texts()
-    started = time.perf_counter()
-    if kind == "sparse":
-        from irdistill.indexes.sparse import SparseIndex
-        from irdistill.students.sparse import encode_sparse
-
-        queries: Any = encode_sparse(job.sparse_student(), texts, side="query", batch_size=job.batch_size,
-                                     show_progress_bar=job.show_progress_bar,
-                                     max_active_dims=built.params.get("max_active_dims"), ids=query_ids).matrix
-        index: Any = SparseIndex.load(path)
-    else:
-        from irdistill.indexes.faiss_indexes import load_index
-
-        queries = job.dense(query_ids, texts, "query")
-        index = load_index(path, device="cpu")
-    encode_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    parts = [index.search(queries[i:i + 1024], k) for i in range(0, len(query_ids), 1024)]
-    search_seconds = time.perf_counter() - started
-    scores = np.concatenate([p[0] for p in parts])
-    ids = np.concatenate([p[1] for p in parts])
-    doc_ids = collection.doc_ids
-    run: Run = {qid: {doc_ids[i]: float(s) for s, i in zip(scores[row], ids[row], strict=True) if i >= 0}
-                for row, qid in enumerate(query_ids)}
-    values = evaluate_run(collection.qrels, run, names)
-    nq = len(query_ids)
-    summary = {"model": job.model, "dataset": collection.name, "split": collection.split, "index": kind, "k": k,
-               "num_queries": nq, "metrics": values}
-    perf = {"num_docs": len(doc_ids), "num_queries": nq, "query_encode_seconds": round(encode_seconds, 3),
-            "search_seconds": round(search_seconds, 4),
-            "queries_per_second": round(nq / search_seconds, 1) if search_seconds > 0 else 0.0,
-            "latency_ms_per_query": round(1000 * (encode_seconds + search_seconds) / nq, 3),
-            "index_bytes": path.stat().st_size}
-    write_run(run, folder / "run.trec", tag=f"{kind}-{Path(job.model).name}")
-    write_text_atomic(folder / "metrics.json", json.dumps(summary, indent=2) + "\n")
-    write_text_atomic(folder / "perf.json", json.dumps(perf, indent=2) + "\n")
-    logger.info("%s index on %s/%s: %s", kind, collection.name, collection.split,
-                ", ".join(f"{m}={v:.4f}" for m, v in values.items()))
-    return values
+    dense = job.kind != "sparse"
+    retriever = SavedIndexRetriever(folder, encoder=job.encoder() if dense else None,
+                                    sparse_student=None if dense else job.sparse_student(),
+                                    batch_size=job.batch_size, show_progress_bar=job.show_progress_bar)
+    result = evaluate_retrieval(retriever, job.collection, k=k, metrics=names, out=folder,
+                                show_progress_bar=job.show_progress_bar)
+    return result.metrics
 
 
 def _publish(staging: Path, folder: Path) -> None:
@@ -471,22 +423,23 @@ def build_index(
             logger.warning("%d of the %d evaluation queries also trained the Distill-VQ index: the metrics "
                            "are optimistic", len(shared), len(collection.queries))
 
-    job = _Job(collection, model, train_queries=train_queries, batch_size=batch_size,
+    job = _Job(kind, collection, model, train_queries=train_queries, batch_size=batch_size,
                max_seq_length=max_seq_length, model_device=model_device, cache=cache, cache_dir=cache_dir,
                show_progress_bar=show_progress_bar)
     built = BUILDERS.get(kind)(job, **given)
     folder = Path(out)
     staging = staging_dir(folder)
     try:
-        path = _save(kind, built, staging)
+        path = _save(built, staging)
         write_text_atomic(staging / "doc_ids.txt", "\n".join(doc_ids) + "\n")
-        info: dict[str, Any] = {"kind": kind, "file": path.name, **_describe(kind, built, path),
-                                "params": built.params, "model": model, "dataset": collection.name,
-                                "split": collection.split, "corpus_fingerprint": collection.corpus_fingerprint(),
-                                "doc_ids": "doc_ids.txt"}
+        info: dict[str, Any] = {"kind": kind, "file": path.name, **built.index.describe(),
+                                "index_bytes": path.stat().st_size, "params": built.params, "model": model,
+                                "dataset": collection.name, "split": collection.split,
+                                "corpus_fingerprint": collection.corpus_fingerprint(), "doc_ids": "doc_ids.txt"}
         if built.training is not None:
             info["training"] = built.training
-        values = _evaluate(kind, path, built, job, names, depth, staging) if evaluate else {}
+        write_text_atomic(staging / "index.json", json.dumps(info, indent=2) + "\n")
+        values = _evaluate(staging, job, names, depth) if evaluate else {}
         info["encode_seconds"] = round(job.encode_seconds, 2)
         info["seconds"] = round(time.perf_counter() - started, 2)
         write_text_atomic(staging / "index.json", json.dumps(info, indent=2) + "\n")

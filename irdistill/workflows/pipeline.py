@@ -133,8 +133,8 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     from irdistill.data import load_collection, read_run
     from irdistill.evaluation import evaluate_retrieval
     from irdistill.teachers.factory import build_teacher
-    from irdistill.train import TrainConfig, train_student, training_collection
     from irdistill.workflows.scoring import score_candidates
+    from irdistill.workflows.training import TrainConfig, train_student, training_collection
 
     cfg.check_inputs()
     out = Path(cfg.out)
