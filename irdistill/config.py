@@ -20,13 +20,14 @@ import dataclasses
 import os
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from irdistill.data.lines import read_text
 from irdistill.errors import InputError
 
-__all__ = ["build_config", "config_from", "load_yaml"]
+__all__ = ["add_config_arguments", "build_config", "config_from", "load_yaml", "option"]
 
 C = TypeVar("C")
 
@@ -89,3 +90,105 @@ def config_from(cls: type[C], yaml_path: str | None, overrides: dict[str, Any]) 
         build_config(cls, values, source=yaml_path)  # errors in the file name the file
     build_config(cls, given, source="command line")
     return build_config(cls, {**values, **given}, source=yaml_path or "command line")
+
+
+# ---------------------------------------------------------------------------------------------
+# command-line flags from the same dataclasses
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,
+           flag: str | None = None, short: str | None = None, negate: str | None = None,
+           choices: Sequence[str] | None = None, parse: str | None = None, group: str | None = None,
+           default_text: str | None = None, cli: bool = True) -> Any:
+    """A config field and its command-line flag, declared once.
+
+    Args:
+        help: the flag's help (the default is appended unless ``default_text`` says otherwise).
+        flag: the flag's name (default ``--`` + the field name with dashes).
+        short: a short alias (``-k``).
+        negate: for a field that defaults to true, the flag that sets it false (``--no-cache``).
+        choices: allowed values.
+        parse: ``"comma"`` (a comma-separated list), ``"key=value"`` (a repeatable
+            ``KEY=VALUE`` building a dict), ``"nargs"`` (one or more values).
+        group: the help section the flag is listed under.
+        default_text: what the help says about the default (``""`` says nothing).
+        cli: ``False`` for a key that only recipes set.
+    """
+    metadata = {"help": help, "flag": flag, "short": short, "negate": negate, "choices": choices,
+                "parse": parse, "group": group, "default_text": default_text, "cli": cli}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    import argparse
+
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _default_text(f: dataclasses.Field[Any]) -> str:
+    given = f.metadata.get("default_text")
+    if given is not None:
+        return f" (default {given})" if given else ""
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        value = f.default_factory()  # type: ignore[misc]
+    elif f.default is not dataclasses.MISSING:
+        value = f.default
+    else:
+        return ""
+    if value is None or value == "" or isinstance(value, bool) or value == {} or value == []:
+        return ""
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    return f" (default {value})"
+
+
+def add_config_arguments(parser: Any, cls: type, *, skip: Sequence[str] = ()) -> None:
+    """Add one flag per field of the config dataclass ``cls`` that has :func:`option` metadata.
+
+    Every flag defaults to ``None`` (not given), so :func:`config_from` lays only the flags a user
+    gave over the YAML recipe; types come from the field's annotation.
+    """
+    hints = typing.get_type_hints(cls)
+    groups: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if "help" not in meta or not meta.get("cli", True) or f.name in skip:
+            continue
+        target = parser
+        if meta.get("group"):
+            target = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
+        names = [meta.get("short")] if meta.get("short") else []
+        names.append(meta.get("flag") or "--" + f.name.replace("_", "-"))
+        hint = hints[f.name]
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        base = typing.get_origin(hint) or hint
+        if base in (typing.Union, types.UnionType):
+            base = typing.get_origin(inner[0]) or inner[0]
+        kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"] + _default_text(f)}
+        if meta.get("negate"):
+            target.add_argument(meta["negate"], action="store_const", const=False, **kwargs)
+            continue
+        if base is bool:
+            kwargs.update(action="store_const", const=True)
+        elif meta.get("parse") == "comma":
+            kwargs.update(type=_comma_list, metavar="A,B,...")
+        elif meta.get("parse") == "key=value":
+            kwargs.update(type=_key_value, action="append", metavar="KEY=VALUE")
+        elif meta.get("parse") == "nargs":
+            kwargs.update(nargs="+")
+        elif base in (int, float):
+            kwargs.update(type=base)
+        if meta.get("choices"):
+            kwargs["choices"] = list(meta["choices"])
+        target.add_argument(*names, **kwargs)

@@ -7,9 +7,10 @@ flag win (:mod:`irdistill.config`). Unknown keys are an error that lists the all
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from irdistill.config import option
 from irdistill.errors import InputError
 
 C = TypeVar("C")
@@ -19,21 +20,23 @@ C = TypeVar("C")
 class EvaluateConfig:
     """``irdistill evaluate``: one retriever on one collection."""
 
-    model: str = ""
-    dataset: str = ""
-    split: str | None = None
-    index: str = "flat"
-    index_params: dict[str, Any] = field(default_factory=dict)
-    k: int = 1000
-    metrics: list[str] = field(default_factory=lambda: ["ndcg@10", "mrr@10", "recall@100", "recall@1000"])
-    batch_size: int = 64
-    max_seq_length: int | None = None
-    device: str = "auto"
-    model_device: str | None = None
-    cache: bool = True
-    cache_dir: str | None = None
-    out: str | None = None
-    save_index: bool = False
+    model: str = option("", help="sentence-transformers model (folder, name or hub id) or 'bm25'")
+    dataset: str = option("", help="ir_datasets id, beir/<name>[/<split>], or a BEIR / MS MARCO folder")
+    split: str | None = option(None, help="split (test, train, dev ...); overrides one in --dataset")
+    index: str = option("flat", help="FAISS index kind: flat (exact), hnsw, ivfpq, pq")
+    index_params: dict[str, Any] = option(default_factory=dict, flag="--index-param", parse="key=value",
+                                          help="index option, repeatable: m=48, nprobe=32, ef_search=256")
+    k: int = option(1000, short="-k", help="documents retrieved per query")
+    metrics: list[str] = option(default_factory=lambda: ["ndcg@10", "mrr@10", "recall@100", "recall@1000"],
+                                parse="comma", help="comma-separated ranx metrics")
+    batch_size: int = option(64, help="encoding batch size")
+    max_seq_length: int | None = option(None, help="truncate texts to this many tokens (default: the model's own)")
+    device: str = option("auto", choices=("auto", "cpu", "cuda"), help="faiss device")
+    model_device: str | None = option(None, help="torch device for encoding (default: sentence-transformers picks)")
+    cache: bool = option(True, negate="--no-cache", help="neither read nor write the embedding cache")
+    cache_dir: str | None = option(None, help="embedding cache folder (default $IRDISTILL_CACHE)")
+    out: str | None = option(None, help="output folder (default: print the metrics only)")
+    save_index: bool = option(False, help="also write the FAISS index to OUT/index.faiss")
 
     def validate(self) -> None:
         if not self.model:
@@ -46,14 +49,15 @@ class EvaluateConfig:
 class CompareConfig:
     """``irdistill compare``: several runs on one collection, with significance tests."""
 
-    runs: list[str] = field(default_factory=list)
-    dataset: str = ""
-    split: str | None = None
-    names: list[str] | None = None
-    metrics: list[str] = field(default_factory=lambda: ["ndcg@10", "mrr@10", "recall@100"])
-    stat_test: str = "student"
-    max_p: float = 0.05
-    out: str | None = None
+    runs: list[str] = option(default_factory=list, cli=False, help="TREC run files or evaluate --out folders")
+    dataset: str = option("", help="collection the runs were made on")
+    split: str | None = option(None, help="split (test, train, dev ...); overrides one in --dataset")
+    names: list[str] | None = option(None, parse="nargs", help="display names, one per run")
+    metrics: list[str] = option(default_factory=lambda: ["ndcg@10", "mrr@10", "recall@100"], parse="comma",
+                                help="comma-separated ranx metrics")
+    stat_test: str = option("student", choices=("student", "fisher", "tukey"), help="paired test")
+    max_p: float = option(0.05, help="significance level")
+    out: str | None = option(None, help="folder for compare.md, compare.json and compare.png")
 
     def validate(self) -> None:
         if len(self.runs) < 2:
@@ -68,17 +72,17 @@ class CompareConfig:
 class CandidatesConfig:
     """``irdistill candidates``: top-k candidates per query, positives kept apart."""
 
-    dataset: str = ""
-    split: str | None = None
-    retriever: str = "bm25"
-    k: int = 100
-    keep_positives: bool = False
-    query_batch_size: int = 256
-    index: str = "flat"
-    batch_size: int = 64
-    false_negative_teacher: str | None = None
-    false_negative_margin: float = 0.0
-    out: str = ""
+    dataset: str = option("", help="ir_datasets id, beir/<name>[/<split>], or a BEIR / MS MARCO folder")
+    split: str | None = option(None, help="split (test, train, dev ...); overrides one in --dataset")
+    retriever: str = option("bm25", help="'bm25' or a sentence-transformers model")
+    k: int = option(100, short="-k", help="candidates per query")
+    keep_positives: bool = option(False, help="keep judged positives in the run")
+    query_batch_size: int = option(256, help="queries searched at once")
+    index: str = option("flat", help="FAISS index kind for a dense retriever")
+    batch_size: int = option(64, help="encoding batch size")
+    false_negative_teacher: str | None = option(None, help="teacher name or recipe for the false-negative filter")
+    false_negative_margin: float = option(0.0, help="margin of that filter")
+    out: str = option("", help="output TREC run file")
 
     def validate(self) -> None:
         if not self.dataset:
@@ -91,16 +95,17 @@ class CandidatesConfig:
 class ScoreConfig:
     """``irdistill score``: teacher scores of candidates (and judged positives) to Parquet."""
 
-    teacher: str = ""
-    dataset: str = ""
-    split: str | None = None
-    candidates: str = ""
-    depth: int | None = None
-    include_positives: bool = True
-    chunk_queries: int = 64
-    overwrite: bool = False
-    out: str = ""
-    export_tsv: str | None = None
+    teacher: str = option("", help="teacher name or YAML recipe")
+    dataset: str = option("", help="ir_datasets id, beir/<name>[/<split>], or a BEIR / MS MARCO folder")
+    split: str | None = option(None, help="split (test, train, dev ...); overrides one in --dataset")
+    candidates: str = option("", help="TREC run of candidates (from `irdistill candidates`)")
+    depth: int | None = option(None, help="score only the top DEPTH candidates per query")
+    include_positives: bool = option(True, negate="--no-positives", help="do not add judged positives to each "
+                                     "query's list")
+    chunk_queries: int = option(64, help="queries per shard")
+    overwrite: bool = option(False, help="discard an earlier, different job in OUT")
+    out: str = option("", help="output folder (shards, manifest, scores.parquet)")
+    export_tsv: str | None = option(None, help="also write the MS MARCO teacher-score TSV here")
 
     def validate(self) -> None:
         for key in ("teacher", "dataset", "candidates", "out"):
@@ -114,25 +119,29 @@ class ScoreConfig:
 class TrainTeacherConfig:
     """``irdistill train-teacher``: fine-tune a cross-encoder teacher on training qrels."""
 
-    backbone: str = ""
-    dataset: str = ""
-    split: str | None = None
-    out: str = ""
-    negatives: str = "bm25"
-    num_negatives: int = 4
-    depth: int = 30
-    loss: str = "bce"
-    epochs: float = 1.0
-    batch_size: int = 16
-    learning_rate: float = 2e-5
-    warmup_ratio: float = 0.1
-    max_length: int = 256
-    seed: int = 42
+    backbone: str = option("", help="model folder, $IRDISTILL_MODELS name or hub id")
+    dataset: str = option("", help="training collection, e.g. beir/scifact/train")
+    split: str | None = option(None, help="split (test, train, dev ...); overrides one in --dataset")
+    out: str = option("", help="output model folder")
+    negatives: str = option("bm25", help="'bm25' or a dense model to mine negatives")
+    num_negatives: int = option(4, help="negatives per positive")
+    depth: int = option(30, help="sample negatives from this many top candidates")
+    loss: str = option("bce", choices=("bce", "mnrl"), help="bce or mnrl")
+    epochs: float = option(1.0, help="training epochs")
+    batch_size: int = option(16, help="batch size")
+    learning_rate: float = option(2e-5, help="peak learning rate")
+    warmup_ratio: float = option(0.1, help="share of steps for warm-up")
+    max_length: int = option(256, help="pair truncation length")
+    seed: int = option(42, help="random seed")
 
     def validate(self) -> None:
         for key in ("backbone", "dataset", "out"):
             if not getattr(self, key):
                 raise InputError(f"train-teacher: --{key} is required")
+
+
+Q, D, SPARSE, ENC = ("quantizer (distill-vq, ivfpq, pq)", "Distill-VQ training", "sparse",
+                     "encoding and evaluation")
 
 
 @dataclass
@@ -144,44 +153,54 @@ class IndexConfig:
     (:func:`irdistill.workflows.indexing.check_build_options`).
     """
 
-    kind: str = ""
-    dataset: str = ""
-    split: str | None = None
-    model: str = ""
-    out: str = ""
-    m: int | None = None
-    nbits: int | None = None
-    nlist: int | None = None
-    nprobe: int | None = None
-    use_ivf: bool | None = None
-    train_queries: str | None = None
-    epochs: int | None = None
-    learning_rate: float | None = None
-    distill_batch_size: int | None = None
-    top_k: int | None = None
-    temperature: float | None = None
-    ivf_weight: float | None = None
-    reassign_every: int | None = None
-    pseudo_queries: bool | None = None
-    seed: int | None = None
-    train_device: str | None = None
-    max_active_dims: int | None = None
-    batch_size: int = 64
-    max_seq_length: int | None = None
-    model_device: str | None = None
-    cache: bool = True
-    cache_dir: str | None = None
-    evaluate: bool = False
-    metrics: list[str] = field(default_factory=lambda: ["ndcg@10", "recall@10", "recall@100"])
-    k: int | None = None
-
-    OPTIONS = ("m", "nbits", "nlist", "nprobe", "use_ivf", "epochs", "learning_rate", "distill_batch_size",
-               "top_k", "temperature", "ivf_weight", "reassign_every", "pseudo_queries", "seed", "train_device",
-               "max_active_dims")
+    kind: str = option("", help="distill-vq, ivfpq, pq or sparse")
+    dataset: str = option("", help="collection whose corpus is indexed, e.g. beir/scifact/test or a folder")
+    split: str | None = option(None, help="split (test, train, dev ...); overrides one in --dataset")
+    model: str = option("", help="dense sentence-transformers model (distill-vq, ivfpq, pq) or sparse student / "
+                        "masked LM (sparse)")
+    out: str = option("", help="output folder")
+    m: int | None = option(None, group=Q, help="PQ sub-quantizers, bytes per vector at 8 bits; divides the "
+                           "dimension (default dim / 8)")
+    nbits: int | None = option(None, group=Q, help="bits per PQ code (default 8)")
+    nlist: int | None = option(None, group=Q, help="inverted lists, distill-vq / ivfpq (default min(4 sqrt(n), "
+                               "n / 39))")
+    nprobe: int | None = option(None, group=Q, help="lists visited per query, saved in the file (default 16)")
+    use_ivf: bool | None = option(None, group=D, negate="--no-ivf", help="PQ codebooks only, exported as a faiss "
+                                  "IndexPQ")
+    train_queries: str | None = option(None, group=D, help="queries that drive the distillation: a split of "
+                                       "--dataset (default train) or another collection (beir/scifact/train, a folder)")
+    epochs: int | None = option(None, group=D, help="passes over the training queries (default 3; 0: faiss "
+                                "k-means only)")
+    learning_rate: float | None = option(None, group=D, help="Adam learning rate (default 1e-3)")
+    distill_batch_size: int | None = option(None, group=D, help="queries per step (default 64)")
+    top_k: int | None = option(None, group=D, help="teacher top-k documents per query (default 50)")
+    temperature: float | None = option(None, group=D, help="ListNet softmax temperature (default 0.05)")
+    ivf_weight: float | None = option(None, group=D, help="weight of the coarse (centroid) ListNet term (default 0)")
+    reassign_every: int | None = option(None, group=D, help="re-assign codes every N steps (default: each epoch)")
+    pseudo_queries: bool | None = option(None, group=D, help="also use every document embedding as a training query")
+    seed: int | None = option(None, group=D, help="seed of k-means and shuffling (default 1234)")
+    train_device: str | None = option(None, group=D, choices=("auto", "cpu", "cuda"),
+                                      help="torch device for training (default cpu)")
+    max_active_dims: int | None = option(None, group=SPARSE, help="keep the largest N weights per text")
+    batch_size: int = option(64, group=ENC, help="encoding batch size")
+    max_seq_length: int | None = option(None, group=ENC, help="truncate texts to this many tokens (default: the "
+                                        "model's own)")
+    model_device: str | None = option(None, group=ENC, help="torch device for encoding (default: "
+                                      "sentence-transformers picks)")
+    cache: bool = option(True, group=ENC, negate="--no-cache", help="neither read nor write the embedding cache")
+    cache_dir: str | None = option(None, group=ENC, help="embedding cache folder (default $IRDISTILL_CACHE)")
+    evaluate: bool = option(False, group=ENC, help="search the collection's queries with the saved index and "
+                            "write metrics.json")
+    metrics: list[str] = option(default_factory=lambda: ["ndcg@10", "recall@10", "recall@100"], group=ENC,
+                                parse="comma", help="comma-separated ranx metrics for --evaluate")
+    k: int | None = option(None, group=ENC, short="-k", help="documents retrieved per query (default: largest "
+                           "metric cutoff)")
 
     def options(self) -> dict[str, Any]:
-        """The index kind's options that were given."""
-        return {key: getattr(self, key) for key in self.OPTIONS if getattr(self, key) is not None}
+        """The index kind's options that were given (every builder's keyword, one mapping)."""
+        from irdistill.workflows.indexing import all_build_options
+
+        return {key: getattr(self, key) for key in all_build_options() if getattr(self, key) is not None}
 
     def validate(self) -> None:
         from irdistill.workflows.indexing import check_build_options

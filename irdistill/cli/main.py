@@ -27,20 +27,20 @@ EPILOG = """environment:
 """
 
 
-def _key_value(text: str) -> tuple[str, Any]:
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), yaml.safe_load(value)
-
-
-def _metrics(text: str) -> list[str]:
-    return [m.strip() for m in text.split(",") if m.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """Every command's flags come from its config dataclass (:func:`irdistill.config.option`), so
+    a flag and its YAML key are declared once."""
+    from irdistill.cli.config import (
+        CandidatesConfig,
+        CompareConfig,
+        EvaluateConfig,
+        IndexConfig,
+        ScoreConfig,
+        TrainTeacherConfig,
+    )
+    from irdistill.config import add_config_arguments
+    from irdistill.workflows.training import TrainConfig
+
     parser = argparse.ArgumentParser(
         prog="irdistill",
         description="Distill strong rankers into fast first-stage retrievers and compact indexes, "
@@ -65,25 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ev.add_argument("--config", help="YAML file with any of the keys below")
-    ev.add_argument("--model", help="sentence-transformers model (folder, name or hub id) or 'bm25'")
-    ev.add_argument("--dataset", help="ir_datasets id, beir/<name>[/<split>], or a BEIR / MS MARCO folder")
-    ev.add_argument("--split", help="split (test, train, dev ...); overrides one in --dataset")
-    ev.add_argument("--index", help="FAISS index kind: flat (exact, default), hnsw, ivfpq")
-    ev.add_argument("--index-param", dest="index_params", action="append", type=_key_value,
-                    metavar="KEY=VALUE", help="index option, repeatable: m=48, nprobe=32, ef_search=256")
-    ev.add_argument("-k", "--k", type=int, help="documents retrieved per query (default 1000)")
-    ev.add_argument("--metrics", type=_metrics,
-                    help="comma-separated ranx metrics (default ndcg@10,mrr@10,recall@100,recall@1000)")
-    ev.add_argument("--batch-size", type=int, help="encoding batch size (default 64)")
-    ev.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens (default: model's)")
-    ev.add_argument("--device", choices=["auto", "cpu", "cuda"], help="faiss device (default auto)")
-    ev.add_argument("--model-device", help="torch device for encoding (default: sentence-transformers picks)")
-    ev.add_argument("--no-cache", dest="cache", action="store_const", const=False,
-                    help="neither read nor write the embedding cache")
-    ev.add_argument("--cache-dir", help="embedding cache folder (default $IRDISTILL_CACHE)")
-    ev.add_argument("--out", help="output folder (default: print the metrics only)")
-    ev.add_argument("--save-index", action="store_const", const=True,
-                    help="also write the FAISS index to OUT/index.faiss")
+    add_config_arguments(ev, EvaluateConfig)
 
     cp = sub.add_parser(
         "compare", help="compare runs with paired significance tests and a plot",
@@ -95,13 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cp.add_argument("runs", nargs="*", metavar="RUN", help="TREC run files or evaluate --out folders")
     cp.add_argument("--config", help="YAML file with any of the keys below")
-    cp.add_argument("--dataset", help="collection the runs were made on")
-    cp.add_argument("--split", help="split; overrides one in --dataset")
-    cp.add_argument("--names", nargs="+", help="display names, one per run")
-    cp.add_argument("--metrics", type=_metrics, help="comma-separated ranx metrics (default ndcg@10,mrr@10,recall@100)")
-    cp.add_argument("--stat-test", choices=["student", "fisher", "tukey"], help="paired test (default student)")
-    cp.add_argument("--max-p", type=float, help="significance level (default 0.05)")
-    cp.add_argument("--out", help="folder for compare.md, compare.json and compare.png")
+    add_config_arguments(cp, CompareConfig)
     ca = sub.add_parser(
         "candidates", help="mine top-k candidates per query (BM25 or a dense model)",
         description="Retrieve the top k passages of every query with BM25 or a dense model "
@@ -114,17 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ca.add_argument("--config", help="YAML file with any of the keys below")
-    ca.add_argument("--dataset", help="ir_datasets id, beir/<name>[/<split>], or a folder")
-    ca.add_argument("--split", help="split; overrides one in --dataset")
-    ca.add_argument("--retriever", help="'bm25' (default) or a sentence-transformers model")
-    ca.add_argument("-k", "--k", type=int, help="candidates per query (default 100)")
-    ca.add_argument("--keep-positives", action="store_const", const=True, help="keep judged positives in the run")
-    ca.add_argument("--query-batch-size", type=int, help="queries searched at once (default 256)")
-    ca.add_argument("--index", help="FAISS index kind for a dense retriever (default flat)")
-    ca.add_argument("--batch-size", type=int, help="encoding batch size (default 64)")
-    ca.add_argument("--false-negative-teacher", help="teacher name or recipe for the false-negative filter")
-    ca.add_argument("--false-negative-margin", type=float, help="margin of that filter (default 0)")
-    ca.add_argument("--out", help="output TREC run file")
+    add_config_arguments(ca, CandidatesConfig)
 
     sc = sub.add_parser(
         "score", help="score candidates with a teacher into a resumable Parquet store",
@@ -138,17 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sc.add_argument("--config", help="YAML file with any of the keys below")
-    sc.add_argument("--teacher", help="teacher name or YAML recipe")
-    sc.add_argument("--dataset", help="ir_datasets id, beir/<name>[/<split>], or a folder")
-    sc.add_argument("--split", help="split; overrides one in --dataset")
-    sc.add_argument("--candidates", help="TREC run of candidates (from `irdistill candidates`)")
-    sc.add_argument("--depth", type=int, help="score only the top DEPTH candidates per query")
-    sc.add_argument("--no-positives", dest="include_positives", action="store_const", const=False,
-                    help="do not add judged positives to each query's list")
-    sc.add_argument("--chunk-queries", type=int, help="queries per shard (default 64)")
-    sc.add_argument("--overwrite", action="store_const", const=True, help="discard an earlier, different job in OUT")
-    sc.add_argument("--out", help="output folder (shards, manifest, scores.parquet)")
-    sc.add_argument("--export-tsv", help="also write the MS MARCO teacher-score TSV here")
+    add_config_arguments(sc, ScoreConfig)
     tt = sub.add_parser(
         "train-teacher", help="fine-tune a cross-encoder teacher on training qrels",
         description="Fine-tune a sentence-transformers CrossEncoder (one logit) from any backbone "
@@ -160,65 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tt.add_argument("--config", help="YAML file with any of the keys below")
-    tt.add_argument("--backbone", help="model folder, $IRDISTILL_MODELS name or hub id")
-    tt.add_argument("--dataset", help="training collection, e.g. beir/scifact/train")
-    tt.add_argument("--split", help="split; overrides one in --dataset")
-    tt.add_argument("--out", help="output model folder")
-    tt.add_argument("--negatives", help="'bm25' (default) or a dense model to mine negatives")
-    tt.add_argument("--num-negatives", type=int, help="negatives per positive (default 4)")
-    tt.add_argument("--depth", type=int, help="sample negatives from this many top candidates (default 30)")
-    tt.add_argument("--loss", choices=["bce", "mnrl"], help="bce (default) or mnrl")
-    tt.add_argument("--epochs", type=float, help="training epochs (default 1)")
-    tt.add_argument("--batch-size", type=int, help="batch size (default 16)")
-    tt.add_argument("--learning-rate", type=float, help="peak learning rate (default 2e-5)")
-    tt.add_argument("--warmup-ratio", type=float, help="share of steps for warm-up (default 0.1)")
-    tt.add_argument("--max-length", type=int, help="pair truncation length (default 256)")
-    tt.add_argument("--seed", type=int, help="random seed (default 42)")
+    add_config_arguments(tt, TrainTeacherConfig)
     tr = sub.add_parser(
         "train", help="train a bi-encoder student from teacher scores (YAML recipe)",
         description="Train a sentence-transformers bi-encoder from a teacher-score store with "
-        "Margin-MSE, the TAS-Balanced dual-teacher loss, listwise KL or InfoNCE, batches drawn "
+        "Margin-MSE, the TAS-Balanced dual-teacher loss, listwise KL, hybrid or InfoNCE, batches drawn "
         "by the TAS-Balanced or a random sampler, through the sentence-transformers trainer "
         "(checkpoints, resume, DDP under torchrun / accelerate launch). Every key of the recipe "
-        "(see irdistill.workflows.training.TrainConfig) can be written in the YAML file; the common ones are flags.",
+        "(irdistill.workflows.training.TrainConfig) is also a flag below; flags win over the file.",
         epilog="example: irdistill train --config eval/recipes/scifact_student_base.yaml "
         "--scores runs/scifact-distill/scores.train --out runs/student",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tr.add_argument("--config", help="YAML recipe")
-    tr.add_argument("--student", help="start model (folder, $IRDISTILL_MODELS name or hub id)")
-    tr.add_argument("--dataset", help="training collection, e.g. beir/scifact/train")
-    tr.add_argument("--split", help="split; overrides one in --dataset (default train)")
-    tr.add_argument("--scores", help="teacher scores (scores.parquet or its folder)")
-    tr.add_argument("--teacher", help="teacher name inside the scores, when they hold several")
-    tr.add_argument("--loss", help="a loss registered in irdistill.losses.LOSSES (default margin-mse; "
-                    "an unknown name lists the known ones)")
-    tr.add_argument("--sampler", help="a pair sampler registered in irdistill.sampling.SAMPLERS (default "
-                    "tas-balanced; an unknown name lists the known ones)")
-    tr.add_argument("--inbatch-teacher", help="dense model scoring in-batch pairs (tas-balanced)")
-    tr.add_argument("--n-clusters", type=int, help="query clusters of the TAS-Balanced sampler (default 32)")
-    tr.add_argument("--max-seq-length", type=int, help="student truncation length (default 256)")
-    tr.add_argument("--epochs", type=int)
-    tr.add_argument("--batch-size", type=int)
-    tr.add_argument("--learning-rate", type=float)
-    tr.add_argument("--alpha", type=float, help="weight of the in-batch term of tas-balanced (default 0.75)")
-    tr.add_argument("--list-size", type=int, help="listwise-kl: passages per list, the positive included (default 8)")
-    tr.add_argument("--hard-negatives", type=int,
-                    help="listwise-kl: negatives drawn from the teacher's top --hard-depth (default half), "
-                    "the rest drawn below it")
-    tr.add_argument("--hard-depth", type=int, help="listwise-kl: depth of the hard region (default 20)")
-    tr.add_argument("--temperature", type=float,
-                    help="listwise-kl softmax temperature (default: the median sd of the scaled teacher "
-                    "scores within a list)")
-    tr.add_argument("--student-temperature", type=float,
-                    help="listwise-kl temperature on the student side (default: --temperature)")
-    tr.add_argument("--label-scale", type=float,
-                    help="multiply the stored teacher scores (default 1), to match the student's scale")
-    tr.add_argument("--freeze-documents", action="store_const", const=True,
-                    help="train the query tower only against a frozen document tower")
-    tr.add_argument("--eval-dataset", help="collection for the best-checkpoint evaluator")
-    tr.add_argument("--seed", type=int)
-    tr.add_argument("--out", help="output model folder")
+    add_config_arguments(tr, TrainConfig)
     ix = sub.add_parser(
         "index", help="build a compressed index of a corpus: distill-vq, ivfpq, pq or sparse",
         description="Encode the corpus of --dataset with --model and build a compressed index: "
@@ -237,48 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ix.add_argument("--config", help="YAML recipe with any of the keys below (see indexes/)")
-    ix.add_argument("--kind", help="distill-vq, ivfpq, pq or sparse")
-    ix.add_argument("--dataset", help="collection whose corpus is indexed, e.g. beir/scifact/test or a folder")
-    ix.add_argument("--split", help="split; overrides one in --dataset")
-    ix.add_argument("--model", help="dense sentence-transformers model (distill-vq, ivfpq, pq) or sparse "
-                    "student / masked LM (sparse)")
-    ix.add_argument("--out", help="output folder")
-    q = ix.add_argument_group("quantizer (distill-vq, ivfpq, pq)")
-    q.add_argument("--m", type=int, help="PQ sub-quantizers, bytes per vector at 8 bits; divides the "
-                   "dimension (default dim / 8)")
-    q.add_argument("--nbits", type=int, help="bits per PQ code (default 8)")
-    q.add_argument("--nlist", type=int, help="inverted lists, distill-vq / ivfpq (default min(4 sqrt(n), n / 39))")
-    q.add_argument("--nprobe", type=int, help="lists visited per query, saved in the file (default 16)")
-    d = ix.add_argument_group("Distill-VQ training")
-    d.add_argument("--train-queries", help="queries that drive the distillation: a split of --dataset "
-                   "(default train) or another collection (beir/scifact/train, a folder)")
-    d.add_argument("--epochs", type=int, help="passes over the training queries (default 3; 0: faiss k-means only)")
-    d.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
-    d.add_argument("--distill-batch-size", type=int, help="queries per step (default 64)")
-    d.add_argument("--top-k", type=int, help="teacher top-k documents per query (default 50)")
-    d.add_argument("--temperature", type=float, help="ListNet softmax temperature (default 0.05)")
-    d.add_argument("--ivf-weight", type=float, help="weight of the coarse (centroid) ListNet term (default 0)")
-    d.add_argument("--reassign-every", type=int, help="re-assign codes every N steps (default: each epoch)")
-    d.add_argument("--pseudo-queries", action="store_const", const=True,
-                   help="also use every document embedding as a training query")
-    d.add_argument("--no-ivf", dest="use_ivf", action="store_const", const=False,
-                   help="PQ codebooks only, exported as a faiss IndexPQ")
-    d.add_argument("--seed", type=int, help="seed of k-means and shuffling (default 1234)")
-    d.add_argument("--train-device", choices=["auto", "cpu", "cuda"], help="torch device for training (default cpu)")
-    sp = ix.add_argument_group("sparse")
-    sp.add_argument("--max-active-dims", type=int, help="keep the largest N weights per text")
-    e = ix.add_argument_group("encoding and evaluation")
-    e.add_argument("--batch-size", type=int, help="encoding batch size (default 64)")
-    e.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens (default: model's)")
-    e.add_argument("--model-device", help="torch device for encoding (default: sentence-transformers picks)")
-    e.add_argument("--no-cache", dest="cache", action="store_const", const=False,
-                   help="neither read nor write the embedding cache")
-    e.add_argument("--cache-dir", help="embedding cache folder (default $IRDISTILL_CACHE)")
-    e.add_argument("--evaluate", action="store_const", const=True,
-                   help="search the collection's queries with the saved index and write metrics.json")
-    e.add_argument("--metrics", type=_metrics, help="comma-separated ranx metrics for --evaluate "
-                   "(default ndcg@10,recall@10,recall@100)")
-    e.add_argument("-k", "--k", type=int, help="documents retrieved per query (default: largest metric cutoff)")
+    add_config_arguments(ix, IndexConfig)
     rn = sub.add_parser(
         "run", help="run a whole recipe: candidates -> teacher scores -> student -> index -> evaluation",
         description="Chain every stage of a distillation recipe (see irdistill.workflows.pipeline.RunConfig): "
@@ -316,8 +186,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 def _overrides(args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
     values = {k: v for k, v in vars(args).items() if k not in skip}
-    if isinstance(values.get("index_params"), list):
-        values["index_params"] = dict(values["index_params"])
+    for key, value in values.items():  # repeated KEY=VALUE flags build a mapping
+        if isinstance(value, list) and value and all(isinstance(v, tuple) for v in value):
+            values[key] = dict(value)
     return values
 
 

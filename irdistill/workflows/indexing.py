@@ -51,7 +51,8 @@ from irdistill.errors import InputError
 from irdistill.indexes.base import Index
 from irdistill.registry import Registry
 
-__all__ = ["BUILDERS", "BuiltIndex", "EVAL_METRICS", "build_index", "build_options", "check_build_options"]
+__all__ = ["BUILDERS", "BuiltIndex", "EVAL_METRICS", "all_build_options", "build_index", "build_options",
+           "check_build_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,14 @@ def build_options(kind: str) -> dict[str, Any]:
     builder = BUILDERS.get(kind)
     return {p.name: p.default for p in inspect.signature(builder).parameters.values()
             if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def all_build_options() -> list[str]:
+    """Every option some index kind takes (the union of the builders' keywords), in order."""
+    names: dict[str, None] = {}
+    for kind in BUILDERS.names():
+        names.update(dict.fromkeys(build_options(kind)))
+    return list(names)
 
 
 def check_build_options(kind: str, options: Mapping[str, Any]) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from irdistill.config import option
 from irdistill.data.collection import Collection
 from irdistill.errors import InputError
 from irdistill.paths import resolve_model, save_model_atomic
@@ -63,61 +64,68 @@ def sampler_class(name: str) -> Any:
     return SAMPLERS.get(name)
 
 
+SAMPLING, LOSS = "pair sampler", "loss options"
+
+
 @dataclass
 class TrainConfig:
     """``irdistill train``: a student from teacher scores (YAML keys = these fields)."""
 
-    student: str = ""
-    dataset: str = ""
-    split: str | None = None
-    scores: str | None = None
-    teacher: str | None = None
-    loss: str = "margin-mse"
-    sampler: str = "tas-balanced"
-    n_clusters: int = 32
-    clusters_per_batch: int = 1
-    n_bins: int = 10
-    inbatch_teacher: str | None = None
-    alpha: float = 0.75
-    list_size: int = 8
-    """listwise-kl: passages per list, the judged positive included."""
-    hard_negatives: int | None = None
-    """listwise-kl: negatives of a list drawn from the teacher's top ``hard_depth`` (default: half
-    of the ``list_size - 1`` negatives, rounded down); the rest are drawn below it."""
-    hard_depth: int = 20
-    in_batch_negatives: bool = True
-    """listwise-kl: every other passage of the batch joins a query's softmax at its floor score."""
-    temperature: float | None = None
-    """listwise-kl: softmax temperature; unset, the median spread (sd) of the scaled teacher
-    scores within the training lists (:func:`irdistill.sampling.lists.spread_temperature`)."""
-    student_temperature: float | None = None
-    label_scale: float = 1.0
-    beta: float = 1.0
-    """hybrid: weight of the contrastive term."""
-    contrastive_temperature: float = 0.05
-    """hybrid: InfoNCE temperature (cosine similarity)."""
-    disagreement_weight: float = 1.0
-    """hybrid: weight of a pair whose teacher margin is negative (0 drops it)."""
-    loss_options: dict[str, Any] = field(default_factory=dict)
-    """More keyword arguments of the loss's constructor (e.g. a plug-in loss's own options)."""
-    sampler_options: dict[str, Any] = field(default_factory=dict)
-    """More keyword arguments of the pair sampler (e.g. ``kmeans_restarts`` of tas-balanced)."""
-    epochs: int = 1
-    batch_size: int = 32
-    learning_rate: float = 2e-5
-    warmup_ratio: float = 0.1
-    max_seq_length: int | None = 256
-    freeze_documents: bool = False
-    seed: int = 42
-    max_queries: int | None = None
-    eval_dataset: str | None = None
-    eval_split: str | None = None
-    eval_steps: int | None = None
-    save_steps: int | None = None
-    logging_steps: int = 10
-    bf16: bool | None = None
-    resume: bool = True
-    out: str = ""
+    student: str = option("", help="start model (folder, $IRDISTILL_MODELS name or hub id)")
+    dataset: str = option("", help="training collection, e.g. beir/scifact/train")
+    split: str | None = option(None, help="split; overrides one in --dataset (default train)")
+    scores: str | None = option(None, help="teacher scores (scores.parquet or its folder)")
+    teacher: str | None = option(None, help="teacher name inside the scores, when they hold several")
+    loss: str = option("margin-mse", help="a loss registered in irdistill.losses.LOSSES (an unknown name lists "
+                       "the known ones)")
+    sampler: str = option("tas-balanced", group=SAMPLING, help="a pair sampler registered in "
+                          "irdistill.sampling.SAMPLERS (an unknown name lists the known ones)")
+    n_clusters: int = option(32, group=SAMPLING, help="tas-balanced: query clusters")
+    clusters_per_batch: int = option(1, group=SAMPLING, help="tas-balanced: clusters a batch draws from")
+    n_bins: int = option(10, group=SAMPLING, help="tas-balanced: margin bins per query")
+    inbatch_teacher: str | None = option(None, group=LOSS, help="tas-balanced: dense model scoring in-batch pairs")
+    alpha: float = option(0.75, group=LOSS, help="tas-balanced: weight of the in-batch term")
+    list_size: int = option(8, group=LOSS, help="listwise-kl: passages per list, the judged positive included")
+    hard_negatives: int | None = option(None, group=LOSS, help="listwise-kl: negatives drawn from the teacher's "
+                                        "top --hard-depth (default: half of the list's negatives, rounded "
+                                        "down); the rest are drawn below it")
+    hard_depth: int = option(20, group=LOSS, help="listwise-kl: depth of the hard region in the teacher's ranking")
+    in_batch_negatives: bool = option(True, group=LOSS, negate="--no-in-batch-negatives",
+                                      help="listwise-kl: keep the other rows' passages out of each query's "
+                                      "softmax (by default they join it at the query's floor score)")
+    temperature: float | None = option(None, group=LOSS, help="listwise-kl: softmax temperature (default: the "
+                                       "median sd of the scaled teacher scores within a list, "
+                                       "irdistill.sampling.lists.spread_temperature)")
+    student_temperature: float | None = option(None, group=LOSS, help="listwise-kl: temperature on the student "
+                                               "side (default: --temperature)")
+    label_scale: float = option(1.0, help="multiply the stored teacher scores, to match the student's scale")
+    beta: float = option(1.0, group=LOSS, help="hybrid: weight of the contrastive term")
+    contrastive_temperature: float = option(0.05, group=LOSS, help="hybrid: InfoNCE temperature (cosine)")
+    disagreement_weight: float = option(1.0, group=LOSS, help="hybrid: weight of a pair whose teacher margin "
+                                        "is negative (0 drops it)")
+    loss_options: dict[str, Any] = option(default_factory=dict, group=LOSS, flag="--loss-option",
+                                          parse="key=value", help="more keyword arguments of the loss's "
+                                          "constructor (a plug-in loss's own options), repeatable")
+    sampler_options: dict[str, Any] = option(default_factory=dict, group=SAMPLING, flag="--sampler-option",
+                                             parse="key=value", help="more keyword arguments of the pair "
+                                             "sampler (e.g. kmeans_restarts=5), repeatable")
+    epochs: int = option(1, help="training epochs")
+    batch_size: int = option(32, help="queries per batch (per device)")
+    learning_rate: float = option(2e-5, help="peak learning rate")
+    warmup_ratio: float = option(0.1, help="share of the optimizer steps for linear warm-up")
+    max_seq_length: int | None = option(256, help="student truncation length in tokens")
+    freeze_documents: bool = option(False, help="train the query tower only against a frozen document tower")
+    seed: int = option(42, help="random seed (sampling, initialisation, data order)")
+    max_queries: int | None = option(None, help="train on the first N training queries only (quick runs)")
+    eval_dataset: str | None = option(None, help="collection for the best-checkpoint evaluator")
+    eval_split: str | None = option(None, help="its split")
+    eval_steps: int | None = option(None, help="evaluate every N steps (default: at every checkpoint)")
+    save_steps: int | None = option(None, help="checkpoint every N steps (default: twice per epoch)")
+    logging_steps: int = option(10, help="log the loss every N steps")
+    bf16: bool | None = option(None, help="bfloat16 mixed precision (default: when the GPU supports it)")
+    resume: bool = option(True, negate="--no-resume", help="start afresh instead of resuming from the last "
+                          "complete checkpoint")
+    out: str = option("", help="output model folder")
 
     def validate(self) -> None:
         for key in ("student", "dataset", "out"):
