@@ -333,7 +333,7 @@ def test_train_sparse_student_two_steps_changes_weights(tiny_mlm_dir: Path, tmp_
 def test_kl_labels_from_margins_keep_the_teacher_distribution() -> None:
     import torch
 
-    from irdistill.students.sparse import _kl_labels
+    from irdistill.students.sparse.training import _kl_labels
 
     teacher = torch.tensor([[5.0, 2.0, -1.0], [0.5, 0.7, 0.1]])  # t(q,p+), t(q,n_1), t(q,n_2)
     margins = (teacher[:, :1] - teacher[:, 1:]).tolist()
@@ -465,7 +465,8 @@ def test_unseen_tokens_get_one_idf_on_every_path(tiny_mlm_dir: Path) -> None:
     that leaves it out (was: the largest IDF computed, 0 from the mapping); special tokens 0."""
     from transformers import AutoTokenizer
 
-    from irdistill.students.sparse import UNSEEN_IDF, _idf_vector, compute_idf
+    from irdistill.students.sparse import UNSEEN_IDF, compute_idf
+    from irdistill.students.sparse.model import _idf_vector
 
     tok = AutoTokenizer.from_pretrained(str(tiny_mlm_dir))
     brain, cell = tok.convert_tokens_to_ids(["brain", "cell"])

@@ -14,6 +14,9 @@ name                class                     method
 ``"hybrid"``        :class:`HybridLoss`       Margin-MSE + β · InfoNCE on the judged positive
 ==================  ========================  =================================================
 
+``IDFWeightedFlopsLoss`` (:mod:`.flops`) is a document regulariser of sparse students inside
+sentence-transformers' ``SpladeLoss``, not a distillation loss, so it is not registered.
+
 A new loss is one module registered with ``@LOSSES.register(name)`` that declares ``rows`` (a
 :class:`Rows` layout the training driver builds) and ``recipe_options``, plus its import here.
 """
@@ -21,6 +24,7 @@ A new loss is one module registered with ``@LOSSES.register(name)`` that declare
 from __future__ import annotations
 
 from irdistill.losses.base import LOSSES, LossParts, Rows
+from irdistill.losses.flops import IDFWeightedFlopsLoss
 from irdistill.losses.hybrid import HybridLoss
 from irdistill.losses.infonce import InfoNCELoss
 from irdistill.losses.listwise_kl import ListwiseKLLoss
@@ -42,6 +46,7 @@ __all__ = [
     "ListwiseKLLoss",
     "InfoNCELoss",
     "HybridLoss",
+    "IDFWeightedFlopsLoss",
     "inbatch_margin_mse",
     "inbatch_teacher_scores",
 ]
