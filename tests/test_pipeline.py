@@ -67,3 +67,45 @@ def test_run_recipe_errors(beir_dir: Path, tiny_model_dir: Path, tmp_path: Path,
     assert main(["run", str(path)]) == 2
     assert "unknown loss 'hinge'" in capsys.readouterr().err
     assert not (tmp_path / "run" / "candidates.train.trec").exists()  # failed before any stage ran
+
+
+def test_run_builds_a_distill_vq_index_of_the_student(beir_dir: Path, tiny_model_dir: Path, tmp_path: Path,
+                                                      cache_dir: Path) -> None:
+    """index.kind distill-vq: the index workflow builds it from the trained student (trained on the
+    training queries' texts), saves it under eval/index and evaluates it; metrics.json comes last."""
+    import faiss
+
+    path = recipe(tmp_path, beir_dir, tiny_model_dir, train_split="test",
+                  index="{kind: distill-vq, params: {m: 4, nbits: 2, nlist: 2, nprobe: 2, epochs: 1}}")
+    assert main(["-q", "run", str(path)]) == 0
+    out = tmp_path / "run" / "eval"
+    info = json.loads((out / "index" / "index.json").read_text())
+    assert info["kind"] == "distill-vq" and info["bytes_per_vector"] == 1  # 4 codes of 2 bits
+    assert type(faiss.read_index(str(out / "index" / "index.faiss"))).__name__ == "IndexIVFPQ"
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["index"] == "distill-vq" and set(summary["metrics"]) == {"ndcg@10", "recall@5"}
+    assert summary["metrics"] == json.loads((out / "index" / "metrics.json").read_text())["metrics"]
+    assert (out / "run.trec").read_text() == (out / "index" / "run.trec").read_text()
+
+
+def test_run_trains_a_sparse_student_into_a_sparse_index(beir_dir: Path, tiny_model_dir: Path, tiny_mlm_dir: Path,
+                                                         tmp_path: Path, cache_dir: Path) -> None:
+    """train.student_kind inference-free: the sparse student trains from the teacher's margins, the
+    index stage builds its sparse index, fidelity scores it with CSR dot products."""
+    from irdistill.students.sparse import is_sparse_model
+
+    path = recipe(tmp_path, beir_dir, tiny_model_dir, train_split="test")
+    path.write_text(path.read_text().replace(f"student: {tiny_model_dir}, loss: margin-mse",
+                                             f"student: {tiny_mlm_dir}, student_kind: inference-free, loss: margin-mse"))
+    assert main(["-q", "run", str(path)]) == 0
+    out = tmp_path / "run"
+    assert is_sparse_model(out / "student")
+    record = json.loads((out / "student" / "irdistill_training.json").read_text())
+    assert record["config"]["student_kind"] == "inference-free" and record["examples"] > 0
+    summary = json.loads((out / "eval" / "metrics.json").read_text())
+    assert summary["index"] == "sparse" and (out / "eval" / "index" / "index.npz").is_file()
+    fidelity = json.loads((out / "eval" / "fidelity.json").read_text())
+    assert -1.0 <= fidelity["kendall_tau"] <= 1.0
+    # a dense index for a sparse student is refused before any stage runs
+    path.write_text(path.read_text() + "index: {kind: flat}\n")
+    assert main(["run", str(path)]) == 2

@@ -9,41 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import WORDS
 
 from irdistill.errors import InputError
-
-
-def wordpiece_tokenizer(folder: Path):
-    """The vocabulary of conftest's ``tiny_tokenizer`` (WORDS plus single characters).
-
-    Built with ``vocab=``: transformers 5 ignores the ``vocab_file=`` that ``tiny_tokenizer``
-    passes and leaves only the five special tokens, so every word would be ``[UNK]``.
-    """
-    from transformers import BertTokenizer
-
-    letters = list("abcdefghijklmnopqrstuvwxyz0123456789")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters, *[f"##{c}" for c in letters], ".", ","]
-    words = list(dict.fromkeys(vocab))
-    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
-    return BertTokenizer(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
-
-
-@pytest.fixture(scope="session")
-def tiny_mlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-d random BertForMaskedLM with a tiny WordPiece tokenizer."""
-    import torch
-    from transformers import BertConfig, BertForMaskedLM
-
-    folder = tmp_path_factory.mktemp("tiny-mlm")
-    tokenizer = wordpiece_tokenizer(folder)
-    assert tokenizer.tokenize("cell protein") == ["cell", "protein"]
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertForMaskedLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def _random_csr(rng: np.random.Generator, n: int, dim: int, density: float) -> sp.csr_matrix:

@@ -40,6 +40,10 @@ from irdistill.paths import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
+BUILT_KINDS = ("distill-vq", "sparse")
+"""Index kinds the index stage builds with the index workflow (saved under ``eval/index``); the
+others (flat, hnsw, ivfpq, pq) are built in memory by the evaluation harness."""
+
 
 @dataclass
 class RunConfig:
@@ -50,11 +54,18 @@ class RunConfig:
     candidates: dict[str, Any] = field(default_factory=lambda: {"retriever": "bm25", "k": 100})
     teacher: Any = None
     train: dict[str, Any] = field(default_factory=dict)
-    index: dict[str, Any] = field(default_factory=lambda: {"kind": "flat", "params": {}})
+    index: dict[str, Any] = field(default_factory=lambda: {"params": {}})
+    """``kind``: flat (default for a dense student), hnsw, ivfpq, pq, distill-vq, or sparse (a sparse
+    student's, its default); ``params``: the kind's options."""
     evaluate: dict[str, Any] = field(default_factory=dict)
     fidelity: dict[str, Any] | None = field(default_factory=lambda: {"depth": 100})
     max_train_queries: int | None = None
     """Train on the first N training queries only (quick runs); ``None``: all of them."""
+
+    def index_kind(self) -> str:
+        """``index.kind``; unset, ``sparse`` for a sparse student and ``flat`` for a dense one."""
+        sparse = self.train.get("student_kind", "dense") != "dense"
+        return str(self.index.get("kind") or ("sparse" if sparse else "flat")).lower()
 
     def validate(self) -> None:
         for key in ("dataset", "out", "teacher"):
@@ -72,6 +83,10 @@ class RunConfig:
         unknown = set(self.index) - {"kind", "params"}
         if unknown:
             raise InputError(f"run: unknown index key {sorted(unknown)[0]!r}; allowed: kind, params")
+        kind, sparse = self.index_kind(), self.train.get("student_kind", "dense") != "dense"
+        if sparse != (kind == "sparse"):
+            raise InputError(f"run: index.kind {kind} does not fit a {self.train.get('student_kind', 'dense')} "
+                             "student (a sparse student takes the sparse index, a dense one any other)")
         if self.max_train_queries is not None and self.max_train_queries < 1:
             raise InputError(f"run: max_train_queries must be >= 1, got {self.max_train_queries}")
 
@@ -171,8 +186,10 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
 
     eval_dir = out / "eval"
     with _stage("index + evaluate", eval_dir / "metrics.json") as todo:
-        if todo:
-            result = evaluate_retrieval(str(student), test_c, index=cfg.index.get("kind", "flat"),
+        if todo and cfg.index_kind() in BUILT_KINDS:
+            _build_and_evaluate(cfg, train_c, test_c, student, eval_dir, show_progress_bar)
+        elif todo:
+            result = evaluate_retrieval(str(student), test_c, index=cfg.index_kind(),
                                         index_params=cfg.index.get("params") or {}, out=eval_dir,
                                         show_progress_bar=show_progress_bar, **cfg.evaluate)
             logger.info("student on %s/%s: %s", cfg.dataset, cfg.test_split, result.metrics)
@@ -186,6 +203,31 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
         summary["fidelity"] = json.loads((eval_dir / "fidelity.json").read_text())
     logger.info("run %s: finished in %s", out, _duration(time.perf_counter() - started))
     return summary
+
+
+def _build_and_evaluate(cfg: RunConfig, train_c: Any, test_c: Any, student: Path, eval_dir: Path,
+                        show_progress_bar: bool) -> None:
+    """A Distill-VQ or sparse index of the test corpus (:func:`irdistill.workflows.indexing.build_index`,
+    Distill-VQ trained on the training queries' texts), evaluated; its folder is ``eval/index`` and
+    ``eval/metrics.json`` is written last."""
+    import shutil
+
+    from irdistill.workflows.indexing import EVAL_METRICS, build_index
+
+    kind = cfg.index_kind()
+    evaluate = dict(cfg.evaluate)
+    built = build_index(kind, test_c, str(student), eval_dir / "index", options=cfg.index.get("params") or {},
+                        train_queries=train_c if kind == "distill-vq" else None, evaluate=True,
+                        metrics=evaluate.pop("metrics", EVAL_METRICS), k=evaluate.pop("k", None),
+                        show_progress_bar=show_progress_bar, **evaluate)
+    for name in ("run.trec", "perf.json", "table.md"):
+        if (eval_dir / "index" / name).is_file():
+            shutil.copyfile(eval_dir / "index" / name, eval_dir / name)
+    summary = json.loads((eval_dir / "index" / "metrics.json").read_text())
+    summary["index_folder"] = str(eval_dir / "index")
+    summary["bytes_per_vector"] = built.info["bytes_per_vector"]
+    write_text_atomic(eval_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    logger.info("student's %s index on %s/%s: %s", kind, cfg.dataset, cfg.test_split, built.metrics)
 
 
 def _fidelity(cfg: RunConfig, test_c: Any, student: Path, eval_dir: Path, show_progress_bar: bool) -> None:
@@ -215,19 +257,29 @@ def _fidelity(cfg: RunConfig, test_c: Any, student: Path, eval_dir: Path, show_p
 def student_scores(model: str | os.PathLike[str], collection: Any, candidates: dict[str, list[str]],
                    *, show_progress_bar: bool = False,
                    max_seq_length: int | None = None) -> dict[str, dict[str, float]]:
-    """A dense model's scores of each query's candidates (corpus embeddings through the cache)."""
+    """A student's scores of each query's candidates: a dense model (corpus embeddings through the
+    cache) or a sparse student (CSR dot products)."""
     import numpy as np
 
     from irdistill.encoding import DenseEncoder
+    from irdistill.students.sparse import encode_sparse, is_sparse_model, load_sparse_student
 
-    encoder = DenseEncoder(str(model), max_seq_length=max_seq_length, show_progress_bar=show_progress_bar)
-    docs = encoder.encode(collection.doc_ids, collection.doc_texts(), side="document").embeddings
     qids = list(candidates)
-    queries = encoder.encode(qids, [collection.queries[q] for q in qids], side="query").embeddings
+    query_texts = [collection.queries[q] for q in qids]
+    if is_sparse_model(model):
+        student = load_sparse_student(model, max_seq_length=max_seq_length)
+        docs: Any = encode_sparse(student, collection.doc_texts(), side="document", ids=collection.doc_ids,
+                                  show_progress_bar=show_progress_bar).matrix
+        queries: Any = encode_sparse(student, query_texts, side="query", ids=qids, show_progress_bar=False).matrix
+        docs, queries = docs.tocsr(), queries.toarray()
+    else:
+        encoder = DenseEncoder(str(model), max_seq_length=max_seq_length, show_progress_bar=show_progress_bar)
+        docs = encoder.encode(collection.doc_ids, collection.doc_texts(), side="document").embeddings
+        queries = encoder.encode(qids, query_texts, side="query").embeddings
     row = {d: i for i, d in enumerate(collection.doc_ids)}
     out: dict[str, dict[str, float]] = {}
     for i, qid in enumerate(qids):
         rows = [row[d] for d in candidates[qid]]
-        scores = docs[rows] @ queries[i]
+        scores = np.asarray(docs[rows] @ queries[i]).ravel()
         out[qid] = {d: float(s) for d, s in zip(candidates[qid], np.asarray(scores), strict=True)}
     return out

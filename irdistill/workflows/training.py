@@ -64,7 +64,10 @@ def sampler_class(name: str) -> Any:
     return SAMPLERS.get(name)
 
 
-SAMPLING, LOSS = "pair sampler", "loss options"
+SAMPLING, LOSS, SPARSE = "pair sampler", "loss options", "sparse students"
+STUDENT_KINDS = ("dense", "splade", "inference-free")
+SPARSE_LOSS_OF = {"margin-mse": "margin-mse", "listwise-kl": "kl"}
+"""The sparse trainer's loss for each loss name a sparse student accepts."""
 
 
 @dataclass
@@ -72,6 +75,9 @@ class TrainConfig:
     """``irdistill train``: a student from teacher scores (YAML keys = these fields)."""
 
     student: str = option("", help="start model (folder, $IRDISTILL_MODELS name or hub id)")
+    student_kind: str = option("dense", choices=STUDENT_KINDS, help="dense: a sentence-transformers bi-encoder; "
+                               "splade / inference-free: a sparse student built on a masked LM (--student), "
+                               "trained with margin-mse or listwise-kl (KL) and FLOPS")
     dataset: str = option("", help="training collection, e.g. beir/scifact/train")
     split: str | None = option(None, help="split; overrides one in --dataset (default train)")
     scores: str | None = option(None, help="teacher scores (scores.parquet or its folder)")
@@ -109,6 +115,9 @@ class TrainConfig:
     sampler_options: dict[str, Any] = option(default_factory=dict, group=SAMPLING, flag="--sampler-option",
                                              parse="key=value", help="more keyword arguments of the pair "
                                              "sampler (e.g. kmeans_restarts=5), repeatable")
+    document_regularizer_weight: float = option(3e-5, group=SPARSE, help="FLOPS weight on document vectors")
+    query_regularizer_weight: float | None = option(None, group=SPARSE, help="FLOPS weight on query vectors "
+                                                    "(default: 5e-5 for splade, none for inference-free)")
     epochs: int = option(1, help="training epochs")
     batch_size: int = option(32, help="queries per batch (per device)")
     learning_rate: float = option(2e-5, help="peak learning rate")
@@ -138,6 +147,11 @@ class TrainConfig:
             sampler_class(self.sampler)
         except InputError as err:
             raise InputError(f"train: {err}") from None
+        if self.student_kind not in STUDENT_KINDS:
+            raise InputError(f"train: unknown student_kind {self.student_kind!r}; known: {', '.join(STUDENT_KINDS)}")
+        if self.student_kind != "dense" and self.loss not in SPARSE_LOSS_OF:
+            raise InputError(f"train: a {self.student_kind} student trains with {' or '.join(SPARSE_LOSS_OF)}, "
+                             f"not {self.loss}")
         if rows is not Rows.TRIPLES and not self.scores:
             raise InputError(f"train: loss {self.loss} needs teacher scores (scores: PATH)")
         if rows is Rows.PAIRS_INBATCH and not self.inbatch_teacher:
@@ -518,6 +532,8 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
     from irdistill.data import load_collection
 
     collection = training_collection(cfg)
+    if cfg.student_kind != "dense":
+        return _train_sparse(cfg, collection, show_progress_bar)
     logger.info("training on %r with %s / %s", collection, cfg.loss, cfg.sampler)
     torch.manual_seed(cfg.seed)
     data = build_training_data(cfg, collection, show_progress_bar)  # input errors surface before training
@@ -577,3 +593,41 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
                     result.examples_per_second, out)
     trainer.accelerator.wait_for_everyone()
     return result
+
+
+def _train_sparse(cfg: TrainConfig, collection: Collection, show_progress_bar: bool) -> TrainResult:
+    """A SPLADE or inference-free student from the teacher's margins (one negative per row for
+    margin-mse, ``list_size - 1`` for listwise-kl's KL), through :func:`train_sparse_student`."""
+    from irdistill.scores.hf import to_hf_dataset
+    from irdistill.students.sparse import (
+        build_inference_free_student,
+        build_splade_student,
+        train_sparse_student,
+    )
+
+    if cfg.student_kind == "splade":
+        student = build_splade_student(cfg.student, max_seq_length=cfg.max_seq_length)
+    else:  # the IDF of the training collection's corpus
+        student = build_inference_free_student(cfg.student, collection, max_seq_length=cfg.max_seq_length)
+    negatives = cfg.list_size - 1 if cfg.loss == "listwise-kl" else 1
+    dataset = to_hf_dataset(_scores_path(cfg.scores or ""), collection, negatives_per_query=negatives,
+                            seed=cfg.seed, teacher=cfg.teacher)
+    if cfg.label_scale != 1.0:
+        dataset = dataset.map(lambda row: {"label": [x * cfg.label_scale for x in row["label"]]})
+    logger.info("training a %s student on %r with %s (%d rows)", cfg.student_kind, collection, cfg.loss, len(dataset))
+    query_weight: Any = cfg.query_regularizer_weight if cfg.query_regularizer_weight is not None else "auto"
+    start = time.perf_counter()
+    train_sparse_student(student, dataset, loss=SPARSE_LOSS_OF[cfg.loss],  # type: ignore[arg-type]
+                         document_regularizer_weight=cfg.document_regularizer_weight,
+                         query_regularizer_weight=query_weight, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                         lr=cfg.learning_rate, warmup_steps=0, seed=cfg.seed, logging_steps=cfg.logging_steps,
+                         show_progress_bar=show_progress_bar, **cfg.loss_options)
+    seconds = time.perf_counter() - start
+    out = Path(cfg.out)
+    record = {"config": asdict(cfg), "examples": len(dataset), "seconds": round(seconds, 2),
+              "examples_per_second": len(dataset) * cfg.epochs / seconds if seconds > 0 else 0.0}
+    save_model_atomic(student, out, {"irdistill_training.json": json.dumps(record, indent=2) + "\n"})
+    logger.info("sparse student trained: %d rows in %.0f s -> %s", len(dataset), seconds, out)
+    return TrainResult(path=out, examples=len(dataset), seconds=seconds,
+                       examples_per_second=record["examples_per_second"], train_loss=float("nan"),
+                       best_checkpoint=None)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SparseEncoder
 
 __all__ = ["UNSEEN_IDF", "IDF_FORMULAS", "build_splade_student", "build_inference_free_student", "compute_idf",
-           "document_frequencies", "is_inference_free", "load_sparse_student", "query_static_module", "student_idf"]
+           "document_frequencies", "is_inference_free", "is_sparse_model", "load_sparse_student", "query_static_module", "student_idf"]
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +281,12 @@ def _is_sparse_folder(folder: Path) -> bool:
     if (folder / "router_config.json").is_file():
         texts.append((folder / "router_config.json").read_text(encoding="utf-8"))
     return any(name in text for text in texts for name in _SPARSE_MODULES)
+
+
+def is_sparse_model(model: str | os.PathLike[str]) -> bool:
+    """Whether a model folder (or ``$IRDISTILL_MODELS`` name) holds a saved sparse student."""
+    folder = Path(resolve_model(str(model)))
+    return folder.is_dir() and (folder / "modules.json").is_file() and _is_sparse_folder(folder)
 
 
 def load_sparse_student(model: str | os.PathLike[str] | SparseEncoder, *, device: str | None = None,
