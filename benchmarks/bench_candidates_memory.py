@@ -42,23 +42,40 @@ def main() -> None:
             for n in (100, 400, 809):
                 out = Path(tmp) / "run.trec"
                 start = time.perf_counter()
-                proc = subprocess.run([sys.executable, "-c", CHILD, retriever, str(n), str(out)],
-                                      capture_output=True, text=True, check=True)
+                proc = subprocess.run(
+                    [sys.executable, "-c", CHILD, retriever, str(n), str(out)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 wall = time.perf_counter() - start
                 stats = json.loads(proc.stdout.strip().splitlines()[-1])
                 lines = sum(1 for _ in out.open())
-                rows.append({"retriever": Path(retriever).name, "queries": stats["queries"],
-                             "run_lines": lines, "peak_rss_mb": round(stats["peak_rss_mb"], 1),
-                             "mining_s": round(stats["seconds"], 2), "wall_s": round(wall, 1)})
+                rows.append(
+                    {
+                        "retriever": Path(retriever).name,
+                        "queries": stats["queries"],
+                        "run_lines": lines,
+                        "peak_rss_mb": round(stats["peak_rss_mb"], 1),
+                        "mining_s": round(stats["seconds"], 2),
+                        "wall_s": round(wall, 1),
+                    }
+                )
                 print(rows[-1], flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_candidates_memory.json").write_text(json.dumps(rows, indent=2) + "\n")
-    md = [f"Mining the top 100 candidates of SciFact train queries (positives removed), query batches of 64, "
-          f"{os.cpu_count()} CPU cores; peak RSS of a fresh process each. The dense retriever reads corpus "
-          "embeddings from the irdistill cache. Produced by `python benchmarks/bench_candidates_memory.py`.",
-          "", "| retriever | queries | run lines | peak RSS MiB | mining s |", "|---|---|---|---|---|"]
-    md += [f"| {r['retriever']} | {r['queries']} | {r['run_lines']} | {r['peak_rss_mb']:.0f} | {r['mining_s']:.1f} |"
-           for r in rows]
+    md = [
+        f"Mining the top 100 candidates of SciFact train queries (positives removed), query batches of 64, "
+        f"{os.cpu_count()} CPU cores; peak RSS of a fresh process each. The dense retriever reads corpus "
+        "embeddings from the irdistill cache. Produced by `python benchmarks/bench_candidates_memory.py`.",
+        "",
+        "| retriever | queries | run lines | peak RSS MiB | mining s |",
+        "|---|---|---|---|---|",
+    ]
+    md += [
+        f"| {r['retriever']} | {r['queries']} | {r['run_lines']} | {r['peak_rss_mb']:.0f} | {r['mining_s']:.1f} |"
+        for r in rows
+    ]
     (RESULTS / "bench_candidates_memory.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

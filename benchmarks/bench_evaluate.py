@@ -63,8 +63,20 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="irdistill-bench-") as tmp:
         env = dict(os.environ, IRDISTILL_CACHE=str(Path(tmp) / "cache"), TOKENIZERS_PARALLELISM="false")
-        cli = [sys.executable, "-m", "irdistill.cli.main", "-q", "evaluate", "--model", args.model,
-               "--dataset", args.dataset, "--batch-size", str(args.batch_size), "--out"]
+        cli = [
+            sys.executable,
+            "-m",
+            "irdistill.cli.main",
+            "-q",
+            "evaluate",
+            "--model",
+            args.model,
+            "--dataset",
+            args.dataset,
+            "--batch-size",
+            str(args.batch_size),
+            "--out",
+        ]
         first_s, _ = timed(cli + [str(Path(tmp) / "first")], env)
         perf = json.loads((Path(tmp) / "first" / "perf.json").read_text())
         first_metrics = json.loads((Path(tmp) / "first" / "metrics.json").read_text())["metrics"]
@@ -72,8 +84,7 @@ def main() -> None:
         cached_metrics = json.loads((Path(tmp) / "cached" / "metrics.json").read_text())["metrics"]
         if cached_metrics != first_metrics:
             raise SystemExit(f"cached run differs: {cached_metrics} vs {first_metrics}")
-        st_s, st_out = timed([sys.executable, "-c", ST_SCRIPT, args.model, args.dataset,
-                              str(args.batch_size)], env)
+        st_s, st_out = timed([sys.executable, "-c", ST_SCRIPT, args.model, args.dataset, str(args.batch_size)], env)
         st_scores = json.loads(st_out.strip().splitlines()[-1])
 
     st_ndcg = next(v for k, v in st_scores.items() if k.endswith("cosine_ndcg@10"))
@@ -90,7 +101,9 @@ def main() -> None:
         "irdistill_ndcg@10": round(first_metrics["ndcg@10"], 4),
         "st_evaluator_ndcg@10": round(st_ndcg, 4),
         "docs_per_second": perf["docs_per_second"],
-        "model": args.model, "dataset": args.dataset, "batch_size": args.batch_size,
+        "model": args.model,
+        "dataset": args.dataset,
+        "batch_size": args.batch_size,
         "cpu_count": os.cpu_count(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -61,14 +61,21 @@ def main() -> None:
         if flat_top is None:
             flat_top = ids
         overlap = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(ids, flat_top, strict=True)])
-        run = {q: {doc_ids[i]: float(s) for s, i in zip(scores[r], ids[r], strict=True) if i >= 0}
-               for r, q in enumerate(collection.query_ids)}
+        run = {
+            q: {doc_ids[i]: float(s) for s, i in zip(scores[r], ids[r], strict=True) if i >= 0}
+            for r, q in enumerate(collection.query_ids)
+        }
         metrics = evaluate_run(collection.qrels, run, ["ndcg@10", "recall@100"])
         rows[label] = {
-            "kind": kind, "params": params, "recall@100_vs_flat": round(float(overlap), 4),
-            "ndcg@10": round(metrics["ndcg@10"], 4), "recall@100": round(metrics["recall@100"], 4),
-            "bytes": index.nbytes, "bytes_per_vector": round(index.nbytes / len(docs), 1),
-            "build_s": round(build, 3), "queries_per_s": round(len(queries) / min(times), 1),
+            "kind": kind,
+            "params": params,
+            "recall@100_vs_flat": round(float(overlap), 4),
+            "ndcg@10": round(metrics["ndcg@10"], 4),
+            "recall@100": round(metrics["recall@100"], 4),
+            "bytes": index.nbytes,
+            "bytes_per_vector": round(index.nbytes / len(docs), 1),
+            "build_s": round(build, 3),
+            "queries_per_s": round(len(queries) / min(times), 1),
         }
         print(label, rows[label], flush=True)
 
@@ -83,8 +90,10 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for label, r in rows.items():
-        lines.append(f"| {label} | {r['recall@100_vs_flat']:.4f} | {r['ndcg@10']:.4f} | {r['recall@100']:.4f} | "
-                     f"{r['bytes']:,} | {r['bytes_per_vector']:.0f} | {r['build_s']:.2f} | {r['queries_per_s']:.0f} |")
+        lines.append(
+            f"| {label} | {r['recall@100_vs_flat']:.4f} | {r['ndcg@10']:.4f} | {r['recall@100']:.4f} | "
+            f"{r['bytes']:,} | {r['bytes_per_vector']:.0f} | {r['build_s']:.2f} | {r['queries_per_s']:.0f} |"
+        )
     (RESULTS / "indexes_scifact.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -55,13 +55,19 @@ def main() -> None:
 
     teacher = CrossEncoderTeacher(args.model, batch_size=args.batch_size)
     ce = teacher.cross_encoder
-    st_s, st_scores = best_of(args.repeats, lambda: ce.predict(pairs, batch_size=args.batch_size,
-                                                                activation_fn=torch.nn.Identity(),
-                                                                show_progress_bar=False))
+    st_s, st_scores = best_of(
+        args.repeats,
+        lambda: ce.predict(
+            pairs, batch_size=args.batch_size, activation_fn=torch.nn.Identity(), show_progress_bar=False
+        ),
+    )
     ours_s, ours = best_of(args.repeats, lambda: teacher.score(queries, passages))
     diff = float(np.max(np.abs(ours - st_scores)))
-    result = {"irdistill_pairs_per_s": round(len(pairs) / ours_s, 1),
-              "st_predict_pairs_per_s": round(len(pairs) / st_s, 1), "max_abs_diff": diff}
+    result = {
+        "irdistill_pairs_per_s": round(len(pairs) / ours_s, 1),
+        "st_predict_pairs_per_s": round(len(pairs) / st_s, 1),
+        "max_abs_diff": diff,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_teacher_scoring.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [

@@ -30,12 +30,24 @@ STUDENT = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def config(scores: str, out: str, batch_size: int) -> dict:
-    return {"student": STUDENT, "dataset": "beir/scifact", "split": "train", "scores": scores,
-            "loss": "margin-mse", "sampler": "random", "epochs": 1, "batch_size": batch_size,
-            "learning_rate": 2e-5, "max_seq_length": 256, "seed": 42, "resume": False, "out": out,
-            # the plain-ST side saves nothing; irdistill's resumable checkpoints (every half epoch by
-            # default, i.e. every step on a short run) are switched off to time the same loop
-            "save_steps": 10**9}
+    return {
+        "student": STUDENT,
+        "dataset": "beir/scifact",
+        "split": "train",
+        "scores": scores,
+        "loss": "margin-mse",
+        "sampler": "random",
+        "epochs": 1,
+        "batch_size": batch_size,
+        "learning_rate": 2e-5,
+        "max_seq_length": 256,
+        "seed": 42,
+        "resume": False,
+        "out": out,
+        # the plain-ST side saves nothing; irdistill's resumable checkpoints (every half epoch by
+        # default, i.e. every step on a short run) are switched off to time the same loop
+        "save_steps": 10**9,
+    }
 
 
 def run_side(side: str, scores: str, batch_size: int) -> dict:
@@ -51,8 +63,12 @@ def run_side(side: str, scores: str, batch_size: int) -> dict:
         cfg = build_config(TrainConfig, raw, source="bench")
         if side == "irdistill":
             result = train_student(cfg, show_progress_bar=False)
-            return {"side": side, "examples": result.examples, "seconds": result.seconds,
-                    "examples_per_s": result.examples_per_second}
+            return {
+                "side": side,
+                "examples": result.examples,
+                "seconds": result.seconds,
+                "examples_per_s": result.examples_per_second,
+            }
         return _plain_st(cfg, Path(tmp))
 
 
@@ -78,15 +94,27 @@ def _plain_st(cfg, tmp: Path) -> dict:
     model.max_seq_length = cfg.max_seq_length
     steps = max(1, len(dataset) // cfg.batch_size)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp / "st"), learning_rate=cfg.learning_rate, warmup_steps=int(cfg.warmup_ratio * steps),
-        seed=cfg.seed, per_device_train_batch_size=cfg.batch_size, num_train_epochs=1, save_strategy="no",
-        report_to="none", disable_tqdm=True, logging_steps=cfg.logging_steps)
+        output_dir=str(tmp / "st"),
+        learning_rate=cfg.learning_rate,
+        warmup_steps=int(cfg.warmup_ratio * steps),
+        seed=cfg.seed,
+        per_device_train_batch_size=cfg.batch_size,
+        num_train_epochs=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        logging_steps=cfg.logging_steps,
+    )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=MarginMSELoss(model))
     start = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - start
-    return {"side": "st", "examples": len(dataset), "seconds": seconds,
-            "examples_per_s": float(output.metrics["train_samples_per_second"])}
+    return {
+        "side": "st",
+        "examples": len(dataset),
+        "seconds": seconds,
+        "examples_per_s": float(output.metrics["train_samples_per_second"]),
+    }
 
 
 def subset_scores(scores: str, n: int) -> str:
@@ -109,8 +137,9 @@ def main() -> None:
     parser.add_argument("--scores", required=True, help="teacher-score store of the SciFact train candidates")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--queries", type=int, default=320,
-                        help="train queries whose scores are used (the first N by id; 0: all 809)")
+    parser.add_argument(
+        "--queries", type=int, default=320, help="train queries whose scores are used (the first N by id; 0: all 809)"
+    )
     parser.add_argument("--side", choices=["irdistill", "st"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
@@ -122,8 +151,21 @@ def main() -> None:
     results: dict[str, list[dict]] = {"irdistill": [], "st": []}
     for _ in range(args.repeats):
         for side in ("st", "irdistill"):
-            proc = subprocess.run([sys.executable, __file__, "--side", side, "--scores", args.scores,
-                                   "--batch-size", str(args.batch_size)], capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--side",
+                    side,
+                    "--scores",
+                    args.scores,
+                    "--batch-size",
+                    str(args.batch_size),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             print(row, flush=True)
             results[side].append(row)
@@ -142,10 +184,8 @@ def main() -> None:
         "",
         "| trainer | examples/s | runs (examples/s) |",
         "|---|---|---|",
-        f"| irdistill train (margin-mse, random sampler) | {best['irdistill']:.2f} | "
-        f"{runs['irdistill']} |",
-        f"| sentence-transformers trainer + MarginMSELoss | {best['st']:.2f} | "
-        f"{runs['st']} |",
+        f"| irdistill train (margin-mse, random sampler) | {best['irdistill']:.2f} | {runs['irdistill']} |",
+        f"| sentence-transformers trainer + MarginMSELoss | {best['st']:.2f} | {runs['st']} |",
         "",
         f"Ratio irdistill / ST: {best['irdistill'] / best['st']:.3f}.",
     ]

@@ -29,11 +29,16 @@ def row_of(work: Path, t0: float, t1: float, t2: float, status: int) -> dict:
     except ValueError:
         summary = {}
     return {
-        "exit_status": status, "install_s": round(t1 - t0, 1),
-        "first_output_s": times.get("first_output_s"), "first_progress_bar_s": times.get("first_progress_bar_s"),
-        "wall_s": round(t2 - t1, 1), "peak_rss_gib": round(rss_kib / 2**20, 2),
-        "stages": times.get("stages", {}), "cores": os.cpu_count(),
-        "metrics": summary.get("metrics", {}), "fidelity": summary.get("fidelity"),
+        "exit_status": status,
+        "install_s": round(t1 - t0, 1),
+        "first_output_s": times.get("first_output_s"),
+        "first_progress_bar_s": times.get("first_progress_bar_s"),
+        "wall_s": round(t2 - t1, 1),
+        "peak_rss_gib": round(rss_kib / 2**20, 2),
+        "stages": times.get("stages", {}),
+        "cores": os.cpu_count(),
+        "metrics": summary.get("metrics", {}),
+        "fidelity": summary.get("fidelity"),
     }
 
 
@@ -41,18 +46,24 @@ def write_markdown(table: dict, path: Path) -> None:
     def fmt(value: object) -> str:
         return f"{value:.4f}" if isinstance(value, float) else "-"
 
-    lines = ["# The README's first command on a fresh clone", "",
-             "`bash benchmarks/fresh_run.sh RECIPE`: fresh clone, own virtualenv, `pip install torch==2.13.0 && "
-             "pip install -e .`, empty embedding cache, then `irdistill run RECIPE`. Times in seconds from the "
-             "start of `irdistill run`; peak RSS of the `irdistill run` process.", "",
-             "| recipe | cores | exit | install s | first output s | first progress bar s | wall s | peak RSS GiB "
-             "| nDCG@10 | recall@100 | Kendall τ with teacher |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# The README's first command on a fresh clone",
+        "",
+        "`bash benchmarks/fresh_run.sh RECIPE`: fresh clone, own virtualenv, `pip install torch==2.13.0 && "
+        "pip install -e .`, empty embedding cache, then `irdistill run RECIPE`. Times in seconds from the "
+        "start of `irdistill run`; peak RSS of the `irdistill run` process.",
+        "",
+        "| recipe | cores | exit | install s | first output s | first progress bar s | wall s | peak RSS GiB "
+        "| nDCG@10 | recall@100 | Kendall τ with teacher |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in table.items():
         m, f = r.get("metrics") or {}, r.get("fidelity") or {}
-        lines.append(f"| {name} | {r['cores']} | {r['exit_status']} | {r['install_s']} | {r['first_output_s']} | "
-                     f"{r['first_progress_bar_s']} | {r['wall_s']} | {r['peak_rss_gib']} | {fmt(m.get('ndcg@10'))} | "
-                     f"{fmt(m.get('recall@100'))} | {fmt(f.get('kendall_tau'))} |")
+        lines.append(
+            f"| {name} | {r['cores']} | {r['exit_status']} | {r['install_s']} | {r['first_output_s']} | "
+            f"{r['first_progress_bar_s']} | {r['wall_s']} | {r['peak_rss_gib']} | {fmt(m.get('ndcg@10'))} | "
+            f"{fmt(m.get('recall@100'))} | {fmt(f.get('kendall_tau'))} |"
+        )
     lines += ["", "Stages (wall time each):", ""]
     for name, r in table.items():
         stages = ", ".join(f"{s} {v.get('took', 'skipped' if 'skipped' in v else '?')}" for s, v in r["stages"].items())

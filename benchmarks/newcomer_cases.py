@@ -53,10 +53,12 @@ if BLOCKED:
     md.version, md.distribution = version, distribution
 """
 
-DOCS = [("d1", "Protein expression", "High protein expression in tumor cells."),
-        ("d2", "Vaccine trial", "The vaccine trial shows an immune response."),
-        ("d3", "", "Gene expression levels decrease in mouse brain cells."),
-        ("d4", "Drug dose", "A low drug dose has no effect on blood pressure.")]
+DOCS = [
+    ("d1", "Protein expression", "High protein expression in tumor cells."),
+    ("d2", "Vaccine trial", "The vaccine trial shows an immune response."),
+    ("d3", "", "Gene expression levels decrease in mouse brain cells."),
+    ("d4", "Drug dose", "A low drug dose has no effect on blood pressure."),
+]
 QUERIES = [("q1", "protein expression"), ("q2", "vaccine immune response"), ("q3", "brain genes")]
 
 
@@ -87,40 +89,81 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], dict[str, str], str]]:
     bm25 = ["evaluate", "--model", "bm25", "-k", "4", "--metrics", "ndcg@10"]
     return {
         "accelerate missing (train)": (
-            ["train", "--student", "sentence-transformers/all-MiniLM-L6-v2", "--dataset", "beir/scifact/train",
-             "--loss", "infonce", "--epochs", "1", "--out", str(tmp / "student")],
-            {"CASE_BLOCK": "accelerate"}, "the trainer's dependency is not installed"),
+            [
+                "train",
+                "--student",
+                "sentence-transformers/all-MiniLM-L6-v2",
+                "--dataset",
+                "beir/scifact/train",
+                "--loss",
+                "infonce",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp / "student"),
+            ],
+            {"CASE_BLOCK": "accelerate"},
+            "the trainer's dependency is not installed",
+        ),
         "corpus not UTF-8": (bm25 + ["--dataset", str(folders["not_utf8"])], {}, "a latin-1 byte on line 3"),
         "judged document missing from corpus": (
-            bm25 + ["--dataset", str(folders["missing_doc"])], {}, "1 of 4 judged documents absent"),
+            bm25 + ["--dataset", str(folders["missing_doc"])],
+            {},
+            "1 of 4 judged documents absent",
+        ),
         "judged query missing from queries": (
-            bm25 + ["--dataset", str(folders["missing_query"])], {}, "1 of 4 judged queries absent"),
+            bm25 + ["--dataset", str(folders["missing_query"])],
+            {},
+            "1 of 4 judged queries absent",
+        ),
         "judged ids match nothing": (
-            bm25 + ["--dataset", str(folders["wrong_ids"])], {}, "a wrong id column: no judged document exists"),
+            bm25 + ["--dataset", str(folders["wrong_ids"])],
+            {},
+            "a wrong id column: no judged document exists",
+        ),
         "model path does not exist": (
-            ["evaluate", "--model", str(tmp / "no-such-model"), "--dataset", "beir/scifact/test"], {},
-            "checked before the collection is loaded?"),
+            ["evaluate", "--model", str(tmp / "no-such-model"), "--dataset", "beir/scifact/test"],
+            {},
+            "checked before the collection is loaded?",
+        ),
         "output file mode": (
-            bm25 + ["--dataset", str(folders["good"]), "--out", str(tmp / "out")], {},
-            "mode of metrics.json under umask 022"),
+            bm25 + ["--dataset", str(folders["good"]), "--out", str(tmp / "out")],
+            {},
+            "mode of metrics.json under umask 022",
+        ),
     }
 
 
 def run_case(args: list[str], env: dict[str, str], src: str | None, site: Path, out_dir: Path) -> dict:
-    environ = dict(os.environ, **env, PYTHONPATH=os.pathsep.join(filter(None, [str(site), src])),
-                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    environ = dict(
+        os.environ,
+        **env,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(site), src])),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
     if src:
         environ["CASE_SRC"] = src
     start = time.perf_counter()
     # cwd outside any checkout: `python -m` puts the working folder first on the import path
-    proc = subprocess.run([sys.executable, "-m", "irdistill.cli.main", *args], env=environ, cwd=site,
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "irdistill.cli.main", *args],
+        env=environ,
+        cwd=site,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     seconds = time.perf_counter() - start
     err = [line for line in proc.stderr.splitlines() if line.strip() and "%|" not in line]
     shown = [line for line in err if "irdistill" in line and ("error" in line or "WARNING" in line)]
     last = (shown or err or [""])[-1]
-    row = {"exit": proc.returncode, "seconds": round(seconds, 1), "line": last[-300:],
-           "traceback": "Traceback (most recent call last)" in proc.stderr}
+    row = {
+        "exit": proc.returncode,
+        "seconds": round(seconds, 1),
+        "line": last[-300:],
+        "traceback": "Traceback (most recent call last)" in proc.stderr,
+    }
     metrics = out_dir / "metrics.json"
     if metrics.is_file():
         row["file_mode"] = oct(stat.S_IMODE(metrics.stat().st_mode))
@@ -154,17 +197,23 @@ def main() -> None:
 
 
 def write_markdown(table: dict) -> None:
-    lines = ["# Issue 10 newcomer cases, before and after", "",
-             "`python benchmarks/newcomer_cases.py --label after` (and `--src CHECKOUT --label before`): "
-             "each case a fresh `irdistill` process; `line` is the error or warning line it printed "
-             "(paths shortened to their last part).", "",
-             "| case | version | exit | traceback | seconds | line printed | file mode |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Issue 10 newcomer cases, before and after",
+        "",
+        "`python benchmarks/newcomer_cases.py --label after` (and `--src CHECKOUT --label before`): "
+        "each case a fresh `irdistill` process; `line` is the error or warning line it printed "
+        "(paths shortened to their last part).",
+        "",
+        "| case | version | exit | traceback | seconds | line printed | file mode |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key, row in sorted(table.items()):
         name, label = key.split(" | ")
         line = " ".join(p.rsplit("/", 1)[-1] if "/" in p else p for p in row["line"].split(" "))
-        lines.append(f"| {name} | {label} | {row['exit']} | {'yes' if row['traceback'] else 'no'} | "
-                     f"{row['seconds']} | `{line.replace('|', '/')}` | {row.get('file_mode', '-')} |")
+        lines.append(
+            f"| {name} | {label} | {row['exit']} | {'yes' if row['traceback'] else 'no'} | "
+            f"{row['seconds']} | `{line.replace('|', '/')}` | {row.get('file_mode', '-')} |"
+        )
     (ROOT / "eval" / "results" / "newcomer_cases.md").write_text("\n".join(lines) + "\n")
 
 

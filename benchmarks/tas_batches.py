@@ -42,8 +42,11 @@ def main() -> None:
         if positives and run.get(qid):
             pairs[qid] = [Pair(positives[0], d, float(rng.normal())) for d in run[qid]]
     qids = [q for q in collection.query_ids if q in pairs]
-    embeddings = DenseEncoder("sentence-transformers/all-MiniLM-L6-v2", show_progress_bar=False).encode(
-        qids, [collection.queries[q] for q in qids], side="query").embeddings
+    embeddings = (
+        DenseEncoder("sentence-transformers/all-MiniLM-L6-v2", show_progress_bar=False)
+        .encode(qids, [collection.queries[q] for q in qids], side="query")
+        .embeddings
+    )
     sampler = TASBalancedSampler(qids, pairs, embeddings, args.batch_size, n_clusters=args.clusters, seed=42)
     slots = copies = batches = single = 0
     worst = 0
@@ -55,9 +58,17 @@ def main() -> None:
             worst = max(worst, max(counts.values()))
             single += len({sampler.assignments[e.qid] for e in batch}) == 1
             batches += 1
-    print(json.dumps({"queries": len(qids), "batches_per_epoch": batches // args.epochs,
-                      "copy_share_of_slots": round(copies / slots, 4), "most_copies_of_a_query_in_a_batch": worst,
-                      "single_topic_batches": round(single / batches, 4)}))
+    print(
+        json.dumps(
+            {
+                "queries": len(qids),
+                "batches_per_epoch": batches // args.epochs,
+                "copy_share_of_slots": round(copies / slots, 4),
+                "most_copies_of_a_query_in_a_batch": worst,
+                "single_topic_batches": round(single / batches, 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

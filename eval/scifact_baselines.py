@@ -41,8 +41,9 @@ def main() -> None:
     json_path = RESULTS / "scifact_baselines.json"
     for key in args.models:
         result = evaluate_retrieval(MODELS[key], collection, index="flat", out=Path(args.runs) / key)
-        table = update_json_table(json_path, key, {m: round(result.metrics[m], 4)
-                                                   for m in ("ndcg@10", "recall@100", "mrr@10")})
+        table = update_json_table(
+            json_path, key, {m: round(result.metrics[m], 4) for m in ("ndcg@10", "recall@100", "mrr@10")}
+        )
 
     lines = [
         f"SciFact test ({len(collection.queries)} queries, {len(collection.corpus)} documents), flat "
@@ -55,11 +56,13 @@ def main() -> None:
     ]
     for key, row in table.items():
         lines.append(
-            f"| {key} | {row['ndcg@10']:.4f} | {PUBLISHED[key]:.3f} | {row['recall@100']:.4f} | "
-            f"{row['mrr@10']:.4f} |"
+            f"| {key} | {row['ndcg@10']:.4f} | {PUBLISHED[key]:.3f} | {row['recall@100']:.4f} | {row['mrr@10']:.4f} |"
         )
-    lines += ["", "Speed and memory: `eval/results/bench_evaluate.md` (measured on an idle machine); "
-              "per-model perf.json files land in the run folders."]
+    lines += [
+        "",
+        "Speed and memory: `eval/results/bench_evaluate.md` (measured on an idle machine); "
+        "per-model perf.json files land in the run folders.",
+    ]
     write_text_atomic(RESULTS / "scifact_baselines.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -54,25 +54,32 @@ def bm25_row(test) -> dict:
     seconds = time.perf_counter() - start
     run = hits_to_run(bm25.doc_ids, test.query_ids, scores, ids)
     metrics = evaluate_run(test.qrels, run, METRICS)
-    return {**{m: round(v, 4) for m, v in metrics.items()},
-            "doc_nnz": round(float(np.mean([len(set(d)) for d in doc_tokens.ids])), 2),
-            "query_nnz": round(float(np.mean([len(set(q)) for q in query_tokens.ids])), 2),
-            "queries_per_s": round(len(test.queries) / seconds, 1)}
+    return {
+        **{m: round(v, 4) for m, v in metrics.items()},
+        "doc_nnz": round(float(np.mean([len(set(d)) for d in doc_tokens.ids])), 2),
+        "query_nnz": round(float(np.mean([len(set(q)) for q in query_tokens.ids])), 2),
+        "queries_per_s": round(len(test.queries) / seconds, 1),
+    }
 
 
 def sparse_row(model, test, batch_size: int) -> dict:
     from irdistill.evaluation import evaluate_retrieval
     from irdistill.retrieval import SparseRetriever
 
-    result = evaluate_retrieval(SparseRetriever(model, batch_size=batch_size), test, k=1000, metrics=METRICS,
-                                show_progress_bar=False)
+    result = evaluate_retrieval(
+        SparseRetriever(model, batch_size=batch_size), test, k=1000, metrics=METRICS, show_progress_bar=False
+    )
     metrics = result.metrics
     perf = {**asdict(result.performance), **result.performance.figures}
     nq = perf["num_queries"]
-    return {**{m: round(v, 4) for m, v in metrics.items()}, "doc_nnz": perf["doc_nnz"],
-            "query_nnz": perf["query_nnz"],
-            "queries_per_s": round(nq / (perf["query_encode_seconds"] + perf["search_seconds"]), 1),
-            "search_only_queries_per_s": perf["queries_per_second"], "docs_per_s": perf["docs_per_second"]}
+    return {
+        **{m: round(v, 4) for m, v in metrics.items()},
+        "doc_nnz": perf["doc_nnz"],
+        "query_nnz": perf["query_nnz"],
+        "queries_per_s": round(nq / (perf["query_encode_seconds"] + perf["search_seconds"]), 1),
+        "search_only_queries_per_s": perf["queries_per_second"],
+        "docs_per_s": perf["docs_per_second"],
+    }
 
 
 def main() -> None:
@@ -82,15 +89,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--negatives", type=int, default=1, help="negatives per training row")
     parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--label-scale", type=float, default=7.5,
-                        help="multiply the teacher margins onto SPLADE's dot-product scale (z-scored ensemble: "
-                        "splade-tiny margins have 7.7x their spread on train pairs)")
+    parser.add_argument(
+        "--label-scale",
+        type=float,
+        default=7.5,
+        help="multiply the teacher margins onto SPLADE's dot-product scale (z-scored ensemble: "
+        "splade-tiny margins have 7.7x their spread on train pairs)",
+    )
     parser.add_argument("--flops-weight", type=float, default=3e-5, help="FLOPS weight on documents")
     parser.add_argument("--query-flops-weight", type=float, default=5e-5, help="FLOPS weight on SPLADE queries")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-seq-length", type=int, default=256)
-    parser.add_argument("--rows", nargs="+", default=["bm25", "splade-tiny", "splade-tiny-distilled",
-                                                      "inference-free-untrained", "inference-free"])
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=["bm25", "splade-tiny", "splade-tiny-distilled", "inference-free-untrained", "inference-free"],
+    )
     parser.add_argument("--runs", default="runs/sparse/scifact")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -118,8 +132,18 @@ def main() -> None:
             return load_sparse_student(str(folder))
         student = build()
         start = time.perf_counter()
-        train_sparse_student(student, dataset(), loss="margin-mse", epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, warmup_steps=10, output_dir=folder, show_progress_bar=False, **kw)
+        train_sparse_student(
+            student,
+            dataset(),
+            loss="margin-mse",
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup_steps=10,
+            output_dir=folder,
+            show_progress_bar=False,
+            **kw,
+        )
         (folder / "train_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
         return load_sparse_student(str(folder))
 
@@ -128,21 +152,39 @@ def main() -> None:
         if name == "bm25":
             row = bm25_row(test)
         elif name == "splade-tiny":
-            row = sparse_row(build_splade_student(args.model, max_seq_length=args.max_seq_length), test, args.batch_size)
+            row = sparse_row(
+                build_splade_student(args.model, max_seq_length=args.max_seq_length), test, args.batch_size
+            )
         elif name in ("splade-tiny-distilled", "splade-tiny-distilled-strong-flops"):
-            factor = args.label_scale ** 2 if name.endswith("strong-flops") else 1.0
-            row = sparse_row(trained(name, lambda: build_splade_student(args.model, max_seq_length=args.max_seq_length),
-                                     document_regularizer_weight=args.flops_weight * factor,
-                                     query_regularizer_weight=args.query_flops_weight * factor),
-                             test, args.batch_size)
+            factor = args.label_scale**2 if name.endswith("strong-flops") else 1.0
+            row = sparse_row(
+                trained(
+                    name,
+                    lambda: build_splade_student(args.model, max_seq_length=args.max_seq_length),
+                    document_regularizer_weight=args.flops_weight * factor,
+                    query_regularizer_weight=args.query_flops_weight * factor,
+                ),
+                test,
+                args.batch_size,
+            )
         elif name == "inference-free-untrained":
-            row = sparse_row(build_inference_free_student(args.model, test, max_seq_length=args.max_seq_length),
-                             test, args.batch_size)
+            row = sparse_row(
+                build_inference_free_student(args.model, test, max_seq_length=args.max_seq_length),
+                test,
+                args.batch_size,
+            )
         elif name in ("inference-free", "inference-free-idf-weighted"):
             extra = {"flops_weights": "idf"} if name.endswith("idf-weighted") else {}
-            row = sparse_row(trained(name, lambda: build_inference_free_student(
-                args.model, test, max_seq_length=args.max_seq_length), document_regularizer_weight=args.flops_weight,
-                **extra), test, args.batch_size)
+            row = sparse_row(
+                trained(
+                    name,
+                    lambda: build_inference_free_student(args.model, test, max_seq_length=args.max_seq_length),
+                    document_regularizer_weight=args.flops_weight,
+                    **extra,
+                ),
+                test,
+                args.batch_size,
+            )
         else:
             raise SystemExit(f"unknown row {name!r}")
         seconds_file = runs / name / "train_seconds.txt"
@@ -155,15 +197,20 @@ def main() -> None:
     lines = [
         f"SciFact test (300 queries, 5,183 docs). Distilled rows: {args.epochs:g} epochs of Margin-MSE on the "
         f"SciFact train teacher store (margins x {args.label_scale:g}), {args.negatives} negatives per row, "
-        f"lr {args.lr:g}, batch {args.batch_size}, max length {args.max_seq_length}, FLOPS weights {args.flops_weight:g} "
-        f"(documents) and {args.query_flops_weight:g} (SPLADE queries; x{args.label_scale ** 2:g} in the strong-flops "
-        "row). queries/s = query encoding + search, end to end, on this 2-core CPU (single-threaded jobs sharing it). Produced by `python eval/sparse_scifact.py --scores ...`.",
+        f"lr {args.lr:g}, batch {args.batch_size}, max length {args.max_seq_length}, "
+        f"FLOPS weights {args.flops_weight:g} (documents) and {args.query_flops_weight:g} (SPLADE queries; "
+        f"x{args.label_scale**2:g} in the strong-flops row). queries/s = query encoding + search, end to end, "
+        "on this 2-core CPU (single-threaded jobs sharing it). Produced by "
+        "`python eval/sparse_scifact.py --scores ...`.",
         "",
         "| model | nDCG@10 | recall@100 | doc non-zeros | query non-zeros | queries/s |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {k} | {v['ndcg@10']:.4f} | {v['recall@100']:.4f} | {v['doc_nnz']:.1f} | {v['query_nnz']:.1f} | "
-              f"{v['queries_per_s']:.0f} |" for k, v in table.items()]
+    lines += [
+        f"| {k} | {v['ndcg@10']:.4f} | {v['recall@100']:.4f} | {v['doc_nnz']:.1f} | {v['query_nnz']:.1f} | "
+        f"{v['queries_per_s']:.0f} |"
+        for k, v in table.items()
+    ]
     write_text_atomic(RESULTS / "sparse_scifact.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -56,14 +56,24 @@ METRICS = ["ndcg@10", "recall@100", "mrr@10"]
 METHODS: dict[str, dict[str, Any]] = {
     "infonce": {"loss": "infonce", "sampler": "random"},
     "margin-mse": {"loss": "margin-mse", "sampler": "random"},
-    "tas-balanced": {"loss": "tas-balanced", "sampler": "tas-balanced",
-                     "inbatch_teacher": "sentence-transformers/all-mpnet-base-v2"},
+    "tas-balanced": {
+        "loss": "tas-balanced",
+        "sampler": "tas-balanced",
+        "inbatch_teacher": "sentence-transformers/all-mpnet-base-v2",
+    },
     # positive + 3 hard + 4 random negatives, in-batch negatives, temperature from the teacher's spread
     "listwise-kl": {"loss": "listwise-kl", "sampler": "random", "list_size": 8},
     "hybrid": {"loss": "hybrid", "sampler": "tas-balanced"},
 }
-USES_TEACHER = {"untrained": False, "teacher": True, "infonce": False, "margin-mse": True,
-                "tas-balanced": True, "listwise-kl": True, "hybrid": True}
+USES_TEACHER = {
+    "untrained": False,
+    "teacher": True,
+    "infonce": False,
+    "margin-mse": True,
+    "tas-balanced": True,
+    "listwise-kl": True,
+    "hybrid": True,
+}
 
 
 def budget_tag(budget: dict[str, Any]) -> str:
@@ -78,14 +88,18 @@ def cell_key(method: str, seed: int | None, budget: dict[str, Any]) -> str:
     return f"{method}|{tag}" if seed is None else f"{method}|{tag}|seed{seed}"
 
 
-def evaluate_cell(model: str, test: Any, cands: dict[str, list[str]], teacher_run: dict, out: Path,
-                  max_seq_length: int | None) -> dict[str, Any]:
-    result = evaluate_retrieval(model, test, out=out, max_seq_length=max_seq_length, show_progress_bar=False,
-                                metrics=METRICS)
-    fidelity = teacher_fidelity(student_scores(model, test, cands, max_seq_length=max_seq_length),
-                                teacher_run, k=10)
-    return {**{m: result.metrics[m] for m in METRICS}, "kendall_tau": fidelity["kendall_tau"],
-            "per_query_ndcg@10": per_query_scores(test.qrels, result.run, "ndcg@10")}
+def evaluate_cell(
+    model: str, test: Any, cands: dict[str, list[str]], teacher_run: dict, out: Path, max_seq_length: int | None
+) -> dict[str, Any]:
+    result = evaluate_retrieval(
+        model, test, out=out, max_seq_length=max_seq_length, show_progress_bar=False, metrics=METRICS
+    )
+    fidelity = teacher_fidelity(student_scores(model, test, cands, max_seq_length=max_seq_length), teacher_run, k=10)
+    return {
+        **{m: result.metrics[m] for m in METRICS},
+        "kendall_tau": fidelity["kendall_tau"],
+        "per_query_ndcg@10": per_query_scores(test.qrels, result.run, "ndcg@10"),
+    }
 
 
 def paired_p(a: dict[str, float], b: dict[str, float]) -> float | None:
@@ -117,18 +131,27 @@ def build_table(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int])
         if not group:
             continue
         ndcg = [c["ndcg@10"] for c in group]
-        row = {"ndcg@10": round(statistics.fmean(ndcg), 4),
-               "ndcg@10_sd": round(statistics.stdev(ndcg), 4) if len(ndcg) > 1 else 0.0,
-               "recall@100": round(statistics.fmean(c["recall@100"] for c in group), 4),
-               "mrr@10": round(statistics.fmean(c["mrr@10"] for c in group), 4),
-               "seeds": len(group) if method in METHODS else 0,
-               "epochs": budget["epochs"] if method in METHODS else 0,
-               "uses_teacher": USES_TEACHER[method],
-               "p_vs_infonce": None, "p_vs_untrained": None,
-               "kendall_tau": (round(statistics.fmean(c["kendall_tau"] for c in group), 4)
-                               if all(c.get("kendall_tau") is not None for c in group) else None),
-               "train_examples_per_s": (round(statistics.fmean(c["train_examples_per_s"] for c in group), 2)
-                                        if all("train_examples_per_s" in c for c in group) else None)}
+        row = {
+            "ndcg@10": round(statistics.fmean(ndcg), 4),
+            "ndcg@10_sd": round(statistics.stdev(ndcg), 4) if len(ndcg) > 1 else 0.0,
+            "recall@100": round(statistics.fmean(c["recall@100"] for c in group), 4),
+            "mrr@10": round(statistics.fmean(c["mrr@10"] for c in group), 4),
+            "seeds": len(group) if method in METHODS else 0,
+            "epochs": budget["epochs"] if method in METHODS else 0,
+            "uses_teacher": USES_TEACHER[method],
+            "p_vs_infonce": None,
+            "p_vs_untrained": None,
+            "kendall_tau": (
+                round(statistics.fmean(c["kendall_tau"] for c in group), 4)
+                if all(c.get("kendall_tau") is not None for c in group)
+                else None
+            ),
+            "train_examples_per_s": (
+                round(statistics.fmean(c["train_examples_per_s"] for c in group), 2)
+                if all("train_examples_per_s" in c for c in group)
+                else None
+            ),
+        }
         for other in ("infonce", "untrained"):
             if other in per_query and other != method:
                 p = paired_p(per_query[method], per_query[other])
@@ -155,12 +178,14 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
     ]
     for method, r in table.items():
         sd = f" ± {r['ndcg@10_sd']:.4f}" if r["seeds"] > 1 else ""
-        lines.append(f"| {method} | {'yes' if r['uses_teacher'] else 'no'} | {r['seeds'] or '-'} | "
-                     f"{r['ndcg@10']:.4f}{sd} | {r['recall@100']:.4f} | {r['mrr@10']:.4f} | "
-                     f"{r['p_vs_infonce'] if r['p_vs_infonce'] is not None else '-'} | "
-                     f"{r['p_vs_untrained'] if r['p_vs_untrained'] is not None else '-'} | "
-                     f"{r['kendall_tau'] if r['kendall_tau'] is not None else '-'} | "
-                     f"{r['train_examples_per_s'] if r['train_examples_per_s'] is not None else '-'} |")
+        lines.append(
+            f"| {method} | {'yes' if r['uses_teacher'] else 'no'} | {r['seeds'] or '-'} | "
+            f"{r['ndcg@10']:.4f}{sd} | {r['recall@100']:.4f} | {r['mrr@10']:.4f} | "
+            f"{r['p_vs_infonce'] if r['p_vs_infonce'] is not None else '-'} | "
+            f"{r['p_vs_untrained'] if r['p_vs_untrained'] is not None else '-'} | "
+            f"{r['kendall_tau'] if r['kendall_tau'] is not None else '-'} | "
+            f"{r['train_examples_per_s'] if r['train_examples_per_s'] is not None else '-'} |"
+        )
     missing = [m for m in ["untrained", "teacher", *METHODS] if m not in table]
     if missing:
         lines += ["", f"Not measured yet: {', '.join(missing)}."]
@@ -169,16 +194,23 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scores", default=str(TEACHER_SCORES / "train"),
-                        help="teacher scores of the train candidates (default: the committed store)")
-    parser.add_argument("--teacher-test-scores", default=str(TEACHER_SCORES / "test"),
-                        help="teacher scores of the test BM25 top 100 (default: the committed store)")
+    parser.add_argument(
+        "--scores",
+        default=str(TEACHER_SCORES / "train"),
+        help="teacher scores of the train candidates (default: the committed store)",
+    )
+    parser.add_argument(
+        "--teacher-test-scores",
+        default=str(TEACHER_SCORES / "test"),
+        help="teacher scores of the test BM25 top 100 (default: the committed store)",
+    )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-seq-length", type=int, default=256, help="training length, every method alike")
-    parser.add_argument("--eval-max-seq-length", type=int,
-                        help="evaluation length, every row alike (default: --max-seq-length)")
+    parser.add_argument(
+        "--eval-max-seq-length", type=int, help="evaluation length, every row alike (default: --max-seq-length)"
+    )
     parser.add_argument("--runs", default="runs/students/scifact")
     parser.add_argument("--dataset", default="beir/scifact", help="collection (train and test splits)")
     parser.add_argument("--student", help="start model (default: the base recipe's all-MiniLM-L6-v2)")
@@ -188,8 +220,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    budget = {"epochs": args.epochs, "max_seq_length": args.max_seq_length,
-              "eval_max_seq_length": args.eval_max_seq_length}
+    budget = {
+        "epochs": args.epochs,
+        "max_seq_length": args.max_seq_length,
+        "eval_max_seq_length": args.eval_max_seq_length,
+    }
     train_budget = {"epochs": args.epochs, "max_seq_length": args.max_seq_length}
     eval_len = args.eval_max_seq_length or args.max_seq_length
     tag = budget_tag(budget)
@@ -203,6 +238,7 @@ def main() -> None:
         if args.inbatch_teacher and METHODS[method].get("inbatch_teacher"):
             out["inbatch_teacher"] = args.inbatch_teacher
         return out
+
     cells = json.loads(cells_path.read_text()) if cells_path.is_file() else {}
 
     def record(key: str, cell: dict[str, Any]) -> None:
@@ -215,18 +251,29 @@ def main() -> None:
         test = load_collection(args.dataset, split="test")
         student = args.student or base["student"]
         teacher_path = Path(args.teacher_test_scores)
-        teacher_run = scores_to_run(read_scores(teacher_path / "scores.parquet" if teacher_path.is_dir()
-                                                else teacher_path))
+        teacher_run = scores_to_run(
+            read_scores(teacher_path / "scores.parquet" if teacher_path.is_dir() else teacher_path)
+        )
         cands = {q: list(d) for q, d in teacher_run.items()}
         key = cell_key("teacher", None, budget)
         if key not in cells:
             values = evaluate_run(test.qrels, teacher_run, METRICS)
-            record(key, {**values, "kendall_tau": 1.0,
-                         "per_query_ndcg@10": per_query_scores(test.qrels, teacher_run, "ndcg@10")})
+            record(
+                key,
+                {
+                    **values,
+                    "kendall_tau": 1.0,
+                    "per_query_ndcg@10": per_query_scores(test.qrels, teacher_run, "ndcg@10"),
+                },
+            )
         key = cell_key("untrained", None, budget)
         if key not in cells:
-            record(key, evaluate_cell(student, test, cands, teacher_run,
-                                      Path(args.runs) / "untrained" / tag / "eval", eval_len))
+            record(
+                key,
+                evaluate_cell(
+                    student, test, cands, teacher_run, Path(args.runs) / "untrained" / tag / "eval", eval_len
+                ),
+            )
         for seed in args.seeds:
             for method in args.methods:
                 key = cell_key(method, seed, budget)
@@ -235,8 +282,15 @@ def main() -> None:
                 folder = Path(args.runs) / method / tag / f"seed{seed}"
                 model = folder / "model"
                 if not (model / "irdistill_training.json").is_file():
-                    values = {**base, **METHODS[method], **train_budget, **overrides(method), "seed": seed,
-                              "scores": args.scores, "out": str(model)}
+                    values = {
+                        **base,
+                        **METHODS[method],
+                        **train_budget,
+                        **overrides(method),
+                        "seed": seed,
+                        "scores": args.scores,
+                        "out": str(model),
+                    }
                     train_student(build_config(TrainConfig, values, source=method), show_progress_bar=False)
                 info = json.loads((model / "irdistill_training.json").read_text())
                 cell = evaluate_cell(str(model), test, cands, teacher_run, folder / "eval", eval_len)

@@ -43,8 +43,9 @@ METRICS = ["ndcg@10", "recall@10", "recall@100"]
 
 
 def to_run(scores: np.ndarray, ids: np.ndarray, qids: list[str], doc_ids: list[str]) -> dict[str, dict[str, float]]:
-    return {q: {doc_ids[j]: float(s) for s, j in zip(scores[i], ids[i], strict=True) if j >= 0}
-            for i, q in enumerate(qids)}
+    return {
+        q: {doc_ids[j]: float(s) for s, j in zip(scores[i], ids[i], strict=True) if j >= 0} for i, q in enumerate(qids)
+    }
 
 
 def main() -> None:
@@ -54,9 +55,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument("--top-k", type=int, default=50)
-    parser.add_argument("--ivf-weights", type=float, nargs="+", default=[0.0, 1.0],
-                        help="weights of the coarse (centroid) ListNet term to compare on the IVF rows "
-                        "(0: off; 1: equal to the PQ term, as in Distill-VQ and LibVQ)")
+    parser.add_argument(
+        "--ivf-weights",
+        type=float,
+        nargs="+",
+        default=[0.0, 1.0],
+        help="weights of the coarse (centroid) ListNet term to compare on the IVF rows "
+        "(0: off; 1: equal to the PQ term, as in Distill-VQ and LibVQ)",
+    )
     parser.add_argument("--nprobe", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="faiss and torch threads")
     args = parser.parse_args()
@@ -87,10 +93,14 @@ def main() -> None:
         scores, ids = index.search(queries, 100)
         metrics = evaluate_run(test.qrels, to_run(scores, ids, test.query_ids, test.doc_ids), METRICS)
         overlap = float(np.mean([len(flat_top[i] & set(r[r >= 0].tolist())) / 100 for i, r in enumerate(ids)]))
-        rows[name] = {"method": method, "bytes_per_vector": nbytes,
-                      **{m: round(v, 4) for m, v in metrics.items()},
-                      "overlap@100_vs_flat": round(overlap, 4),
-                      "train_seconds": None if seconds is None else round(seconds, 1), **(extra or {})}
+        rows[name] = {
+            "method": method,
+            "bytes_per_vector": nbytes,
+            **{m: round(v, 4) for m, v in metrics.items()},
+            "overlap@100_vs_flat": round(overlap, 4),
+            "train_seconds": None if seconds is None else round(seconds, 1),
+            **(extra or {}),
+        }
         logging.info("%s: %s", name, rows[name])
 
     record("flat", "flat", 4 * dim, flat, None)
@@ -104,9 +114,20 @@ def main() -> None:
                 runs.append(("distill-vq", args.epochs, 0.0, f"distill-vq-{shape}"))
             for method, epochs, weight, name in runs:
                 start = time.perf_counter()
-                model = train_distill_vq(docs, train_q, m=m, nbits=8, use_ivf=use_ivf, epochs=epochs, lr=args.lr,
-                                         temperature=args.temperature, top_k=args.top_k, ivf_weight=weight,
-                                         pseudo_queries=epochs > 0, show_progress_bar=False)
+                model = train_distill_vq(
+                    docs,
+                    train_q,
+                    m=m,
+                    nbits=8,
+                    use_ivf=use_ivf,
+                    epochs=epochs,
+                    lr=args.lr,
+                    temperature=args.temperature,
+                    top_k=args.top_k,
+                    ivf_weight=weight,
+                    pseudo_queries=epochs > 0,
+                    show_progress_bar=False,
+                )
                 seconds = time.perf_counter() - start
                 index = to_faiss(model, docs, nprobe=args.nprobe)
                 extra = {"nlist": model.nlist, "nprobe": index.nprobe, "ivf_weight": weight} if use_ivf else {}
@@ -125,8 +146,10 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['method']} | {r['bytes_per_vector']} | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} | "
-                     f"{r['recall@100']:.4f} | {r['overlap@100_vs_flat']:.3f} | {r['train_seconds'] or ''} |")
+        lines.append(
+            f"| {name} | {r['method']} | {r['bytes_per_vector']} | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} | "
+            f"{r['recall@100']:.4f} | {r['overlap@100_vs_flat']:.3f} | {r['train_seconds'] or ''} |"
+        )
     lines.append("")
     for m in args.sizes:
         gain = rows[f"distill-vq-pq{m}x8"]["recall@100"] - rows[f"faiss-pq{m}x8"]["recall@100"]
@@ -134,7 +157,9 @@ def main() -> None:
         for w in args.ivf_weights:
             shape = f"ivf-pq{m}x8"
             gain = rows[f"distill-vq-{shape}-coarse{w:g}"]["recall@100"] - rows[f"faiss-{shape}"]["recall@100"]
-            lines.append(f"- {shape}, coarse weight {w:g}: Distill-VQ minus faiss recall@100 = {100 * gain:+.2f} points")
+            lines.append(
+                f"- {shape}, coarse weight {w:g}: Distill-VQ minus faiss recall@100 = {100 * gain:+.2f} points"
+            )
     write_text_atomic(RESULTS / "vq_scifact.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -96,10 +96,20 @@ def config_from(cls: type[C], yaml_path: str | None, overrides: dict[str, Any]) 
 # command-line flags from the same dataclasses
 
 
-def option(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,
-           flag: str | None = None, short: str | None = None, negate: str | None = None,
-           choices: Sequence[str] | None = None, parse: str | None = None, group: str | None = None,
-           default_text: str | None = None, cli: bool = True) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    default_factory: Any = dataclasses.MISSING,
+    flag: str | None = None,
+    short: str | None = None,
+    negate: str | None = None,
+    choices: Sequence[str] | None = None,
+    parse: str | None = None,
+    group: str | None = None,
+    default_text: str | None = None,
+    cli: bool = True,
+) -> Any:
     """A config field and its command-line flag, declared once.
 
     Args:
@@ -114,8 +124,17 @@ def option(default: Any = dataclasses.MISSING, *, help: str, default_factory: An
         default_text: what the help says about the default (``""`` says nothing).
         cli: ``False`` for a key that only recipes set.
     """
-    metadata = {"help": help, "flag": flag, "short": short, "negate": negate, "choices": choices,
-                "parse": parse, "group": group, "default_text": default_text, "cli": cli}
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "short": short,
+        "negate": negate,
+        "choices": choices,
+        "parse": parse,
+        "group": group,
+        "default_text": default_text,
+        "cli": cli,
+    }
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

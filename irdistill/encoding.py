@@ -121,8 +121,14 @@ class DenseEncoder:
         self._fingerprint: str | None = None
 
     @classmethod
-    def from_model(cls, model: SentenceTransformer, *, name: str = "in-memory model", batch_size: int = 64,
-                   normalize: bool | Literal["auto"] = "auto") -> DenseEncoder:
+    def from_model(
+        cls,
+        model: SentenceTransformer,
+        *,
+        name: str = "in-memory model",
+        batch_size: int = 64,
+        normalize: bool | Literal["auto"] = "auto",
+    ) -> DenseEncoder:
         """Wrap a model already in memory (e.g. one being trained): no cache, no progress bar."""
         encoder = cls.__new__(cls)
         encoder.name, encoder.path, encoder.batch_size = name, name, batch_size
@@ -150,8 +156,13 @@ class DenseEncoder:
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.path)
         settings = json.dumps(
-            {"model": self._fingerprint, "side": side, "max_seq_length": self.max_seq_length,
-             "normalize": self.normalize, "texts": texts_fingerprint(ids, texts)},
+            {
+                "model": self._fingerprint,
+                "side": side,
+                "max_seq_length": self.max_seq_length,
+                "normalize": self.normalize,
+                "texts": texts_fingerprint(ids, texts),
+            },
             sort_keys=True,
         )
         return hashlib.sha256(settings.encode()).hexdigest()[:32]
@@ -171,10 +182,13 @@ class DenseEncoder:
             meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
             if embeddings.shape[0] == len(ids):
                 logger.info("%d %s embeddings read from cache %s", len(ids), side, path)
-                return Encoded(embeddings, time.perf_counter() - start, cached=True,
-                               encode_seconds=float(meta.get("encode_seconds", 0.0)))
-            logger.warning("cache file %s has %d rows, expected %d; re-encoding", path,
-                           embeddings.shape[0], len(ids))
+                return Encoded(
+                    embeddings,
+                    time.perf_counter() - start,
+                    cached=True,
+                    encode_seconds=float(meta.get("encode_seconds", 0.0)),
+                )
+            logger.warning("cache file %s has %d rows, expected %d; re-encoding", path, embeddings.shape[0], len(ids))
         start = time.perf_counter()
         logger.info("encoding %d %ss with %s (batch size %d)", len(texts), side, self.name, self.batch_size)
         embeddings = self.embed(texts, side, show_progress_bar=self.show_progress_bar)
@@ -183,9 +197,14 @@ class DenseEncoder:
             with atomic_path(path) as tmp:
                 with tmp.open("wb") as handle:
                     np.save(handle, embeddings)
-            meta = {"model": self.name, "side": side, "count": len(ids),
-                    "encode_seconds": seconds, "normalize": self._normalize(),
-                    "max_seq_length": self.model.max_seq_length}
+            meta = {
+                "model": self.name,
+                "side": side,
+                "count": len(ids),
+                "encode_seconds": seconds,
+                "normalize": self._normalize(),
+                "max_seq_length": self.model.max_seq_length,
+            }
             write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1))
             logger.info("%d %s embeddings cached at %s", len(ids), side, path)
         return Encoded(embeddings, seconds, cached=False, encode_seconds=seconds)
@@ -194,8 +213,13 @@ class DenseEncoder:
         """Encode ``texts`` without the cache (ad hoc batches, e.g. candidate mining's queries):
         float32 rows, L2-normalised when :attr:`normalize` says so."""
         encode = self.model.encode_query if side == "query" else self.model.encode_document
-        embeddings = encode(list(texts), batch_size=self.batch_size, show_progress_bar=show_progress_bar,
-                            convert_to_numpy=True, normalize_embeddings=self._normalize())
+        embeddings = encode(
+            list(texts),
+            batch_size=self.batch_size,
+            show_progress_bar=show_progress_bar,
+            convert_to_numpy=True,
+            normalize_embeddings=self._normalize(),
+        )
         return np.ascontiguousarray(embeddings, dtype=np.float32)
 
 

@@ -82,22 +82,22 @@ def check_model(name: str | os.PathLike[str], *, what: str = "model") -> str:
     if path.is_dir():
         markers = ("config.json", "modules.json", "config_sentence_transformers.json")
         if not any((path / m).is_file() for m in markers) and not any(path.glob("*.gguf")):
-            raise InputError(f"{what} {text!r}: {path} is not a model folder (no config.json or "
-                             "modules.json)")
+            raise InputError(f"{what} {text!r}: {path} is not a model folder (no config.json or modules.json)")
         return resolved
     if path.is_file():
         return resolved
     parts = [p for p in text.split("/") if p]
-    if (text.startswith(("/", ".", "~")) or len(parts) > 2
-            or (len(parts) > 1 and Path(parts[0]).is_dir())):
+    if text.startswith(("/", ".", "~")) or len(parts) > 2 or (len(parts) > 1 and Path(parts[0]).is_dir()):
         raise InputError(f"{what} {text!r}: no such model folder")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
         from huggingface_hub import try_to_load_from_cache
 
         if not any(isinstance(try_to_load_from_cache(text, f), str) for f in ("config.json", "modules.json")):
-            raise InputError(f"{what} {text!r}: not found locally (no {models_dir() / parts[-1]}) "
-                             "and HF_HUB_OFFLINE is set, so the hub is not asked; set "
-                             "IRDISTILL_MODELS or give a folder")
+            raise InputError(
+                f"{what} {text!r}: not found locally (no {models_dir() / parts[-1]}) "
+                "and HF_HUB_OFFLINE is set, so the hub is not asked; set "
+                "IRDISTILL_MODELS or give a folder"
+            )
     return resolved
 
 
@@ -173,8 +173,7 @@ def update_json_table(path: str | os.PathLike[str], key: str, row: Any) -> dict[
     return table
 
 
-def save_model_atomic(model: Any, target: str | os.PathLike[str],
-                      extra_files: dict[str, str] | None = None) -> Path:
+def save_model_atomic(model: Any, target: str | os.PathLike[str], extra_files: dict[str, str] | None = None) -> Path:
     """Save a sentence-transformers model (bi-encoder, CrossEncoder, SparseEncoder) to ``target``.
 
     The model (and ``extra_files``, name -> text, written beside it) goes to a temporary

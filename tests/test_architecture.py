@@ -107,10 +107,13 @@ def test_no_import_cycle_between_units() -> None:
 
 def test_library_units_never_import_the_cli_and_components_never_import_workflows() -> None:
     graph = unit_graph()
-    bad = [f"{source} -> {target}: {', '.join(where[:3])}"
-           for source, targets in graph.items() for target, where in targets.items()
-           if (target == "irdistill.cli" and source != "irdistill.cli")
-           or (target == "irdistill.workflows" and source not in ORCHESTRATION)]
+    bad = [
+        f"{source} -> {target}: {', '.join(where[:3])}"
+        for source, targets in graph.items()
+        for target, where in targets.items()
+        if (target == "irdistill.cli" and source != "irdistill.cli")
+        or (target == "irdistill.workflows" and source not in ORCHESTRATION)
+    ]
     assert not bad, "imports against the layering:\n" + "\n".join(bad)
 
 
@@ -118,7 +121,9 @@ def test_the_package_root_exports_what_a_script_needs_without_loading_torch() ->
     import subprocess
     import sys
 
-    code = ("import sys, irdistill; names = [n for n in irdistill.__all__ if n != '__version__']; "
-            "[getattr(irdistill, n) for n in names]; print(len(names), 'torch' in sys.modules)")
+    code = (
+        "import sys, irdistill; names = [n for n in irdistill.__all__ if n != '__version__']; "
+        "[getattr(irdistill, n) for n in names]; print(len(names), 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert int(out[0]) >= 10 and out[1] == "False"

@@ -21,8 +21,13 @@ class WordOverlap(PointwiseTeacher):
     name = "overlap"
 
     def score(self, queries, passages):
-        return np.array([len(set(q.lower().split()) & set(p.lower().rstrip(".").split()))
-                         for q, p in zip(queries, passages, strict=True)], dtype=float)
+        return np.array(
+            [
+                len(set(q.lower().split()) & set(p.lower().rstrip(".").split()))
+                for q, p in zip(queries, passages, strict=True)
+            ],
+            dtype=float,
+        )
 
 
 def test_bm25_candidates_exclude_positives(beir_dir: Path) -> None:
@@ -36,12 +41,12 @@ def test_bm25_candidates_exclude_positives(beir_dir: Path) -> None:
     assert "d2" in with_pos["q2"] and "d2" not in without["q2"]
 
 
-def test_dense_candidates_and_streamed_file(tiny_model_dir: Path, beir_dir: Path, cache_dir: Path,
-                                            tmp_path: Path) -> None:
+def test_dense_candidates_and_streamed_file(
+    tiny_model_dir: Path, beir_dir: Path, cache_dir: Path, tmp_path: Path
+) -> None:
     collection = load_collection(beir_dir)
     out = tmp_path / "cands.trec"
-    count = write_candidates(collection, out, str(tiny_model_dir), k=4, query_batch_size=2,
-                             show_progress_bar=False)
+    count = write_candidates(collection, out, str(tiny_model_dir), k=4, query_batch_size=2, show_progress_bar=False)
     assert count == 3
     run = read_run(out)
     in_memory = mine_candidates(collection, str(tiny_model_dir), k=4, query_batch_size=2, show_progress_bar=False)
@@ -52,15 +57,21 @@ def test_dense_candidates_and_streamed_file(tiny_model_dir: Path, beir_dir: Path
 def test_false_negative_filter(beir_dir: Path) -> None:
     collection = load_collection(beir_dir)
     plain = dict(iter_candidates(collection, "bm25", k=7, show_progress_bar=False))
-    kept = dict(iter_candidates(collection, "bm25", k=7, show_progress_bar=False,
-                                false_negatives=FalseNegativeFilter(WordOverlap(), margin=0.0)))
+    kept = dict(
+        iter_candidates(
+            collection,
+            "bm25",
+            k=7,
+            show_progress_bar=False,
+            false_negatives=FalseNegativeFilter(WordOverlap(), margin=0.0),
+        )
+    )
     teacher = WordOverlap()
     for qid, hits in plain.items():
         query = collection.queries[qid]
         pos = [collection.corpus[d].full_text() for d, r in collection.qrels[qid].items() if r > 0]
         threshold = teacher.score([query] * len(pos), pos).min()
-        expected = [d for d, _ in hits
-                    if teacher.score([query], [collection.corpus[d].full_text()])[0] <= threshold]
+        expected = [d for d, _ in hits if teacher.score([query], [collection.corpus[d].full_text()])[0] <= threshold]
         assert [d for d, _ in kept[qid]] == expected
     assert sum(map(len, kept.values())) < sum(map(len, plain.values()))
 

@@ -23,8 +23,9 @@ def test_help_does_not_import_heavy_libraries() -> None:
 
 
 def test_console_script_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "irdistill.cli.main", "evaluate", "--help"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "irdistill.cli.main", "evaluate", "--help"], capture_output=True, text=True, check=True
+    )
     assert "--model" in out.stdout and "IRDISTILL_DATA" in out.stdout
 
 
@@ -35,8 +36,22 @@ def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) 
 
 def test_evaluate_bm25_end_to_end(beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bm25"
-    code = main(["-q", "evaluate", "--model", "bm25", "--dataset", str(beir_dir), "--out", str(out),
-                 "--metrics", "ndcg@10,recall@5", "-k", "5"])
+    code = main(
+        [
+            "-q",
+            "evaluate",
+            "--model",
+            "bm25",
+            "--dataset",
+            str(beir_dir),
+            "--out",
+            str(out),
+            "--metrics",
+            "ndcg@10,recall@5",
+            "-k",
+            "5",
+        ]
+    )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["metrics"]) == ["ndcg@10", "recall@5"]
@@ -53,25 +68,33 @@ def test_yaml_config_and_flag_override(beir_dir: Path, tmp_path: Path) -> None:
     assert metrics["k"] == 3 and list(metrics["metrics"]) == ["mrr@10"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--model", "bm25", "--dataset", "{missing}"], "no such file"),
-    (["--model", "bm25", "--dataset", "{beir}", "--metrics", "ndcg@10,nope@3"], "unknown metric 'nope@3'"),
-    (["--model", "bm25", "--dataset", "{beir}", "--split", "dev"], "splits in"),
-    (["--model", "{model}", "--dataset", "{beir}", "--index", "annoy"], "unknown index kind 'annoy'"),
-    (["--dataset", "{beir}"], "--model is required"),
-])
-def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, beir_dir: Path, tmp_path: Path,
-                                          tiny_model_dir: Path, cache_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "bm25", "--dataset", "{missing}"], "no such file"),
+        (["--model", "bm25", "--dataset", "{beir}", "--metrics", "ndcg@10,nope@3"], "unknown metric 'nope@3'"),
+        (["--model", "bm25", "--dataset", "{beir}", "--split", "dev"], "splits in"),
+        (["--model", "{model}", "--dataset", "{beir}", "--index", "annoy"], "unknown index kind 'annoy'"),
+        (["--dataset", "{beir}"], "--model is required"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    args: list[str], message: str, beir_dir: Path, tmp_path: Path, tiny_model_dir: Path, cache_dir: Path
+) -> None:
     out = tmp_path / "out"
-    filled = [a.format(beir=beir_dir, missing=tmp_path / "nothing" / "corpus.jsonl", model=tiny_model_dir)
-              for a in args]
+    filled = [
+        a.format(beir=beir_dir, missing=tmp_path / "nothing" / "corpus.jsonl", model=tiny_model_dir) for a in args
+    ]
     if args[-1] == "{missing}":
         (tmp_path / "nothing").mkdir()
         (tmp_path / "nothing" / "corpus.jsonl").write_text('{"_id": "1", "text": "x"}\n')
         filled[-1] = str(tmp_path / "nothing")
-    proc = subprocess.run([sys.executable, "-m", "irdistill.cli.main", "-q", "evaluate", *filled,
-                           "--out", str(out)], capture_output=True, text=True,
-                          env={**__import__("os").environ, "IRDISTILL_CACHE": str(cache_dir)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "irdistill.cli.main", "-q", "evaluate", *filled, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "IRDISTILL_CACHE": str(cache_dir)},
+    )
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
@@ -79,8 +102,9 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, beir_di
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
 
 
-def test_malformed_corpus_line_names_file_and_line(beir_dir: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_corpus_line_names_file_and_line(
+    beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with (beir_dir / "corpus.jsonl").open("a") as f:
         f.write("{not json\n")
     assert main(["-q", "evaluate", "--model", "bm25", "--dataset", str(beir_dir), "--out", str(tmp_path / "o")]) == 2
@@ -97,15 +121,43 @@ def test_unknown_config_key(beir_dir: Path, tmp_path: Path, capsys: pytest.Captu
     assert "unknown key 'indx'" in err and "allowed: model, dataset" in err
 
 
-def test_compare_two_evaluations(beir_dir: Path, tmp_path: Path, tiny_model_dir: Path, cache_dir: Path,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_two_evaluations(
+    beir_dir: Path, tmp_path: Path, tiny_model_dir: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["-q", "evaluate", "--model", "bm25", "--dataset", str(beir_dir), "--out", str(tmp_path / "bm25")]) == 0
-    assert main(["-q", "evaluate", "--model", str(tiny_model_dir), "--dataset", str(beir_dir),
-                 "--out", str(tmp_path / "tiny"), "--save-index"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "evaluate",
+                "--model",
+                str(tiny_model_dir),
+                "--dataset",
+                str(beir_dir),
+                "--out",
+                str(tmp_path / "tiny"),
+                "--save-index",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "tiny" / "index.faiss").is_file()
     capsys.readouterr()
-    assert main(["-q", "compare", str(tmp_path / "bm25"), str(tmp_path / "tiny"), "--dataset", str(beir_dir),
-                 "--out", str(tmp_path / "cmp")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "compare",
+                str(tmp_path / "bm25"),
+                str(tmp_path / "tiny"),
+                "--dataset",
+                str(beir_dir),
+                "--out",
+                str(tmp_path / "cmp"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert set(report["scores"]) == {"bm25", "tiny"}
     assert 0.0 <= report["p_values"]["bm25"]["tiny"]["ndcg@10"] <= 1.0
@@ -122,13 +174,40 @@ def test_score_under_torchrun_two_ranks_equals_one_process(beir_dir: Path, tmp_p
 
     cands = tmp_path / "c.trec"
     assert main(["-q", "candidates", "--dataset", str(beir_dir), "-k", "4", "--out", str(cands)]) == 0
-    common = ["score", "--teacher", "bm25", "--dataset", str(beir_dir), "--candidates", str(cands),
-              "--chunk-queries", "1"]
+    common = [
+        "score",
+        "--teacher",
+        "bm25",
+        "--dataset",
+        str(beir_dir),
+        "--candidates",
+        str(cands),
+        "--chunk-queries",
+        "1",
+    ]
     assert main(["-q", *common, "--out", str(tmp_path / "single")]) == 0
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29533", "-m", "irdistill.cli.main", "-q", *common,
-                           "--out", str(tmp_path / "ddp")], capture_output=True, text=True, env=env, timeout=240)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            "-m",
+            "irdistill.cli.main",
+            "-q",
+            *common,
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     shards = sorted(p.name for p in (tmp_path / "ddp").glob("shard-*.parquet"))
     assert shards == ["shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"]
@@ -137,28 +216,61 @@ def test_score_under_torchrun_two_ranks_equals_one_process(beir_dir: Path, tmp_p
     assert ddp.equals(single)
 
 
-@pytest.mark.parametrize(("teacher", "message"), [
-    ("colbert", "unknown teacher 'colbert'; known: bm25, cross-encoder, dense, ensemble, listwise-llm"),
-    ("{empty}", "not a model folder"),
-])
-def test_score_bad_teacher_exit_2(teacher: str, message: str, beir_dir: Path, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("teacher", "message"),
+    [
+        ("colbert", "unknown teacher 'colbert'; known: bm25, cross-encoder, dense, ensemble, listwise-llm"),
+        ("{empty}", "not a model folder"),
+    ],
+)
+def test_score_bad_teacher_exit_2(
+    teacher: str, message: str, beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cands = tmp_path / "c.trec"
     assert main(["-q", "candidates", "--dataset", str(beir_dir), "-k", "2", "--out", str(cands)]) == 0
     (tmp_path / "empty").mkdir()
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"teacher: cross-encoder\nmodel: {tmp_path / 'empty'}\n")
     spec = str(recipe) if teacher == "{empty}" else teacher
-    code = main(["-q", "score", "--teacher", spec, "--dataset", str(beir_dir), "--candidates", str(cands),
-                 "--out", str(tmp_path / "scores")])
+    code = main(
+        [
+            "-q",
+            "score",
+            "--teacher",
+            spec,
+            "--dataset",
+            str(beir_dir),
+            "--candidates",
+            str(cands),
+            "--out",
+            str(tmp_path / "scores"),
+        ]
+    )
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "scores" / "scores.parquet").exists()
 
 
-def test_score_candidates_with_unknown_query(beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_score_candidates_with_unknown_query(
+    beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cands = tmp_path / "c.trec"
     cands.write_text("q999 Q0 d1 1 1.0 x\n")
-    assert main(["-q", "score", "--teacher", "bm25", "--dataset", str(beir_dir), "--candidates", str(cands),
-                 "--out", str(tmp_path / "s")]) == 2
+    assert (
+        main(
+            [
+                "-q",
+                "score",
+                "--teacher",
+                "bm25",
+                "--dataset",
+                str(beir_dir),
+                "--candidates",
+                str(cands),
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 2
+    )
     assert "query id 'q999' is not in" in capsys.readouterr().err

@@ -42,9 +42,7 @@ def synthetic(tmp_path: Path, n: int = 30) -> Collection:
     docs = {f"d{i}": ("", f"document number {i}") for i in range(2 * n)}
     queries = {f"q{i}": f"query number {i}" for i in range(n)}
     qrels = {"test": [(f"q{i}", f"d{i}", 1) for i in range(n)]}
-    return load_collection(
-        write_beir(tmp_path / "synthetic", docs=docs, queries=queries, qrels=qrels)
-    )
+    return load_collection(write_beir(tmp_path / "synthetic", docs=docs, queries=queries, qrels=qrels))
 
 
 def ranked_run(n: int, rank_of_relevant) -> Run:
@@ -72,9 +70,7 @@ def three_runs(tmp_path: Path) -> tuple[Collection, list[RunEntry]]:
 def test_scores_on_the_tiny_collection(tiny: Collection) -> None:
     comparison = compare_runs(tiny, [RunEntry("perfect", PERFECT), RunEntry("weak", WEAK)], METRICS)
     assert comparison.metrics == METRICS
-    assert comparison.scores["perfect"] == pytest.approx(
-        {"ndcg@10": 1.0, "mrr@10": 1.0, "recall@100": 1.0}
-    )
+    assert comparison.scores["perfect"] == pytest.approx({"ndcg@10": 1.0, "mrr@10": 1.0, "recall@100": 1.0})
     assert comparison.scores["weak"] == pytest.approx(
         {
             "ndcg@10": (WEAK_Q1_NDCG + 0 + 1) / 3,
@@ -97,9 +93,7 @@ def test_scores_on_the_tiny_collection(tiny: Collection) -> None:
 
 
 @pytest.mark.parametrize("stat_test", ["student", "fisher", "tukey"])
-def test_p_values_for_every_pair(
-    three_runs: tuple[Collection, list[RunEntry]], stat_test: str
-) -> None:
+def test_p_values_for_every_pair(three_runs: tuple[Collection, list[RunEntry]], stat_test: str) -> None:
     collection, entries = three_runs
     comparison = compare_runs(collection, entries, ["ndcg@10", "mrr@10"], stat_test=stat_test)
     names = ["good", "bad", "twin"]
@@ -143,9 +137,7 @@ def test_markdown_marks_the_significant_win(three_runs: tuple[Collection, list[R
     assert "p < 0.05 (student paired test, ranx)" in markdown
 
     # the same p-values against a threshold below them: nothing is marked
-    smallest = min(
-        comparison.p_values["good"][o][m] for o in ("bad", "twin") for m in ("ndcg@10", "mrr@10")
-    )
+    smallest = min(comparison.p_values["good"][o][m] for o in ("bad", "twin") for m in ("ndcg@10", "mrr@10"))
     comparison.max_p = smallest
     assert "(b" not in comparison.to_markdown()
 
@@ -180,9 +172,7 @@ def test_markdown_threshold_is_strict(p_value: float, max_p: float, marked: bool
 
 
 @pytest.mark.parametrize("latency", [True, False])
-def test_write_comparison_files(
-    three_runs: tuple[Collection, list[RunEntry]], tmp_path: Path, latency: bool
-) -> None:
+def test_write_comparison_files(three_runs: tuple[Collection, list[RunEntry]], tmp_path: Path, latency: bool) -> None:
     collection, entries = three_runs
     if latency:
         for entry, ms in zip(entries, (2.0, 0.5, 40.0), strict=True):
@@ -201,15 +191,11 @@ def test_write_comparison_files(
     assert data["metrics"] == ["ndcg@10", "recall@100"]
     assert data["stat_test"] == "student"
     assert data["scores"]["good"]["ndcg@10"] == pytest.approx(comparison.scores["good"]["ndcg@10"])
-    assert data["p_values"]["good"]["bad"]["ndcg@10"] == pytest.approx(
-        comparison.p_values["good"]["bad"]["ndcg@10"]
-    )
+    assert data["p_values"]["good"]["bad"]["ndcg@10"] == pytest.approx(comparison.p_values["good"]["bad"]["ndcg@10"])
     # recall@100 is 1 for every run: the t-test has no variance and its NaN p-value becomes null
     assert data["p_values"]["good"]["bad"]["recall@100"] is None
     assert data["latency_ms"] == (
-        {"good": 2.0, "bad": 0.5, "twin": 40.0}
-        if latency
-        else {"good": None, "bad": None, "twin": None}
+        {"good": 2.0, "bad": 0.5, "twin": 40.0} if latency else {"good": None, "bad": None, "twin": None}
     )
 
     png = (out / "compare.png").read_bytes()
@@ -243,9 +229,7 @@ def test_load_run_entry_errors(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     write_run(PERFECT, folder / "run.trec")
     (folder / "perf.json").write_text(json.dumps({"qps": 12.0}))
-    with pytest.raises(
-        InputError, match=re.escape(str(folder / "perf.json")) + ": expected a JSON object"
-    ):
+    with pytest.raises(InputError, match=re.escape(str(folder / "perf.json")) + ": expected a JSON object"):
         load_run_entry(folder)
     (folder / "perf.json").write_text("{not json")
     with pytest.raises(InputError, match=re.escape(str(folder / "perf.json"))):
@@ -268,9 +252,7 @@ def test_compare_errors(tiny: Collection) -> None:
     unjudged = RunEntry("unjudged", {"q5": {"d5": 1.0}})
     with pytest.raises(InputError, match="run unjudged: query id 'q5' is not in tiny/test"):
         compare_runs(tiny, [perfect, unjudged])
-    with pytest.raises(
-        InputError, match="unknown stat_test 'wilcoxon'; known: student, fisher, tukey"
-    ):
+    with pytest.raises(InputError, match="unknown stat_test 'wilcoxon'; known: student, fisher, tukey"):
         compare_runs(tiny, [perfect, weak], stat_test="wilcoxon")
     with pytest.raises(InputError, match="metric 'ndcg@ten': the cutoff"):
         compare_runs(tiny, [perfect, weak], ["ndcg@ten"])
@@ -295,8 +277,9 @@ def test_compare_run_without_a_judged_query() -> None:
 def test_compare_run_with_only_empty_results() -> None:
     from irdistill.data import Document
 
-    collection = Collection(corpus={"d1": Document("a")}, queries={"q1": "judged"},
-                            qrels={"q1": {"d1": 1}}, name="manual", split="test")
+    collection = Collection(
+        corpus={"d1": Document("a")}, queries={"q1": "judged"}, qrels={"q1": {"d1": 1}}, name="manual", split="test"
+    )
     with pytest.raises(InputError, match="run empty has no result for any judged query"):
         compare_runs(collection, [RunEntry("full", {"q1": {"d1": 1.0}}), RunEntry("empty", {"q1": {}})])
 
@@ -306,10 +289,14 @@ def test_write_comparison_json_is_strict_with_infinite_latency(tmp_path: Path) -
 
     from irdistill.evaluation.compare import Comparison, write_comparison
 
-    comparison = Comparison(metrics=["ndcg@10"], stat_test="student", max_p=0.05,
-                            scores={"a": {"ndcg@10": 0.5}, "b": {"ndcg@10": 0.5}},
-                            p_values={"a": {"b": {"ndcg@10": float("nan")}}, "b": {"a": {"ndcg@10": float("nan")}}},
-                            latency_ms={"a": float("-inf"), "b": 1.0})
+    comparison = Comparison(
+        metrics=["ndcg@10"],
+        stat_test="student",
+        max_p=0.05,
+        scores={"a": {"ndcg@10": 0.5}, "b": {"ndcg@10": 0.5}},
+        p_values={"a": {"b": {"ndcg@10": float("nan")}}, "b": {"a": {"ndcg@10": float("nan")}}},
+        latency_ms={"a": float("-inf"), "b": 1.0},
+    )
     write_comparison(comparison, tmp_path)
     data = json.loads((tmp_path / "compare.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert data["latency_ms"]["a"] is None and data["p_values"]["a"]["b"]["ndcg@10"] is None

@@ -74,9 +74,7 @@ def test_without_yaml(tmp_path: Path) -> None:
 
 
 def test_compare_yaml_and_overrides(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "runs: [a.trec, b.trec]\ndataset: beir/scifact\nstat_test: fisher\nmax_p: 1\n"
-    )
+    path = write(tmp_path, "runs: [a.trec, b.trec]\ndataset: beir/scifact\nstat_test: fisher\nmax_p: 1\n")
     config = config_from(CompareConfig, str(path), {"stat_test": "tukey", "names": ["A", "B"]})
     assert config.stat_test == "tukey"
     assert config.names == ["A", "B"]
@@ -146,17 +144,13 @@ def test_invalid_yaml_names_file_and_line(tmp_path: Path, text: str, line: int) 
 )
 def test_yaml_that_is_not_a_mapping(tmp_path: Path, text: str, kind: str) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(
-        InputError, match=re.escape(f"{path}: expected a mapping of keys to values, got {kind}")
-    ):
+    with pytest.raises(InputError, match=re.escape(f"{path}: expected a mapping of keys to values, got {kind}")):
         config_from(EvaluateConfig, str(path), {})
 
 
 def test_empty_yaml_and_missing_file(tmp_path: Path) -> None:
     assert load_yaml(write(tmp_path, "# only a comment\n")) == {}
-    config = config_from(
-        EvaluateConfig, str(write(tmp_path, "")), {"model": "bm25", "dataset": "d"}
-    )
+    config = config_from(EvaluateConfig, str(write(tmp_path, "")), {"model": "bm25", "dataset": "d"})
     assert (config.model, config.k) == ("bm25", 1000)
     missing = tmp_path / "absent.yaml"
     with pytest.raises(InputError, match=re.escape(f"{missing}: no such config file")):

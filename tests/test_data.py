@@ -80,10 +80,7 @@ def test_beir_titles_are_joined_as_title_space_text(beir_dir: Path) -> None:
         "Protein expression High protein expression in tumor cells increases cancer risk."
     )
     # no title: the text alone, no leading space
-    assert (
-        collection.corpus["d3"].full_text()
-        == "Gene expression levels decrease in mouse brain cells."
-    )
+    assert collection.corpus["d3"].full_text() == "Gene expression levels decrease in mouse brain cells."
     texts = collection.doc_texts()
     assert len(texts) == len(DOCS)
     assert texts[0].startswith("Protein expression High protein")
@@ -186,9 +183,7 @@ def test_document_with_empty_title_and_text(beir_dir: Path) -> None:
     lines = corpus_lines()
     lines[4] = json.dumps({"_id": "d5", "title": "  ", "text": ""})
     write_jsonl(path, lines)
-    with pytest.raises(
-        InputError, match=at(path, 5) + ": document 'd5' has an empty title and text"
-    ):
+    with pytest.raises(InputError, match=at(path, 5) + ": document 'd5' has an empty title and text"):
         load_collection(beir_dir)
 
 
@@ -229,8 +224,9 @@ def test_judged_query_missing_from_queries_file_is_dropped_with_a_warning(
     assert collection.qrels == {"q1": {"d1": 1}, "q2": {"d2": 1}}
     assert list(collection.queries) == ["q1", "q2"]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == [f"{path}: 1 of 3 judged query ids are not in the queries file ('q42'); "
-                        "those queries are left out"]
+    assert warnings == [
+        f"{path}: 1 of 3 judged query ids are not in the queries file ('q42'); those queries are left out"
+    ]
 
 
 def test_judged_document_missing_from_corpus_counts_as_relevant_never_retrieved(
@@ -260,16 +256,22 @@ def test_many_missing_ids_warn_with_a_few_examples_and_refuse_below_the_threshol
     path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n" + "\n".join(rows) + "\n")
     assert len(load_collection(beir_dir).qrels["q1"]) == 19
     path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n" + "\n".join(rows + ["q2\tx18\t1"]) + "\n")
-    with pytest.raises(InputError, match=at(path) + r": 19 of 20 judged document ids are not in the "
-                       r"corpus \('x0', 'x1', 'x10', 'x11', 'x12', \.\.\.\); the ids do not match"):
+    with pytest.raises(
+        InputError,
+        match=at(path) + r": 19 of 20 judged document ids are not in the "
+        r"corpus \('x0', 'x1', 'x10', 'x11', 'x12', \.\.\.\); the ids do not match",
+    ):
         load_collection(beir_dir)
 
 
 def test_judged_queries_that_match_none_are_refused(beir_dir: Path) -> None:
     path = beir_dir / "qrels" / "test.tsv"
     path.write_text("query-id\tcorpus-id\tscore\n1\td1\t1\n2\td2\t1\n")  # a wrong id column
-    with pytest.raises(InputError, match=at(path) + r": 2 of 2 judged query ids are not in the "
-                       "queries file"):
+    with pytest.raises(
+        InputError,
+        match=at(path) + r": 2 of 2 judged query ids are not in the "
+        "queries file",
+    ):
         load_collection(beir_dir)
 
 
@@ -277,7 +279,7 @@ def test_judged_queries_that_match_none_are_refused(beir_dir: Path) -> None:
 def test_bytes_that_are_not_utf8_name_the_file_and_line(beir_dir: Path, file: str) -> None:
     path = beir_dir / file
     lines = path.read_bytes().split(b"\n")
-    lines[1] = lines[1].replace(b"1", b"\xe9", 1) if file.endswith("tsv") else lines[1][:-2] + b"\xe9\"}"
+    lines[1] = lines[1].replace(b"1", b"\xe9", 1) if file.endswith("tsv") else lines[1][:-2] + b'\xe9"}'
     path.write_bytes(b"\n".join(lines))
     with pytest.raises(InputError, match=at(path, 2) + r": not valid UTF-8 \(byte e9 at column \d+\)"):
         load_collection(beir_dir)
@@ -337,13 +339,9 @@ def test_folder_of_neither_layout(tmp_path: Path) -> None:
     folder = tmp_path / "stuff"
     folder.mkdir()
     (folder / "notes.txt").write_text("hello\n")
-    with pytest.raises(
-        InputError, match=at(folder) + ": not a data set folder; expected corpus.jsonl"
-    ):
+    with pytest.raises(InputError, match=at(folder) + ": not a data set folder; expected corpus.jsonl"):
         load_collection(folder)
-    with pytest.raises(
-        InputError, match=at(folder / "notes.txt") + ": expected a data set folder, got a file"
-    ):
+    with pytest.raises(InputError, match=at(folder / "notes.txt") + ": expected a data set folder, got a file"):
         load_collection(folder / "notes.txt")
 
 
@@ -415,9 +413,7 @@ def test_msmarco_three_field_qrels_and_other_split(tmp_path: Path) -> None:
         ("qrels.dev.tsv", "101 0 p1 yes\n", ":1: relevance 'yes' is not an integer"),
     ],
 )
-def test_msmarco_errors_name_file_and_line(
-    tmp_path: Path, file: str, content: str, message: str
-) -> None:
+def test_msmarco_errors_name_file_and_line(tmp_path: Path, file: str, content: str, message: str) -> None:
     folder = write_msmarco(tmp_path / "marco")
     (folder / file).write_bytes(content.encode("latin-1"))  # \xe9: one byte, not UTF-8
     with pytest.raises(InputError, match=at(folder / file) + message):
@@ -463,9 +459,7 @@ def test_explicit_folder_wins_over_irdistill_data(
     tmp_path: Path, beir_dir: Path, monkeypatch: pytest.MonkeyPatch, no_ir_datasets: None
 ) -> None:
     root = tmp_path / "data"
-    write_beir(
-        root / "tiny", docs={"z1": ("", "another corpus")}, qrels={"test": [("q1", "z1", 1)]}
-    )
+    write_beir(root / "tiny", docs={"z1": ("", "another corpus")}, qrels={"test": [("q1", "z1", 1)]})
     monkeypatch.setenv("IRDISTILL_DATA", str(root))
     collection = load_collection(beir_dir)
     assert len(collection.corpus) == len(DOCS)
@@ -550,9 +544,7 @@ def test_falls_back_to_ir_datasets(
 # --- real data --------------------------------------------------------------------------
 
 
-def test_scifact_counts(
-    scifact_dir: Path, monkeypatch: pytest.MonkeyPatch, no_ir_datasets: None
-) -> None:
+def test_scifact_counts(scifact_dir: Path, monkeypatch: pytest.MonkeyPatch, no_ir_datasets: None) -> None:
     test = load_collection(scifact_dir, split="test")
     assert len(test.queries) == 300
     assert len(test.corpus) == 5183

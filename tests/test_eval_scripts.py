@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def test_students_table_resumes_cell_by_cell(beir_dir: Path, tiny_model_dir: Path, tmp_path: Path,
-                                             cache_dir: Path) -> None:
+def test_students_table_resumes_cell_by_cell(
+    beir_dir: Path, tiny_model_dir: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     """2 methods x 2 seeds at one budget; a second call with one more seed trains only the new
     cells, and the table holds mean, sd, seeds and paired p-values per row."""
     from irdistill.data import load_collection
@@ -24,24 +25,60 @@ def test_students_table_resumes_cell_by_cell(beir_dir: Path, tiny_model_dir: Pat
 
     # the tiny folder's "test" split doubles as the training split: score all pairs with BM25
     collection = load_collection(beir_dir, split="test")
-    scores = score_candidates(BM25Teacher(collection), collection, {q: collection.doc_ids for q in collection.queries},
-                              tmp_path / "scores", show_progress_bar=False)
+    scores = score_candidates(
+        BM25Teacher(collection),
+        collection,
+        {q: collection.doc_ids for q in collection.queries},
+        tmp_path / "scores",
+        show_progress_bar=False,
+    )
     (beir_dir / "qrels" / "train.tsv").write_text((beir_dir / "qrels" / "test.tsv").read_text())
     results, runs = tmp_path / "results", tmp_path / "runs"
 
     def run(*seeds: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, str(ROOT / "eval" / "students_scifact.py"), "--scores", str(scores),
-             "--teacher-test-scores", str(scores), "--dataset", str(beir_dir), "--student", str(tiny_model_dir),
-             "--methods", "infonce", "hybrid", "--seeds", *seeds, "--epochs", "1", "--max-seq-length", "32",
-             "--runs", str(runs), "--results", str(results)],
-            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+            [
+                sys.executable,
+                str(ROOT / "eval" / "students_scifact.py"),
+                "--scores",
+                str(scores),
+                "--teacher-test-scores",
+                str(scores),
+                "--dataset",
+                str(beir_dir),
+                "--student",
+                str(tiny_model_dir),
+                "--methods",
+                "infonce",
+                "hybrid",
+                "--seeds",
+                *seeds,
+                "--epochs",
+                "1",
+                "--max-seq-length",
+                "32",
+                "--runs",
+                str(runs),
+                "--results",
+                str(results),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+        )
 
     first = run("1", "2")
     assert first.returncode == 0, first.stderr[-3000:]
     cells = json.loads((results / "students_scifact_cells.json").read_text())
-    assert sorted(cells) == ["hybrid|e1-len32|seed1", "hybrid|e1-len32|seed2", "infonce|e1-len32|seed1",
-                             "infonce|e1-len32|seed2", "teacher|e1-len32", "untrained|e1-len32"]
+    assert sorted(cells) == [
+        "hybrid|e1-len32|seed1",
+        "hybrid|e1-len32|seed2",
+        "infonce|e1-len32|seed1",
+        "infonce|e1-len32|seed2",
+        "teacher|e1-len32",
+        "untrained|e1-len32",
+    ]
     stamp = (runs / "hybrid" / "e1-len32" / "seed1" / "model" / "irdistill_training.json").stat().st_mtime
 
     second = run("1", "2", "3")
@@ -54,8 +91,19 @@ def test_students_table_resumes_cell_by_cell(beir_dir: Path, tiny_model_dir: Pat
     row = table["hybrid"]
     assert row["seeds"] == 3 and row["epochs"] == 1 and row["uses_teacher"] is True
     assert row["ndcg@10"] == pytest.approx(sum(hybrid) / 3, abs=1e-4)
-    assert set(row) >= {"ndcg@10", "ndcg@10_sd", "recall@100", "mrr@10", "seeds", "epochs", "uses_teacher",
-                        "p_vs_infonce", "p_vs_untrained", "kendall_tau", "train_examples_per_s"}
+    assert set(row) >= {
+        "ndcg@10",
+        "ndcg@10_sd",
+        "recall@100",
+        "mrr@10",
+        "seeds",
+        "epochs",
+        "uses_teacher",
+        "p_vs_infonce",
+        "p_vs_untrained",
+        "kendall_tau",
+        "train_examples_per_s",
+    }
     assert table["infonce"]["uses_teacher"] is False and table["infonce"]["p_vs_infonce"] is None
     assert table["untrained"]["seeds"] == 0
     markdown = (results / "students_scifact.md").read_text()

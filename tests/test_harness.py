@@ -10,8 +10,9 @@ from irdistill.errors import InputError
 from irdistill.evaluation import evaluate_retrieval, evaluate_run
 
 
-def test_dense_evaluation_writes_every_output(tiny_model_dir: Path, beir_dir: Path, cache_dir: Path,
-                                              tmp_path: Path) -> None:
+def test_dense_evaluation_writes_every_output(
+    tiny_model_dir: Path, beir_dir: Path, cache_dir: Path, tmp_path: Path
+) -> None:
     collection = load_collection(beir_dir)
     out = tmp_path / "out"
     result = evaluate_retrieval(str(tiny_model_dir), collection, k=5, out=out, show_progress_bar=False)
@@ -41,8 +42,7 @@ def test_cached_rerun_gives_the_same_run(tiny_model_dir: Path, beir_dir: Path, c
 
 
 @pytest.mark.parametrize("index", ["hnsw", "flat"])
-def test_index_kinds_agree_on_a_tiny_corpus(tiny_model_dir: Path, beir_dir: Path, cache_dir: Path,
-                                            index: str) -> None:
+def test_index_kinds_agree_on_a_tiny_corpus(tiny_model_dir: Path, beir_dir: Path, cache_dir: Path, index: str) -> None:
     collection = load_collection(beir_dir)
     flat = evaluate_retrieval(str(tiny_model_dir), collection, k=8, show_progress_bar=False)
     other = evaluate_retrieval(str(tiny_model_dir), collection, index=index, k=8, show_progress_bar=False)
@@ -78,8 +78,7 @@ def test_minilm_reproduces_the_published_scifact_figure(scifact_dir: Path) -> No
     if not (models_dir() / "all-MiniLM-L6-v2").is_dir():
         pytest.skip("all-MiniLM-L6-v2 not under $IRDISTILL_MODELS (run shared/models/prepare.sh)")
     collection = load_collection(scifact_dir, split="test")
-    result = evaluate_retrieval("sentence-transformers/all-MiniLM-L6-v2", collection,
-                                show_progress_bar=False)
+    result = evaluate_retrieval("sentence-transformers/all-MiniLM-L6-v2", collection, show_progress_bar=False)
     assert result.metrics["ndcg@10"] == pytest.approx(0.645, abs=0.01)
     assert result.metrics["recall@100"] > 0.85
 

@@ -23,8 +23,19 @@ QUANT = ["--m", "4", "--nbits", "4"]  # 16 codewords: trainable on 64 documents;
 FAISS_KINDS = {
     "ivfpq": [*QUANT, "--nlist", "2", "--nprobe", "2"],
     "pq": ["--m", "8", "--nbits", "4"],
-    "distill-vq": [*QUANT, "--nlist", "2", "--nprobe", "2", "--epochs", "1", "--top-k", "8",
-                   "--distill-batch-size", "8"],
+    "distill-vq": [
+        *QUANT,
+        "--nlist",
+        "2",
+        "--nprobe",
+        "2",
+        "--epochs",
+        "1",
+        "--top-k",
+        "8",
+        "--distill-batch-size",
+        "8",
+    ],
 }
 
 
@@ -57,8 +68,14 @@ def tiny_mlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-mlm")
     tokenizer = tiny_tokenizer(folder)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertForMaskedLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -69,33 +86,75 @@ def index_cli(*args: str | Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, tiny_model_dir: Path, tiny_mlm: Path,
-          emb_cache: Path) -> dict[str, Path]:
+def built(
+    tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, tiny_model_dir: Path, tiny_mlm: Path, emb_cache: Path
+) -> dict[str, Path]:
     """Each kind built once with --evaluate; kind -> output folder."""
     root = tmp_path_factory.mktemp("built")
     folders = {}
     for kind, params in FAISS_KINDS.items():
         folders[kind] = root / kind
-        assert index_cli("--kind", kind, "--model", tiny_model_dir, "--dataset", corpus_dir, "--out", folders[kind],
-                         "--cache-dir", emb_cache, "--evaluate", *params) == 0
+        assert (
+            index_cli(
+                "--kind",
+                kind,
+                "--model",
+                tiny_model_dir,
+                "--dataset",
+                corpus_dir,
+                "--out",
+                folders[kind],
+                "--cache-dir",
+                emb_cache,
+                "--evaluate",
+                *params,
+            )
+            == 0
+        )
     folders["sparse"] = root / "sparse"
-    assert index_cli("--kind", "sparse", "--model", tiny_mlm, "--dataset", corpus_dir, "--out", folders["sparse"],
-                     "--batch-size", "16", "--evaluate") == 0
+    assert (
+        index_cli(
+            "--kind",
+            "sparse",
+            "--model",
+            tiny_mlm,
+            "--dataset",
+            corpus_dir,
+            "--out",
+            folders["sparse"],
+            "--batch-size",
+            "16",
+            "--evaluate",
+        )
+        == 0
+    )
     return folders
 
 
 def test_help_lists_kinds_and_flags() -> None:
-    out = subprocess.run([sys.executable, "-m", "irdistill.cli.main", "index", "--help"],
-                         capture_output=True, text=True, check=True).stdout
-    for text in ("--kind", "distill-vq", "ivfpq", "sparse", "--train-queries", "--nlist", "--evaluate",
-                 "indexes/distill_vq_minilm_48x8.yaml"):
+    out = subprocess.run(
+        [sys.executable, "-m", "irdistill.cli.main", "index", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for text in (
+        "--kind",
+        "distill-vq",
+        "ivfpq",
+        "sparse",
+        "--train-queries",
+        "--nlist",
+        "--evaluate",
+        "indexes/distill_vq_minilm_48x8.yaml",
+    ):
         assert text in out
 
 
-@pytest.mark.parametrize(("kind", "faiss_class", "bytes_per_vector"),
-                         [("ivfpq", "IndexIVFPQ", 2), ("pq", "IndexPQ", 4), ("distill-vq", "IndexIVFPQ", 2)])
-def test_faiss_kinds_write_a_plain_faiss_file(kind: str, faiss_class: str, bytes_per_vector: int,
-                                              built: dict[str, Path], corpus_dir: Path, tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("kind", "faiss_class", "bytes_per_vector"),
+    [("ivfpq", "IndexIVFPQ", 2), ("pq", "IndexPQ", 4), ("distill-vq", "IndexIVFPQ", 2)],
+)
+def test_faiss_kinds_write_a_plain_faiss_file(
+    kind: str, faiss_class: str, bytes_per_vector: int, built: dict[str, Path], corpus_dir: Path, tiny_model_dir: Path
+) -> None:
     from irdistill.indexes import IVFPQIndex, PQIndex, load_index
 
     folder = built[kind]
@@ -125,7 +184,9 @@ def test_faiss_kinds_write_a_plain_faiss_file(kind: str, faiss_class: str, bytes
     assert list(metrics["metrics"]) == ["ndcg@10", "recall@10", "recall@100"]
     assert all(0.0 <= v <= 1.0 for v in metrics["metrics"].values())
     assert metrics["index"] == kind and metrics["k"] == 100 and metrics["num_queries"] == 10
-    assert (folder / "run.trec").is_file() and json.loads((folder / "perf.json").read_text())["latency_ms_per_query"] > 0
+    assert (folder / "run.trec").is_file() and json.loads((folder / "perf.json").read_text())[
+        "latency_ms_per_query"
+    ] > 0
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
@@ -152,14 +213,36 @@ def test_sparse_kind_writes_a_sparse_index(built: dict[str, Path], tiny_mlm: Pat
     assert set(metrics) == {"ndcg@10", "recall@10", "recall@100"}
 
 
-def test_pq_only_distill_vq_and_train_queries_from_another_folder(corpus_dir: Path, tiny_model_dir: Path,
-                                                                 emb_cache: Path, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    other = write_beir(tmp_path / "other", queries={"x1": "protein cells", "x2": "vaccine trial", "x3": "gene"},
-                       qrels={"test": [("x1", "d1", 1), ("x2", "d2", 1), ("x3", "d3", 1)]})
+def test_pq_only_distill_vq_and_train_queries_from_another_folder(
+    corpus_dir: Path, tiny_model_dir: Path, emb_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = write_beir(
+        tmp_path / "other",
+        queries={"x1": "protein cells", "x2": "vaccine trial", "x3": "gene"},
+        qrels={"test": [("x1", "d1", 1), ("x2", "d2", 1), ("x3", "d3", 1)]},
+    )
     out = tmp_path / "dvq-pq"
-    assert index_cli("--kind", "distill-vq", "--no-ivf", *QUANT, "--epochs", "1", "--model", tiny_model_dir,
-                     "--dataset", corpus_dir, "--train-queries", other, "--cache-dir", emb_cache, "--out", out) == 0
+    assert (
+        index_cli(
+            "--kind",
+            "distill-vq",
+            "--no-ivf",
+            *QUANT,
+            "--epochs",
+            "1",
+            "--model",
+            tiny_model_dir,
+            "--dataset",
+            corpus_dir,
+            "--train-queries",
+            other,
+            "--cache-dir",
+            emb_cache,
+            "--out",
+            out,
+        )
+        == 0
+    )
     assert type(faiss.read_index(str(out / "index.faiss"))).__name__ == "IndexPQ"
     info = json.loads((out / "index.json").read_text())
     assert info["training"]["num_queries"] == 3 and info["params"]["use_ivf"] is False
@@ -167,13 +250,16 @@ def test_pq_only_distill_vq_and_train_queries_from_another_folder(corpus_dir: Pa
     assert "distill-vq index:" in capsys.readouterr().out
 
 
-def test_yaml_recipe_and_flag_override_and_stale_files(corpus_dir: Path, tiny_model_dir: Path, emb_cache: Path,
-                                                       built: dict[str, Path], tmp_path: Path) -> None:
+def test_yaml_recipe_and_flag_override_and_stale_files(
+    corpus_dir: Path, tiny_model_dir: Path, emb_cache: Path, built: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "ivfpq"
     shutil.copytree(built["ivfpq"], out)  # an earlier, evaluated build in the same folder
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"kind: ivfpq\nmodel: {tiny_model_dir}\ndataset: {corpus_dir}\nm: 8\nnbits: 4\nnlist: 4\n"
-                      f"nprobe: 4\ncache_dir: {emb_cache}\nout: {tmp_path / 'unused'}\n")
+    recipe.write_text(
+        f"kind: ivfpq\nmodel: {tiny_model_dir}\ndataset: {corpus_dir}\nm: 8\nnbits: 4\nnlist: 4\n"
+        f"nprobe: 4\ncache_dir: {emb_cache}\nout: {tmp_path / 'unused'}\n"
+    )
     assert index_cli("--config", recipe, "--nprobe", "1", "--out", out) == 0
     info = json.loads((out / "index.json").read_text())
     assert info["params"] == {"m": 8, "nbits": 4, "nlist": 4, "nprobe": 1}
@@ -195,12 +281,19 @@ def test_shipped_recipes_are_valid(recipe: Path) -> None:
 
 def test_recipes_cover_every_kind() -> None:
     names = {p.name for p in (REPO / "indexes").glob("*.yaml")}
-    assert {"distill_vq_minilm_48x8.yaml", "ivfpq_minilm_48x8.yaml", "pq_minilm_48x8.yaml",
-            "sparse_splade_tiny.yaml"} <= names
+    assert {
+        "distill_vq_minilm_48x8.yaml",
+        "ivfpq_minilm_48x8.yaml",
+        "pq_minilm_48x8.yaml",
+        "sparse_splade_tiny.yaml",
+    } <= names
 
 
 BAD = [
-    (["--kind", "distill-vq", *QUANT[2:], "--m", "5", "--nlist", "2"], "PQ m=5 must be >= 1 and divide the dimension 32"),
+    (
+        ["--kind", "distill-vq", *QUANT[2:], "--m", "5", "--nlist", "2"],
+        "PQ m=5 must be >= 1 and divide the dimension 32",
+    ),
     (["--kind", "ivfpq", "--nbits", "4", "--m", "5"], "PQ m=5 must divide the dimension 32"),
     (["--kind", "ivfpq", *QUANT, "--nlist", "100"], "nlist=100 inverted lists but only 64 documents in corpus/test"),
     (["--kind", "distill-vq", *QUANT, "--nlist", "65"], "nlist=65 inverted lists but only 64 documents"),
@@ -219,27 +312,50 @@ BAD = [
 
 
 @pytest.mark.parametrize(("args", "message"), BAD, ids=[m for _, m in BAD])
-def test_bad_input_exits_2_with_one_line(args: list[str], message: str, corpus_dir: Path, tiny_model_dir: Path,
-                                         emb_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_exits_2_with_one_line(
+    args: list[str],
+    message: str,
+    corpus_dir: Path,
+    tiny_model_dir: Path,
+    emb_cache: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("nlists: 4\n")
     out = tmp_path / "out"
     given = [a.replace("{recipe}", str(recipe)) for a in args if a != "--no-out"]
     tail = [] if "--no-out" in args else ["--out", out]
-    assert index_cli(*given, "--model", tiny_model_dir, "--dataset", corpus_dir, "--cache-dir", emb_cache,
-                     *tail) == 2
+    assert index_cli(*given, "--model", tiny_model_dir, "--dataset", corpus_dir, "--cache-dir", emb_cache, *tail) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("irdistill")]
     assert len(errors) == 1 and errors[0].startswith("irdistill index: error:") and message in errors[0], errors
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # no output, no staging folder
 
 
 def test_unknown_kind_lists_the_known_ones(corpus_dir: Path, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "irdistill.cli.main", "-q", "index", "--kind", "annoy",
-                           "--model", "m", "--dataset", str(corpus_dir), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "irdistill.cli.main",
+            "-q",
+            "index",
+            "--kind",
+            "annoy",
+            "--model",
+            "m",
+            "--dataset",
+            str(corpus_dir),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("irdistill index: error: unknown index kind 'annoy'; "
-                                   "known: distill-vq, ivfpq, pq, sparse")
+    assert proc.stderr.strip() == (
+        "irdistill index: error: unknown index kind 'annoy'; known: distill-vq, ivfpq, pq, sparse"
+    )
     assert not (tmp_path / "o").exists()
 
 

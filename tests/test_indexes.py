@@ -31,10 +31,13 @@ def test_flat_is_exact_inner_product() -> None:
     np.testing.assert_allclose(scores, np.take_along_axis(brute, expected, axis=1), rtol=1e-5)
 
 
-@pytest.mark.parametrize(("kind", "params", "min_recall"), [
-    ("hnsw", {"m": 16, "ef_search": 128}, 0.95),
-    ("ivfpq", {"m": 16, "nprobe": 32}, 0.6),
-])
+@pytest.mark.parametrize(
+    ("kind", "params", "min_recall"),
+    [
+        ("hnsw", {"m": 16, "ef_search": 128}, 0.95),
+        ("ivfpq", {"m": 16, "nprobe": 32}, 0.6),
+    ],
+)
 def test_approximate_indexes_find_most_of_flat_top10(kind: str, params: dict, min_recall: float) -> None:
     x = clustered()
     q = clustered(50, seed=2)

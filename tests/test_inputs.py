@@ -35,19 +35,36 @@ def test_require_names_every_missing_package_and_the_pip_line(monkeypatch: pytes
 
 def test_require_sees_a_package_removed_from_the_import_system(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "accelerate", None)  # as if not installed
-    with pytest.raises(MissingDependencyError, match=r'needs accelerate>=1\.1\.0 \(not installed\): '
-                       r'pip install "accelerate>=1\.1\.0"'):
+    with pytest.raises(
+        MissingDependencyError,
+        match=r"needs accelerate>=1\.1\.0 \(not installed\): "
+        r'pip install "accelerate>=1\.1\.0"',
+    ):
         require("accelerate", purpose="training")
 
 
-def test_train_checks_packages_before_reading_anything(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                       tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_checks_packages_before_reading_anything(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setitem(sys.modules, "accelerate", None)
-    code = main(["train", "--student", str(tiny_model_dir), "--dataset", str(tmp_path / "no-such-data"),
-                 "--loss", "infonce", "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "train",
+            "--student",
+            str(tiny_model_dir),
+            "--dataset",
+            str(tmp_path / "no-such-data"),
+            "--loss",
+            "infonce",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2
-    assert capsys.readouterr().err.strip() == ('irdistill train: error: training a student needs '
-                                               'accelerate>=1.1.0 (not installed): pip install "accelerate>=1.1.0"')
+    assert capsys.readouterr().err.strip() == (
+        "irdistill train: error: training a student needs "
+        'accelerate>=1.1.0 (not installed): pip install "accelerate>=1.1.0"'
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -69,23 +86,36 @@ def test_check_model(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.M
 
 
 def test_check_teacher_walks_ensemble_members_without_building(tmp_path: Path, tiny_model_dir: Path) -> None:
-    good = {"teacher": "ensemble", "members": [{"teacher": "bm25"},
-                                               {"teacher": "dense", "model": str(tiny_model_dir)}]}
+    good = {"teacher": "ensemble", "members": [{"teacher": "bm25"}, {"teacher": "dense", "model": str(tiny_model_dir)}]}
     check_teacher(good)  # no collection needed, nothing encoded
-    bad = {"teacher": "ensemble", "members": [{"teacher": "bm25"},
-                                              {"teacher": "dense", "model": str(tmp_path / "gone")}]}
+    bad = {
+        "teacher": "ensemble",
+        "members": [{"teacher": "bm25"}, {"teacher": "dense", "model": str(tmp_path / "gone")}],
+    }
     with pytest.raises(InputError, match=r"^run: teacher: member 2: teacher dense model '.*gone': no such"):
         check_teacher(bad, source="run: teacher")
     with pytest.raises(InputError, match="teacher dense takes no key 'colour'"):
         check_teacher({"teacher": "dense", "model": str(tiny_model_dir), "colour": 1})
 
 
-def test_score_reports_a_missing_teacher_model_before_loading_data(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_score_reports_a_missing_teacher_model_before_loading_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = tmp_path / "teacher.yaml"
     recipe.write_text(f"teacher: dense\nmodel: {tmp_path / 'gone'}\n")
-    code = main(["score", "--teacher", str(recipe), "--dataset", str(tmp_path / "no-such-data"),
-                 "--candidates", str(tmp_path / "none.trec"), "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "score",
+            "--teacher",
+            str(recipe),
+            "--dataset",
+            str(tmp_path / "no-such-data"),
+            "--candidates",
+            str(tmp_path / "none.trec"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2
     assert "teacher dense model" in capsys.readouterr().err  # not the data set, not the run file
 
@@ -93,15 +123,20 @@ def test_score_reports_a_missing_teacher_model_before_loading_data(tmp_path: Pat
 def test_evaluate_checks_the_model_before_the_collection(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["evaluate", "--model", str(tmp_path / "gone"), "--dataset", str(tmp_path / "no-data")])
     assert code == 2
-    assert capsys.readouterr().err.strip() == f"irdistill evaluate: error: --model '{tmp_path / 'gone'}': no such model folder"
+    assert (
+        capsys.readouterr().err.strip()
+        == f"irdistill evaluate: error: --model '{tmp_path / 'gone'}': no such model folder"
+    )
 
 
 def test_recipe_that_is_not_utf8_names_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     recipe = tmp_path / "run.yaml"
     recipe.write_bytes(b"dataset: beir/scifact\nout: caf\xe9\n")
     assert main(["run", str(recipe)]) == 2
-    assert capsys.readouterr().err.strip() == (f"irdistill run: error: {recipe}:2: not valid UTF-8 (byte e9 at "
-                                               "column 9); re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    assert capsys.readouterr().err.strip() == (
+        f"irdistill run: error: {recipe}:2: not valid UTF-8 (byte e9 at "
+        "column 9); re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    )
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
@@ -119,8 +154,9 @@ def test_outputs_get_the_mode_of_an_ordinary_file(tmp_path: Path, umask: int, ti
 
         from sentence_transformers import SentenceTransformer
 
-        target = save_model_atomic(SentenceTransformer(str(tiny_model_dir), device="cpu"), tmp_path / "model",
-                                   {"extra.json": "{}"})
+        target = save_model_atomic(
+            SentenceTransformer(str(tiny_model_dir), device="cpu"), tmp_path / "model", {"extra.json": "{}"}
+        )
         (tmp_path / "plain-dir").mkdir()
         assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE((tmp_path / "plain-dir").stat().st_mode)
         assert (target / "extra.json").read_text() == "{}"

@@ -46,11 +46,14 @@ def test_random_negatives_reach_below_the_hard_region() -> None:
 
 
 def test_short_rest_is_filled_from_the_hard_region_and_thin_queries_are_skipped() -> None:
-    scores = {"q1": {"p": 0.0, **{f"n{i}": float(-i) for i in range(9)}},  # 9 negatives
-              "q2": {"p2": 1.0, "m0": 0.0, "m1": -1.0},                     # only 2 negatives
-              "q3": {"x": 1.0, **{f"k{i}": 0.0 for i in range(9)}}}         # positive not scored
-    lists, skipped = sample_lists(scores, {"q1": ["p"], "q2": ["p2"], "q3": ["y"]}, list_size=8,
-                                  hard_negatives=3, hard_depth=8, seed=0, epoch=0)
+    scores = {
+        "q1": {"p": 0.0, **{f"n{i}": float(-i) for i in range(9)}},  # 9 negatives
+        "q2": {"p2": 1.0, "m0": 0.0, "m1": -1.0},  # only 2 negatives
+        "q3": {"x": 1.0, **{f"k{i}": 0.0 for i in range(9)}},
+    }  # positive not scored
+    lists, skipped = sample_lists(
+        scores, {"q1": ["p"], "q2": ["p2"], "q3": ["y"]}, list_size=8, hard_negatives=3, hard_depth=8, seed=0, epoch=0
+    )
     assert skipped == 2 and [c.qid for c in lists] == ["q1"]
     negatives = [int(p[1:]) for p in lists[0].pids[1:]]
     # below the hard region (n0..n7) only n8 is left: 3 hard + n8 + 3 more hard ones
@@ -59,8 +62,7 @@ def test_short_rest_is_filled_from_the_hard_region_and_thin_queries_are_skipped(
 
 def test_every_judged_positive_gets_its_own_list_and_no_positive_is_a_negative() -> None:
     scores = {"q1": {"a": 3.0, "b": 2.0, **{f"n{i}": float(-i) for i in range(10)}}}
-    lists, _ = sample_lists(scores, {"q1": ["a", "b"]}, list_size=4, hard_negatives=1, hard_depth=3,
-                            seed=0, epoch=0)
+    lists, _ = sample_lists(scores, {"q1": ["a", "b"]}, list_size=4, hard_negatives=1, hard_depth=3, seed=0, epoch=0)
     assert [c.pids[0] for c in lists] == ["a", "b"]
     assert all(not {"a", "b"} & set(c.pids[1:]) for c in lists)
 
@@ -73,9 +75,11 @@ def test_bad_list_settings_are_refused() -> None:
 
 
 def test_spread_temperature_is_the_median_sd_of_the_scaled_lists() -> None:
-    lists = [CandidateList("q", ("a", "b"), (1.0, -1.0), -1.0),     # sd 1
-             CandidateList("q", ("a", "b"), (3.0, -3.0), -3.0),     # sd 3
-             CandidateList("q", ("a", "b", "c"), (0.0, 0.0, 6.0), 0.0)]  # sd sqrt(8)
+    lists = [
+        CandidateList("q", ("a", "b"), (1.0, -1.0), -1.0),  # sd 1
+        CandidateList("q", ("a", "b"), (3.0, -3.0), -3.0),  # sd 3
+        CandidateList("q", ("a", "b", "c"), (0.0, 0.0, 6.0), 0.0),
+    ]  # sd sqrt(8)
     assert spread_temperature(lists) == pytest.approx(np.sqrt(8))
     assert spread_temperature(lists, scale=0.5) == pytest.approx(0.5 * np.sqrt(8))
     with pytest.raises(InputError, match="constant within most candidate lists"):
@@ -92,17 +96,42 @@ def test_listwise_training_data(tiny_model_dir: Path, beir_dir: Path, tmp_path: 
     from irdistill.workflows.training import TrainConfig, build_training_data
 
     collection = load_collection(beir_dir, split="test")
-    store = score_candidates(BM25Teacher(collection), collection, {q: collection.doc_ids for q in collection.queries},
-                             tmp_path / "scores", show_progress_bar=False)
+    store = score_candidates(
+        BM25Teacher(collection),
+        collection,
+        {q: collection.doc_ids for q in collection.queries},
+        tmp_path / "scores",
+        show_progress_bar=False,
+    )
     stored: dict[str, dict[str, float]] = {}
     for r in read_scores(store).to_pylist():
         stored.setdefault(r["qid"], {})[r["pid"]] = r["score"]
-    base = dict(student=str(tiny_model_dir), dataset=str(beir_dir), split="test", scores=str(store),
-                out=str(tmp_path / "o"), loss="listwise-kl", list_size=3, hard_depth=1, epochs=2,
-                label_scale=0.5, seed=5)
+    base = dict(
+        student=str(tiny_model_dir),
+        dataset=str(beir_dir),
+        split="test",
+        scores=str(store),
+        out=str(tmp_path / "o"),
+        loss="listwise-kl",
+        list_size=3,
+        hard_depth=1,
+        epochs=2,
+        label_scale=0.5,
+        seed=5,
+    )
     data = build_training_data(TrainConfig(**base), collection)
-    lists = [sample_lists(stored, {q: collection.positives(q) for q in stored}, list_size=3, hard_negatives=1,
-                          hard_depth=1, seed=5, epoch=e)[0] for e in range(2)]
+    lists = [
+        sample_lists(
+            stored,
+            {q: collection.positives(q) for q in stored},
+            list_size=3,
+            hard_negatives=1,
+            hard_depth=1,
+            seed=5,
+            epoch=e,
+        )[0]
+        for e in range(2)
+    ]
     assert len(data.dataset) == len(lists[0]) + len(lists[1]) > 0
     rows = data.dataset.to_list()
     text_of = {collection.corpus[d].full_text(): d for d in collection.doc_ids}

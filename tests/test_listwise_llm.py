@@ -52,9 +52,12 @@ def _byte_bpe():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(SENTENCES * 5, trainer)
     return tok
 
@@ -63,16 +66,27 @@ def _save(folder: Path, tokenizer_object, chat_template: str | None, seed: int =
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer_object,
-                                        bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                        unk_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer_object,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
     if chat_template:
         tokenizer.chat_template = chat_template
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=4096, bos_token_id=0, eos_token_id=0,
-                         tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=0,
+        eos_token_id=0,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # random logits far apart enough that orders are not near-ties
         model.lm_head.weight.normal_(0.0, 1.0)
@@ -87,8 +101,7 @@ def tiny_llm_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     template."""
     root = tmp_path_factory.mktemp("tiny-llm")
     tok = _byte_bpe()
-    return {"chat": _save(root / "chat", tok, CHAT_TEMPLATE),
-            "plain": _save(root / "plain", tok, None)}
+    return {"chat": _save(root / "chat", tok, CHAT_TEMPLATE), "plain": _save(root / "plain", tok, None)}
 
 
 @pytest.fixture(scope="session")
@@ -158,8 +171,9 @@ def test_identifiers_are_single_next_tokens(chat_teacher):
 
 
 def test_truncation_and_labels_in_passages(tiny_llm_dirs, monkeypatch):
-    teacher = ListwiseLLMTeacher(str(tiny_llm_dirs["chat"]), window=4, stride=2,
-                                 max_passage_tokens=30, max_query_tokens=10)
+    teacher = ListwiseLLMTeacher(
+        str(tiny_llm_dirs["chat"]), window=4, stride=2, max_passage_tokens=30, max_query_tokens=10
+    )
     seen: list[tuple[str, list[str]]] = []
 
     def fake(query, passages):
@@ -251,8 +265,7 @@ def _rankgpt(n: int, relevance: list[float], window: int, stride: int) -> list[i
         end -= stride
 
 
-@pytest.mark.parametrize(("n", "window", "stride"), [(9, 4, 2), (25, 20, 10), (37, 6, 1),
-                                                     (30, 5, 4), (7, 20, 10)])
+@pytest.mark.parametrize(("n", "window", "stride"), [(9, 4, 2), (25, 20, 10), (37, 6, 1), (30, 5, 4), (7, 20, 10)])
 def test_sliding_window_matches_simulation(tiny_llm_dirs, monkeypatch, n, window, stride):
     rng = np.random.default_rng(n)
     relevance = rng.normal(size=n).tolist()
@@ -335,8 +348,7 @@ def test_identifier_merging_with_the_bracket(tmp_path):
 
     tok = Tokenizer(models.BPE(unk_token="<|endoftext|>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=["<|endoftext|>"],
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=["<|endoftext|>"], show_progress=False)
     tok.train_from_iterator(["[A] [B] [C] [D] rank the passages"] * 50, trainer)
     folder = _save(tmp_path / "merging", tok, CHAT_TEMPLATE)
     with pytest.raises(InputError, match=r"\[A\]"):
@@ -376,8 +388,11 @@ def test_gguf_without_its_packages(tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "gguf", None)  # as if not installed
         for path in (folder, folder / "model.Q4.gguf"):
-            with pytest.raises(MissingDependencyError, match=r'loading the GGUF model model.Q4.gguf needs '
-                               r'gguf>=0.10 \(not installed\): pip install "gguf>=0.10"'):
+            with pytest.raises(
+                MissingDependencyError,
+                match=r"loading the GGUF model model.Q4.gguf needs "
+                r'gguf>=0.10 \(not installed\): pip install "gguf>=0.10"',
+            ):
                 ListwiseLLMTeacher(str(path))
     monkeypatch.setattr(dependencies, "missing", lambda *names: [])  # installed, whatever this machine has
     teacher = ListwiseLLMTeacher(str(folder))

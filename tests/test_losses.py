@@ -44,6 +44,7 @@ def random_columns(batch: int, n_columns: int, dim: int, seed: int, dtype=torch.
 
 # --- registry ----------------------------------------------------------------------------------
 
+
 def test_registry_names_and_unknown() -> None:
     assert LOSSES.names() == ["hybrid", "infonce", "listwise-kl", "margin-mse", "tas-balanced"]
     assert LOSSES.get("Margin-MSE") is MarginMSELoss
@@ -83,10 +84,13 @@ def test_margin_mse_equals_sentence_transformers(similarity: str) -> None:
     ours = MarginMSELoss(None, similarity_fct=similarity)
     theirs = STMarginMSELoss(None) if similarity == "dot" else STMarginMSELoss(None, similarity_fct=pairwise_cos_sim)
     for labels in (scores, scores[:, :1] - scores[:, 1:]):
-        torch.testing.assert_close(ours.compute_loss_from_embeddings(emb, labels),
-                                   theirs.compute_loss_from_embeddings(emb, labels))
-    torch.testing.assert_close(ours.compute_loss_from_embeddings(emb[:3], scores[:, 0]),
-                               theirs.compute_loss_from_embeddings(emb[:3], scores[:, 0]))
+        torch.testing.assert_close(
+            ours.compute_loss_from_embeddings(emb, labels), theirs.compute_loss_from_embeddings(emb, labels)
+        )
+    torch.testing.assert_close(
+        ours.compute_loss_from_embeddings(emb[:3], scores[:, 0]),
+        theirs.compute_loss_from_embeddings(emb[:3], scores[:, 0]),
+    )
 
 
 def test_margin_mse_label_shape_errors() -> None:
@@ -105,6 +109,7 @@ def test_margin_mse_label_shape_errors() -> None:
 
 # --- listwise KL --------------------------------------------------------------------------------
 
+
 def kl(p: list[float], q: list[float]) -> float:
     return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
 
@@ -116,7 +121,8 @@ def test_listwise_kl_two_candidates_by_hand() -> None:
     emb = [t([[1, 0]]), t([[0, 1]]), t([[0, 2]])]
     e = math.e
     loss = ListwiseKLLoss(None, temperature=2.0, scale_by_temperature_squared=False).compute_loss_from_embeddings(
-        emb, t([[2, 0]]))
+        emb, t([[2, 0]])
+    )
     assert loss.item() == pytest.approx(kl([e / (e + 1), 1 / (e + 1)], [0.5, 0.5]), rel=1e-5)
     assert loss.item() == pytest.approx(0.11094, abs=1e-5)
     # the default multiplies by τ² = 4 (Hinton et al.; sentence-transformers)
@@ -124,7 +130,8 @@ def test_listwise_kl_two_candidates_by_hand() -> None:
     assert scaled.item() == pytest.approx(4 * 0.11094, abs=4e-5)
     # τ = 1: p = softmax([2, 0]) = [0.8808, 0.1192] -> KL = 0.8808 ln 1.7616 + 0.1192 ln 0.2384 = 0.3256
     sharp = ListwiseKLLoss(None, temperature=1.0, scale_by_temperature_squared=False).compute_loss_from_embeddings(
-        emb, t([[2, 0]]))
+        emb, t([[2, 0]])
+    )
     assert sharp.item() == pytest.approx(kl([e**2 / (e**2 + 1), 1 / (e**2 + 1)], [0.5, 0.5]), rel=1e-5)
     assert sharp.item() > loss.item()  # a higher temperature flattens both distributions
 
@@ -142,14 +149,17 @@ def test_listwise_kl_mean_over_queries_and_st_scaling() -> None:
     teacher = torch.randn(3, 4, generator=torch.Generator().manual_seed(5))
     tau = 3.0
     ours = ListwiseKLLoss(None, temperature=tau, scale_by_temperature_squared=False).compute_loss_from_embeddings(
-        emb, teacher)
+        emb, teacher
+    )
     student = torch.stack([(emb[0] * c).sum(-1) for c in emb[1:]], dim=1)
     p, log_q = torch.softmax(teacher / tau, 1), torch.log_softmax(student / tau, 1)
     expected = (p * (p.log() - log_q)).sum(1).mean()  # KL per query, mean over queries
     torch.testing.assert_close(ours, expected)
     scaled = ListwiseKLLoss(None, temperature=tau)  # the default: sentence-transformers' τ² factor
-    torch.testing.assert_close(scaled.compute_loss_from_embeddings(emb, teacher),
-                               DistillKLDivLoss(None, temperature=tau).compute_loss_from_embeddings(emb, teacher))
+    torch.testing.assert_close(
+        scaled.compute_loss_from_embeddings(emb, teacher),
+        DistillKLDivLoss(None, temperature=tau).compute_loss_from_embeddings(emb, teacher),
+    )
 
 
 def test_listwise_kl_in_batch_negatives_by_hand() -> None:
@@ -166,8 +176,9 @@ def test_listwise_kl_in_batch_negatives_by_hand() -> None:
         z = [math.exp(v) for v in x]
         return [v / sum(z) for v in z]
 
-    expected = (kl(softmax([3, 1, -1, -1]), softmax([2, 0, 0, 1]))
-                + kl(softmax([-2, -2, 2, 0]), softmax([0, 1, 2, 1]))) / 2
+    expected = (
+        kl(softmax([3, 1, -1, -1]), softmax([2, 0, 0, 1])) + kl(softmax([-2, -2, 2, 0]), softmax([0, 1, 2, 1]))
+    ) / 2
     loss = ListwiseKLLoss(None, temperature=1.0, scale_by_temperature_squared=False, in_batch_negatives=True)
     assert loss.compute_loss_from_embeddings([q, c1, c2], labels).item() == pytest.approx(expected, rel=1e-5)
     # without in-batch negatives the same lists give a different value (only a, b and c, d)
@@ -177,8 +188,11 @@ def test_listwise_kl_in_batch_negatives_by_hand() -> None:
     assert listwise.compute_loss_from_embeddings([q, c1, c2], labels[:, :2]).item() == pytest.approx(plain, rel=1e-5)
     # τ = 0.5 on both sides and the τ² factor: 0.25 x the KL of the doubled logits
     half = ListwiseKLLoss(None, temperature=0.5, in_batch_negatives=True)
-    expected_half = 0.25 * (kl(softmax([6, 2, -2, -2]), softmax([4, 0, 0, 2]))
-                            + kl(softmax([-4, -4, 4, 0]), softmax([0, 2, 4, 2]))) / 2
+    expected_half = (
+        0.25
+        * (kl(softmax([6, 2, -2, -2]), softmax([4, 0, 0, 2])) + kl(softmax([-4, -4, 4, 0]), softmax([0, 2, 4, 2])))
+        / 2
+    )
     assert half.compute_loss_from_embeddings([q, c1, c2], labels).item() == pytest.approx(expected_half, rel=1e-5)
     with pytest.raises(ValueError, match=r"\(batch, list_len \+ 1 \(the floor\)\) = \(2, 3\).*got \(2, 2\)"):
         loss.compute_loss_from_embeddings([q, c1, c2], labels[:, :2])
@@ -189,7 +203,9 @@ def test_listwise_kl_in_batch_negatives_by_hand() -> None:
 def test_listwise_kl_label_shape_errors() -> None:
     emb = random_columns(2, 4, 4, seed=6)
     loss = ListwiseKLLoss(None)
-    with pytest.raises(ValueError, match=r"expected teacher scores of shape \(batch, list_len\) = \(2, 3\).*got \(2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"expected teacher scores of shape \(batch, list_len\) = \(2, 3\).*got \(2, 4\)"
+    ):
         loss.compute_loss_from_embeddings(emb, torch.zeros(2, 4))
     with pytest.raises(ValueError, match=r"= \(2, 3\).*got none"):
         loss.compute_loss_from_embeddings(emb, None)
@@ -198,6 +214,7 @@ def test_listwise_kl_label_shape_errors() -> None:
 
 
 # --- InfoNCE ------------------------------------------------------------------------------------
+
 
 def test_infonce_hand_computed_cross_entropy() -> None:
     # dot product, τ = 0.5 (logits = 2 · scores); passages [p1, p2, n1, n2]
@@ -298,11 +315,16 @@ def test_tas_balanced_errors() -> None:
     loss = TASBalancedLoss(None)
     with pytest.raises(ValueError, match="needs in-batch teacher scores"):
         loss.compute_loss_from_embeddings(TAS_EMB, t([0.5, 1.0]))
-    with pytest.raises(ValueError, match=r"or \(2, 1 or 2 \+ 4\) \(pair labels, then the in-batch teacher scores.*got \(2, 7\)"):
+    with pytest.raises(
+        ValueError, match=r"or \(2, 1 or 2 \+ 4\) \(pair labels, then the in-batch teacher scores.*got \(2, 7\)"
+    ):
         loss.compute_loss_from_embeddings(TAS_EMB, torch.zeros(2, 7))
     with pytest.raises(ValueError, match="expected 3 teacher embedding columns"):
         loss.compute_loss_from_embeddings(TAS_EMB, t([0.5, 1.0]), teacher_embeddings=[torch.eye(2)] * 2)
-    with pytest.raises(ValueError, match=r"expected labels of shape \(2,\) or \(2, 1\) or \(2, 2\).*or \(2, 1 or 2 \+ 4\).*got \(2, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected labels of shape \(2,\) or \(2, 1\) or \(2, 2\).*or \(2, 1 or 2 \+ 4\).*got \(2, 3\)",
+    ):
         loss.compute_loss_from_embeddings(TAS_EMB, torch.zeros(2, 3), teacher_embeddings=[torch.eye(2)] * 3)
     with pytest.raises(ValueError, match="alpha must be"):
         TASBalancedLoss(None, alpha=-1)
@@ -364,8 +386,9 @@ def gloo(rank: int, port: int) -> Iterator[None]:
     running no destructor: dropping DDP's reducer and the group from Python deadlocked (the
     group's destructor joins its worker thread while holding the GIL that thread waits for)."""
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                         world_size=WORLD, timeout=timedelta(seconds=60))
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD, timeout=timedelta(seconds=60)
+    )
     yield
     torch.distributed.barrier()  # every rank has saved its results
     os._exit(0)
@@ -374,8 +397,10 @@ def gloo(rank: int, port: int) -> Iterator[None]:
 def run_tas(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None):
     """TAS-B loss of one merged forward, then backward."""
     teacher_embeddings = list(teacher.unbind(0)) if teacher is not None else None
-    return backward(model, TASBalancedLoss(None).compute_loss_from_embeddings(merged_forward(model, inputs), labels,
-                                                                               teacher_embeddings))
+    return backward(
+        model,
+        TASBalancedLoss(None).compute_loss_from_embeddings(merged_forward(model, inputs), labels, teacher_embeddings),
+    )
 
 
 def ddp_worker(rank: int, port: int, problem: dict[str, torch.Tensor], out_dir: str) -> None:
@@ -395,8 +420,9 @@ def ddp_worker(rank: int, port: int, problem: dict[str, torch.Tensor], out_dir: 
 def start_ranks(worker, problem: dict[str, torch.Tensor], out_dir: Path) -> None:
     """WORLD fresh processes (not forks of this one, whose OpenMP / torch thread pools earlier
     tests may have started)."""
-    torch.multiprocessing.start_processes(worker, args=(free_port(), problem, str(out_dir)), nprocs=WORLD,
-                                          join=True, start_method="spawn")
+    torch.multiprocessing.start_processes(
+        worker, args=(free_port(), problem, str(out_dir)), nprocs=WORLD, join=True, start_method="spawn"
+    )
 
 
 def free_port() -> int:
@@ -510,15 +536,19 @@ def test_hybrid_ddp_contrastive_term_uses_the_global_batch(tmp_path: Path) -> No
 
 # --- forward(features, labels) through a tiny sentence-transformers model ----------------------
 
+
 def test_forward_through_tiny_model(tiny_model_dir: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
     student = SentenceTransformer(str(tiny_model_dir), device="cpu")
     student.eval()  # no dropout, so two forwards can be compared
-    columns = [["protein expression in cancer", "vaccine immune response"],
-               ["high protein expression in tumor cells", "the vaccine trial shows immune response"],
-               ["drug dose has no effect", "mouse brain cells"],
-               ["virus infection", "study results"]]
+    columns = [
+        ["protein expression in cancer", "vaccine immune response"],
+        ["high protein expression in tumor cells", "the vaccine trial shows immune response"],
+        ["drug dose has no effect", "mouse brain cells"],
+        ["virus infection", "study results"],
+    ]
+
     def features() -> list[dict]:  # fresh dicts per call: ST modules write their outputs into them
         return [student.preprocess(column) for column in columns]
 

@@ -84,9 +84,7 @@ def test_missing_query_scores_zero_and_counts(run_and_qrels: tuple[Run, Qrels]) 
     assert per_query == pytest.approx({"q1": Q1_NDCG_3, "q2": Q2_NDCG_3, "q3": 0.0})
     # the unjudged q9 is ignored; the same run without q3 in the qrels has a higher mean
     without_q3 = {q: j for q, j in qrels.items() if q != "q3"}
-    assert evaluate_run(without_q3, run, ["ndcg@3"])["ndcg@3"] == pytest.approx(
-        (Q1_NDCG_3 + Q2_NDCG_3) / 2
-    )
+    assert evaluate_run(without_q3, run, ["ndcg@3"])["ndcg@3"] == pytest.approx((Q1_NDCG_3 + Q2_NDCG_3) / 2)
     # a run without a result for any judged query scores 0 everywhere
     for nothing in ({}, {"q9": run["q9"]}, {"q1": {}, "q2": {}}):
         assert evaluate_run(qrels, nothing, ["ndcg@10", "recall@100"]) == {
@@ -120,9 +118,7 @@ def test_parse_metric_normalises(given: str, expected: str) -> None:
 
 
 def test_parse_metric_unknown_lists_known_ones() -> None:
-    with pytest.raises(
-        InputError, match=r"unknown metric 'NDGC@10'; known: .*mrr@k.*ndcg@k.*recall@k.*bpref"
-    ):
+    with pytest.raises(InputError, match=r"unknown metric 'NDGC@10'; known: .*mrr@k.*ndcg@k.*recall@k.*bpref"):
         parse_metric("NDGC@10")
     with pytest.raises(InputError, match=r"unknown metric 'bpref@10'"):
         parse_metric("bpref@10")
@@ -165,9 +161,7 @@ def random_qrels_and_run(seed: int = 13) -> tuple[Qrels, Run]:
 def hand_ndcg_at_10(judgements: dict[str, int], scores: dict[str, float]) -> float:
     """Linear gain, log2(rank + 1) discount, the ideal ranking from the qrels."""
     ranked = sorted(scores, key=scores.__getitem__, reverse=True)[:10]
-    dcg = sum(
-        judgements.get(doc, 0) / math.log2(rank + 1) for rank, doc in enumerate(ranked, start=1)
-    )
+    dcg = sum(judgements.get(doc, 0) / math.log2(rank + 1) for rank, doc in enumerate(ranked, start=1))
     ideal = sorted(judgements.values(), reverse=True)[:10]
     idcg = sum(rel / math.log2(rank + 1) for rank, rel in enumerate(ideal, start=1))
     return dcg / idcg if idcg > 0 else 0.0

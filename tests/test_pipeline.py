@@ -12,7 +12,7 @@ from irdistill.cli.main import main
 def recipe(tmp_path: Path, beir_dir: Path, tiny_model_dir: Path, **extra: str) -> Path:
     text = f"""
 dataset: {beir_dir}
-out: {tmp_path / 'run'}
+out: {tmp_path / "run"}
 candidates: {{retriever: bm25, k: 5}}
 teacher: bm25
 train: {{student: {tiny_model_dir}, loss: margin-mse, sampler: random, batch_size: 2, epochs: 1,
@@ -27,17 +27,28 @@ fidelity: {{depth: 5}}
     return path
 
 
-def test_run_chains_every_stage_and_skips_finished_ones(beir_dir: Path, tiny_model_dir: Path, tmp_path: Path,
-                                                       cache_dir: Path, capsys: pytest.CaptureFixture[str],
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_run_chains_every_stage_and_skips_finished_ones(
+    beir_dir: Path,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     import logging
 
     # the tiny folder's train split has one judged query; use the test split for both stages
     path = recipe(tmp_path, beir_dir, tiny_model_dir, train_split="test")
     assert main(["-q", "run", str(path)]) == 0
     out = tmp_path / "run"
-    for name in ("candidates.test.trec", "scores.test/scores.parquet", "student/irdistill_training.json",
-                 "eval/metrics.json", "eval/run.trec", "eval/fidelity.json"):
+    for name in (
+        "candidates.test.trec",
+        "scores.test/scores.parquet",
+        "student/irdistill_training.json",
+        "eval/metrics.json",
+        "eval/run.trec",
+        "eval/fidelity.json",
+    ):
         assert (out / name).is_file(), name
     captured = capsys.readouterr()
     # -q: no progress bars. (sentence-transformers' model-card bar reads TQDM_DISABLE only when
@@ -45,7 +56,7 @@ def test_run_chains_every_stage_and_skips_finished_ones(beir_dir: Path, tiny_mod
     bars = [b for b in re.split(r"[\r\n]", captured.err) if "%|" in b and "Computing widget examples" not in b]
     assert bars == []
     printed = captured.out
-    summary = json.loads(printed[printed.index("{\n"):])
+    summary = json.loads(printed[printed.index("{\n") :])
     assert set(summary["metrics"]) == {"ndcg@10", "recall@5"}
     assert -1.0 <= summary["fidelity"]["kendall_tau"] <= 1.0
     mtime = (out / "student" / "irdistill_training.json").stat().st_mtime
@@ -57,8 +68,9 @@ def test_run_chains_every_stage_and_skips_finished_ones(beir_dir: Path, tiny_mod
     assert re.search(r"run .*: finished in \d", caplog.text)
 
 
-def test_run_recipe_errors(beir_dir: Path, tiny_model_dir: Path, tmp_path: Path,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_recipe_errors(
+    beir_dir: Path, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = recipe(tmp_path, beir_dir, tiny_model_dir, colour="blue")
     assert main(["run", str(path)]) == 2
     assert "unknown key 'colour'" in capsys.readouterr().err
@@ -69,14 +81,20 @@ def test_run_recipe_errors(beir_dir: Path, tiny_model_dir: Path, tmp_path: Path,
     assert not (tmp_path / "run" / "candidates.train.trec").exists()  # failed before any stage ran
 
 
-def test_run_builds_a_distill_vq_index_of_the_student(beir_dir: Path, tiny_model_dir: Path, tmp_path: Path,
-                                                      cache_dir: Path) -> None:
+def test_run_builds_a_distill_vq_index_of_the_student(
+    beir_dir: Path, tiny_model_dir: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     """index.kind distill-vq: the index workflow builds it from the trained student (trained on the
     training queries' texts), saves it under eval/index and evaluates it; metrics.json comes last."""
     import faiss
 
-    path = recipe(tmp_path, beir_dir, tiny_model_dir, train_split="test",
-                  index="{kind: distill-vq, params: {m: 4, nbits: 2, nlist: 2, nprobe: 2, epochs: 1}}")
+    path = recipe(
+        tmp_path,
+        beir_dir,
+        tiny_model_dir,
+        train_split="test",
+        index="{kind: distill-vq, params: {m: 4, nbits: 2, nlist: 2, nprobe: 2, epochs: 1}}",
+    )
     assert main(["-q", "run", str(path)]) == 0
     out = tmp_path / "run" / "eval"
     info = json.loads((out / "index" / "index.json").read_text())
@@ -88,15 +106,20 @@ def test_run_builds_a_distill_vq_index_of_the_student(beir_dir: Path, tiny_model
     assert (out / "run.trec").read_text() == (out / "index" / "run.trec").read_text()
 
 
-def test_run_trains_a_sparse_student_into_a_sparse_index(beir_dir: Path, tiny_model_dir: Path, tiny_mlm_dir: Path,
-                                                         tmp_path: Path, cache_dir: Path) -> None:
+def test_run_trains_a_sparse_student_into_a_sparse_index(
+    beir_dir: Path, tiny_model_dir: Path, tiny_mlm_dir: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     """train.student_kind inference-free: the sparse student trains from the teacher's margins, the
     index stage builds its sparse index, fidelity scores it with CSR dot products."""
     from irdistill.students.sparse import is_sparse_model
 
     path = recipe(tmp_path, beir_dir, tiny_model_dir, train_split="test")
-    path.write_text(path.read_text().replace(f"student: {tiny_model_dir}, loss: margin-mse",
-                                             f"student: {tiny_mlm_dir}, student_kind: inference-free, loss: margin-mse"))
+    path.write_text(
+        path.read_text().replace(
+            f"student: {tiny_model_dir}, loss: margin-mse",
+            f"student: {tiny_mlm_dir}, student_kind: inference-free, loss: margin-mse",
+        )
+    )
     assert main(["-q", "run", str(path)]) == 0
     out = tmp_path / "run"
     assert is_sparse_model(out / "student")

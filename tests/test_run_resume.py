@@ -25,13 +25,15 @@ from conftest import WORDS, write_beir
 
 pytestmark = pytest.mark.slow
 
-TOPICS = [WORDS[i:i + 4] for i in range(0, 48, 4)]  # 12 topics of 4 content words
+TOPICS = [WORDS[i : i + 4] for i in range(0, 48, 4)]  # 12 topics of 4 content words
 
 
 def collection(folder: Path) -> Path:
     """24 documents (2 per topic), 12 train queries, 6 test queries: enough for several steps."""
-    docs = {f"d{i}": (f"{t[0]} {t[1]}", f"{' '.join(t)} the {t[(i // 12) % 4]} data in {WORDS[i + 2]} cells")
-            for i, t in ((i, TOPICS[i % 12]) for i in range(24))}
+    docs = {
+        f"d{i}": (f"{t[0]} {t[1]}", f"{' '.join(t)} the {t[(i // 12) % 4]} data in {WORDS[i + 2]} cells")
+        for i, t in ((i, TOPICS[i % 12]) for i in range(24))
+    }
     queries = {f"q{i}": f"{TOPICS[i % 12][i // 12]} {TOPICS[i % 12][2]} {TOPICS[i % 12][3]}" for i in range(18)}
     train = [(f"q{i}", f"d{i % 12}", 1) for i in range(12)]
     test = [(f"q{i}", f"d{(i % 12) + 12}", 1) for i in range(12, 18)]
@@ -41,7 +43,7 @@ def collection(folder: Path) -> Path:
 def write_recipe(folder: Path, data: Path, model: Path) -> Path:
     path = folder / "recipe.yaml"
     path.write_text(f"""dataset: {data}
-out: {folder / 'unused'}
+out: {folder / "unused"}
 candidates: {{retriever: bm25, k: 8}}
 teacher:
   teacher: ensemble
@@ -80,8 +82,15 @@ def command(recipe: Path, out: Path, trigger: str = "") -> list[str]:
 
 
 def environment(cache: Path) -> dict[str, str]:
-    env = dict(os.environ, IRDISTILL_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        IRDISTILL_CACHE=str(cache),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+    )
     env.pop("IRDISTILL_DATA", None)
     return env
 
@@ -100,7 +109,8 @@ def run_until(recipe: Path, out: Path, env: dict[str, str], trigger: str | None,
         while proc.poll() is None:
             text = log.read_text(errors="replace")
             fired = trigger == "checkpoint" and any(
-                (c / "trainer_state.json").is_file() for c in checkpoints.glob("checkpoint-*"))
+                (c / "trainer_state.json").is_file() for c in checkpoints.glob("checkpoint-*")
+            )
             if fired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
@@ -172,7 +182,8 @@ def test_run_killed_at_every_stage_resumes_to_identical_outputs(tmp_path: Path, 
     # identical outputs, stage by stage
     assert (resumed / "candidates.train.trec").read_text() == (reference / "candidates.train.trec").read_text()
     assert pq.read_table(resumed / "scores.train" / "scores.parquet").equals(
-        pq.read_table(reference / "scores.train" / "scores.parquet"))
+        pq.read_table(reference / "scores.train" / "scores.parquet")
+    )
     ref_w, res_w = weights(reference / "student"), weights(resumed / "student")
     assert ref_w.keys() == res_w.keys()
     for key in ref_w:
@@ -184,4 +195,5 @@ def test_run_killed_at_every_stage_resumes_to_identical_outputs(tmp_path: Path, 
     ref_metrics = json.loads((reference / "eval" / "metrics.json").read_text())["metrics"]
     assert json.loads((resumed / "eval" / "metrics.json").read_text())["metrics"] == ref_metrics
     assert json.loads((resumed / "eval" / "fidelity.json").read_text()) == json.loads(
-        (reference / "eval" / "fidelity.json").read_text())
+        (reference / "eval" / "fidelity.json").read_text()
+    )

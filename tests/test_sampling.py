@@ -35,16 +35,19 @@ from irdistill.sampling import (
 def make_pairs(n_queries: int, pairs_per_query: int = 6, seed: int = 0) -> tuple[list[str], dict]:
     rng = np.random.default_rng(seed)
     qids = [f"q{i}" for i in range(n_queries)]
-    pairs = {q: [Pair(f"{q}-p{j % 2}", f"{q}-n{j}", float(rng.uniform(-5, 5)))
-                 for j in range(pairs_per_query)] for q in qids}
+    pairs = {
+        q: [Pair(f"{q}-p{j % 2}", f"{q}-n{j}", float(rng.uniform(-5, 5))) for j in range(pairs_per_query)] for q in qids
+    }
     return qids, pairs
 
 
 def blobs(sizes: list[int], dim: int = 8, spread: float = 1000.0, seed: int = 0) -> np.ndarray:
     """Tight, far-apart Gaussian blobs of the given sizes, blob after blob."""
     rng = np.random.default_rng(seed)
-    rows = [spread * np.eye(dim)[i % dim] * (1 + i // dim) + rng.normal(scale=0.1, size=(n, dim))
-            for i, n in enumerate(sizes)]
+    rows = [
+        spread * np.eye(dim)[i % dim] * (1 + i // dim) + rng.normal(scale=0.1, size=(n, dim))
+        for i, n in enumerate(sizes)
+    ]
     return np.concatenate(rows).astype(np.float32)
 
 
@@ -56,8 +59,9 @@ def check_plan(sampler: TASBalancedSampler, plan: list[list[Example]]) -> None:
     for batch in plan:
         assert len({e.qid for e in batch}) == len(batch)  # no query twice in a batch
         for e in batch:
-            assert (e.positive, e.negative, e.margin) in {tuple(p) for p in
-                                                          sampler.pairs[sampler.query_ids.index(e.qid)]}
+            assert (e.positive, e.negative, e.margin) in {
+                tuple(p) for p in sampler.pairs[sampler.query_ids.index(e.qid)]
+            }
     seen = Counter(e.qid for batch in plan for e in batch)
     assert set(seen) == set(sampler.query_ids)  # every query at least once per epoch
     assert sum(seen.values()) - n == len(plan) * min(size, n) - n  # repeats: only the last batch's top-up
@@ -77,18 +81,24 @@ def as_tuples(plan: list[list[Example]]) -> list[list[tuple]]:
 
 def scores_table(rows: list[tuple[str, str, float, str]]) -> pa.Table:
     qid, pid, score, teacher = zip(*rows, strict=True)
-    return pa.table({"qid": list(qid), "pid": list(pid), "score": list(score),
-                     "teacher": list(teacher)})
+    return pa.table({"qid": list(qid), "pid": list(pid), "score": list(score), "teacher": list(teacher)})
 
 
 def test_pairs_from_scores_hand_made(tmp_path: Path) -> None:
-    table = scores_table([
-        ("q1", "d1", 5.0, "ce"), ("q1", "d2", 3.0, "ce"), ("q1", "d3", 1.5, "ce"),
-        ("q1", "d4", 2.0, "ce"),
-        ("q2", "d1", 1.0, "ce"), ("q2", "d2", 0.5, "ce"),  # no positive: skipped
-        ("q3", "d3", 4.0, "ce"),  # only a positive: skipped
-        ("q4", "d1", 2.0, "ce"), ("q4", "d6", 1.0, "ce"), ("q4", "d5", 4.0, "ce"),
-    ])
+    table = scores_table(
+        [
+            ("q1", "d1", 5.0, "ce"),
+            ("q1", "d2", 3.0, "ce"),
+            ("q1", "d3", 1.5, "ce"),
+            ("q1", "d4", 2.0, "ce"),
+            ("q2", "d1", 1.0, "ce"),
+            ("q2", "d2", 0.5, "ce"),  # no positive: skipped
+            ("q3", "d3", 4.0, "ce"),  # only a positive: skipped
+            ("q4", "d1", 2.0, "ce"),
+            ("q4", "d6", 1.0, "ce"),
+            ("q4", "d5", 4.0, "ce"),
+        ]
+    )
     qrels = {"q1": {"d1": 1, "d4": 0, "d9": 1}, "q3": {"d3": 2}, "q4": {"d1": 1, "d5": 2}}
     pairs = pairs_from_scores(table, qrels)
     assert pairs == {
@@ -100,8 +110,9 @@ def test_pairs_from_scores_hand_made(tmp_path: Path) -> None:
 
 
 def test_pairs_from_scores_teachers_and_errors() -> None:
-    table = scores_table([("q1", "d1", 5.0, "a"), ("q1", "d2", 1.0, "a"),
-                          ("q1", "d1", 0.0, "b"), ("q1", "d2", 2.0, "b")])
+    table = scores_table(
+        [("q1", "d1", 5.0, "a"), ("q1", "d2", 1.0, "a"), ("q1", "d1", 0.0, "b"), ("q1", "d2", 2.0, "b")]
+    )
     qrels = {"q1": {"d1": 1}}
     with pytest.raises(InputError, match="2 teachers"):
         pairs_from_scores(table, qrels)
@@ -140,8 +151,7 @@ def test_bins_balance_skewed_margins() -> None:
     pairs = {q: skewed for q in qids}
     embeddings = np.random.default_rng(0).normal(size=(100, 4))
     tas = TASBalancedSampler(qids, pairs, embeddings, batch_size=10, n_clusters=4, seed=1)
-    counts = Counter(bin_of[e.negative] for epoch in range(12) for batch in tas.plan(epoch)
-                     for e in batch)
+    counts = Counter(bin_of[e.negative] for epoch in range(12) for batch in tas.plan(epoch) for e in batch)
     draws = sum(counts.values())
     assert draws >= 1200 and set(counts) == set(range(10))
     expected = draws / 10
@@ -149,18 +159,18 @@ def test_bins_balance_skewed_margins() -> None:
     assert chi2 < 27.9, counts  # chi-square, 9 degrees of freedom, p = 0.001
 
     random_ = RandomPairSampler(qids, pairs, batch_size=10, seed=1)
-    baseline = Counter(bin_of[e.negative] for epoch in range(12) for batch in random_.plan(epoch)
-                       for e in batch)
+    baseline = Counter(bin_of[e.negative] for epoch in range(12) for batch in random_.plan(epoch) for e in batch)
     assert baseline[0] / sum(baseline.values()) > 0.9  # what balancing corrects
 
 
 def test_draws_only_from_non_empty_bins() -> None:
     # margins in bins 0 and 9 only: both come up about equally, nothing else exists
-    pairs = {"q0": [Pair("p", "a", 0.0), Pair("p", "b", 0.1), Pair("p", "c", 0.2),
-                    Pair("p", "z", 10.0)], "q1": [Pair("p", "x", 1.0)]}
+    pairs = {
+        "q0": [Pair("p", "a", 0.0), Pair("p", "b", 0.1), Pair("p", "c", 0.2), Pair("p", "z", 10.0)],
+        "q1": [Pair("p", "x", 1.0)],
+    }
     tas = TASBalancedSampler(["q0", "q1"], pairs, np.eye(2), batch_size=1, n_clusters=1)
-    drawn = Counter(e.negative for epoch in range(400) for batch in tas.plan(epoch)
-                    for e in batch if e.qid == "q0")
+    drawn = Counter(e.negative for epoch in range(400) for batch in tas.plan(epoch) for e in batch if e.qid == "q0")
     assert 160 < drawn["z"] < 240 and drawn["a"] + drawn["b"] + drawn["c"] == 400 - drawn["z"]
 
 
@@ -190,8 +200,7 @@ def test_batches_come_from_one_kmeans_cluster() -> None:
 def test_clusters_per_batch_equal_shares() -> None:
     qids, pairs = make_pairs(50)
     embeddings = np.random.default_rng(2).normal(size=(50, 8))
-    tas = TASBalancedSampler(qids, pairs, embeddings, batch_size=6, n_clusters=5,
-                             clusters_per_batch=2, seed=0)
+    tas = TASBalancedSampler(qids, pairs, embeddings, batch_size=6, n_clusters=5, clusters_per_batch=2, seed=0)
     assert tas.share == 3
     for epoch in range(3):
         check_plan(tas, tas.plan(epoch))
@@ -200,8 +209,7 @@ def test_clusters_per_batch_equal_shares() -> None:
 def test_epoch_length_follows_the_number_of_queries() -> None:
     """One cluster holds most queries; every query once, the small cluster does not add batches."""
     qids, pairs = make_pairs(23)
-    tas = TASBalancedSampler(qids, pairs, blobs([20, 3]), batch_size=4, n_clusters=2,
-                             clusters_per_batch=2, seed=0)
+    tas = TASBalancedSampler(qids, pairs, blobs([20, 3]), batch_size=4, n_clusters=2, clusters_per_batch=2, seed=0)
     assert sorted(len(c) for c in tas.clusters) == [3, 20]
     assert len(tas) == 6  # ceil(23 / 4), was 10 when the small cluster's chunks were repeated
     for epoch in range(3):
@@ -231,8 +239,9 @@ def test_no_query_twice_in_a_batch_with_many_small_clusters() -> None:
     about 37 % of the batch slots used to be copies and one batch held 11 copies of a query."""
     sizes = [40, 30, *([9] * 10), *([3] * 20), 1, 1]
     qids, pairs = make_pairs(sum(sizes))
-    tas = TASBalancedSampler(qids, pairs, blobs(sizes, dim=64), batch_size=16, n_clusters=len(sizes),
-                             seed=2, kmeans_iterations=40)
+    tas = TASBalancedSampler(
+        qids, pairs, blobs(sizes, dim=64), batch_size=16, n_clusters=len(sizes), seed=2, kmeans_iterations=40
+    )
     for epoch in range(4):
         plan = tas.plan(epoch)
         check_plan(tas, plan)
@@ -270,14 +279,15 @@ def test_determinism_seeds_and_epochs() -> None:
         first.set_epoch(-1)
 
 
-@pytest.mark.parametrize(("n", "batch_size", "clusters", "per_batch"),
-                         [(23, 5, 3, 1), (40, 8, 6, 2), (9, 3, 9, 3), (7, 16, 2, 1)])
-def test_len_matches_batches_yielded(n: int, batch_size: int, clusters: int,
-                                     per_batch: int) -> None:
+@pytest.mark.parametrize(
+    ("n", "batch_size", "clusters", "per_batch"), [(23, 5, 3, 1), (40, 8, 6, 2), (9, 3, 9, 3), (7, 16, 2, 1)]
+)
+def test_len_matches_batches_yielded(n: int, batch_size: int, clusters: int, per_batch: int) -> None:
     qids, pairs = make_pairs(n)
     embeddings = np.random.default_rng(n).normal(size=(n, 6))
-    tas = TASBalancedSampler(qids, pairs, embeddings, batch_size=batch_size, n_clusters=clusters,
-                             clusters_per_batch=per_batch, seed=3)
+    tas = TASBalancedSampler(
+        qids, pairs, embeddings, batch_size=batch_size, n_clusters=clusters, clusters_per_batch=per_batch, seed=3
+    )
     for epoch in range(3):
         tas.set_epoch(epoch)
         batches = list(tas)
@@ -319,8 +329,13 @@ def test_bad_input_errors() -> None:
     emb = np.random.default_rng(0).normal(size=(8, 4))
 
     def tas(**kwargs):
-        args = {"query_ids": qids, "pairs_by_query": pairs, "query_embeddings": emb,
-                "batch_size": 2, "n_clusters": 2} | kwargs
+        args = {
+            "query_ids": qids,
+            "pairs_by_query": pairs,
+            "query_embeddings": emb,
+            "batch_size": 2,
+            "n_clusters": 2,
+        } | kwargs
         return TASBalancedSampler(**args)
 
     with pytest.raises(InputError, match="batch_size must be an integer >= 1, got 0"):
@@ -357,9 +372,14 @@ def test_bad_input_errors() -> None:
 
 
 QUERY_TEXTS = [
-    "protein expression in cancer cells", "tumor cells and cancer risk", "gene expression levels",
-    "cancer protein pathway", "vaccine immune response", "virus infection in patients",
-    "immune response to vaccine trial", "drug dose effect on blood",
+    "protein expression in cancer cells",
+    "tumor cells and cancer risk",
+    "gene expression levels",
+    "cancer protein pathway",
+    "vaccine immune response",
+    "virus infection in patients",
+    "immune response to vaccine trial",
+    "drug dose effect on blood",
 ]
 
 
@@ -375,16 +395,24 @@ def tiny_collection() -> tuple[Collection, list[str], dict[str, list[Pair]]]:
         pos = doc_ids[i % len(doc_ids)]
         negs = [d for d in doc_ids if d != pos][:4]
         pairs[qid] = [Pair(pos, neg, float(rng.uniform(-3, 3))) for neg in negs]
-    collection = Collection(corpus=corpus, queries=dict(zip(qids, QUERY_TEXTS, strict=True)),
-                            qrels={}, name="tiny-sampling")
+    collection = Collection(
+        corpus=corpus, queries=dict(zip(qids, QUERY_TEXTS, strict=True)), qrels={}, name="tiny-sampling"
+    )
     return collection, qids, pairs
 
 
 def test_embeddings_from_model_name(tiny_model_dir: Path, cache_dir: Path) -> None:
     collection, qids, pairs = tiny_collection()
     options = {"cache": False, "show_progress_bar": False, "device": "cpu"}
-    by_name = TASBalancedSampler(qids, pairs, str(tiny_model_dir), batch_size=2, n_clusters=2,
-                                 query_texts=collection.queries, encoder_options=options)
+    by_name = TASBalancedSampler(
+        qids,
+        pairs,
+        str(tiny_model_dir),
+        batch_size=2,
+        n_clusters=2,
+        query_texts=collection.queries,
+        encoder_options=options,
+    )
     embeddings = encode_queries(str(tiny_model_dir), qids, QUERY_TEXTS, **options)
     assert embeddings.shape == (8, 32)
     given = TASBalancedSampler(qids, pairs, embeddings, batch_size=2, n_clusters=2)
@@ -400,8 +428,7 @@ def test_trainer_factory_unit() -> None:
     collection, qids, pairs = tiny_collection()
     sampler = RandomPairSampler(qids, pairs, batch_size=3, seed=0)
     inputs = build_trainer_inputs(sampler, collection, epochs=2)
-    assert len(inputs.dataset) == 16 and inputs.dataset.column_names == [
-        "query", "positive", "negative", "label"]
+    assert len(inputs.dataset) == 16 and inputs.dataset.column_names == ["query", "positive", "negative", "label"]
     # the trainer pickles its arguments into checkpoints: the factory is small and picklable
     restored = pickle.loads(pickle.dumps(inputs.batch_sampler))
     assert restored.is_training_set(inputs.dataset) and len(pickle.dumps(restored)) < 2000
@@ -457,12 +484,18 @@ def test_trainer_trains_on_the_sampler_batches(tiny_model_dir: Path, tmp_path: P
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
     loss = RecordingLoss(MarginMSELoss(model))
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp_path / "out"), **inputs.training_arguments(), learning_rate=1e-3,
-        save_strategy="no", report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
-        dataloader_num_workers=0, logging_strategy="no",
+        output_dir=str(tmp_path / "out"),
+        **inputs.training_arguments(),
+        learning_rate=1e-3,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        logging_strategy="no",
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=inputs.dataset,
-                                         loss=loss)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=inputs.dataset, loss=loss)
     assert isinstance(trainer.get_train_dataloader().batch_sampler, PlannedBatchSampler)
     trainer.train()
 

@@ -50,7 +50,7 @@ def test_sparse_index_matches_dense_topk() -> None:
         np.testing.assert_allclose(scores[row, : len(top)], dense[row, top], rtol=1e-5)
         if len(top) < k:
             short += 1
-            assert (ids[row, len(top):] == -1).all() and np.isneginf(scores[row, len(top):]).all()
+            assert (ids[row, len(top) :] == -1).all() and np.isneginf(scores[row, len(top) :]).all()
         else:
             full += 1
     assert short > 0 and full > 0  # both the "k hits" and the "fewer hits than k" paths ran
@@ -116,13 +116,26 @@ def test_sparse_index_rejects_other_files(tmp_path: Path) -> None:
     single = tmp_path / "single.npy"
     np.save(single, np.ones(3))
     bad_arrays = tmp_path / "bad.npz"
-    np.savez(bad_arrays, kind=np.array("irdistill-sparse-index"), version=np.array(1),
-             shape=np.array([2, 4]), data=np.ones(3, dtype=np.float32),
-             indices=np.array([0, 9, 1], dtype=np.int32), indptr=np.array([0, 2, 3]))
+    np.savez(
+        bad_arrays,
+        kind=np.array("irdistill-sparse-index"),
+        version=np.array(1),
+        shape=np.array([2, 4]),
+        data=np.ones(3, dtype=np.float32),
+        indices=np.array([0, 9, 1], dtype=np.int32),
+        indptr=np.array([0, 2, 3]),
+    )
 
-    cases = {truncated: "not a readable", garbage: "not a readable", flat: "not a readable",
-             other_npz: "without a 'kind'", other_kind: "'distill-vq'", single: "single NumPy array",
-             bad_arrays: "corrupt", tmp_path / "missing.npz": "no such index file"}
+    cases = {
+        truncated: "not a readable",
+        garbage: "not a readable",
+        flat: "not a readable",
+        other_npz: "without a 'kind'",
+        other_kind: "'distill-vq'",
+        single: "single NumPy array",
+        bad_arrays: "corrupt",
+        tmp_path / "missing.npz": "no such index file",
+    }
     for path, message in cases.items():
         with pytest.raises(InputError, match=message) as info:
             SparseIndex.load(path)
@@ -242,7 +255,8 @@ def test_idf_weighted_flops_matches_formula() -> None:
     thresholded = IDFWeightedFlopsLoss(None, idf, min_idf=0.5, threshold=2)
     masked = w * torch.tensor([[1.0], [0.0], [1.0]])
     assert float(thresholded.compute_loss_from_embeddings(w)) == pytest.approx(
-        float(reg.compute_loss_from_embeddings(masked)))
+        float(reg.compute_loss_from_embeddings(masked))
+    )
     with pytest.raises(InputError, match="dimensions"):
         reg.compute_loss_from_embeddings(torch.ones(2, 4))
 
@@ -252,13 +266,21 @@ def _margin_dataset(negatives: int = 1):
 
     rows = {
         "query": ["protein expression", "vaccine response", "brain gene", "drug dose"],
-        "positive": ["protein expression in tumor cells", "the vaccine trial immune response",
-                     "gene expression in mouse brain", "a low drug dose"],
+        "positive": [
+            "protein expression in tumor cells",
+            "the vaccine trial immune response",
+            "gene expression in mouse brain",
+            "a low drug dose",
+        ],
         "label": [],
     }
     for i in range(1, negatives + 1):
-        rows[f"negative_{i}"] = ["virus infection", "study results", "blood pressure", "human genes"][i:] + \
-            ["virus infection", "study results", "blood pressure", "human genes"][:i]
+        rows[f"negative_{i}"] = ["virus infection", "study results", "blood pressure", "human genes"][i:] + [
+            "virus infection",
+            "study results",
+            "blood pressure",
+            "human genes",
+        ][:i]
     rows["label"] = [[3.0 - 0.5 * j for j in range(negatives)] for _ in range(4)]
     return datasets.Dataset.from_dict(rows)
 
@@ -279,15 +301,23 @@ def test_train_sparse_student_two_steps_changes_weights(tiny_mlm_dir: Path, tmp_
         options = {"loss": "margin-mse"}
         data = _margin_dataset(1)
     else:
-        student = build_inference_free_student(tiny_mlm_dir, ["cell protein", "vaccine trial", "brain"],
-                                               device="cpu")
+        student = build_inference_free_student(tiny_mlm_dir, ["cell protein", "vaccine trial", "brain"], device="cpu")
         options = {"loss": "kl", "flops_weights": "idf"}
         data = _margin_dataset(2)
     before = {n: p.detach().clone() for n, p in student.named_parameters() if p.requires_grad}
     idf_before = student_idf(student)
     out = tmp_path / "student"
-    trained = train_sparse_student(student, data, max_steps=2, batch_size=2, lr=1e-2, logging_steps=1,
-                                   show_progress_bar=False, output_dir=out, **options)
+    trained = train_sparse_student(
+        student,
+        data,
+        max_steps=2,
+        batch_size=2,
+        lr=1e-2,
+        logging_steps=1,
+        show_progress_bar=False,
+        output_dir=out,
+        **options,
+    )
     assert trained is student
     changed = [n for n, p in student.named_parameters() if n in before and not torch.equal(before[n], p)]
     assert changed, "no trainable weight changed in 2 steps"
@@ -341,8 +371,9 @@ def test_sparse_retriever_through_the_harness(tiny_mlm_dir: Path, beir_dir: Path
 
     collection = load_collection(str(beir_dir), split="test")
     for student in (str(tiny_mlm_dir), build_inference_free_student(tiny_mlm_dir, collection, device="cpu")):
-        result = evaluate_retrieval(SparseRetriever(student, batch_size=4), collection, k=5,
-                                    metrics=["ndcg@10"], show_progress_bar=False)
+        result = evaluate_retrieval(
+            SparseRetriever(student, batch_size=4), collection, k=5, metrics=["ndcg@10"], show_progress_bar=False
+        )
         run, perf = result.run, result.performance
         assert set(run) == set(collection.queries)
         assert all(len(hits) <= 5 and set(hits) <= set(collection.corpus) for hits in run.values())
@@ -370,9 +401,11 @@ def test_splade_tiny_encodes_real_texts() -> None:
         pytest.skip(f"splade-tiny not found under {folder}: run shared/models/prepare.sh")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     student = build_splade_student("splade-tiny", device="cpu")
-    texts = ["Protein expression in tumour cells increases cancer risk.",
-             "The vaccine trial shows an immune response in patients.",
-             "Gene expression levels decrease in mouse brain cells."]
+    texts = [
+        "Protein expression in tumour cells increases cancer risk.",
+        "The vaccine trial shows an immune response in patients.",
+        "Gene expression levels decrease in mouse brain cells.",
+    ]
     encoded = encode_sparse(student, texts, show_progress_bar=False)
     assert encoded.matrix.shape == (3, 30522) and (encoded.matrix.data > 0).all()
     assert 5 < encoded.avg_nnz < 2000
@@ -405,16 +438,25 @@ def test_sparse_teacher_scores_are_the_encoders_dot_products(tiny_mlm_dir: Path,
         d = model.encode_document(passages, convert_to_tensor=True).to_dense()
     np.testing.assert_allclose(scores, (q * d).sum(1).numpy(), rtol=1e-5, atol=1e-6)
     assert len(teacher._memo["query"]) == 2  # the repeated query was encoded once
-    np.testing.assert_allclose(teacher.rank("cell protein", passages[:2]), scores[:1].tolist() + [
-        float((q[0] * d[1]).sum())], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        teacher.rank("cell protein", passages[:2]),
+        scores[:1].tolist() + [float((q[0] * d[1]).sum())],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     assert teacher.score([], []).shape == (0,)
     with pytest.raises(InputError, match="2 queries but 1 passages"):
         teacher.score(["a", "b"], ["c"])
     # the heterogeneous dense + sparse ensemble of arXiv 2411.04403 from one recipe
     collection = load_collection(str(beir_dir), split="test")
-    ensemble = build_teacher({"teacher": "ensemble", "normalization": "minmax",
-                              "members": [{"teacher": "bm25"}, {"teacher": "sparse", "model": str(tiny_mlm_dir)}]},
-                             collection)
+    ensemble = build_teacher(
+        {
+            "teacher": "ensemble",
+            "normalization": "minmax",
+            "members": [{"teacher": "bm25"}, {"teacher": "sparse", "model": str(tiny_mlm_dir)}],
+        },
+        collection,
+    )
     assert isinstance(ensemble, EnsembleTeacher)
     ranked = ensemble.rank("cell protein", collection.doc_texts())
     assert ranked.shape == (len(collection.corpus),) and np.isfinite(ranked).all()

@@ -94,9 +94,16 @@ def collection(beir_dir: Path) -> Collection:
 
 
 def expected_rows(collection: Collection, candidates: dict) -> list[dict]:
-    return [{"qid": q, "pid": p, "teacher": "overlap",
-             "score": overlap(collection.queries[q], collection.corpus[p].full_text())}
-            for q, pids in candidates.items() for p in pids]
+    return [
+        {
+            "qid": q,
+            "pid": p,
+            "teacher": "overlap",
+            "score": overlap(collection.queries[q], collection.corpus[p].full_text()),
+        }
+        for q, pids in candidates.items()
+        for p in pids
+    ]
 
 
 def rows(table: pa.Table) -> list[dict]:
@@ -105,11 +112,14 @@ def rows(table: pa.Table) -> list[dict]:
 
 def test_full_run_rows_order_values(collection, tmp_path):
     teacher = OverlapTeacher()
-    path = score_candidates(teacher, collection, CANDIDATES, tmp_path / "job", chunk_queries=2,
-                            show_progress_bar=False)
+    path = score_candidates(teacher, collection, CANDIDATES, tmp_path / "job", chunk_queries=2, show_progress_bar=False)
     assert path == tmp_path / "job" / "scores.parquet"
     assert sorted(p.name for p in path.parent.iterdir()) == [
-        "manifest.json", "scores.parquet", "shard-00000.parquet", "shard-00001.parquet"]
+        "manifest.json",
+        "scores.parquet",
+        "shard-00000.parquet",
+        "shard-00001.parquet",
+    ]
     assert teacher.calls == 2  # one score() call per chunk
     table = read_scores(path)
     assert table.schema.equals(SCHEMA, check_metadata=False)
@@ -123,22 +133,24 @@ def test_full_run_rows_order_values(collection, tmp_path):
     assert pq.read_table(path.parent / "shard-00001.parquet").column("qid").to_pylist() == ["q3"] * 4
     # the same job again: nothing is scored, the result stays
     again = OverlapTeacher()
-    assert score_candidates(again, collection, CANDIDATES, tmp_path / "job", chunk_queries=2,
-                            show_progress_bar=False) == path
+    assert (
+        score_candidates(again, collection, CANDIDATES, tmp_path / "job", chunk_queries=2, show_progress_bar=False)
+        == path
+    )
     assert again.calls == 0
 
 
 def test_listwise_teacher_ranks_each_query(collection, tmp_path):
     teacher = ListOverlapTeacher()
-    path = score_candidates(teacher, collection, CANDIDATES, tmp_path / "job", chunk_queries=2,
-                            show_progress_bar=False)
+    path = score_candidates(teacher, collection, CANDIDATES, tmp_path / "job", chunk_queries=2, show_progress_bar=False)
     assert teacher.calls == 3
     assert rows(read_scores(path)) == expected_rows(collection, CANDIDATES)
 
 
 def test_resume_after_teacher_failure(collection, tmp_path, caplog):
-    reference = score_candidates(OverlapTeacher(), collection, CANDIDATES, tmp_path / "ref",
-                                 chunk_queries=1, show_progress_bar=False)
+    reference = score_candidates(
+        OverlapTeacher(), collection, CANDIDATES, tmp_path / "ref", chunk_queries=1, show_progress_bar=False
+    )
     out = tmp_path / "job"
     crashing = OverlapTeacher(fail_after=2)
     with pytest.raises(RuntimeError, match="crashed"):
@@ -149,8 +161,7 @@ def test_resume_after_teacher_failure(collection, tmp_path, caplog):
 
     resumed = OverlapTeacher()
     with caplog.at_level(logging.INFO, logger="irdistill.workflows.scoring"):
-        path = score_candidates(resumed, collection, CANDIDATES, out, chunk_queries=1,
-                                show_progress_bar=False)
+        path = score_candidates(resumed, collection, CANDIDATES, out, chunk_queries=1, show_progress_bar=False)
     assert resumed.calls == 1  # only chunk 2 was left
     assert "2 of 3 chunks of rank 0 already scored" in caplog.text
     assert pq.read_table(path).equals(pq.read_table(reference))
@@ -182,12 +193,13 @@ def test_resume_after_sigkill(tmp_path):
     collection, candidates = synthetic_job()  # 20 chunks of 2 queries
     out = tmp_path / "killed"
     script = SIGKILL_SCRIPT.format(tests=str(Path(__file__).parent), out=str(out))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
-                                                         os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=env,
-                             stderr=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=env, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while not list(out.glob("shard-*.parquet")):
@@ -206,12 +218,12 @@ def test_resume_after_sigkill(tmp_path):
     assert not (out / "scores.parquet").exists()
 
     resumed = OverlapTeacher()
-    path = score_candidates(resumed, collection, candidates, out, chunk_queries=2,
-                            show_progress_bar=False)
+    path = score_candidates(resumed, collection, candidates, out, chunk_queries=2, show_progress_bar=False)
     assert resumed.calls == 20 - done
     assert not list(out.glob(".*.tmp"))
-    reference = score_candidates(OverlapTeacher(), collection, candidates, tmp_path / "ref",
-                                 chunk_queries=2, show_progress_bar=False)
+    reference = score_candidates(
+        OverlapTeacher(), collection, candidates, tmp_path / "ref", chunk_queries=2, show_progress_bar=False
+    )
     assert pq.read_table(path).equals(pq.read_table(reference))
     assert pq.read_table(path).num_rows == 240
 
@@ -223,27 +235,29 @@ def test_different_job_in_same_folder(collection, tmp_path):
     with pytest.raises(InputError, match=r"different job \(the candidate lists differ.*overwrite=True"):
         score_candidates(OverlapTeacher(), collection, fewer, out, chunk_queries=2, show_progress_bar=False)
     with pytest.raises(InputError, match=r'teacher .*"weight": 1.* there, .*"weight": 2.* now'):
-        score_candidates(OverlapTeacher(weight=2), collection, CANDIDATES, out, chunk_queries=2,
-                         show_progress_bar=False)
+        score_candidates(
+            OverlapTeacher(weight=2), collection, CANDIDATES, out, chunk_queries=2, show_progress_bar=False
+        )
     with pytest.raises(InputError, match="chunk_queries 2 there, 1 now"):
-        score_candidates(OverlapTeacher(), collection, CANDIDATES, out, chunk_queries=1,
-                         show_progress_bar=False)
+        score_candidates(OverlapTeacher(), collection, CANDIDATES, out, chunk_queries=1, show_progress_bar=False)
     collection.queries["q1"] = "another text"
     with pytest.raises(InputError, match="query or passage texts differ"):
-        score_candidates(OverlapTeacher(), collection, CANDIDATES, out, chunk_queries=2,
-                         show_progress_bar=False)
-    path = score_candidates(OverlapTeacher(weight=2), collection, fewer, out, chunk_queries=2,
-                            show_progress_bar=False, overwrite=True)
-    assert read_scores(path).column("score").to_pylist() == [
-        2 * r["score"] for r in expected_rows(collection, fewer)]
+        score_candidates(OverlapTeacher(), collection, CANDIDATES, out, chunk_queries=2, show_progress_bar=False)
+    path = score_candidates(
+        OverlapTeacher(weight=2), collection, fewer, out, chunk_queries=2, show_progress_bar=False, overwrite=True
+    )
+    assert read_scores(path).column("score").to_pylist() == [2 * r["score"] for r in expected_rows(collection, fewer)]
 
 
-@pytest.mark.parametrize(("candidates", "message"), [
-    ({"q1": ["d1"], "q9": ["d2"]}, "query id 'q9' is not among the queries of collection tiny/test"),
-    ({"q1": ["d1", "d99"]}, "candidates of query 'q1': passage id 'd99' .position 2. is not in the corpus"),
-    ({"q1": ["d1", "d2", "d1"]}, "'d1' is listed twice .positions 1 and 3."),
-    ({"q1": []}, "every query's candidate list is empty"),
-])
+@pytest.mark.parametrize(
+    ("candidates", "message"),
+    [
+        ({"q1": ["d1"], "q9": ["d2"]}, "query id 'q9' is not among the queries of collection tiny/test"),
+        ({"q1": ["d1", "d99"]}, "candidates of query 'q1': passage id 'd99' .position 2. is not in the corpus"),
+        ({"q1": ["d1", "d2", "d1"]}, "'d1' is listed twice .positions 1 and 3."),
+        ({"q1": []}, "every query's candidate list is empty"),
+    ],
+)
 def test_unknown_ids_refused_before_anything_is_written(collection, tmp_path, candidates, message):
     teacher = OverlapTeacher()
     with pytest.raises(InputError, match=message):
@@ -256,16 +270,19 @@ def test_nan_score_refused_and_no_shard_written(collection, tmp_path):
     out = tmp_path / "job"
     # d4 ("Drug dose ...") is a candidate of q1 (chunk 0) and of q3 (chunk 2)
     candidates = {"q2": ["d2", "d5"], "q1": ["d1", "d4"], "q3": ["d3"]}
-    with pytest.raises(InputError, match=r"non-finite score \(nan\).*query 'q1', passage 'd4'.*"
-                                         r"shard-00001.parquet was not written"):
-        score_candidates(NaNTeacher(), collection, candidates, out, chunk_queries=1,
-                         show_progress_bar=False)
+    with pytest.raises(
+        InputError,
+        match=r"non-finite score \(nan\).*query 'q1', passage 'd4'.*"
+        r"shard-00001.parquet was not written",
+    ):
+        score_candidates(NaNTeacher(), collection, candidates, out, chunk_queries=1, show_progress_bar=False)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shard-00000.parquet"]
 
 
 def test_two_ranks_write_their_halves_and_merge(collection, tmp_path, monkeypatch):
-    single = score_candidates(OverlapTeacher(), collection, CANDIDATES, tmp_path / "single",
-                              chunk_queries=1, show_progress_bar=False)
+    single = score_candidates(
+        OverlapTeacher(), collection, CANDIDATES, tmp_path / "single", chunk_queries=1, show_progress_bar=False
+    )
     out = tmp_path / "ddp"
     # rank 0 first (from torchrun's environment variables): chunks 0 and 2, cannot merge yet
     monkeypatch.setenv("RANK", "0")
@@ -280,8 +297,7 @@ def test_two_ranks_write_their_halves_and_merge(collection, tmp_path, monkeypatc
     # rank 1: chunk 1 only, and it never merges
     monkeypatch.setenv("RANK", "1")
     rank1 = OverlapTeacher()
-    assert score_candidates(rank1, collection, CANDIDATES, out, chunk_queries=1,
-                            show_progress_bar=False) == path
+    assert score_candidates(rank1, collection, CANDIDATES, out, chunk_queries=1, show_progress_bar=False) == path
     assert rank1.calls == 1
     assert not path.exists()
     assert merge_shards(out) == path
@@ -290,10 +306,12 @@ def test_two_ranks_write_their_halves_and_merge(collection, tmp_path, monkeypatc
 
     # rank 1 before rank 0: rank 0 finds every shard and merges itself
     other = tmp_path / "ddp2"
-    score_candidates(OverlapTeacher(), collection, CANDIDATES, other, chunk_queries=1, rank=1,
-                     world_size=2, show_progress_bar=False)
-    merged = score_candidates(OverlapTeacher(), collection, CANDIDATES, other, chunk_queries=1,
-                              rank=0, world_size=2, show_progress_bar=False)
+    score_candidates(
+        OverlapTeacher(), collection, CANDIDATES, other, chunk_queries=1, rank=1, world_size=2, show_progress_bar=False
+    )
+    merged = score_candidates(
+        OverlapTeacher(), collection, CANDIDATES, other, chunk_queries=1, rank=0, world_size=2, show_progress_bar=False
+    )
     assert pq.read_table(merged).equals(pq.read_table(single))
     with pytest.raises(InputError, match="expected 0 <= rank < world_size"):
         score_candidates(OverlapTeacher(), collection, CANDIDATES, other, rank=2, world_size=2)
@@ -304,16 +322,30 @@ def write_table(path: Path, **columns) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("columns", "message"), [
-    ({"qid": ["q1"], "pid": ["d1"], "score": [1.0]}, "missing column.s. teacher"),
-    ({"qid": ["q1", None], "pid": ["d1", "d2"], "score": [1.0, 2.0], "teacher": ["t", "t"]},
-     r"row 1 \(0-based\): column qid is null"),
-    ({"qid": ["q1", "q1"], "pid": ["d1", "d2"], "score": [1.0, float("inf")], "teacher": ["t", "t"]},
-     r"row 1 \(0-based\): score is inf"),
-    ({"qid": ["q1", "q1", "q1"], "pid": ["d1", "d2", "d1"], "score": [1.0, 2.0, 3.0],
-      "teacher": ["t", "t", "t"]}, r"rows 0 and 2 \(0-based\) both hold query 'q1', passage 'd1'"),
-    ({"qid": [1], "pid": ["d1"], "score": [1.0], "teacher": ["t"]}, "column qid has type int64"),
-])
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"qid": ["q1"], "pid": ["d1"], "score": [1.0]}, "missing column.s. teacher"),
+        (
+            {"qid": ["q1", None], "pid": ["d1", "d2"], "score": [1.0, 2.0], "teacher": ["t", "t"]},
+            r"row 1 \(0-based\): column qid is null",
+        ),
+        (
+            {"qid": ["q1", "q1"], "pid": ["d1", "d2"], "score": [1.0, float("inf")], "teacher": ["t", "t"]},
+            r"row 1 \(0-based\): score is inf",
+        ),
+        (
+            {
+                "qid": ["q1", "q1", "q1"],
+                "pid": ["d1", "d2", "d1"],
+                "score": [1.0, 2.0, 3.0],
+                "teacher": ["t", "t", "t"],
+            },
+            r"rows 0 and 2 \(0-based\) both hold query 'q1', passage 'd1'",
+        ),
+        ({"qid": [1], "pid": ["d1"], "score": [1.0], "teacher": ["t"]}, "column qid has type int64"),
+    ],
+)
 def test_read_scores_validation(tmp_path, columns, message):
     path = write_table(tmp_path / "bad.parquet", **columns)
     with pytest.raises(InputError, match=f"{re.escape(str(path))}: .*{message}"):
@@ -321,30 +353,27 @@ def test_read_scores_validation(tmp_path, columns, message):
 
 
 def test_read_scores_accepts_same_pair_from_two_teachers(tmp_path):
-    path = write_table(tmp_path / "two.parquet", qid=["q1", "q1"], pid=["d1", "d1"],
-                       score=[1, 2], teacher=["a", "b"])
+    path = write_table(tmp_path / "two.parquet", qid=["q1", "q1"], pid=["d1", "d1"], score=[1, 2], teacher=["a", "b"])
     table = read_scores(path)
     assert table.column("score").type == pa.float64()
     assert table.num_rows == 2
 
 
-SCORES = pa.table({
-    "qid": ["q1", "q1", "q1", "q2", "q2", "q3"],
-    "pid": ["d1", "d4", "d8", "d5", "d2", "d3"],
-    "score": [5.0, 0.25, 1.5, -1.0, 2.0, 3.0],
-    "teacher": ["ce"] * 6,
-})
+SCORES = pa.table(
+    {
+        "qid": ["q1", "q1", "q1", "q2", "q2", "q3"],
+        "pid": ["d1", "d4", "d8", "d5", "d2", "d3"],
+        "score": [5.0, 0.25, 1.5, -1.0, 2.0, 3.0],
+        "teacher": ["ce"] * 6,
+    }
+)
 QRELS = {"q1": {"d1": 1, "d8": 2, "d4": 0}, "q2": {"d2": 1}, "q3": {"d3": 1}}
 
 
 def test_tsv_export_and_import_round_trip(tmp_path):
     out = export_msmarco_tsv(SCORES, QRELS, tmp_path / "triples.tsv")
     # q1: positives d1, d8 (table order) x negative d4 (judged 0); q2: d2 x d5; q3: no negative
-    assert out.read_text() == (
-        "5.0\t0.25\tq1\td1\td4\n"
-        "1.5\t0.25\tq1\td8\td4\n"
-        "2.0\t-1.0\tq2\td2\td5\n"
-    )
+    assert out.read_text() == ("5.0\t0.25\tq1\td1\td4\n1.5\t0.25\tq1\td8\td4\n2.0\t-1.0\tq2\td2\td5\n")
     table = import_msmarco_tsv(out, teacher="ce")
     assert table.schema.equals(SCHEMA)
     assert table.to_pylist() == [
@@ -384,16 +413,21 @@ def test_tsv_import_float_formats_and_duplicates(tmp_path):
     assert import_tsv_lines_reference(path, "imported").equals(table)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("1.0\t0.5\tq1\td1\td2\n1.0\t0.5\tq1\td1\n", r":2: expected 5 tab-separated fields .*got 4"),
-    ("1.0\t0.5\tq1\td1\td2\t9\n", r":1: expected 5 tab-separated fields .*got 6"),
-    ("1.0\t0.5\tq1\td1\td2\nhigh\t0.5\tq1\td1\td3\n", r":2: score_pos 'high' is not a number"),
-    ("1.0\tnan\tq1\td1\td2\n", r":1: score_neg is 'nan'; teacher scores must be finite"),
-    ("1.0\t-inf\tq1\td1\td2\n", r":1: score_neg is '-inf'"),
-    ("1.0\t0.5\t\td1\td2\n", r":1: qid is empty"),
-    ("1.0\t0.5\tq1\td1\td2\n\n2.0\t0.5\tq1\td3\td4\n1.0\t0.7\tq1\td1\td2\n",
-     r": query 'q1', passage 'd2' has score 0.5 on line 1 and 0.7 on line 4"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1.0\t0.5\tq1\td1\td2\n1.0\t0.5\tq1\td1\n", r":2: expected 5 tab-separated fields .*got 4"),
+        ("1.0\t0.5\tq1\td1\td2\t9\n", r":1: expected 5 tab-separated fields .*got 6"),
+        ("1.0\t0.5\tq1\td1\td2\nhigh\t0.5\tq1\td1\td3\n", r":2: score_pos 'high' is not a number"),
+        ("1.0\tnan\tq1\td1\td2\n", r":1: score_neg is 'nan'; teacher scores must be finite"),
+        ("1.0\t-inf\tq1\td1\td2\n", r":1: score_neg is '-inf'"),
+        ("1.0\t0.5\t\td1\td2\n", r":1: qid is empty"),
+        (
+            "1.0\t0.5\tq1\td1\td2\n\n2.0\t0.5\tq1\td3\td4\n1.0\t0.7\tq1\td1\td2\n",
+            r": query 'q1', passage 'd2' has score 0.5 on line 1 and 0.7 on line 4",
+        ),
+    ],
+)
 def test_tsv_import_malformed_lines(tmp_path, text, message):
     path = tmp_path / "bad.tsv"
     path.write_text(text)
@@ -401,8 +435,14 @@ def test_tsv_import_malformed_lines(tmp_path, text, message):
         import_msmarco_tsv(path)
 
 
-WIDE = pa.table({"qid": ["q1"] * 5, "pid": ["d1", "d2", "d3", "d4", "d5"],
-                 "score": [9.0, 1.0, 2.0, 3.0, 4.0], "teacher": ["ce"] * 5})
+WIDE = pa.table(
+    {
+        "qid": ["q1"] * 5,
+        "pid": ["d1", "d2", "d3", "d4", "d5"],
+        "score": [9.0, 1.0, 2.0, 3.0, 4.0],
+        "teacher": ["ce"] * 5,
+    }
+)
 
 
 def test_to_hf_dataset_margins(collection):
@@ -454,8 +494,12 @@ def test_to_hf_dataset_feeds_margin_mse_loss(collection):
     batch = SentenceTransformerDataCollator(preprocess_fn=preprocess)(list(dataset))
     assert batch["label"].shape == (1, 3)
     assert [k for k in batch if k.endswith("_input_ids")] == [
-        "query_input_ids", "positive_input_ids", "negative_1_input_ids", "negative_2_input_ids",
-        "negative_3_input_ids"]
+        "query_input_ids",
+        "positive_input_ids",
+        "negative_1_input_ids",
+        "negative_2_input_ids",
+        "negative_3_input_ids",
+    ]
     loss = MarginMSELoss(torch.nn.Identity())
     embeddings = [torch.randn(1, 4, generator=torch.Generator().manual_seed(i)) for i in range(5)]
     value = loss.compute_loss_from_embeddings(embeddings, batch["label"])
@@ -490,6 +534,7 @@ def test_progress_counts_queries_and_moves_inside_a_chunk(collection, tmp_path, 
     assert teacher.sizes == [4, 3, 4]  # a query is never split
     updates: list[int] = []
     plan = store._Plan.build(collection, CANDIDATES)
-    store._score_chunk(ListOverlapTeacher(), "overlap", True, collection, plan, ["q1", "q2", "q3"], 0, {},
-                       progress=updates.append)
+    store._score_chunk(
+        ListOverlapTeacher(), "overlap", True, collection, plan, ["q1", "q2", "q3"], 0, {}, progress=updates.append
+    )
     assert updates == [1, 1, 1]  # a listwise teacher: one update per query

@@ -13,12 +13,18 @@ from irdistill.teachers.cross_encoder import CrossEncoderTeacher
 from irdistill.teachers.dense import DenseTeacher
 from irdistill.teachers.ensemble import EnsembleTeacher, normalize_scores
 
-QUERIES = ["protein expression in cancer cells", "vaccine immune response", "brain gene expression",
-           "protein expression in cancer cells"]
-PASSAGES = ["High protein expression in tumor cells increases cancer risk.",
-            "The vaccine trial shows immune response in patients.",
-            "Gene expression levels decrease in mouse brain cells. " * 6,
-            "High protein expression in tumor cells increases cancer risk."]
+QUERIES = [
+    "protein expression in cancer cells",
+    "vaccine immune response",
+    "brain gene expression",
+    "protein expression in cancer cells",
+]
+PASSAGES = [
+    "High protein expression in tumor cells increases cancer risk.",
+    "The vaccine trial shows immune response in patients.",
+    "Gene expression levels decrease in mouse brain cells. " * 6,
+    "High protein expression in tumor cells increases cancer risk.",
+]
 
 
 class FixedTeacher(PointwiseTeacher):
@@ -39,21 +45,24 @@ def test_cross_encoder_matches_predict(tiny_cross_encoder_dir: Path) -> None:
     teacher = CrossEncoderTeacher(str(tiny_cross_encoder_dir), batch_size=2, batch_tokens=64)
     assert teacher.scale is ScoreScale.LOGIT
     ours = teacher.score(QUERIES, PASSAGES)
-    reference = teacher.cross_encoder.predict(list(zip(QUERIES, PASSAGES, strict=True)),
-                                              activation_fn=torch.nn.Identity(), batch_size=1)
+    reference = teacher.cross_encoder.predict(
+        list(zip(QUERIES, PASSAGES, strict=True)), activation_fn=torch.nn.Identity(), batch_size=1
+    )
     np.testing.assert_allclose(ours, reference, atol=1e-5)
     assert ours[0] == ours[3]  # the duplicate pair got the same score
 
 
 def test_cross_encoder_sigmoid_and_batching(tiny_cross_encoder_dir: Path) -> None:
     raw = CrossEncoderTeacher(str(tiny_cross_encoder_dir)).score(QUERIES, PASSAGES)
-    prob_teacher = CrossEncoderTeacher(str(tiny_cross_encoder_dir), activation="sigmoid", batch_tokens=None,
-                                       batch_size=1)
+    prob_teacher = CrossEncoderTeacher(
+        str(tiny_cross_encoder_dir), activation="sigmoid", batch_tokens=None, batch_size=1
+    )
     assert prob_teacher.scale is ScoreScale.PROBABILITY
     np.testing.assert_allclose(prob_teacher.score(QUERIES, PASSAGES), 1 / (1 + np.exp(-raw)), atol=1e-5)
     # batches are cut from length-sorted pairs under the token budget
     batches = CrossEncoderTeacher(str(tiny_cross_encoder_dir), batch_size=2, batch_tokens=100)._batches(
-        np.array([10, 50, 20, 30, 5]))
+        np.array([10, 50, 20, 30, 5])
+    )
     assert [b.tolist() for b in batches] == [[1, 3], [2, 0], [4]]
 
 
@@ -106,11 +115,14 @@ def test_bm25_teacher_scores_a_query_of_stopwords_zero(beir_dir: Path) -> None:
     np.testing.assert_array_equal(teacher.score(["the a of"] * len(texts), texts), np.zeros(len(texts)))
 
 
-@pytest.mark.parametrize(("method", "expected"), [
-    ("minmax", [1.0, 0.0, 0.5]),
-    ("zscore", [1.224744871, -1.224744871, 0.0]),
-    ("rr", [1 / 61, 1 / 63, 1 / 62]),
-])
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ("minmax", [1.0, 0.0, 0.5]),
+        ("zscore", [1.224744871, -1.224744871, 0.0]),
+        ("rr", [1 / 61, 1 / 63, 1 / 62]),
+    ],
+)
 def test_normalizations_by_hand(method: str, expected: list[float]) -> None:
     np.testing.assert_allclose(normalize_scores(np.array([4.0, 0.0, 2.0]), method), expected, rtol=1e-6)
 
@@ -121,11 +133,12 @@ def test_constant_scores_normalise_to_zero() -> None:
 
 
 def test_ensemble_weighted_mean_of_normalised_scores() -> None:
-    a = FixedTeacher("a", {"x": 10.0, "y": 0.0, "z": 5.0})    # minmax -> 1, 0, .5
-    b = FixedTeacher("b", {"x": 0.0, "y": 1.0, "z": 3.0})      # minmax -> 0, 1/3, 1
+    a = FixedTeacher("a", {"x": 10.0, "y": 0.0, "z": 5.0})  # minmax -> 1, 0, .5
+    b = FixedTeacher("b", {"x": 0.0, "y": 1.0, "z": 3.0})  # minmax -> 0, 1/3, 1
     ensemble = EnsembleTeacher([a, b], weights=[3, 1], normalization="minmax")
-    np.testing.assert_allclose(ensemble.rank("q", ["x", "y", "z"]),
-                               [0.75 * 1 + 0.25 * 0, 0.75 * 0 + 0.25 / 3, 0.75 * 0.5 + 0.25 * 1])
+    np.testing.assert_allclose(
+        ensemble.rank("q", ["x", "y", "z"]), [0.75 * 1 + 0.25 * 0, 0.75 * 0 + 0.25 / 3, 0.75 * 0.5 + 0.25 * 1]
+    )
     assert ensemble.listwise and ensemble.scale is ScoreScale.NORMALIZED
     assert ensemble.name == "ensemble-minmax:a+b"
 
@@ -146,8 +159,9 @@ def test_registry_names() -> None:
         TEACHERS.get("gpt")
 
 
-def test_teacher_setup_shows_corpus_encoding_only_when_asked(tiny_model_dir: Path, beir_dir: Path,
-                                                             cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_teacher_setup_shows_corpus_encoding_only_when_asked(
+    tiny_model_dir: Path, beir_dir: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from irdistill.teachers.factory import build_teacher
 
     collection = load_collection(beir_dir)
@@ -156,9 +170,14 @@ def test_teacher_setup_shows_corpus_encoding_only_when_asked(tiny_model_dir: Pat
     assert "Batches" not in capsys.readouterr().err  # (transformers' own "Loading weights" bar aside)
     ensemble = build_teacher(spec, collection, show_progress_bar=True, source="x")  # cached now: read, no bar
     capsys.readouterr()
-    build_teacher({**spec, "members": [{"teacher": "bm25"}, {"teacher": "dense", "model": str(tiny_model_dir),
-                                                              "max_seq_length": 16}]}, collection,
-                  show_progress_bar=True)
+    build_teacher(
+        {
+            **spec,
+            "members": [{"teacher": "bm25"}, {"teacher": "dense", "model": str(tiny_model_dir), "max_seq_length": 16}],
+        },
+        collection,
+        show_progress_bar=True,
+    )
     assert "Batches: 100%|" in capsys.readouterr().err  # a new cache key: encoded, with its bar
     dense = ensemble.teachers[1]
     assert isinstance(dense, DenseTeacher) and dense.encoder.show_progress_bar is False  # per-call: quiet
@@ -166,15 +185,16 @@ def test_teacher_setup_shows_corpus_encoding_only_when_asked(tiny_model_dir: Pat
     assert "Batches" not in capsys.readouterr().err
 
 
-def test_build_teacher_from_recipes(tiny_model_dir: Path, beir_dir: Path, cache_dir: Path,
-                                    tmp_path: Path) -> None:
+def test_build_teacher_from_recipes(tiny_model_dir: Path, beir_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
     from irdistill.teachers.factory import build_teacher
 
     collection = load_collection(beir_dir)
     assert isinstance(build_teacher("bm25", collection), BM25Teacher)
     recipe = tmp_path / "ens.yaml"
-    recipe.write_text(f"teacher: ensemble\nnormalization: zscore\nweights: [1, 3]\nmembers:\n"
-                      f"  - {{teacher: bm25}}\n  - {{teacher: dense, model: {tiny_model_dir}}}\n")
+    recipe.write_text(
+        f"teacher: ensemble\nnormalization: zscore\nweights: [1, 3]\nmembers:\n"
+        f"  - {{teacher: bm25}}\n  - {{teacher: dense, model: {tiny_model_dir}}}\n"
+    )
     ensemble = build_teacher(str(recipe), collection)
     assert isinstance(ensemble, EnsembleTeacher)
     assert ensemble.normalization == "zscore" and ensemble.weights.tolist() == [0.25, 0.75]
@@ -198,8 +218,9 @@ def test_build_teacher_errors(beir_dir: Path, tmp_path: Path) -> None:
         build_teacher({"teacher": "ensemble", "members": ["bm25"]}, collection)
 
 
-@pytest.mark.parametrize("recipe", sorted((Path(__file__).parent.parent / "teachers").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "recipe", sorted((Path(__file__).parent.parent / "teachers").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_shipped_recipes_name_known_teachers_and_keys(recipe: Path) -> None:
     import inspect
 
@@ -246,7 +267,12 @@ def test_a_new_teacher_is_one_registered_class(beir_dir: Path, tmp_path: Path) -
         rows = read_scores(store).to_pylist()
         assert rows[0]["score"] == 2.0 * len(collection.corpus[rows[0]["pid"]].full_text())
         with pytest.raises(InputError, match="weight"):
-            score_candidates(build_teacher({"teacher": "toy-length", "weight": 3.0}, collection), collection,
-                             candidates, tmp_path / "s", show_progress_bar=False)
+            score_candidates(
+                build_teacher({"teacher": "toy-length", "weight": 3.0}, collection),
+                collection,
+                candidates,
+                tmp_path / "s",
+                show_progress_bar=False,
+            )
     finally:
         TEACHERS.unregister("toy-length")

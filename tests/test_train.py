@@ -18,29 +18,49 @@ def bm25_scores(beir_dir: Path, tmp_path: Path) -> Path:
 
     collection = load_collection(beir_dir, split="test")
     candidates = {q: collection.doc_ids for q in collection.queries}
-    return score_candidates(BM25Teacher(collection), collection, candidates, tmp_path / "scores",
-                            show_progress_bar=False)
+    return score_candidates(
+        BM25Teacher(collection), collection, candidates, tmp_path / "scores", show_progress_bar=False
+    )
 
 
 def config(tiny_model_dir: Path, beir_dir: Path, scores: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(student=str(tiny_model_dir), dataset=str(beir_dir), split="test", scores=str(scores),
-                out=str(out), batch_size=2, epochs=1, n_clusters=2, learning_rate=1e-3, max_seq_length=32,
-                logging_steps=1)
+    base = dict(
+        student=str(tiny_model_dir),
+        dataset=str(beir_dir),
+        split="test",
+        scores=str(scores),
+        out=str(out),
+        batch_size=2,
+        epochs=1,
+        n_clusters=2,
+        learning_rate=1e-3,
+        max_seq_length=32,
+        logging_steps=1,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize(("loss", "sampler"), [
-    ("margin-mse", "random"), ("margin-mse", "tas-balanced"), ("tas-balanced", "tas-balanced"),
-    ("listwise-kl", "random"), ("infonce", "random"), ("hybrid", "tas-balanced"),
-])
-def test_each_loss_trains_and_saves_a_loadable_model(loss: str, sampler: str, tiny_model_dir: Path, beir_dir: Path,
-                                                     bm25_scores: Path, tmp_path: Path, cache_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("loss", "sampler"),
+    [
+        ("margin-mse", "random"),
+        ("margin-mse", "tas-balanced"),
+        ("tas-balanced", "tas-balanced"),
+        ("listwise-kl", "random"),
+        ("infonce", "random"),
+        ("hybrid", "tas-balanced"),
+    ],
+)
+def test_each_loss_trains_and_saves_a_loadable_model(
+    loss: str, sampler: str, tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     from sentence_transformers import SentenceTransformer
 
     extra = {"inbatch_teacher": str(tiny_model_dir)} if loss == "tas-balanced" else {}
-    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", loss=loss, sampler=sampler,
-                 list_size=3, **extra)
+    cfg = config(
+        tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", loss=loss, sampler=sampler, list_size=3, **extra
+    )
     result = train_student(cfg, show_progress_bar=False)
     assert result.examples > 0 and result.examples_per_second > 0
     report = json.loads((tmp_path / "student" / "irdistill_training.json").read_text())
@@ -50,8 +70,9 @@ def test_each_loss_trains_and_saves_a_loadable_model(loss: str, sampler: str, ti
     assert not list(tmp_path.glob(".student*"))  # checkpoints and staging removed after success
 
 
-def test_a_new_loss_is_one_registered_class(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path,
-                                            tmp_path: Path, cache_dir: Path) -> None:
+def test_a_new_loss_is_one_registered_class(
+    tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     """A plug-in loss: one class with ``rows`` and ``recipe_options``, registered; the driver
     builds its rows, passes the recipe's options and its own ``loss_options``, and trains it."""
     from irdistill.losses import LOSSES, MarginMSELoss, Rows
@@ -68,24 +89,44 @@ def test_a_new_loss_is_one_registered_class(tiny_model_dir: Path, beir_dir: Path
             built.append({"scale": scale, "power": power})
 
     try:
-        cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", loss="toy-margin",
-                     sampler="random", label_scale=0.5, loss_options={"power": 3})
+        cfg = config(
+            tiny_model_dir,
+            beir_dir,
+            bm25_scores,
+            tmp_path / "student",
+            loss="toy-margin",
+            sampler="random",
+            label_scale=0.5,
+            loss_options={"power": 3},
+        )
         result = train_student(cfg, show_progress_bar=False)
         assert built == [{"scale": 0.5, "power": 3}]
         assert result.examples > 0 and (tmp_path / "student" / "irdistill_training.json").is_file()
         with pytest.raises(InputError, match="loss toy-margin: .*unexpected keyword argument 'nope'"):
-            train_student(config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "again", loss="toy-margin",
-                                 sampler="random", loss_options={"nope": 1}), show_progress_bar=False)
+            train_student(
+                config(
+                    tiny_model_dir,
+                    beir_dir,
+                    bm25_scores,
+                    tmp_path / "again",
+                    loss="toy-margin",
+                    sampler="random",
+                    loss_options={"nope": 1},
+                ),
+                show_progress_bar=False,
+            )
     finally:
         LOSSES.unregister("toy-margin")
     with pytest.raises(InputError, match="unknown loss 'toy-margin'; known: hybrid, infonce"):
         config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="toy-margin").validate()
 
 
-def test_tas_balanced_labels_pack_margin_and_inbatch_scores(tiny_model_dir: Path, beir_dir: Path,
-                                                            bm25_scores: Path, tmp_path: Path, cache_dir: Path) -> None:
-    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s", loss="tas-balanced",
-                 inbatch_teacher=str(tiny_model_dir))
+def test_tas_balanced_labels_pack_margin_and_inbatch_scores(
+    tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    cfg = config(
+        tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s", loss="tas-balanced", inbatch_teacher=str(tiny_model_dir)
+    )
     collection = load_collection(beir_dir, split="test")
     dataset, args = build_train_dataset(cfg, collection)
     assert args["per_device_train_batch_size"] == 2
@@ -104,7 +145,7 @@ def test_tas_balanced_labels_pack_margin_and_inbatch_scores(tiny_model_dir: Path
     qid_of = {t: q for q, t in collection.queries.items()}
     rows = dataset.to_list()
     for start in range(0, len(rows), 2):
-        batch = rows[start:start + 2]
+        batch = rows[start : start + 2]
         passages = [r["positive"] for r in batch] + [r["negative"] for r in batch]
         p_emb = teacher.encode_document(passages, convert_to_numpy=True, normalize_embeddings=True)
         for row in batch:
@@ -115,13 +156,15 @@ def test_tas_balanced_labels_pack_margin_and_inbatch_scores(tiny_model_dir: Path
             assert row["label"][1:] == pytest.approx((p_emb @ q_emb).tolist(), abs=1e-5)
 
 
-def test_freeze_documents_keeps_the_document_tower(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path,
-                                                    tmp_path: Path, cache_dir: Path) -> None:
+def test_freeze_documents_keeps_the_document_tower(
+    tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", sampler="random",
-                 freeze_documents=True, epochs=2)
+    cfg = config(
+        tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", sampler="random", freeze_documents=True, epochs=2
+    )
     train_student(cfg, show_progress_bar=False)
     start = SentenceTransformer(str(tiny_model_dir), device="cpu")
     trained = SentenceTransformer(str(tmp_path / "student"), device="cpu")
@@ -130,8 +173,9 @@ def test_freeze_documents_keeps_the_document_tower(tiny_model_dir: Path, beir_di
     assert not np.allclose(trained.encode_query(texts), start.encode_query(texts), atol=1e-4)
 
 
-def test_bad_recipes_fail_before_training(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path,
-                                          tmp_path: Path) -> None:
+def test_bad_recipes_fail_before_training(
+    tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path
+) -> None:
     with pytest.raises(InputError, match="unknown loss 'mse'"):
         train_student(config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="mse"))
     with pytest.raises(InputError, match="tas-balanced needs inbatch_teacher"):
@@ -146,17 +190,24 @@ def test_bad_recipes_fail_before_training(tiny_model_dir: Path, beir_dir: Path, 
     assert not (tmp_path / "o").exists()
 
 
-def test_label_scale_multiplies_the_stored_teacher_only(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path,
-                                                        tmp_path: Path, cache_dir: Path) -> None:
+def test_label_scale_multiplies_the_stored_teacher_only(
+    tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     import numpy as np
 
     collection = load_collection(beir_dir, split="test")
-    for loss, extra in (("margin-mse", {}), ("tas-balanced", {"inbatch_teacher": str(tiny_model_dir)}),
-                        ("listwise-kl", {"list_size": 3})):
-        plain, _ = build_train_dataset(config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss=loss,
-                                              **extra), collection)
-        scaled, _ = build_train_dataset(config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss=loss,
-                                               label_scale=0.25, **extra), collection)
+    for loss, extra in (
+        ("margin-mse", {}),
+        ("tas-balanced", {"inbatch_teacher": str(tiny_model_dir)}),
+        ("listwise-kl", {"list_size": 3}),
+    ):
+        plain, _ = build_train_dataset(
+            config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss=loss, **extra), collection
+        )
+        scaled, _ = build_train_dataset(
+            config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss=loss, label_scale=0.25, **extra),
+            collection,
+        )
         a, b = np.asarray(plain["label"], dtype=float), np.asarray(scaled["label"], dtype=float)
         assert a.shape == b.shape and np.abs(a).max() > 0
         if loss == "tas-balanced":  # the margin is scaled, the in-batch teacher's cosines are not
@@ -168,8 +219,9 @@ def test_label_scale_multiplies_the_stored_teacher_only(tiny_model_dir: Path, be
         config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", label_scale=0.0).validate()
 
 
-def test_train_under_torchrun_two_cpu_ranks(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path,
-                                            tmp_path: Path, cache_dir: Path) -> None:
+def test_train_under_torchrun_two_cpu_ranks(
+    tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     """`irdistill train` with the dual-teacher loss in 2 gloo processes: one model written, loadable."""
     import os
     import subprocess
@@ -181,12 +233,46 @@ def test_train_under_torchrun_two_cpu_ranks(tiny_model_dir: Path, beir_dir: Path
     env["IRDISTILL_CACHE"] = str(cache_dir)
     out = tmp_path / "ddp-student"
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
-         "-m", "irdistill.cli.main", "-q", "train", "--student", str(tiny_model_dir), "--dataset", str(beir_dir),
-         "--split", "test", "--scores", str(bm25_scores), "--loss", "tas-balanced", "--sampler", "tas-balanced",
-         "--inbatch-teacher", str(tiny_model_dir), "--batch-size", "2", "--epochs", "2", "--learning-rate", "1e-3",
-         "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29541",
+            "-m",
+            "irdistill.cli.main",
+            "-q",
+            "train",
+            "--student",
+            str(tiny_model_dir),
+            "--dataset",
+            str(beir_dir),
+            "--split",
+            "test",
+            "--scores",
+            str(bm25_scores),
+            "--loss",
+            "tas-balanced",
+            "--sampler",
+            "tas-balanced",
+            "--inbatch-teacher",
+            str(tiny_model_dir),
+            "--batch-size",
+            "2",
+            "--epochs",
+            "2",
+            "--learning-rate",
+            "1e-3",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "irdistill_training.json").read_text())
     assert report["world_size"] == 2 and report["examples"] > 0
@@ -201,12 +287,12 @@ def test_train_under_torchrun_two_cpu_ranks(tiny_model_dir: Path, beir_dir: Path
 
 
 @pytest.mark.parametrize(("loss", "scale"), [("margin-mse", 1.0), ("margin-mse", 0.5), ("tas-balanced", 1.0)])
-def test_planned_batches_survive_relabelling(loss: str, scale: float, tiny_model_dir: Path, beir_dir: Path,
-                                             bm25_scores: Path, tmp_path: Path, cache_dir: Path) -> None:
+def test_planned_batches_survive_relabelling(
+    loss: str, scale: float, tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     """The trainer must replay the sampler's plan, not fall back to sequential batches over all epochs."""
     extra = {"inbatch_teacher": str(tiny_model_dir)} if loss == "tas-balanced" else {}
-    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss=loss, label_scale=scale, epochs=2,
-                 **extra)
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss=loss, label_scale=scale, epochs=2, **extra)
     dataset, args = build_train_dataset(cfg, load_collection(beir_dir, split="test"))
     factory = args["batch_sampler"]
     assert factory.is_training_set(dataset)
@@ -217,15 +303,24 @@ def test_planned_batches_survive_relabelling(loss: str, scale: float, tiny_model
 
 
 @pytest.mark.parametrize(("loss", "steps"), [("margin-mse", 6), ("infonce", 9)])
-def test_warmup_is_a_share_of_the_steps_the_trainer_takes(loss: str, steps: int, tiny_model_dir: Path,
-                                                          beir_dir: Path, bm25_scores: Path, tmp_path: Path,
-                                                          cache_dir: Path) -> None:
+def test_warmup_is_a_share_of_the_steps_the_trainer_takes(
+    loss: str, steps: int, tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     """3 epochs at batch 2: margin-mse has 3 queries (2 steps an epoch), infonce 5 judged pairs
     (3 steps an epoch). Warm-up 0.5 is ceil(steps / 2) steps up from 0, then a linear decay.
     (The defect: warm-up counted len(dataset) // batch_size steps an epoch, but the pair dataset
     holds all 3 planned epochs, so warm-up lasted the whole run.)"""
-    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", loss=loss, sampler="random",
-                 epochs=3, warmup_ratio=0.5, learning_rate=0.06)
+    cfg = config(
+        tiny_model_dir,
+        beir_dir,
+        bm25_scores,
+        tmp_path / "student",
+        loss=loss,
+        sampler="random",
+        epochs=3,
+        warmup_ratio=0.5,
+        learning_rate=0.06,
+    )
     train_student(cfg, show_progress_bar=False)
     log = json.loads((tmp_path / "student" / "irdistill_training.json").read_text())["log_history"]
     assert [e["step"] for e in log if "learning_rate" in e] == list(range(1, steps + 1))
@@ -240,9 +335,14 @@ def test_warmup_ratio_must_be_a_share(tiny_model_dir: Path, beir_dir: Path, bm25
         config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s", warmup_ratio=1.0).validate()
 
 
-def test_tas_balanced_labels_match_each_ddp_step_of_three_ranks(tiny_model_dir: Path, beir_dir: Path,
-                                                                bm25_scores: Path, tmp_path: Path, cache_dir: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tas_balanced_labels_match_each_ddp_step_of_three_ranks(
+    tiny_model_dir: Path,
+    beir_dir: Path,
+    bm25_scores: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """3 ranks, 2 planned batches an epoch (not a multiple of 3). accelerate's own sharding
     (BatchSamplerShard, what the trainer's dataloader uses) deals the batches to the ranks; at
     every step, every row's in-batch labels are the in-batch teacher's scores of its query against
@@ -253,8 +353,16 @@ def test_tas_balanced_labels_match_each_ddp_step_of_three_ranks(tiny_model_dir: 
     from sentence_transformers import SentenceTransformer
 
     monkeypatch.setenv("WORLD_SIZE", "3")
-    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s", loss="tas-balanced", sampler="random",
-                 inbatch_teacher=str(tiny_model_dir), epochs=2)
+    cfg = config(
+        tiny_model_dir,
+        beir_dir,
+        bm25_scores,
+        tmp_path / "s",
+        loss="tas-balanced",
+        sampler="random",
+        inbatch_teacher=str(tiny_model_dir),
+        epochs=2,
+    )
     collection = load_collection(beir_dir, split="test")
     dataset, args = build_train_dataset(cfg, collection)
     factory = args["batch_sampler"]
@@ -272,8 +380,7 @@ def test_tas_balanced_labels_match_each_ddp_step_of_three_ranks(tiny_model_dir: 
             held = [rows[i] for batch in step for i in batch]  # rank 0's rows, then rank 1's, ...
             passages = [r["positive"] for r in held] + [r["negative"] for r in held]
             p_emb = teacher.encode_document(passages, convert_to_numpy=True, normalize_embeddings=True)
-            q_emb = teacher.encode_query([r["query"] for r in held], convert_to_numpy=True,
-                                         normalize_embeddings=True)
+            q_emb = teacher.encode_query([r["query"] for r in held], convert_to_numpy=True, normalize_embeddings=True)
             for row, q in zip(held, q_emb, strict=True):
                 assert row["label"][1:] == pytest.approx((p_emb @ q).tolist(), abs=1e-5)
             steps += 1

@@ -24,15 +24,26 @@ def test_build_pairs_positive_then_hard_negatives(beir_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("loss", ["bce", "mnrl"])
-def test_fine_tuning_writes_a_changed_cross_encoder(tiny_cross_encoder_dir: Path, beir_dir: Path,
-                                                     tmp_path: Path, loss: str) -> None:
+def test_fine_tuning_writes_a_changed_cross_encoder(
+    tiny_cross_encoder_dir: Path, beir_dir: Path, tmp_path: Path, loss: str
+) -> None:
     from safetensors.numpy import load_file
 
     collection = load_collection(beir_dir)
     rows = build_pairs(collection, "bm25", num_negatives=2, depth=5, show_progress_bar=False)
-    result = train_cross_encoder(str(tiny_cross_encoder_dir), collection, tmp_path / "teacher", loss=loss,
-                                 num_negatives=2, depth=5, epochs=1, batch_size=8, learning_rate=1e-3,
-                                 max_length=64, show_progress_bar=False)
+    result = train_cross_encoder(
+        str(tiny_cross_encoder_dir),
+        collection,
+        tmp_path / "teacher",
+        loss=loss,
+        num_negatives=2,
+        depth=5,
+        epochs=1,
+        batch_size=8,
+        learning_rate=1e-3,
+        max_length=64,
+        show_progress_bar=False,
+    )
     assert np.isfinite(result.train_loss) and result.path == tmp_path / "teacher"
     assert result.examples == (len(rows) if loss == "bce" else len(collection.queries))
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".teacher")]  # no staging left

@@ -80,9 +80,7 @@ def test_qrels_round_trip(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_run_errors_name_file_and_line(
-    tmp_path: Path, content: str, line: int, message: str
-) -> None:
+def test_run_errors_name_file_and_line(tmp_path: Path, content: str, line: int, message: str) -> None:
     path = tmp_path / "bad.trec"
     path.write_text(content)
     with pytest.raises(InputError, match=at(path, line) + " " + message):
@@ -107,9 +105,7 @@ def test_run_missing_or_empty_file(tmp_path: Path) -> None:
         ("q1 0 d1 1\n\nq1 0 d2 0.5\n", 3, "relevance '0.5' is not an integer"),
     ],
 )
-def test_qrels_errors_name_file_and_line(
-    tmp_path: Path, content: str, line: int, message: str
-) -> None:
+def test_qrels_errors_name_file_and_line(tmp_path: Path, content: str, line: int, message: str) -> None:
     path = tmp_path / "bad.qrels"
     path.write_text(content)
     with pytest.raises(InputError, match=at(path, line) + " " + message):

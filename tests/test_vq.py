@@ -78,8 +78,7 @@ def full_listnet(model: DistillVQ, x: np.ndarray, q: np.ndarray) -> float:
         return listnet_loss(qt @ torch.from_numpy(x).T, model(qt), TRAIN["temperature"]).item()
 
 
-def assert_same_top_k(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
-                      atol: float = 1e-4) -> None:
+def assert_same_top_k(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], atol: float = 1e-4) -> None:
     """Same scores; same ids except where scores tie within ``atol`` (order among ties is free)."""
     (sa, ia), (sb, ib) = a, b
     np.testing.assert_allclose(sa, sb, atol=atol)
@@ -109,8 +108,7 @@ def test_initialisation_equals_plain_faiss(data, init_model: DistillVQ) -> None:
     plain.add(x)
     plain.nprobe = 4
     ours = to_faiss(init_model, x, nprobe=4)
-    np.testing.assert_array_equal(faiss.vector_to_array(ours.pq.centroids),
-                                  faiss.vector_to_array(plain.pq.centroids))
+    np.testing.assert_array_equal(faiss.vector_to_array(ours.pq.centroids), faiss.vector_to_array(plain.pq.centroids))
     for got, want in zip(faiss_codes(ours), faiss_codes(plain), strict=True):
         np.testing.assert_array_equal(got, want)
     s1, i1 = ours.search(q_test, 10)
@@ -141,8 +139,7 @@ def test_export_round_trip(tmp_path: Path, data, trained: DistillVQ) -> None:
     lists, codes = faiss_codes(loaded)
     np.testing.assert_array_equal(lists, trained.list_ids.numpy())
     np.testing.assert_array_equal(codes, trained.codes.numpy())
-    np.testing.assert_allclose(loaded.quantizer.reconstruct_n(0, NLIST),
-                               trained.centroids.detach().numpy())
+    np.testing.assert_allclose(loaded.quantizer.reconstruct_n(0, NLIST), trained.centroids.detach().numpy())
     # nprobe = nlist: the exhaustive student ranking; fewer lists: faiss's coarse selection
     assert_same_top_k(loaded.search(q_test[:20], 10), trained.search(q_test[:20], 10))
     loaded.nprobe = 3
@@ -170,8 +167,16 @@ def test_same_seed_same_model_and_options(data, trained: DistillVQ) -> None:
     torch.testing.assert_close(again.centroids, trained.centroids, rtol=0, atol=0)
     # positives, pseudo-queries, step-wise re-assignment and the coarse term run together
     positives = [[int(i)] for i in np.argmax(q_train[:50] @ x.T, axis=1)]
-    model = train_distill_vq(x, q_train[:50], positives=positives, pseudo_queries=True, reassign_every=3,
-                             ivf_weight=0.5, **SHAPE, **{**TRAIN, "epochs": 1, "batch_size": 256})
+    model = train_distill_vq(
+        x,
+        q_train[:50],
+        positives=positives,
+        pseudo_queries=True,
+        reassign_every=3,
+        ivf_weight=0.5,
+        **SHAPE,
+        **{**TRAIN, "epochs": 1, "batch_size": 256},
+    )
     assert model.ntotal == len(x)
     lists, codes = model.assign(x, store=False)
     assert torch.equal(lists, model.list_ids) and torch.equal(codes, model.codes)  # final re-assignment
@@ -192,21 +197,25 @@ def test_reassignment_reports_the_share_of_codes_that_moved(data, trained: Disti
     moved = int(((before[:, 0] == 0) | (before[:, 0] == 1)).sum())
     assert moved > 0 and lists_changed == 0.0
     assert codes_changed == pytest.approx(moved / before.numel())
-    assert torch.equal(model.codes[:, 0][before[:, 0] == 0], torch.ones(int((before[:, 0] == 0).sum()),
-                                                                            dtype=torch.long))
+    assert torch.equal(
+        model.codes[:, 0][before[:, 0] == 0], torch.ones(int((before[:, 0] == 0).sum()), dtype=torch.long)
+    )
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"m": 5}, "must be >= 1 and divide the dimension 32"),
-    ({"nlist": 3000}, "nlist=3000 inverted lists but only 2000 documents"),
-    ({"nbits": 0}, "nbits must be in 1..16"),
-    ({"nbits": 17}, "nbits must be in 1..16"),
-    ({"nbits": 12}, "4096 codewords per sub-quantizer but only 2000 documents"),
-    ({"temperature": 0.0}, "temperature must be > 0"),
-    ({"ivf_weight": 1.0, "use_ivf": False}, "needs use_ivf=True"),
-    ({"positives": [[5000]]}, "one list per query"),
-    ({"positives": [[5000]] * 400}, r"positives of query row 0 must be document rows in 0..1999"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"m": 5}, "must be >= 1 and divide the dimension 32"),
+        ({"nlist": 3000}, "nlist=3000 inverted lists but only 2000 documents"),
+        ({"nbits": 0}, "nbits must be in 1..16"),
+        ({"nbits": 17}, "nbits must be in 1..16"),
+        ({"nbits": 12}, "4096 codewords per sub-quantizer but only 2000 documents"),
+        ({"temperature": 0.0}, "temperature must be > 0"),
+        ({"ivf_weight": 1.0, "use_ivf": False}, "needs use_ivf=True"),
+        ({"positives": [[5000]]}, "one list per query"),
+        ({"positives": [[5000]] * 400}, r"positives of query row 0 must be document rows in 0..1999"),
+    ],
+)
 def test_bad_arguments(data, change: dict, message: str) -> None:
     x, q_train, _ = data
     with pytest.raises(InputError, match=message):

@@ -67,9 +67,10 @@ def iter_candidates(
     searcher.index(collection)
     doc_ids = searcher.doc_ids
     dropped = 0
-    for start in tqdm(range(0, len(qids), query_batch_size), desc="candidates", unit="batch",
-                      disable=not show_progress_bar):
-        batch = qids[start:start + query_batch_size]
+    for start in tqdm(
+        range(0, len(qids), query_batch_size), desc="candidates", unit="batch", disable=not show_progress_bar
+    ):
+        batch = qids[start : start + query_batch_size]
         positives = [set(collection.positives(q)) for q in batch]
         depth = k + (max((len(p) for p in positives), default=0) if exclude_positives else 0)
         # query embeddings are not cached here: batches differ from run to run
@@ -88,14 +89,15 @@ def iter_candidates(
         logger.info("false-negative filter dropped %d candidates", dropped)
 
 
-def _filter_false_negatives(collection: Collection, qid: str, hits: list[tuple[str, float]],
-                            positives: set[str], flt: FalseNegativeFilter) -> list[tuple[str, float]]:
+def _filter_false_negatives(
+    collection: Collection, qid: str, hits: list[tuple[str, float]], positives: set[str], flt: FalseNegativeFilter
+) -> list[tuple[str, float]]:
     query = collection.queries[qid]
     pos = sorted(positives)
     texts = [collection.corpus[d].full_text() for d in pos] + [collection.corpus[d].full_text() for d, _ in hits]
     scores = flt.teacher.rank(query, texts)
-    threshold = float(np.min(scores[:len(pos)])) - flt.margin
-    return [hit for hit, s in zip(hits, scores[len(pos):], strict=True) if s <= threshold]
+    threshold = float(np.min(scores[: len(pos)])) - flt.margin
+    return [hit for hit, s in zip(hits, scores[len(pos) :], strict=True) if s <= threshold]
 
 
 def mine_candidates(collection: Collection, retriever: str = "bm25", k: int = 100, **kwargs: Any) -> Run:
@@ -103,8 +105,9 @@ def mine_candidates(collection: Collection, retriever: str = "bm25", k: int = 10
     return {qid: dict(hits) for qid, hits in iter_candidates(collection, retriever, k, **kwargs)}
 
 
-def write_candidates(collection: Collection, out: str | os.PathLike[str], retriever: str = "bm25",
-                     k: int = 100, **kwargs: Any) -> int:
+def write_candidates(
+    collection: Collection, out: str | os.PathLike[str], retriever: str = "bm25", k: int = 100, **kwargs: Any
+) -> int:
     """Stream candidates to a TREC run file, batch by batch (memory stays flat); atomic.
 
     Returns the number of queries written.
@@ -113,8 +116,9 @@ def write_candidates(collection: Collection, out: str | os.PathLike[str], retrie
     count = 0
     with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for qid, hits in iter_candidates(collection, retriever, k, **kwargs):
-            handle.writelines(f"{qid} Q0 {pid} {rank} {score:.6f} {tag}\n"
-                              for rank, (pid, score) in enumerate(hits, start=1))
+            handle.writelines(
+                f"{qid} Q0 {pid} {rank} {score:.6f} {tag}\n" for rank, (pid, score) in enumerate(hits, start=1)
+            )
             count += 1
     logger.info("candidates of %d queries written to %s", count, out)
     return count

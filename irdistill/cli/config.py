@@ -24,11 +24,18 @@ class EvaluateConfig:
     dataset: str = option("", help="ir_datasets id, beir/<name>[/<split>], or a BEIR / MS MARCO folder")
     split: str | None = option(None, help="split (test, train, dev ...); overrides one in --dataset")
     index: str = option("flat", help="FAISS index kind: flat (exact), hnsw, ivfpq, pq")
-    index_params: dict[str, Any] = option(default_factory=dict, flag="--index-param", parse="key=value",
-                                          help="index option, repeatable: m=48, nprobe=32, ef_search=256")
+    index_params: dict[str, Any] = option(
+        default_factory=dict,
+        flag="--index-param",
+        parse="key=value",
+        help="index option, repeatable: m=48, nprobe=32, ef_search=256",
+    )
     k: int = option(1000, short="-k", help="documents retrieved per query")
-    metrics: list[str] = option(default_factory=lambda: ["ndcg@10", "mrr@10", "recall@100", "recall@1000"],
-                                parse="comma", help="comma-separated ranx metrics")
+    metrics: list[str] = option(
+        default_factory=lambda: ["ndcg@10", "mrr@10", "recall@100", "recall@1000"],
+        parse="comma",
+        help="comma-separated ranx metrics",
+    )
     batch_size: int = option(64, help="encoding batch size")
     max_seq_length: int | None = option(None, help="truncate texts to this many tokens (default: the model's own)")
     device: str = option("auto", choices=("auto", "cpu", "cuda"), help="faiss device")
@@ -53,8 +60,9 @@ class CompareConfig:
     dataset: str = option("", help="collection the runs were made on")
     split: str | None = option(None, help="split (test, train, dev ...); overrides one in --dataset")
     names: list[str] | None = option(None, parse="nargs", help="display names, one per run")
-    metrics: list[str] = option(default_factory=lambda: ["ndcg@10", "mrr@10", "recall@100"], parse="comma",
-                                help="comma-separated ranx metrics")
+    metrics: list[str] = option(
+        default_factory=lambda: ["ndcg@10", "mrr@10", "recall@100"], parse="comma", help="comma-separated ranx metrics"
+    )
     stat_test: str = option("student", choices=("student", "fisher", "tukey"), help="paired test")
     max_p: float = option(0.05, help="significance level")
     out: str | None = option(None, help="folder for compare.md, compare.json and compare.png")
@@ -100,8 +108,9 @@ class ScoreConfig:
     split: str | None = option(None, help="split (test, train, dev ...); overrides one in --dataset")
     candidates: str = option("", help="TREC run of candidates (from `irdistill candidates`)")
     depth: int | None = option(None, help="score only the top DEPTH candidates per query")
-    include_positives: bool = option(True, negate="--no-positives", help="do not add judged positives to each "
-                                     "query's list")
+    include_positives: bool = option(
+        True, negate="--no-positives", help="do not add judged positives to each query's list"
+    )
     chunk_queries: int = option(64, help="queries per shard")
     overwrite: bool = option(False, help="discard an earlier, different job in OUT")
     out: str = option("", help="output folder (shards, manifest, scores.parquet)")
@@ -140,8 +149,7 @@ class TrainTeacherConfig:
                 raise InputError(f"train-teacher: --{key} is required")
 
 
-Q, D, SPARSE, ENC = ("quantizer (distill-vq, ivfpq, pq)", "Distill-VQ training", "sparse",
-                     "encoding and evaluation")
+Q, D, SPARSE, ENC = ("quantizer (distill-vq, ivfpq, pq)", "Distill-VQ training", "sparse", "encoding and evaluation")
 
 
 @dataclass
@@ -156,21 +164,30 @@ class IndexConfig:
     kind: str = option("", help="distill-vq, ivfpq, pq or sparse")
     dataset: str = option("", help="collection whose corpus is indexed, e.g. beir/scifact/test or a folder")
     split: str | None = option(None, help="split (test, train, dev ...); overrides one in --dataset")
-    model: str = option("", help="dense sentence-transformers model (distill-vq, ivfpq, pq) or sparse student / "
-                        "masked LM (sparse)")
+    model: str = option(
+        "", help="dense sentence-transformers model (distill-vq, ivfpq, pq) or sparse student / masked LM (sparse)"
+    )
     out: str = option("", help="output folder")
-    m: int | None = option(None, group=Q, help="PQ sub-quantizers, bytes per vector at 8 bits; divides the "
-                           "dimension (default dim / 8)")
+    m: int | None = option(
+        None, group=Q, help="PQ sub-quantizers, bytes per vector at 8 bits; divides the dimension (default dim / 8)"
+    )
     nbits: int | None = option(None, group=Q, help="bits per PQ code (default 8)")
-    nlist: int | None = option(None, group=Q, help="inverted lists, distill-vq / ivfpq (default min(4 sqrt(n), "
-                               "n / 39))")
+    nlist: int | None = option(
+        None, group=Q, help="inverted lists, distill-vq / ivfpq (default min(4 sqrt(n), n / 39))"
+    )
     nprobe: int | None = option(None, group=Q, help="lists visited per query, saved in the file (default 16)")
-    use_ivf: bool | None = option(None, group=D, negate="--no-ivf", help="PQ codebooks only, exported as a faiss "
-                                  "IndexPQ")
-    train_queries: str | None = option(None, group=D, help="queries that drive the distillation: a split of "
-                                       "--dataset (default train) or another collection (beir/scifact/train, a folder)")
-    epochs: int | None = option(None, group=D, help="passes over the training queries (default 3; 0: faiss "
-                                "k-means only)")
+    use_ivf: bool | None = option(
+        None, group=D, negate="--no-ivf", help="PQ codebooks only, exported as a faiss IndexPQ"
+    )
+    train_queries: str | None = option(
+        None,
+        group=D,
+        help="queries that drive the distillation: a split of "
+        "--dataset (default train) or another collection (beir/scifact/train, a folder)",
+    )
+    epochs: int | None = option(
+        None, group=D, help="passes over the training queries (default 3; 0: faiss k-means only)"
+    )
     learning_rate: float | None = option(None, group=D, help="Adam learning rate (default 1e-3)")
     distill_batch_size: int | None = option(None, group=D, help="queries per step (default 64)")
     top_k: int | None = option(None, group=D, help="teacher top-k documents per query (default 50)")
@@ -179,22 +196,31 @@ class IndexConfig:
     reassign_every: int | None = option(None, group=D, help="re-assign codes every N steps (default: each epoch)")
     pseudo_queries: bool | None = option(None, group=D, help="also use every document embedding as a training query")
     seed: int | None = option(None, group=D, help="seed of k-means and shuffling (default 1234)")
-    train_device: str | None = option(None, group=D, choices=("auto", "cpu", "cuda"),
-                                      help="torch device for training (default cpu)")
+    train_device: str | None = option(
+        None, group=D, choices=("auto", "cpu", "cuda"), help="torch device for training (default cpu)"
+    )
     max_active_dims: int | None = option(None, group=SPARSE, help="keep the largest N weights per text")
     batch_size: int = option(64, group=ENC, help="encoding batch size")
-    max_seq_length: int | None = option(None, group=ENC, help="truncate texts to this many tokens (default: the "
-                                        "model's own)")
-    model_device: str | None = option(None, group=ENC, help="torch device for encoding (default: "
-                                      "sentence-transformers picks)")
+    max_seq_length: int | None = option(
+        None, group=ENC, help="truncate texts to this many tokens (default: the model's own)"
+    )
+    model_device: str | None = option(
+        None, group=ENC, help="torch device for encoding (default: sentence-transformers picks)"
+    )
     cache: bool = option(True, group=ENC, negate="--no-cache", help="neither read nor write the embedding cache")
     cache_dir: str | None = option(None, group=ENC, help="embedding cache folder (default $IRDISTILL_CACHE)")
-    evaluate: bool = option(False, group=ENC, help="search the collection's queries with the saved index and "
-                            "write metrics.json")
-    metrics: list[str] = option(default_factory=lambda: ["ndcg@10", "recall@10", "recall@100"], group=ENC,
-                                parse="comma", help="comma-separated ranx metrics for --evaluate")
-    k: int | None = option(None, group=ENC, short="-k", help="documents retrieved per query (default: largest "
-                           "metric cutoff)")
+    evaluate: bool = option(
+        False, group=ENC, help="search the collection's queries with the saved index and write metrics.json"
+    )
+    metrics: list[str] = option(
+        default_factory=lambda: ["ndcg@10", "recall@10", "recall@100"],
+        group=ENC,
+        parse="comma",
+        help="comma-separated ranx metrics for --evaluate",
+    )
+    k: int | None = option(
+        None, group=ENC, short="-k", help="documents retrieved per query (default: largest metric cutoff)"
+    )
 
     def options(self) -> dict[str, Any]:
         """The index kind's options that were given (every builder's keyword, one mapping)."""

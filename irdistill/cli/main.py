@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ev = sub.add_parser(
-        "evaluate", help="evaluate a model (or bm25) on a collection",
+        "evaluate",
+        help="evaluate a model (or bm25) on a collection",
         description="Encode the corpus and queries with a sentence-transformers model (cached on "
         "disk), index them with FAISS, retrieve the top k per query and score the run with ranx. "
         "Writes run.trec, metrics.json, perf.json (docs/s, queries/s, index bytes, peak memory) "
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(ev, EvaluateConfig)
 
     cp = sub.add_parser(
-        "compare", help="compare runs with paired significance tests and a plot",
+        "compare",
+        help="compare runs with paired significance tests and a plot",
         description="Score several runs on one collection with ranx, test every pair "
         "(paired t-test by default) and plot quality against latency. A RUN is a TREC run file "
         "or an `irdistill evaluate --out` folder (whose perf.json gives the latency).",
@@ -79,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--config", help="YAML file with any of the keys below")
     add_config_arguments(cp, CompareConfig)
     ca = sub.add_parser(
-        "candidates", help="mine top-k candidates per query (BM25 or a dense model)",
+        "candidates",
+        help="mine top-k candidates per query (BM25 or a dense model)",
         description="Retrieve the top k passages of every query with BM25 or a dense model "
         "(through a FAISS index), in query batches so memory stays flat, and write a TREC run. "
         "Judged positives are left out (they come from the qrels) unless --keep-positives; "
@@ -93,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(ca, CandidatesConfig)
 
     sc = sub.add_parser(
-        "score", help="score candidates with a teacher into a resumable Parquet store",
+        "score",
+        help="score candidates with a teacher into a resumable Parquet store",
         description="Score every (query, candidate) pair of a run, plus each query's judged "
         "positives, with a teacher. Scores go to OUT/scores.parquet (qid, pid, score, teacher) "
         "through shards: a run that is stopped, even killed, resumes where it stopped. Under "
@@ -106,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--config", help="YAML file with any of the keys below")
     add_config_arguments(sc, ScoreConfig)
     tt = sub.add_parser(
-        "train-teacher", help="fine-tune a cross-encoder teacher on training qrels",
+        "train-teacher",
+        help="fine-tune a cross-encoder teacher on training qrels",
         description="Fine-tune a sentence-transformers CrossEncoder (one logit) from any backbone "
         "on the judged positives of a training split and hard negatives mined with BM25 or a "
         "dense model, with the sentence-transformers CrossEncoder trainer. The output folder "
@@ -118,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--config", help="YAML file with any of the keys below")
     add_config_arguments(tt, TrainTeacherConfig)
     tr = sub.add_parser(
-        "train", help="train a bi-encoder student from teacher scores (YAML recipe)",
+        "train",
+        help="train a bi-encoder student from teacher scores (YAML recipe)",
         description="Train a sentence-transformers bi-encoder from a teacher-score store with "
         "Margin-MSE, the TAS-Balanced dual-teacher loss, listwise KL, hybrid or InfoNCE, batches drawn "
         "by the TAS-Balanced or a random sampler, through the sentence-transformers trainer "
@@ -131,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", help="YAML recipe")
     add_config_arguments(tr, TrainConfig)
     ix = sub.add_parser(
-        "index", help="build a compressed index of a corpus: distill-vq, ivfpq, pq or sparse",
+        "index",
+        help="build a compressed index of a corpus: distill-vq, ivfpq, pq or sparse",
         description="Encode the corpus of --dataset with --model and build a compressed index: "
         "distill-vq (IVF centroids and PQ codebooks learned by ListNet distillation of the dense "
         "model's own query-document scores on --train-queries, arXiv 2204.00185; no labels needed), "
@@ -150,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--config", help="YAML recipe with any of the keys below (see indexes/)")
     add_config_arguments(ix, IndexConfig)
     rn = sub.add_parser(
-        "run", help="run a whole recipe: candidates -> teacher scores -> student -> index -> evaluation",
+        "run",
+        help="run a whole recipe: candidates -> teacher scores -> student -> index -> evaluation",
         description="Chain every stage of a distillation recipe (see irdistill.workflows.pipeline.RunConfig): "
         "mine training candidates, score them with the teacher, train the student, index the test "
         "corpus with it and evaluate, plus teacher fidelity. A stage whose output exists is skipped, "
@@ -178,8 +186,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
             sys.modules["huggingface_hub"].utils.disable_progress_bars()
         if "transformers" in sys.modules:
             sys.modules["transformers"].utils.logging.disable_progress_bar()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("faiss.loader", "bm25s", "httpx", "urllib3", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
 
@@ -211,10 +218,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     collection = load_collection(cfg.dataset, split=cfg.split)
     logger.info("%r", collection)
     result = evaluate_retrieval(
-        cfg.model, collection, index=cfg.index, index_params=cfg.index_params, k=cfg.k,
-        metrics=cfg.metrics, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length,
-        device=cfg.device, model_device=cfg.model_device, cache=cfg.cache, cache_dir=cfg.cache_dir,
-        out=cfg.out, show_progress_bar=not args.quiet,
+        cfg.model,
+        collection,
+        index=cfg.index,
+        index_params=cfg.index_params,
+        k=cfg.k,
+        metrics=cfg.metrics,
+        batch_size=cfg.batch_size,
+        max_seq_length=cfg.max_seq_length,
+        device=cfg.device,
+        model_device=cfg.model_device,
+        cache=cfg.cache,
+        cache_dir=cfg.cache_dir,
+        out=cfg.out,
+        show_progress_bar=not args.quiet,
     )
     if cfg.save_index:
         if not cfg.out:
@@ -239,8 +256,14 @@ def _save_index(cfg: Any, collection: Any, path: str) -> None:
     from irdistill.encoding import DenseEncoder
     from irdistill.indexes import make_index
 
-    encoder = DenseEncoder(cfg.model, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length,
-                           cache=cfg.cache, cache_root=cfg.cache_dir, show_progress_bar=False)
+    encoder = DenseEncoder(
+        cfg.model,
+        batch_size=cfg.batch_size,
+        max_seq_length=cfg.max_seq_length,
+        cache=cfg.cache,
+        cache_root=cfg.cache_dir,
+        show_progress_bar=False,
+    )
     docs = encoder.encode(collection.doc_ids, collection.doc_texts(), side="document")
     index = make_index(cfg.index, docs.embeddings.shape[1], device="cpu", **cfg.index_params)
     index.add(docs.embeddings)
@@ -293,9 +316,18 @@ def cmd_candidates(args: argparse.Namespace) -> int:
         from irdistill.teachers.factory import build_teacher
 
         flt = FalseNegativeFilter(build_teacher(cfg.false_negative_teacher, collection), cfg.false_negative_margin)
-    count = write_candidates(collection, cfg.out, cfg.retriever, cfg.k, exclude_positives=not cfg.keep_positives,
-                             false_negatives=flt, query_batch_size=cfg.query_batch_size, index=cfg.index,
-                             batch_size=cfg.batch_size, show_progress_bar=not args.quiet)
+    count = write_candidates(
+        collection,
+        cfg.out,
+        cfg.retriever,
+        cfg.k,
+        exclude_positives=not cfg.keep_positives,
+        false_negatives=flt,
+        query_batch_size=cfg.query_batch_size,
+        index=cfg.index,
+        batch_size=cfg.batch_size,
+        show_progress_bar=not args.quiet,
+    )
     print(f"{count} queries, up to {cfg.k} candidates each: {cfg.out}")
     return 0
 
@@ -328,8 +360,15 @@ def cmd_score(args: argparse.Namespace) -> int:
             ranked = positives + [d for d in ranked if d not in set(positives)]
         candidates[qid] = ranked
     teacher = build_teacher(cfg.teacher, collection, show_progress_bar=not args.quiet)
-    path = score_candidates(teacher, collection, candidates, cfg.out, chunk_queries=cfg.chunk_queries,
-                            overwrite=cfg.overwrite, show_progress_bar=not args.quiet)
+    path = score_candidates(
+        teacher,
+        collection,
+        candidates,
+        cfg.out,
+        chunk_queries=cfg.chunk_queries,
+        overwrite=cfg.overwrite,
+        show_progress_bar=not args.quiet,
+    )
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: wait for every rank, rank 0 merges
         import torch.distributed as dist
 
@@ -367,13 +406,25 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     collection = load_collection(cfg.dataset, split=cfg.split or "train")
     logger.info("%r", collection)
     result = train_cross_encoder(
-        cfg.backbone, collection, cfg.out, negatives=cfg.negatives, num_negatives=cfg.num_negatives,
-        depth=cfg.depth, loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate, warmup_ratio=cfg.warmup_ratio, max_length=cfg.max_length,
-        seed=cfg.seed, show_progress_bar=not args.quiet,
+        cfg.backbone,
+        collection,
+        cfg.out,
+        negatives=cfg.negatives,
+        num_negatives=cfg.num_negatives,
+        depth=cfg.depth,
+        loss=cfg.loss,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        warmup_ratio=cfg.warmup_ratio,
+        max_length=cfg.max_length,
+        seed=cfg.seed,
+        show_progress_bar=not args.quiet,
     )
-    print(f"cross-encoder teacher: {result.path} ({result.examples} examples, {result.seconds:.0f} s, "
-          f"train loss {result.train_loss:.4f})")
+    print(
+        f"cross-encoder teacher: {result.path} ({result.examples} examples, {result.seconds:.0f} s, "
+        f"train loss {result.train_loss:.4f})"
+    )
     return 0
 
 
@@ -384,8 +435,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from(TrainConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
     result = train_student(cfg, show_progress_bar=not args.quiet)
-    print(f"student: {result.path} ({result.examples} examples, {result.seconds:.0f} s, "
-          f"{result.examples_per_second:.1f} examples/s, train loss {result.train_loss:.4f})")
+    print(
+        f"student: {result.path} ({result.examples} examples, {result.seconds:.0f} s, "
+        f"{result.examples_per_second:.1f} examples/s, train loss {result.train_loss:.4f})"
+    )
     return 0
 
 
@@ -403,9 +456,20 @@ def cmd_index(args: argparse.Namespace) -> int:
     logger.info("%r", collection)
     train = _train_queries(cfg.dataset, cfg.train_queries or "train") if cfg.kind == "distill-vq" else None
     result = build_index(
-        cfg.kind, collection, cfg.model, cfg.out, options=cfg.options(), train_queries=train,
-        batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length, model_device=cfg.model_device,
-        cache=cfg.cache, cache_dir=cfg.cache_dir, evaluate=cfg.evaluate, metrics=cfg.metrics, k=cfg.k,
+        cfg.kind,
+        collection,
+        cfg.model,
+        cfg.out,
+        options=cfg.options(),
+        train_queries=train,
+        batch_size=cfg.batch_size,
+        max_seq_length=cfg.max_seq_length,
+        model_device=cfg.model_device,
+        cache=cfg.cache,
+        cache_dir=cfg.cache_dir,
+        evaluate=cfg.evaluate,
+        metrics=cfg.metrics,
+        k=cfg.k,
         show_progress_bar=not args.quiet,
     )
     print(result.summary())
@@ -436,7 +500,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "run": cmd_run, "train": cmd_train, "train-teacher": cmd_train_teacher, "evaluate": cmd_evaluate, "compare": cmd_compare, "candidates": cmd_candidates, "score": cmd_score}
+COMMANDS = {
+    "index": cmd_index,
+    "run": cmd_run,
+    "train": cmd_train,
+    "train-teacher": cmd_train_teacher,
+    "evaluate": cmd_evaluate,
+    "compare": cmd_compare,
+    "candidates": cmd_candidates,
+    "score": cmd_score,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,9 +17,21 @@ from irdistill.paths import local_dataset_dir
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "Collection", "Document", "Qrels", "Run", "load_collection", "parse_dataset_spec",
-    "load_beir_folder", "load_msmarco_folder", "read_corpus", "read_queries", "read_beir_qrels",
-    "read_run", "write_run", "read_trec_qrels", "write_trec_qrels",
+    "Collection",
+    "Document",
+    "Qrels",
+    "Run",
+    "load_collection",
+    "parse_dataset_spec",
+    "load_beir_folder",
+    "load_msmarco_folder",
+    "read_corpus",
+    "read_queries",
+    "read_beir_qrels",
+    "read_run",
+    "write_run",
+    "read_trec_qrels",
+    "write_trec_qrels",
 ]
 
 

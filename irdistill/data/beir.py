@@ -94,8 +94,7 @@ def read_beir_qrels(
             continue
         if len(parts) != 3:
             raise InputError(
-                f"{path}:{number}: expected 3 tab-separated fields 'query-id corpus-id score', "
-                f"got {len(parts)}"
+                f"{path}:{number}: expected 3 tab-separated fields 'query-id corpus-id score', got {len(parts)}"
             )
         qid, doc_id, score = (p.strip() for p in parts)
         try:
@@ -121,9 +120,7 @@ def load_beir_folder(folder: str | os.PathLike[str], split: str = "test", name: 
     qrels_path = folder / "qrels" / f"{split.replace('/', '_')}.tsv"
     if not qrels_path.is_file():
         known = available_splits(folder)
-        raise InputError(
-            f"{qrels_path}: no such file; splits in {folder}: {', '.join(known) or 'none'}"
-        )
+        raise InputError(f"{qrels_path}: no such file; splits in {folder}: {', '.join(known) or 'none'}")
     corpus = read_corpus(folder / "corpus.jsonl")
     all_queries = read_queries(folder / "queries.jsonl")
     qrels = read_beir_qrels(qrels_path, all_queries, corpus)

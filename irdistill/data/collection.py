@@ -31,8 +31,7 @@ MIN_MATCHED_SHARE = 0.1
 taken to use other ids altogether (a wrong column, another collection) and are refused."""
 
 
-def reconcile_qrels(qrels: Qrels, queries: dict[str, str], corpus: dict[str, Document],
-                    source: str) -> Qrels:
+def reconcile_qrels(qrels: Qrels, queries: dict[str, str], corpus: dict[str, Document], source: str) -> Qrels:
     """Judgements checked against the corpus and queries they come with.
 
     Real collections judge documents their distributed text lacks (classic test collections
@@ -53,17 +52,32 @@ def reconcile_qrels(qrels: Qrels, queries: dict[str, str], corpus: dict[str, Doc
             continue
         examples = ", ".join(repr(x) for x in missing[:5]) + (", ..." if len(missing) > 5 else "")
         if total - len(missing) < MIN_MATCHED_SHARE * total:
-            raise InputError(f"{source}: {len(missing)} of {total} judged {what} ids are not in "
-                             f"{where} ({examples}); the ids do not match: check the id column "
-                             "and that the files belong together")
+            raise InputError(
+                f"{source}: {len(missing)} of {total} judged {what} ids are not in "
+                f"{where} ({examples}); the ids do not match: check the id column "
+                "and that the files belong together"
+            )
         if what == "document":
-            logger.warning("%s: %d of %d judged document ids are not in %s (%s); they count as "
-                           "relevant and never retrieved, as in trec_eval and ranx", source,
-                           len(missing), total, where, examples)
+            logger.warning(
+                "%s: %d of %d judged document ids are not in %s (%s); they count as "
+                "relevant and never retrieved, as in trec_eval and ranx",
+                source,
+                len(missing),
+                total,
+                where,
+                examples,
+            )
         else:
-            logger.warning("%s: %d of %d judged query ids are not in %s (%s); those queries "
-                           "are left out", source, len(missing), total, where, examples)
+            logger.warning(
+                "%s: %d of %d judged query ids are not in %s (%s); those queries are left out",
+                source,
+                len(missing),
+                total,
+                where,
+                examples,
+            )
     return {q: docs for q, docs in qrels.items() if q in queries}
+
 
 Run = dict[str, dict[str, float]]
 """``qid -> {doc_id: score}``."""
@@ -134,10 +148,7 @@ class Collection:
             if did not in self.corpus:
                 raise InputError(f"document id {did!r} is not in collection {self.name}")
         keep_docs = set(dids)
-        qrels = {
-            qid: {d: r for d, r in self.qrels.get(qid, {}).items() if d in keep_docs}
-            for qid in qids
-        }
+        qrels = {qid: {d: r for d, r in self.qrels.get(qid, {}).items() if d in keep_docs} for qid in qids}
         return Collection(
             corpus={d: self.corpus[d] for d in dids},
             queries={q: self.queries[q] for q in qids},

@@ -33,8 +33,7 @@ def load_ir_datasets(dataset_id: str, show_progress_bar: bool = True) -> Collect
             raise InputError(f"ir_datasets {dataset_id!r} has no {need}; name a split, e.g. {dataset_id}/test")
     logger.info("loading %s through ir_datasets", dataset_id)
     corpus: dict[str, Document] = {}
-    for doc in tqdm(dataset.docs_iter(), desc="docs", disable=not show_progress_bar,
-                    total=dataset.docs_count()):
+    for doc in tqdm(dataset.docs_iter(), desc="docs", disable=not show_progress_bar, total=dataset.docs_count()):
         text = getattr(doc, "text", "") or ""
         title = getattr(doc, "title", "") or ""
         if not (text.strip() or title.strip()):

@@ -16,9 +16,11 @@ __all__ = ["decode_line", "read_lines", "read_text"]
 
 
 def _not_utf8(path: object, number: int, raw: bytes, err: UnicodeDecodeError) -> InputError:
-    bad = raw[err.start:err.end].hex(" ")
-    return InputError(f"{path}:{number}: not valid UTF-8 (byte {bad} at column {err.start + 1}); "
-                      "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    bad = raw[err.start : err.end].hex(" ")
+    return InputError(
+        f"{path}:{number}: not valid UTF-8 (byte {bad} at column {err.start + 1}); "
+        "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    )
 
 
 def decode_line(path: object, number: int, raw: bytes) -> str:

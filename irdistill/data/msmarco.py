@@ -44,9 +44,7 @@ def _read_qrels(path: Path, queries: dict[str, str], corpus: dict[str, Document]
         elif len(parts) == 3:
             qid, doc_id, rel = parts
         else:
-            raise InputError(
-                f"{path}:{number}: expected 'qid 0 pid relevance' or 'qid pid relevance'"
-            )
+            raise InputError(f"{path}:{number}: expected 'qid 0 pid relevance' or 'qid pid relevance'")
         try:
             qrels.setdefault(qid, {})[doc_id] = int(rel)
         except ValueError:

@@ -25,9 +25,7 @@ def read_run(path: str | os.PathLike[str]) -> Run:
     run: Run = {}
     for number, parts in _open_lines(path):
         if len(parts) != 6:
-            raise InputError(
-                f"{path}:{number}: expected 6 fields 'qid Q0 doc_id rank score tag', got {len(parts)}"
-            )
+            raise InputError(f"{path}:{number}: expected 6 fields 'qid Q0 doc_id rank score tag', got {len(parts)}")
         qid, _, doc_id, _, score, _ = parts
         try:
             value = float(score)
@@ -56,9 +54,7 @@ def read_trec_qrels(path: str | os.PathLike[str]) -> Qrels:
     qrels: Qrels = {}
     for number, parts in _open_lines(path):
         if len(parts) != 4:
-            raise InputError(
-                f"{path}:{number}: expected 4 fields 'qid 0 doc_id relevance', got {len(parts)}"
-            )
+            raise InputError(f"{path}:{number}: expected 4 fields 'qid 0 doc_id relevance', got {len(parts)}")
         qid, _, doc_id, rel = parts
         try:
             qrels.setdefault(qid, {})[doc_id] = int(rel)

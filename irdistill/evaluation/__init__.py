@@ -17,7 +17,17 @@ from irdistill.evaluation.metrics import (
 )
 
 __all__ = [
-    "Comparison", "RunEntry", "compare_runs", "load_run_entry", "write_comparison",
-    "DEFAULT_METRICS", "EvaluationResult", "Performance", "evaluate_retrieval", "evaluate_run",
-    "parse_metric", "parse_metrics", "per_query_scores",
+    "Comparison",
+    "RunEntry",
+    "compare_runs",
+    "load_run_entry",
+    "write_comparison",
+    "DEFAULT_METRICS",
+    "EvaluationResult",
+    "Performance",
+    "evaluate_retrieval",
+    "evaluate_run",
+    "parse_metric",
+    "parse_metrics",
+    "per_query_scores",
 ]

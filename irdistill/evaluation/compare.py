@@ -64,8 +64,14 @@ class Comparison:
     latency_ms: dict[str, float | None]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics, "stat_test": self.stat_test, "max_p": self.max_p,
-                "scores": self.scores, "p_values": self.p_values, "latency_ms": self.latency_ms}
+        return {
+            "metrics": self.metrics,
+            "stat_test": self.stat_test,
+            "max_p": self.max_p,
+            "scores": self.scores,
+            "p_values": self.p_values,
+            "latency_ms": self.latency_ms,
+        }
 
     def to_markdown(self) -> str:
         """A table; superscript letters name the runs a score is significantly better than."""
@@ -76,16 +82,22 @@ class Comparison:
         for name in names:
             cells = []
             for metric in self.metrics:
-                better = [letters[o] for o in names if o != name
-                          and self.p_values[name][o][metric] < self.max_p
-                          and self.scores[name][metric] > self.scores[o][metric]]
+                better = [
+                    letters[o]
+                    for o in names
+                    if o != name
+                    and self.p_values[name][o][metric] < self.max_p
+                    and self.scores[name][metric] > self.scores[o][metric]
+                ]
                 cells.append(f"{self.scores[name][metric]:.4f}" + (f" ({','.join(better)})" if better else ""))
             lat = self.latency_ms.get(name)
-            lines.append(f"| {letters[name]} | {name} | " + " | ".join(cells)
-                         + f" | {'' if lat is None else f'{lat:.2f}'} |")
+            lines.append(
+                f"| {letters[name]} | {name} | " + " | ".join(cells) + f" | {'' if lat is None else f'{lat:.2f}'} |"
+            )
         lines.append("")
-        lines.append(f"Letters in parentheses: runs this one beats with p < {self.max_p} "
-                     f"({self.stat_test} paired test, ranx).")
+        lines.append(
+            f"Letters in parentheses: runs this one beats with p < {self.max_p} ({self.stat_test} paired test, ranx)."
+        )
         return "\n".join(lines) + "\n"
 
 
@@ -110,24 +122,33 @@ def compare_runs(
     for entry in entries:
         unknown = set(entry.run) - set(collection.queries)
         if unknown:
-            raise InputError(f"run {entry.name}: query id {sorted(unknown)[0]!r} is not in {collection.name}/{collection.split}")
+            raise InputError(
+                f"run {entry.name}: query id {sorted(unknown)[0]!r} is not in {collection.name}/{collection.split}"
+            )
         if not any(entry.run.get(q) for q in judged):
-            raise InputError(f"run {entry.name} has no result for any judged query of "
-                             f"{collection.name}/{collection.split}")
+            raise InputError(
+                f"run {entry.name} has no result for any judged query of {collection.name}/{collection.split}"
+            )
     names_m = parse_metrics(metrics)
     ranx_qrels = None
     ranx_runs = []
     for entry in entries:
         ranx_qrels, ranx_run = _ranx_inputs(collection.qrels, entry.run, name=entry.name)
         ranx_runs.append(ranx_run)
-    report = compare(ranx_qrels, ranx_runs, names_m, stat_test=stat_test, max_p=max_p,
-                     make_comparable=True)
+    report = compare(ranx_qrels, ranx_runs, names_m, stat_test=stat_test, max_p=max_p, make_comparable=True)
     data = report.to_dict()
     scores = {n: {m: float(data[n]["scores"][m]) for m in names_m} for n in names}
-    p_values = {n: {o: {m: float(data[n]["comparisons"][o][m]) for m in names_m}
-                    for o in names if o != n} for n in names}
-    return Comparison(metrics=names_m, stat_test=stat_test, max_p=max_p, scores=scores,
-                      p_values=p_values, latency_ms={e.name: e.latency_ms for e in entries})
+    p_values = {
+        n: {o: {m: float(data[n]["comparisons"][o][m]) for m in names_m} for o in names if o != n} for n in names
+    }
+    return Comparison(
+        metrics=names_m,
+        stat_test=stat_test,
+        max_p=max_p,
+        scores=scores,
+        p_values=p_values,
+        latency_ms={e.name: e.latency_ms for e in entries},
+    )
 
 
 def plot_comparison(comparison: Comparison, path: str | os.PathLike[str], metric: str | None = None) -> None:

@@ -44,5 +44,8 @@ def teacher_fidelity(student: Run, teacher: Run, k: int = 10) -> dict[str, float
         overlaps.append(len(top_t & top_s) / depth)
     if not overlaps:
         raise InputError("student and teacher share no query with two or more scored candidates")
-    return {"kendall_tau": float(np.mean(taus)) if taus else float("nan"),
-            f"top{k}_overlap": float(np.mean(overlaps)), "queries": float(len(overlaps))}
+    return {
+        "kendall_tau": float(np.mean(taus)) if taus else float("nan"),
+        f"top{k}_overlap": float(np.mean(overlaps)),
+        "queries": float(len(overlaps)),
+    }

@@ -36,7 +36,6 @@ from irdistill.retrieval import Retriever, hits_to_run, make_retriever, search_b
 logger = logging.getLogger(__name__)
 
 
-
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -77,8 +76,11 @@ class EvaluationResult:
 
     def table_row(self) -> str:
         cells = [self.model, self.index] + [f"{v:.4f}" for v in self.metrics.values()]
-        cells += [f"{self.performance.docs_per_second:.1f}", f"{self.performance.queries_per_second:.1f}",
-                  f"{self.performance.index_bytes / 2**20:.2f}"]
+        cells += [
+            f"{self.performance.docs_per_second:.1f}",
+            f"{self.performance.queries_per_second:.1f}",
+            f"{self.performance.index_bytes / 2**20:.2f}",
+        ]
         return "| " + " | ".join(cells) + " |"
 
     def table_header(self) -> str:
@@ -93,9 +95,15 @@ class EvaluationResult:
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         write_run(self.run, folder / "run.trec", tag=Path(self.model).name)
-        summary = {"model": self.model, "dataset": self.dataset, "split": self.split,
-                   "index": self.index, "k": self.k, "num_queries": self.performance.num_queries,
-                   "metrics": self.metrics}
+        summary = {
+            "model": self.model,
+            "dataset": self.dataset,
+            "split": self.split,
+            "index": self.index,
+            "k": self.k,
+            "num_queries": self.performance.num_queries,
+            "metrics": self.metrics,
+        }
         write_text_atomic(folder / "perf.json", json.dumps(asdict(self.performance), indent=2) + "\n")
         write_text_atomic(folder / "table.md", self.table_header() + "\n" + self.table_row() + "\n")
         write_text_atomic(folder / "metrics.json", json.dumps(summary, indent=2) + "\n")
@@ -147,9 +155,18 @@ def evaluate_retrieval(
     if isinstance(model, Retriever):
         retriever, label = model, getattr(model, "label", model.name)
     else:
-        retriever = make_retriever(model, index=index, index_params=index_params, device=device,
-                                   batch_size=batch_size, max_seq_length=max_seq_length, model_device=model_device,
-                                   cache=cache, cache_root=cache_dir, show_progress_bar=show_progress_bar)
+        retriever = make_retriever(
+            model,
+            index=index,
+            index_params=index_params,
+            device=device,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            model_device=model_device,
+            cache=cache,
+            cache_root=cache_dir,
+            show_progress_bar=show_progress_bar,
+        )
         label = model
     query_ids = collection.query_ids
     retriever.index(collection)
@@ -165,19 +182,31 @@ def evaluate_retrieval(
     nq, nd = len(query_ids), len(retriever.doc_ids)
     corpus_seconds, query_seconds = retriever.corpus_seconds, retriever.query_seconds
     perf = Performance(
-        num_docs=nd, num_queries=nq, corpus_cached=retriever.corpus_cached,
+        num_docs=nd,
+        num_queries=nq,
+        corpus_cached=retriever.corpus_cached,
         corpus_encode_seconds=round(corpus_seconds, 3),
         docs_per_second=round(nd / corpus_seconds, 2) if corpus_seconds > 0 else 0.0,
         query_encode_seconds=round(query_seconds, 3),
-        index_build_seconds=round(retriever.build_seconds, 3), index_bytes=retriever.nbytes,
+        index_build_seconds=round(retriever.build_seconds, 3),
+        index_bytes=retriever.nbytes,
         search_seconds=round(search_seconds, 4),
         queries_per_second=round(nq / search_seconds, 1) if search_seconds > 0 else 0.0,
         latency_ms_per_query=round(1000 * (query_seconds + search_seconds) / nq, 3),
-        total_seconds=round(time.perf_counter() - started, 2), peak_rss_mb=round(peak_rss_mb(), 1),
+        total_seconds=round(time.perf_counter() - started, 2),
+        peak_rss_mb=round(peak_rss_mb(), 1),
         figures=retriever.figures(),
     )
-    result = EvaluationResult(model=str(label), dataset=collection.name, split=collection.split,
-                              index=retriever.name, k=k, metrics=values, performance=perf, run=run)
+    result = EvaluationResult(
+        model=str(label),
+        dataset=collection.name,
+        split=collection.split,
+        index=retriever.name,
+        k=k,
+        metrics=values,
+        performance=perf,
+        run=run,
+    )
     if values:
         logger.info("%s on %s: %s", label, collection.label, ", ".join(f"{m}={v:.4f}" for m, v in values.items()))
     if out is not None:

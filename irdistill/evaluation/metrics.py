@@ -24,8 +24,17 @@ from irdistill.errors import InputError
 DEFAULT_METRICS: tuple[str, ...] = ("ndcg@10", "mrr@10", "recall@100", "recall@1000")
 
 _CUTOFF_METRICS = {
-    "hits", "hit_rate", "precision", "recall", "f1", "mrr", "map", "dcg", "dcg_burges",
-    "ndcg", "ndcg_burges",
+    "hits",
+    "hit_rate",
+    "precision",
+    "recall",
+    "f1",
+    "mrr",
+    "map",
+    "dcg",
+    "dcg_burges",
+    "ndcg",
+    "ndcg_burges",
 }
 _PLAIN_METRICS = {"r-precision", "bpref"}
 

@@ -21,8 +21,20 @@ from irdistill.indexes.faiss_indexes import (
 from irdistill.indexes.sparse import SparseIndex
 
 __all__ = [
-    "INDEXES", "Index", "FaissIndex", "SparseIndex", "check_index_params", "FlatIndex", "HNSWIndex", "IVFPQIndex", "PQIndex", "make_index",
-    "load_index", "wrap_faiss_index", "faiss_gpu_count", "resolve_device",
+    "INDEXES",
+    "Index",
+    "FaissIndex",
+    "SparseIndex",
+    "check_index_params",
+    "FlatIndex",
+    "HNSWIndex",
+    "IVFPQIndex",
+    "PQIndex",
+    "make_index",
+    "load_index",
+    "wrap_faiss_index",
+    "faiss_gpu_count",
+    "resolve_device",
 ]
 
 

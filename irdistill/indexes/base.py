@@ -51,8 +51,7 @@ class Index(ABC):
     def describe(self) -> dict[str, Any]:
         """What an index folder's ``index.json`` says about the index: format, sizes."""
         n = self.ntotal
-        return {"format": type(self).__name__, "ntotal": n,
-                "bytes_per_vector": round(self.nbytes / n, 1) if n else 0.0}
+        return {"format": type(self).__name__, "ntotal": n, "bytes_per_vector": round(self.nbytes / n, 1) if n else 0.0}
 
 
 INDEXES: Registry[type[Index]] = Registry("index kind")

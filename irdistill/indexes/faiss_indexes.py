@@ -24,9 +24,7 @@ logger = logging.getLogger(__name__)
 
 Device = Literal["auto", "cpu", "cuda"]
 
-GPU_INSTALL = (
-    'pip uninstall -y faiss-cpu && pip install "irdistill[gpu]"  (or: pip install faiss-gpu-cu12)'
-)
+GPU_INSTALL = 'pip uninstall -y faiss-cpu && pip install "irdistill[gpu]"  (or: pip install faiss-gpu-cu12)'
 
 
 def _faiss() -> Any:
@@ -136,8 +134,7 @@ class FaissIndex(Index):
         expected = _FAISS_CLASS.get(cls.kind)
         if expected is not None and type(index).__name__ not in expected:
             raise InputError(
-                f"{path}: holds a FAISS {type(index).__name__}, not a {cls.kind} index "
-                f"({' or '.join(expected)})"
+                f"{path}: holds a FAISS {type(index).__name__}, not a {cls.kind} index ({' or '.join(expected)})"
             )
         obj = cls.__new__(cls)
         FaissIndex.__init__(obj, index.d, device=device, index=index)
@@ -160,8 +157,13 @@ class FaissIndex(Index):
         bytes for the PQ kinds, 4 per dimension for flat)."""
         raw = self.faiss_index
         pq = getattr(raw, "pq", None)
-        return {"format": f"faiss {type(raw).__name__}", "metric": "inner_product", "dim": int(raw.d),
-                "ntotal": int(raw.ntotal), "bytes_per_vector": int(pq.code_size) if pq is not None else 4 * int(raw.d)}
+        return {
+            "format": f"faiss {type(raw).__name__}",
+            "metric": "inner_product",
+            "dim": int(raw.d),
+            "ntotal": int(raw.ntotal),
+            "bytes_per_vector": int(pq.code_size) if pq is not None else 4 * int(raw.d),
+        }
 
 
 def read_faiss_index(path: str | os.PathLike[str]) -> Any:
@@ -198,8 +200,9 @@ class HNSWIndex(FaissIndex):
     kind = "hnsw"
     supports_gpu = False
 
-    def __init__(self, dim: int, *, m: int = 32, ef_construction: int = 200, ef_search: int = 256,
-                 device: Device = "auto") -> None:
+    def __init__(
+        self, dim: int, *, m: int = 32, ef_construction: int = 200, ef_search: int = 256, device: Device = "auto"
+    ) -> None:
         super().__init__(dim, device=device)
         if m < 2:
             raise InputError(f"HNSW m must be >= 2, got {m}")
@@ -237,8 +240,16 @@ class IVFPQIndex(FaissIndex):
 
     kind = "ivfpq"
 
-    def __init__(self, dim: int, *, nlist: int | None = None, m: int | None = None, nbits: int = 8,
-                 nprobe: int = 16, device: Device = "auto") -> None:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        nlist: int | None = None,
+        m: int | None = None,
+        nbits: int = 8,
+        nprobe: int = 16,
+        device: Device = "auto",
+    ) -> None:
         super().__init__(dim, device=device)
         self.m = m if m is not None else max(1, dim // 8)
         if self.m < 1 or dim % self.m:
@@ -256,8 +267,7 @@ class IVFPQIndex(FaissIndex):
             raise InputError(f"nlist={nlist} inverted lists but only {n} vectors to train on")
         self.nlist = nlist
         quantizer = faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, self.m, self.nbits,
-                                 faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, self.m, self.nbits, faiss.METRIC_INNER_PRODUCT)
         index.nprobe = self.nprobe
         return index
 
@@ -294,8 +304,8 @@ class PQIndex(FaissIndex):
         self.nbits = nbits
 
     def _build(self, n: int) -> Any:
-        if 2 ** self.nbits > n:
-            raise InputError(f"PQ with nbits={self.nbits} needs at least {2 ** self.nbits} vectors to train, got {n}")
+        if 2**self.nbits > n:
+            raise InputError(f"PQ with nbits={self.nbits} needs at least {2**self.nbits} vectors to train, got {n}")
         return _faiss().IndexPQ(self.dim, self.m, self.nbits, _faiss().METRIC_INNER_PRODUCT)
 
     def _restore(self, index: Any) -> None:

@@ -97,8 +97,11 @@ class SparseIndex(Index):
         """All document vectors added so far, as one ``(ntotal, dim)`` CSR matrix."""
         if self._docs is None or self._parts:
             parts = ([self._docs] if self._docs is not None else []) + self._parts
-            self._docs = (sp.vstack(parts, format="csr", dtype=np.float32) if parts
-                          else sp.csr_matrix((0, self.dim), dtype=np.float32))
+            self._docs = (
+                sp.vstack(parts, format="csr", dtype=np.float32)
+                if parts
+                else sp.csr_matrix((0, self.dim), dtype=np.float32)
+            )
             self._parts = []
         return self._docs
 
@@ -129,7 +132,7 @@ class SparseIndex(Index):
             return scores, ids
         postings = self.posting_lists()
         for start in range(0, n, _QUERY_CHUNK):
-            hits = (q[start:start + _QUERY_CHUNK] @ postings).tocsr()
+            hits = (q[start : start + _QUERY_CHUNK] @ postings).tocsr()
             hits.sort_indices()
             for row in range(hits.shape[0]):
                 lo, hi = hits.indptr[row], hits.indptr[row + 1]
@@ -141,8 +144,8 @@ class SparseIndex(Index):
                     keep = values >= cut
                     values, docs = values[keep], docs[keep]
                 order = np.lexsort((docs, -values))[:k]
-                scores[start + row, :len(order)] = values[order]
-                ids[start + row, :len(order)] = docs[order]
+                scores[start + row, : len(order)] = values[order]
+                ids[start + row, : len(order)] = docs[order]
         return scores, ids
 
     # -- files ----------------------------------------------------------------------------
@@ -151,9 +154,15 @@ class SparseIndex(Index):
         """Write the index atomically to ``path`` (an uncompressed ``.npz``; any file name)."""
         docs = self.documents
         with atomic_path(path) as tmp, tmp.open("wb") as handle:
-            np.savez(handle, kind=np.array(FILE_KIND), version=np.array(FILE_VERSION),
-                     shape=np.array(docs.shape, dtype=np.int64), data=docs.data,
-                     indices=docs.indices, indptr=docs.indptr)
+            np.savez(
+                handle,
+                kind=np.array(FILE_KIND),
+                version=np.array(FILE_VERSION),
+                shape=np.array(docs.shape, dtype=np.int64),
+                data=docs.data,
+                indices=docs.indices,
+                indptr=docs.indptr,
+            )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "auto", **_: Any) -> SparseIndex:
@@ -167,15 +176,19 @@ class SparseIndex(Index):
                 raise InputError(f"{p}: a single NumPy array, not an irdistill sparse index")
             with loaded as npz:
                 if "kind" not in npz.files:
-                    raise InputError(f"{p}: an .npz file without a 'kind' entry, not an irdistill sparse index "
-                                     f"(it holds: {', '.join(npz.files) or 'nothing'})")
+                    raise InputError(
+                        f"{p}: an .npz file without a 'kind' entry, not an irdistill sparse index "
+                        f"(it holds: {', '.join(npz.files) or 'nothing'})"
+                    )
                 kind = str(npz["kind"])
                 if kind != FILE_KIND:
                     raise InputError(f"{p}: holds a {kind!r} file, not an irdistill sparse index ({FILE_KIND!r})")
                 version = int(npz["version"])
                 if version > FILE_VERSION:
-                    raise InputError(f"{p}: sparse index format version {version} is newer than this "
-                                     f"irdistill reads ({FILE_VERSION}); upgrade irdistill")
+                    raise InputError(
+                        f"{p}: sparse index format version {version} is newer than this "
+                        f"irdistill reads ({FILE_VERSION}); upgrade irdistill"
+                    )
                 shape = tuple(int(s) for s in npz["shape"])
                 data, indices, indptr = npz["data"], npz["indices"], npz["indptr"]
         except InputError:
@@ -213,8 +226,13 @@ class SparseIndex(Index):
 
     def describe(self) -> dict[str, Any]:
         n = self.ntotal
-        return {"format": "irdistill sparse index (NumPy .npz, CSR)", "dim": self.dim, "ntotal": n,
-                "bytes_per_vector": round(self.nbytes / n, 1) if n else 0.0, "avg_nnz": round(self.avg_nnz, 2)}
+        return {
+            "format": "irdistill sparse index (NumPy .npz, CSR)",
+            "dim": self.dim,
+            "ntotal": n,
+            "bytes_per_vector": round(self.nbytes / n, 1) if n else 0.0,
+            "avg_nnz": round(self.avg_nnz, 2),
+        }
 
     @property
     def nbytes(self) -> int:

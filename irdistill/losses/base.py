@@ -56,6 +56,7 @@ class Rows(str, Enum):
     TRIPLES = "triples"
     """(query, judged positive, candidate negative); no label: judgements only, no teacher."""
 
+
 SimilarityFn = Callable[[Tensor, Tensor], Tensor]
 """``(a, b) -> scores``: pairwise (``a[i]`` with ``b[i]``) or matrix (``a[i]`` with every ``b[j]``)."""
 
@@ -96,9 +97,7 @@ class LossParts(dict[str, Tensor]):
 def check_columns(loss_name: str, embeddings: Sequence[Tensor], minimum: int, expected: str) -> None:
     """At least ``minimum`` embedding columns of one batch size, or an :class:`InputError`."""
     if len(embeddings) < minimum:
-        raise InputError(
-            f"{loss_name} expects at least {minimum} input columns ({expected}), got {len(embeddings)}"
-        )
+        raise InputError(f"{loss_name} expects at least {minimum} input columns ({expected}), got {len(embeddings)}")
     sizes = {int(e.size(0)) for e in embeddings}
     if len(sizes) != 1:
         raise InputError(f"{loss_name}: every column must hold the same number of rows, got {sorted(sizes)}")

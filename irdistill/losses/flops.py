@@ -16,7 +16,6 @@ __all__ = ["IDFWeightedFlopsLoss"]
 logger = logging.getLogger(__name__)
 
 
-
 class IDFWeightedFlopsLoss(nn.Module):
     r"""FLOPS with a per-token penalty that falls as IDF rises (an irdistill variant, off by default).
 
@@ -62,8 +61,7 @@ class IDFWeightedFlopsLoss(nn.Module):
         super().__init__()
         if min_idf <= 0:
             raise InputError(f"min_idf must be > 0, got {min_idf}")
-        values = torch.as_tensor(np.asarray(idf.detach().cpu() if hasattr(idf, "detach") else idf,
-                                            dtype=np.float32))
+        values = torch.as_tensor(np.asarray(idf.detach().cpu() if hasattr(idf, "detach") else idf, dtype=np.float32))
         if values.ndim != 1 or not torch.isfinite(values).all():
             raise InputError(f"idf must be a finite 1-D vector, got shape {tuple(values.shape)}")
         self.model = model
@@ -72,13 +70,17 @@ class IDFWeightedFlopsLoss(nn.Module):
         self.register_buffer("penalty", 1.0 / values.clamp(min=self.min_idf), persistent=False)
 
     def forward(self, sentence_features: Any, labels: Any = None) -> Tensor:
-        raise NotImplementedError("IDFWeightedFlopsLoss is a regulariser: use it as the document_regularizer "
-                                  "of sentence_transformers' SpladeLoss")
+        raise NotImplementedError(
+            "IDFWeightedFlopsLoss is a regulariser: use it as the document_regularizer "
+            "of sentence_transformers' SpladeLoss"
+        )
 
     def compute_loss_from_embeddings(self, embeddings: Tensor) -> Tensor:
         if embeddings.shape[-1] != self.penalty.shape[0]:
-            raise InputError(f"IDFWeightedFlopsLoss: embeddings have {embeddings.shape[-1]} dimensions but the "
-                             f"IDF vector {self.penalty.shape[0]}")
+            raise InputError(
+                f"IDFWeightedFlopsLoss: embeddings have {embeddings.shape[-1]} dimensions but the "
+                f"IDF vector {self.penalty.shape[0]}"
+            )
         if embeddings.is_sparse:
             embeddings = embeddings.to_dense()
         if self.threshold is not None:

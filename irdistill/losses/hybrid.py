@@ -87,12 +87,22 @@ class HybridLoss(nn.Module):
 
     rows: ClassVar[Rows] = Rows.PAIRS
     recipe_options: ClassVar[dict[str, str]] = {
-        "beta": "beta", "contrastive_temperature": "temperature", "disagreement_weight": "disagreement_weight"}
+        "beta": "beta",
+        "contrastive_temperature": "temperature",
+        "disagreement_weight": "disagreement_weight",
+    }
 
-    def __init__(self, model: Any, *, beta: float = 1.0, temperature: float = 0.05,
-                 disagreement_weight: float = 1.0, distill_similarity: str | SimilarityFn = "dot",
-                 contrastive_similarity: str | SimilarityFn = "cosine",
-                 gather_across_devices: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        beta: float = 1.0,
+        temperature: float = 0.05,
+        disagreement_weight: float = 1.0,
+        distill_similarity: str | SimilarityFn = "dot",
+        contrastive_similarity: str | SimilarityFn = "cosine",
+        gather_across_devices: bool = True,
+    ) -> None:
         super().__init__()
         if not beta >= 0:
             raise InputError(f"beta (weight of the contrastive term) must be >= 0, got {beta}")
@@ -103,11 +113,16 @@ class HybridLoss(nn.Module):
         self.beta = float(beta)
         self.disagreement_weight = float(disagreement_weight)
         self.distill_similarity = pairwise_similarity(distill_similarity)
-        self.contrastive = InfoNCELoss(model, temperature=temperature, similarity_fct=contrastive_similarity,
-                                       gather_across_devices=gather_across_devices)
-        self._names = {"distill_similarity": distill_similarity if isinstance(distill_similarity, str) else None,
-                       "contrastive_similarity": contrastive_similarity
-                       if isinstance(contrastive_similarity, str) else None}
+        self.contrastive = InfoNCELoss(
+            model,
+            temperature=temperature,
+            similarity_fct=contrastive_similarity,
+            gather_across_devices=gather_across_devices,
+        )
+        self._names = {
+            "distill_similarity": distill_similarity if isinstance(distill_similarity, str) else None,
+            "contrastive_similarity": contrastive_similarity if isinstance(contrastive_similarity, str) else None,
+        }
 
     def forward(self, sentence_features: Iterable[dict[str, Any]], labels: Tensor | None) -> LossParts:
         embeddings = [self.model(features)["sentence_embedding"] for features in sentence_features]
@@ -119,14 +134,12 @@ class HybridLoss(nn.Module):
         embeddings = list(embeddings)
         check_columns(name, embeddings, 3, "query, positive, negative")
         if len(embeddings) != 3:
-            raise InputError(f"{name} expects exactly 3 columns (query, positive, negative), got "
-                             f"{len(embeddings)}")
+            raise InputError(f"{name} expects exactly 3 columns (query, positive, negative), got {len(embeddings)}")
         query, positive, negative = embeddings
         margins = margin_labels(labels, int(query.size(0)), 1, name)[:, 0]
         margins = margins.to(device=query.device, dtype=query.dtype)
         student = self.distill_similarity(query, positive) - self.distill_similarity(query, negative)
-        weights = torch.where(margins < 0, torch.full_like(margins, self.disagreement_weight),
-                              torch.ones_like(margins))
+        weights = torch.where(margins < 0, torch.full_like(margins, self.disagreement_weight), torch.ones_like(margins))
         errors = (student - margins) ** 2
         total = weights.sum()
         distill = (weights * errors).sum() / total if total > 0 else errors.sum() * 0.0
@@ -136,8 +149,12 @@ class HybridLoss(nn.Module):
         return LossParts(distill=distill, contrastive=self.beta * contrastive)
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"beta": self.beta, "temperature": self.contrastive.temperature,
-                "disagreement_weight": self.disagreement_weight, **self._names}
+        return {
+            "beta": self.beta,
+            "temperature": self.contrastive.temperature,
+            "disagreement_weight": self.disagreement_weight,
+            **self._names,
+        }
 
     @property
     def citation(self) -> str:

@@ -70,12 +70,23 @@ class InfoNCELoss(MultipleNegativesRankingLoss):
     rows: ClassVar[Rows] = Rows.TRIPLES
     recipe_options: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, model: Any, temperature: float = 0.05, similarity_fct: str | SimilarityFn = "cosine",
-                 gather_across_devices: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        temperature: float = 0.05,
+        similarity_fct: str | SimilarityFn = "cosine",
+        gather_across_devices: bool = False,
+        **kwargs: Any,
+    ) -> None:
         if not temperature > 0:
             raise InputError(f"temperature must be positive, got {temperature}")
-        super().__init__(model, scale=1.0 / temperature, similarity_fct=matrix_similarity(similarity_fct),
-                         gather_across_devices=gather_across_devices, **kwargs)
+        super().__init__(
+            model,
+            scale=1.0 / temperature,
+            similarity_fct=matrix_similarity(similarity_fct),
+            gather_across_devices=gather_across_devices,
+            **kwargs,
+        )
         self.similarity_name = similarity_fct if isinstance(similarity_fct, str) else None
 
     def compute_loss_from_embeddings(self, embeddings: Sequence[Tensor], labels: Tensor | None = None) -> Tensor:

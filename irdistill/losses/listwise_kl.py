@@ -92,14 +92,29 @@ class ListwiseKLLoss(DistillKLDivLoss):
 
     rows: ClassVar[Rows] = Rows.LISTS
     recipe_options: ClassVar[dict[str, str]] = {
-        "temperature": "temperature", "student_temperature": "student_temperature",
-        "in_batch_negatives": "in_batch_negatives"}
+        "temperature": "temperature",
+        "student_temperature": "student_temperature",
+        "in_batch_negatives": "in_batch_negatives",
+    }
 
-    def __init__(self, model: Any, temperature: float = 1.0, similarity_fct: str | SimilarityFn = "dot", *,
-                 student_temperature: float | None = None, teacher_temperature: float | None = None,
-                 scale_by_temperature_squared: bool = True, in_batch_negatives: bool = False) -> None:
-        super().__init__(model, similarity_fct=pairwise_similarity(similarity_fct), temperature=temperature,
-                         student_temperature=student_temperature, teacher_temperature=teacher_temperature)
+    def __init__(
+        self,
+        model: Any,
+        temperature: float = 1.0,
+        similarity_fct: str | SimilarityFn = "dot",
+        *,
+        student_temperature: float | None = None,
+        teacher_temperature: float | None = None,
+        scale_by_temperature_squared: bool = True,
+        in_batch_negatives: bool = False,
+    ) -> None:
+        super().__init__(
+            model,
+            similarity_fct=pairwise_similarity(similarity_fct),
+            temperature=temperature,
+            student_temperature=student_temperature,
+            teacher_temperature=teacher_temperature,
+        )
         if in_batch_negatives and not isinstance(similarity_fct, str):
             raise InputError("ListwiseKLLoss: in-batch negatives need a named similarity ('dot' or 'cosine')")
         self.similarity_name = similarity_fct if isinstance(similarity_fct, str) else None
@@ -111,15 +126,18 @@ class ListwiseKLLoss(DistillKLDivLoss):
         """KL over the candidate columns of ``[query, candidate_1, ..., candidate_L]``."""
         name = type(self).__name__
         embeddings = list(embeddings)
-        check_columns(name, embeddings, 3, "query, candidate_1, candidate_2, ...: a softmax over one "
-                      "candidate is constant")
+        check_columns(
+            name, embeddings, 3, "query, candidate_1, candidate_2, ...: a softmax over one candidate is constant"
+        )
         width = len(embeddings) - 1
         expected = (int(embeddings[0].size(0)), width + 1 if self.in_batch_negatives else width)
         if labels is None or tuple(labels.shape) != expected:
             got = "none" if labels is None else tuple(labels.shape)
             what = "list_len + 1 (the floor)" if self.in_batch_negatives else "list_len"
-            raise InputError(f"{name}: expected teacher scores of shape (batch, {what}) = {expected}, "
-                             f"one per candidate column, got {got}")
+            raise InputError(
+                f"{name}: expected teacher scores of shape (batch, {what}) = {expected}, "
+                f"one per candidate column, got {got}"
+            )
         labels = labels.to(device=embeddings[0].device, dtype=embeddings[0].dtype)
         if not self.in_batch_negatives:
             loss = super().compute_loss_from_embeddings(embeddings, labels)

@@ -73,8 +73,15 @@ class _Diagonal:
         return torch.diagonal(self.matrix_fn(a, b))
 
 
-def inbatch_margin_mse(query: Tensor, passages: Tensor, targets: Tensor, *, n_columns: int,
-                       offset: int = 0, similarity_fct: SimilarityFn | str = "dot") -> Tensor:
+def inbatch_margin_mse(
+    query: Tensor,
+    passages: Tensor,
+    targets: Tensor,
+    *,
+    n_columns: int,
+    offset: int = 0,
+    similarity_fct: SimilarityFn | str = "dot",
+) -> Tensor:
     """In-batch Margin-MSE of ``B`` local queries against all passages of a (global) batch.
 
     Args:
@@ -107,8 +114,7 @@ def inbatch_margin_mse(query: Tensor, passages: Tensor, targets: Tensor, *, n_co
     return (student_margin - teacher_margin)[other].pow(2).mean()
 
 
-def inbatch_teacher_scores(teacher: Any, queries: Sequence[str],
-                           columns: Sequence[Sequence[str]]) -> Tensor:
+def inbatch_teacher_scores(teacher: Any, queries: Sequence[str], columns: Sequence[Sequence[str]]) -> Tensor:
     """In-batch teacher scores in the layout :class:`TASBalancedLoss` takes as labels.
 
     For a trainer that scores each batch with a pointwise teacher over texts (for example
@@ -127,8 +133,10 @@ def inbatch_teacher_scores(teacher: Any, queries: Sequence[str],
     """
     passages = [p for column in columns for p in column]
     if any(len(column) != len(queries) for column in columns):
-        raise InputError(f"every passage column must hold {len(queries)} texts, one per query, "
-                         f"got {[len(column) for column in columns]}")
+        raise InputError(
+            f"every passage column must hold {len(queries)} texts, one per query, "
+            f"got {[len(column) for column in columns]}"
+        )
     pair_queries = [q for q in queries for _ in passages]
     scores = np.asarray(teacher.score(pair_queries, passages * len(queries)), dtype=np.float32)
     return torch.from_numpy(scores.reshape(len(queries), len(passages)))
@@ -213,16 +221,17 @@ class TASBalancedLoss(nn.Module):
         ``P`` is the pair-label width, ``n`` (margins) or ``n + 1`` (raw scores), as in
         :class:`~irdistill.losses.margin_mse.MarginMSELoss`; ``G`` the global batch size.
 
-        +------------------------------------------------+--------------------------------------------------------------------+
-        | Inputs (columns)                               | Labels                                                             |
-        +================================================+====================================================================+
-        | (query, positive, negative_1, ..., negative_n) | pair labels only, ``(batch,)`` (n = 1), ``(batch, n)`` or          |
-        |                                                | ``(batch, n + 1)``; in-batch teacher embeddings or                 |
-        |                                                | ``inbatch_teacher`` required                                       |
-        +------------------------------------------------+--------------------------------------------------------------------+
-        | (query, positive, negative_1, ..., negative_n) | ``(batch, P + G * (1 + n))``: pair labels, then ``t_2(q, p_j)``    |
-        |                                                | for the ``G`` positives, the ``G`` first negatives, ...            |
-        +------------------------------------------------+--------------------------------------------------------------------+
+        +------------------------------------------------+--------------------------------------------------------+
+        | Inputs (columns)                               | Labels                                                 |
+        +================================================+========================================================+
+        | (query, positive, negative_1, ..., negative_n) | pair labels only, ``(batch,)`` (n = 1), ``(batch, n)`` |
+        |                                                | or ``(batch, n + 1)``; in-batch teacher embeddings or  |
+        |                                                | ``inbatch_teacher`` required                           |
+        +------------------------------------------------+--------------------------------------------------------+
+        | (query, positive, negative_1, ..., negative_n) | ``(batch, P + G * (1 + n))``: pair labels, then        |
+        |                                                | ``t_2(q, p_j)`` for the ``G`` positives, the ``G``     |
+        |                                                | first negatives, ...                                   |
+        +------------------------------------------------+--------------------------------------------------------+
 
     Example:
         >>> import torch
@@ -246,10 +255,16 @@ class TASBalancedLoss(nn.Module):
     rows: ClassVar[Rows] = Rows.PAIRS_INBATCH
     recipe_options: ClassVar[dict[str, str]] = {"alpha": "alpha"}
 
-    def __init__(self, model: Any, *, alpha: float = 0.75, similarity_fct: str | SimilarityFn = "dot",
-                 inbatch_teacher: InBatchTeacher | nn.Module | None = None,
-                 teacher_similarity_fct: str | SimilarityFn = "dot",
-                 gather_across_devices: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        alpha: float = 0.75,
+        similarity_fct: str | SimilarityFn = "dot",
+        inbatch_teacher: InBatchTeacher | nn.Module | None = None,
+        teacher_similarity_fct: str | SimilarityFn = "dot",
+        gather_across_devices: bool = True,
+    ) -> None:
         super().__init__()
         if not alpha >= 0:
             raise InputError(f"alpha must be a non-negative number, got {alpha}")
@@ -291,8 +306,9 @@ class TASBalancedLoss(nn.Module):
         embeddings = embed_columns(self.model, features)
         return self.compute_loss_from_embeddings(embeddings, labels, teacher_embeddings=teacher_embeddings)
 
-    def compute_loss_from_embeddings(self, embeddings: Sequence[Tensor], labels: Tensor | None,
-                                     teacher_embeddings: Sequence[Tensor] | None = None) -> LossParts:
+    def compute_loss_from_embeddings(
+        self, embeddings: Sequence[Tensor], labels: Tensor | None, teacher_embeddings: Sequence[Tensor] | None = None
+    ) -> LossParts:
         """``{"pair": L_pair, "inbatch": α · L_inbatch}`` for columns ``[query, positive, negative_1, ...]``.
 
         Args:
@@ -314,27 +330,41 @@ class TASBalancedLoss(nn.Module):
         if targets is None:
             targets = self._teacher_targets(teacher_embeddings, batch_size, n_columns, world)
         passages = [all_gather_with_grad(c) for c in columns] if world > 1 else columns
-        inbatch = inbatch_margin_mse(query, torch.cat(passages, dim=0), targets, n_columns=n_columns,
-                                     offset=rank * batch_size, similarity_fct=self.similarity_fct)
+        inbatch = inbatch_margin_mse(
+            query,
+            torch.cat(passages, dim=0),
+            targets,
+            n_columns=n_columns,
+            offset=rank * batch_size,
+            similarity_fct=self.similarity_fct,
+        )
         return LossParts(pair=pair, inbatch=self.alpha * inbatch)
 
     def inbatch_loss(self, embeddings: Sequence[Tensor], targets: Tensor) -> Tensor:
         """The unweighted ``L_inbatch`` of one process's batch, targets ``(batch, batch * (1 + n))``."""
         embeddings = list(embeddings)
-        return inbatch_margin_mse(embeddings[0], torch.cat(embeddings[1:], dim=0), targets,
-                                  n_columns=len(embeddings) - 1, similarity_fct=self.similarity_fct)
+        return inbatch_margin_mse(
+            embeddings[0],
+            torch.cat(embeddings[1:], dim=0),
+            targets,
+            n_columns=len(embeddings) - 1,
+            similarity_fct=self.similarity_fct,
+        )
 
-    def _split_labels(self, labels: Tensor | None, batch_size: int, n_columns: int,
-                      global_size: int) -> tuple[Tensor | None, Tensor | None]:
+    def _split_labels(
+        self, labels: Tensor | None, batch_size: int, n_columns: int, global_size: int
+    ) -> tuple[Tensor | None, Tensor | None]:
         if not self._has_inbatch_labels(labels, n_columns):
             return labels, None
         assert labels is not None
         n_neg, width = n_columns - 1, global_size * n_columns
         pair_width = int(labels.size(1)) - width
         if labels.size(0) != batch_size or pair_width not in (n_neg, n_columns):
-            where = (f"the global batch of {global_size} queries ({batch_size} per rank × "
-                     f"{global_size // batch_size} ranks)" if global_size != batch_size
-                     else f"the batch of {batch_size} queries")
+            where = (
+                f"the global batch of {global_size} queries ({batch_size} per rank × {global_size // batch_size} ranks)"
+                if global_size != batch_size
+                else f"the batch of {batch_size} queries"
+            )
             pair_shapes = [(batch_size,)] if n_neg == 1 else []
             pair_shapes += [(batch_size, n_neg), (batch_size, n_columns)]
             raise InputError(
@@ -345,8 +375,9 @@ class TASBalancedLoss(nn.Module):
             )
         return labels[:, :pair_width], labels[:, pair_width:]
 
-    def _teacher_targets(self, teacher_embeddings: Sequence[Tensor] | None, batch_size: int,
-                         n_columns: int, world: int) -> Tensor:
+    def _teacher_targets(
+        self, teacher_embeddings: Sequence[Tensor] | None, batch_size: int, n_columns: int, world: int
+    ) -> Tensor:
         if teacher_embeddings is None:
             raise InputError(
                 f"{type(self).__name__} needs in-batch teacher scores: pack them into the labels "

@@ -22,8 +22,18 @@ from irdistill.retrieval.saved import SavedIndexRetriever
 from irdistill.retrieval.sparse import SparseRetriever
 
 __all__ = [
-    "Retriever", "BM25Retriever", "BM25Params", "BM25_NAMES", "DenseRetriever", "SparseRetriever",
-    "SavedIndexRetriever", "hits_to_run", "is_bm25", "make_retriever", "retrieve", "search_batched",
+    "Retriever",
+    "BM25Retriever",
+    "BM25Params",
+    "BM25_NAMES",
+    "DenseRetriever",
+    "SparseRetriever",
+    "SavedIndexRetriever",
+    "hits_to_run",
+    "is_bm25",
+    "make_retriever",
+    "retrieve",
+    "search_batched",
 ]
 
 

@@ -53,8 +53,9 @@ class Retriever(ABC):
     def search_encoded(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` rows per encoded query."""
 
-    def search(self, query_ids: Sequence[str], texts: Sequence[str], k: int, *,
-               cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, query_ids: Sequence[str], texts: Sequence[str], k: int, *, cache: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         return self.search_encoded(self.encode_queries(query_ids, texts, cache=cache), k)
 
     @property
@@ -73,26 +74,38 @@ class Retriever(ABC):
 
 def hits_to_run(doc_ids: Sequence[str], query_ids: Sequence[str], scores: np.ndarray, rows: np.ndarray) -> Run:
     """``qid -> {doc_id: score}`` from search results (``-1`` rows dropped), best first."""
-    return {qid: {doc_ids[i]: float(s) for s, i in zip(scores[r], rows[r], strict=True) if i >= 0}
-            for r, qid in enumerate(query_ids)}
+    return {
+        qid: {doc_ids[i]: float(s) for s, i in zip(scores[r], rows[r], strict=True) if i >= 0}
+        for r, qid in enumerate(query_ids)
+    }
 
 
-def search_batched(retriever: Retriever, queries: Any, k: int, *, batch_size: int = 1024,
-                   show_progress_bar: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def search_batched(
+    retriever: Retriever, queries: Any, k: int, *, batch_size: int = 1024, show_progress_bar: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """:meth:`Retriever.search_encoded` over ``batch_size`` queries at a time (memory stays flat
     for many queries), results concatenated."""
     from tqdm.auto import tqdm
 
     n = queries.shape[0] if hasattr(queries, "shape") else len(queries)
-    parts = [retriever.search_encoded(queries[start:start + batch_size], k)
-             for start in tqdm(range(0, n, batch_size), desc="search", unit="batch", disable=not show_progress_bar)]
+    parts = [
+        retriever.search_encoded(queries[start : start + batch_size], k)
+        for start in tqdm(range(0, n, batch_size), desc="search", unit="batch", disable=not show_progress_bar)
+    ]
     if not parts:
         return np.zeros((0, k), dtype=np.float32), np.zeros((0, k), dtype=np.int64)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def retrieve(retriever: Retriever, collection: Collection, k: int, *, query_ids: Sequence[str] | None = None,
-             cache: bool = True, show_progress_bar: bool = False) -> Run:
+def retrieve(
+    retriever: Retriever,
+    collection: Collection,
+    k: int,
+    *,
+    query_ids: Sequence[str] | None = None,
+    cache: bool = True,
+    show_progress_bar: bool = False,
+) -> Run:
     """Search a collection's queries (or ``query_ids`` of them) against the indexed corpus."""
     if k < 1:
         raise InputError(f"k must be >= 1, got {k}")

@@ -73,8 +73,9 @@ class BM25Retriever(Retriever):
         return Stemmer.Stemmer(self.params.stemmer)
 
     def _tokenize(self, texts: list[str]) -> Any:
-        return self._bm25s.tokenize(texts, stopwords=self.params.stopwords, stemmer=self._stemmer,
-                                    show_progress=self.show_progress_bar)
+        return self._bm25s.tokenize(
+            texts, stopwords=self.params.stopwords, stemmer=self._stemmer, show_progress=self.show_progress_bar
+        )
 
     def index(self, collection: Collection) -> None:
         self.index_texts(collection.doc_texts(), collection.doc_ids)
@@ -105,8 +106,9 @@ class BM25Retriever(Retriever):
         """BM25 of one query against every indexed document (row order)."""
         if self._retriever is None:
             raise InputError("BM25: call index() before scoring")
-        tokens = self._bm25s.tokenize([query], stopwords=self.params.stopwords, stemmer=self._stemmer,
-                                      return_ids=False, show_progress=False)[0]
+        tokens = self._bm25s.tokenize(
+            [query], stopwords=self.params.stopwords, stemmer=self._stemmer, return_ids=False, show_progress=False
+        )[0]
         if not tokens:  # only stopwords or unknown terms: BM25 is 0 everywhere (bm25s would raise)
             return np.zeros(self.num_docs, dtype=np.float64)
         return np.asarray(self._retriever.get_scores(tokens), dtype=np.float64)
@@ -116,6 +118,5 @@ class BM25Retriever(Retriever):
         if self._retriever is None:
             raise InputError("BM25: call index() before search()")
         k = min(k, self.num_docs)
-        ids, scores = self._retriever.retrieve(self._tokenize(list(queries)), k=k,
-                                               show_progress=self.show_progress_bar)
+        ids, scores = self._retriever.retrieve(self._tokenize(list(queries)), k=k, show_progress=self.show_progress_bar)
         return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)

@@ -33,21 +33,39 @@ class DenseRetriever(Retriever):
         cache, cache_root: the embedding cache.
     """
 
-    def __init__(self, model: str | Any, *, index: str = "flat", index_params: dict[str, Any] | None = None,
-                 device: str = "auto", batch_size: int = 64, max_seq_length: int | None = None,
-                 model_device: str | None = None, cache: bool = True,
-                 cache_root: str | os.PathLike[str] | None = None, show_progress_bar: bool = False) -> None:
+    def __init__(
+        self,
+        model: str | Any,
+        *,
+        index: str = "flat",
+        index_params: dict[str, Any] | None = None,
+        device: str = "auto",
+        batch_size: int = 64,
+        max_seq_length: int | None = None,
+        model_device: str | None = None,
+        cache: bool = True,
+        cache_root: str | os.PathLike[str] | None = None,
+        show_progress_bar: bool = False,
+    ) -> None:
         from irdistill.indexes import check_index_params, resolve_device
 
         if index == "sparse":
-            raise InputError("the sparse index serves sparse students (irdistill.retrieval.SparseRetriever); "
-                             "dense models use flat, hnsw, ivfpq or pq")
+            raise InputError(
+                "the sparse index serves sparse students (irdistill.retrieval.SparseRetriever); "
+                "dense models use flat, hnsw, ivfpq or pq"
+            )
         check_index_params(index, index_params or {})
         resolve_device(device, supports_gpu=index != "hnsw", kind=index)
         if isinstance(model, str | os.PathLike):
-            self.encoder = DenseEncoder(str(model), batch_size=batch_size, max_seq_length=max_seq_length,
-                                        device=model_device, cache=cache, cache_root=cache_root,
-                                        show_progress_bar=show_progress_bar)
+            self.encoder = DenseEncoder(
+                str(model),
+                batch_size=batch_size,
+                max_seq_length=max_seq_length,
+                device=model_device,
+                cache=cache,
+                cache_root=cache_root,
+                show_progress_bar=show_progress_bar,
+            )
         else:
             self.encoder = DenseEncoder.from_model(model, batch_size=batch_size)
         self.name = index

@@ -34,10 +34,19 @@ class SavedIndexRetriever(Retriever):
         batch_size, max_seq_length, model_device, cache, cache_root: query encoding settings.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], *, encoder: Any = None, sparse_student: Any = None,
-                 batch_size: int = 64, max_seq_length: int | None = None, model_device: str | None = None,
-                 cache: bool = True, cache_root: str | os.PathLike[str] | None = None,
-                 show_progress_bar: bool = False) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        encoder: Any = None,
+        sparse_student: Any = None,
+        batch_size: int = 64,
+        max_seq_length: int | None = None,
+        model_device: str | None = None,
+        cache: bool = True,
+        cache_root: str | os.PathLike[str] | None = None,
+        show_progress_bar: bool = False,
+    ) -> None:
         self.folder = Path(folder)
         meta = self.folder / "index.json"
         if not meta.is_file():
@@ -48,16 +57,30 @@ class SavedIndexRetriever(Retriever):
         if self.name == "sparse":
             from irdistill.retrieval.sparse import SparseRetriever
 
-            self._queries: Any = SparseRetriever(sparse_student if sparse_student is not None else self.info["model"],
-                                                 batch_size=batch_size, max_seq_length=max_seq_length,
-                                                 device=model_device, show_progress_bar=show_progress_bar,
-                                                 max_active_dims=self.info.get("params", {}).get("max_active_dims"))
+            self._queries: Any = SparseRetriever(
+                sparse_student if sparse_student is not None else self.info["model"],
+                batch_size=batch_size,
+                max_seq_length=max_seq_length,
+                device=model_device,
+                show_progress_bar=show_progress_bar,
+                max_active_dims=self.info.get("params", {}).get("max_active_dims"),
+            )
         else:
             from irdistill.encoding import DenseEncoder
 
-            self._queries = encoder if encoder is not None else DenseEncoder(
-                self.info["model"], batch_size=batch_size, max_seq_length=max_seq_length, device=model_device,
-                cache=cache, cache_root=cache_root, show_progress_bar=show_progress_bar)
+            self._queries = (
+                encoder
+                if encoder is not None
+                else DenseEncoder(
+                    self.info["model"],
+                    batch_size=batch_size,
+                    max_seq_length=max_seq_length,
+                    device=model_device,
+                    cache=cache,
+                    cache_root=cache_root,
+                    show_progress_bar=show_progress_bar,
+                )
+            )
         self._index: Any = None
 
     def index(self, collection: Collection) -> None:
@@ -76,10 +99,13 @@ class SavedIndexRetriever(Retriever):
 
             self._index = load_index(path, device="cpu")
         self.build_seconds = time.perf_counter() - start  # reading the file
-        self.doc_ids = [line.rstrip("\r\n") for _, line in read_lines(self.folder / self.info.get("doc_ids", "doc_ids.txt"))]
+        self.doc_ids = [
+            line.rstrip("\r\n") for _, line in read_lines(self.folder / self.info.get("doc_ids", "doc_ids.txt"))
+        ]
         if len(self.doc_ids) != self._index.ntotal:
-            raise InputError(f"{self.folder}: doc_ids.txt has {len(self.doc_ids)} lines for "
-                             f"{self._index.ntotal} indexed vectors")
+            raise InputError(
+                f"{self.folder}: doc_ids.txt has {len(self.doc_ids)} lines for {self._index.ntotal} indexed vectors"
+            )
 
     def encode_queries(self, query_ids: Sequence[str], texts: Sequence[str], *, cache: bool = True) -> Any:
         if self.name == "sparse":

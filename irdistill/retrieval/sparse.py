@@ -25,9 +25,16 @@ class SparseRetriever(Retriever):
 
     name = "sparse"
 
-    def __init__(self, model: str | os.PathLike[str] | Any, *, batch_size: int = 32,
-                 max_active_dims: int | None = None, device: str | None = None,
-                 max_seq_length: int | None = None, show_progress_bar: bool = False) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | Any,
+        *,
+        batch_size: int = 32,
+        max_active_dims: int | None = None,
+        device: str | None = None,
+        max_seq_length: int | None = None,
+        show_progress_bar: bool = False,
+    ) -> None:
         from irdistill.students.sparse import load_sparse_student
 
         self.student = load_sparse_student(model, device=device, max_seq_length=max_seq_length)
@@ -39,9 +46,15 @@ class SparseRetriever(Retriever):
     def _encode(self, texts: Sequence[str], side: str, ids: Sequence[str]) -> Any:
         from irdistill.students.sparse import encode_sparse
 
-        return encode_sparse(self.student, list(texts), side=side, batch_size=self.batch_size,  # type: ignore[arg-type]
-                             show_progress_bar=self.show_progress_bar, max_active_dims=self.max_active_dims,
-                             ids=list(ids))
+        return encode_sparse(
+            self.student,
+            list(texts),
+            side=side,
+            batch_size=self.batch_size,  # type: ignore[arg-type]
+            show_progress_bar=self.show_progress_bar,
+            max_active_dims=self.max_active_dims,
+            ids=list(ids),
+        )
 
     def index(self, collection: Collection) -> None:
         from irdistill.indexes.sparse import SparseIndex
@@ -69,5 +82,8 @@ class SparseRetriever(Retriever):
         return int(self._index.nbytes) if self._index is not None else 0
 
     def figures(self) -> dict[str, float]:
-        return {"doc_nnz": round(self.doc_nnz, 2), "query_nnz": round(self.query_nnz, 2),
-                "index_nnz": int(self._index.nnz) if self._index is not None else 0}
+        return {
+            "doc_nnz": round(self.doc_nnz, 2),
+            "query_nnz": round(self.query_nnz, 2),
+            "index_nnz": int(self._index.nnz) if self._index is not None else 0,
+        }

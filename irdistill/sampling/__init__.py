@@ -29,13 +29,22 @@ from irdistill.sampling.tas_balanced import (
 
 _LAZY = {
     name: "irdistill.sampling.st_integration"
-    for name in ("PlannedBatchSampler", "PlannedBatchSamplerFactory", "TrainerInputs",
-                 "build_trainer_inputs")
+    for name in ("PlannedBatchSampler", "PlannedBatchSamplerFactory", "TrainerInputs", "build_trainer_inputs")
 }
 
 __all__ = [
-    "SAMPLERS", "Batch", "Example", "PairSampler", "Pair", "PairsByQuery", "pairs_from_scores",
-    "RandomPairSampler", "TASBalancedSampler", "encode_queries", "kmeans_clusters", "margin_bins",
+    "SAMPLERS",
+    "Batch",
+    "Example",
+    "PairSampler",
+    "Pair",
+    "PairsByQuery",
+    "pairs_from_scores",
+    "RandomPairSampler",
+    "TASBalancedSampler",
+    "encode_queries",
+    "kmeans_clusters",
+    "margin_bins",
     *_LAZY,
 ]
 

@@ -75,17 +75,31 @@ class PairSampler(ABC):
     pairs: list[Sequence[tuple[str, str, float]]]
     """The pairs of each query, in ``query_ids`` order (the caller's sequences, not copied)."""
 
-    def __init__(self, query_ids: Sequence[str], pairs_by_query: Mapping[str, Sequence[tuple[str, str, float]]],
-                 batch_size: int, seed: int) -> None:
+    def __init__(
+        self,
+        query_ids: Sequence[str],
+        pairs_by_query: Mapping[str, Sequence[tuple[str, str, float]]],
+        batch_size: int,
+        seed: int,
+    ) -> None:
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.seed = check_positive_int("seed", seed, minimum=0)
         self.query_ids, self.pairs, self._margins = _check_queries(query_ids, pairs_by_query)
         self.epoch = 0
 
     @classmethod
-    def for_training(cls, query_ids: Sequence[str], pairs_by_query: Mapping[str, Sequence[tuple[str, str, float]]],
-                     batch_size: int, seed: int, *, query_texts: Mapping[str, str], encoder: str,
-                     show_progress_bar: bool = False, **options: Any) -> PairSampler:
+    def for_training(
+        cls,
+        query_ids: Sequence[str],
+        pairs_by_query: Mapping[str, Sequence[tuple[str, str, float]]],
+        batch_size: int,
+        seed: int,
+        *,
+        query_texts: Mapping[str, str],
+        encoder: str,
+        show_progress_bar: bool = False,
+        **options: Any,
+    ) -> PairSampler:
         """The sampler of a training recipe: ``options`` are its ``recipe_options`` values by
         constructor keyword; ``query_texts`` and ``encoder`` (the student) serve samplers that
         embed the queries."""
@@ -130,24 +144,28 @@ def _check_queries(
         query_pairs = pairs_by_query.get(qid)
         if not query_pairs:
             where = "is not in pairs_by_query" if query_pairs is None else "has an empty pair list"
-            raise InputError(f"query {qid!r} has no (positive, negative) pairs (it {where}); drop "
-                             "it from query_ids or give it a scored positive and negative")
+            raise InputError(
+                f"query {qid!r} has no (positive, negative) pairs (it {where}); drop "
+                "it from query_ids or give it a scored positive and negative"
+            )
         for index, pair in enumerate(query_pairs):
             if len(pair) != 3:
-                raise InputError(f"query {qid!r}, pair {index} (0-based): expected (positive id, "
-                                 f"negative id, margin), got {pair!r}")
+                raise InputError(
+                    f"query {qid!r}, pair {index} (0-based): expected (positive id, negative id, margin), got {pair!r}"
+                )
         try:
-            values = np.fromiter((pair[2] for pair in query_pairs), dtype=np.float64,
-                                 count=len(query_pairs))
+            values = np.fromiter((pair[2] for pair in query_pairs), dtype=np.float64, count=len(query_pairs))
         except (TypeError, ValueError):
             bad = next(i for i, p in enumerate(query_pairs) if not _is_number(p[2]))
-            raise InputError(f"query {qid!r}, pair {bad} (0-based): margin {query_pairs[bad][2]!r} "
-                             "is not a number") from None
+            raise InputError(
+                f"query {qid!r}, pair {bad} (0-based): margin {query_pairs[bad][2]!r} is not a number"
+            ) from None
         finite = np.isfinite(values)
         if not finite.all():
             bad = int(np.argmin(finite))
-            raise InputError(f"query {qid!r}, pair {bad} (0-based): margin is {values[bad]}; "
-                             "teacher margins must be finite")
+            raise InputError(
+                f"query {qid!r}, pair {bad} (0-based): margin is {values[bad]}; teacher margins must be finite"
+            )
         pairs.append(query_pairs)
         margins.append(values)
     return qids, pairs, margins
@@ -164,4 +182,4 @@ def _is_number(value: object) -> bool:
 def batches_of(order: np.ndarray, batch_size: int, drop_last: bool = False) -> list[np.ndarray]:
     """``order`` cut into consecutive chunks of ``batch_size`` (the last one may be short)."""
     count = len(order) // batch_size if drop_last else math.ceil(len(order) / batch_size)
-    return [order[i * batch_size:(i + 1) * batch_size] for i in range(count)]
+    return [order[i * batch_size : (i + 1) * batch_size] for i in range(count)]

@@ -44,9 +44,16 @@ class CandidateList:
     floor: float
 
 
-def sample_lists(scores: Mapping[str, Mapping[str, float]], positives: Mapping[str, Sequence[str]], *,
-                 list_size: int, hard_negatives: int, hard_depth: int, seed: int,
-                 epoch: int) -> tuple[list[CandidateList], int]:
+def sample_lists(
+    scores: Mapping[str, Mapping[str, float]],
+    positives: Mapping[str, Sequence[str]],
+    *,
+    list_size: int,
+    hard_negatives: int,
+    hard_depth: int,
+    seed: int,
+    epoch: int,
+) -> tuple[list[CandidateList], int]:
     """One epoch of lists, in query order then positive order.
 
     Args:
@@ -103,6 +110,8 @@ def spread_temperature(lists: Sequence[CandidateList], scale: float = 1.0) -> fl
     spreads = np.array([np.std(np.asarray(c.scores, dtype=np.float64) * scale) for c in lists])
     tau = float(np.median(spreads))
     if not np.isfinite(tau) or tau <= 0:
-        raise InputError("the teacher's scores are constant within most candidate lists, so no "
-                         "temperature can be read from their spread; set temperature explicitly")
+        raise InputError(
+            "the teacher's scores are constant within most candidate lists, so no "
+            "temperature can be read from their spread; set temperature explicitly"
+        )
     return tau

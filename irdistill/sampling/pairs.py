@@ -88,13 +88,20 @@ def pairs_from_scores(
         if not positives or not negatives:
             skipped += 1
             continue
-        pairs[qid] = [Pair(pos, neg, pos_score - neg_score)
-                      for pos, pos_score in positives for neg, neg_score in negatives]
+        pairs[qid] = [
+            Pair(pos, neg, pos_score - neg_score) for pos, pos_score in positives for neg, neg_score in negatives
+        ]
     if not pairs:
-        raise InputError(f"no query of teacher {teacher}'s scores has both a judged-relevant and a "
-                         "non-relevant scored passage; do the qrels belong to these queries?")
+        raise InputError(
+            f"no query of teacher {teacher}'s scores has both a judged-relevant and a "
+            "non-relevant scored passage; do the qrels belong to these queries?"
+        )
     total = sum(len(p) for p in pairs.values())
-    logger.info("%d pairs of teacher %s over %d queries (%d queries skipped: no scored positive or "
-                "no scored negative)", total, teacher, len(pairs), skipped)
+    logger.info(
+        "%d pairs of teacher %s over %d queries (%d queries skipped: no scored positive or no scored negative)",
+        total,
+        teacher,
+        len(pairs),
+        skipped,
+    )
     return pairs
-

@@ -55,5 +55,7 @@ class RandomPairSampler(PairSampler):
     def plan(self, epoch: int) -> list[Batch]:
         rng = epoch_rng(self.seed, epoch)
         order = rng.permutation(len(self.query_ids))
-        return [[self._example(int(q), int(rng.integers(self._counts[q]))) for q in chunk]
-                for chunk in batches_of(order, self.batch_size, self.drop_last)]
+        return [
+            [self._example(int(q), int(rng.integers(self._counts[q]))) for q in chunk]
+            for chunk in batches_of(order, self.batch_size, self.drop_last)
+        ]

@@ -51,8 +51,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PlannedBatchSampler", "PlannedBatchSamplerFactory", "TrainerInputs",
-           "build_trainer_inputs"]
+__all__ = ["PlannedBatchSampler", "PlannedBatchSamplerFactory", "TrainerInputs", "build_trainer_inputs"]
 
 COLUMNS = ("query", "positive", "negative", "label")
 
@@ -77,8 +76,14 @@ class PlannedBatchSampler(DefaultBatchSampler):
         *,
         epoch_offsets: list[np.ndarray],
     ) -> None:
-        super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
-                         valid_label_columns=valid_label_columns, generator=generator, seed=seed)
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            valid_label_columns=valid_label_columns,
+            generator=generator,
+            seed=seed,
+        )
         if not epoch_offsets or len({len(o) for o in epoch_offsets}) != 1:
             raise InputError("epoch_offsets must hold the same number of batches for every epoch")
         self.epoch_offsets = epoch_offsets
@@ -117,8 +122,7 @@ class PlannedBatchSamplerFactory:
     fingerprint: str | None
 
     def is_training_set(self, dataset: Any) -> bool:
-        return (len(dataset) == self.num_rows
-                and getattr(dataset, "_fingerprint", None) == self.fingerprint)
+        return len(dataset) == self.num_rows and getattr(dataset, "_fingerprint", None) == self.fingerprint
 
     def __call__(
         self,
@@ -132,17 +136,24 @@ class PlannedBatchSamplerFactory:
         if not self.is_training_set(dataset):
             from torch.utils.data import SequentialSampler
 
-            logger.debug("dataset of %d rows is not the planned training set; sequential batches",
-                         len(dataset))
-            return DefaultBatchSampler(SequentialSampler(dataset), batch_size=batch_size,
-                                       drop_last=drop_last, valid_label_columns=valid_label_columns,
-                                       generator=generator, seed=seed)
+            logger.debug("dataset of %d rows is not the planned training set; sequential batches", len(dataset))
+            return DefaultBatchSampler(
+                SequentialSampler(dataset),
+                batch_size=batch_size,
+                drop_last=drop_last,
+                valid_label_columns=valid_label_columns,
+                generator=generator,
+                seed=seed,
+            )
         if batch_size != self.batch_size:
-            raise InputError(f"the trainer asks for batches of {batch_size}, but the sampler "
-                             f"planned batches of {self.batch_size}; set "
-                             f"per_device_train_batch_size={self.batch_size}")
-        return PlannedBatchSampler(dataset, batch_size, drop_last, valid_label_columns, generator,
-                                   seed, epoch_offsets=self.epoch_offsets)
+            raise InputError(
+                f"the trainer asks for batches of {batch_size}, but the sampler "
+                f"planned batches of {self.batch_size}; set "
+                f"per_device_train_batch_size={self.batch_size}"
+            )
+        return PlannedBatchSampler(
+            dataset, batch_size, drop_last, valid_label_columns, generator, seed, epoch_offsets=self.epoch_offsets
+        )
 
 
 @dataclass
@@ -158,12 +169,16 @@ class TrainerInputs:
 
     def training_arguments(self) -> dict[str, Any]:
         """Keyword arguments for ``SentenceTransformerTrainingArguments`` that must match."""
-        return {"per_device_train_batch_size": self.batch_size,
-                "num_train_epochs": self.epochs, "batch_sampler": self.batch_sampler}
+        return {
+            "per_device_train_batch_size": self.batch_size,
+            "num_train_epochs": self.epochs,
+            "batch_sampler": self.batch_sampler,
+        }
 
 
-def build_trainer_inputs(sampler: PairSampler, collection: Collection, *,
-                         epochs: int = 1, world_size: int = 1) -> TrainerInputs:
+def build_trainer_inputs(
+    sampler: PairSampler, collection: Collection, *, epochs: int = 1, world_size: int = 1
+) -> TrainerInputs:
     """Materialise ``epochs`` epochs of ``sampler`` for the sentence-transformers trainer.
 
     Args:
@@ -199,8 +214,9 @@ def build_trainer_inputs(sampler: PairSampler, collection: Collection, *,
     try:
         import datasets
     except ImportError as err:
-        raise MissingDependencyError("build_trainer_inputs needs the Hugging Face datasets "
-                                     "library: pip install datasets") from err
+        raise MissingDependencyError(
+            "build_trainer_inputs needs the Hugging Face datasets library: pip install datasets"
+        ) from err
     epochs = check_positive_int("epochs", epochs)
     where = collection.name or "?"
     texts: dict[str, str] = {}
@@ -210,8 +226,9 @@ def build_trainer_inputs(sampler: PairSampler, collection: Collection, *,
         if text is None:
             doc = collection.corpus.get(pid)
             if doc is None:
-                raise InputError(f"passage id {pid!r} of the sampler's pairs is not in the corpus "
-                                 f"of collection {where}")
+                raise InputError(
+                    f"passage id {pid!r} of the sampler's pairs is not in the corpus of collection {where}"
+                )
             text = texts[pid] = doc.full_text() if isinstance(doc, Document) else str(doc)
         return text
 
@@ -228,8 +245,9 @@ def build_trainer_inputs(sampler: PairSampler, collection: Collection, *,
             for example in batch:
                 query = collection.queries.get(example.qid)
                 if query is None:
-                    raise InputError(f"query id {example.qid!r} of the sampler is not among the "
-                                     f"queries of collection {where}")
+                    raise InputError(
+                        f"query id {example.qid!r} of the sampler is not among the queries of collection {where}"
+                    )
                 columns["query"].append(query)
                 columns["positive"].append(passage(example.positive))
                 columns["negative"].append(passage(example.negative))
@@ -238,8 +256,8 @@ def build_trainer_inputs(sampler: PairSampler, collection: Collection, *,
         plans.append(plan)
         epoch_offsets.append(np.asarray(starts, dtype=np.int64))
     dataset = datasets.Dataset.from_dict(columns)
-    factory = PlannedBatchSamplerFactory(epoch_offsets, sampler.batch_size, len(dataset),
-                                         getattr(dataset, "_fingerprint", None))
-    logger.info("planned %d epoch(s) of %d batches (%d rows) for the trainer", epochs,
-                len(plans[0]), len(dataset))
+    factory = PlannedBatchSamplerFactory(
+        epoch_offsets, sampler.batch_size, len(dataset), getattr(dataset, "_fingerprint", None)
+    )
+    logger.info("planned %d epoch(s) of %d batches (%d rows) for the trainer", epochs, len(plans[0]), len(dataset))
     return TrainerInputs(dataset, factory, sampler.batch_size, epochs, plans)

@@ -98,8 +98,9 @@ def margin_bins(margins: Sequence[float] | np.ndarray, n_bins: int = 10) -> np.n
     return np.clip(index, 0, n_bins - 1)
 
 
-def kmeans_clusters(embeddings: np.ndarray, n_clusters: int, *, seed: int = 0,
-                    niter: int = 20, restarts: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def kmeans_clusters(
+    embeddings: np.ndarray, n_clusters: int, *, seed: int = 0, niter: int = 20, restarts: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded faiss k-means (L2): the cluster of each row and the centroids.
 
     Returns:
@@ -110,20 +111,19 @@ def kmeans_clusters(embeddings: np.ndarray, n_clusters: int, *, seed: int = 0,
 
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] < n_clusters:
-        raise InputError(f"k-means needs at least {n_clusters} rows of 2-D embeddings, got "
-                         f"shape {x.shape}")
+        raise InputError(f"k-means needs at least {n_clusters} rows of 2-D embeddings, got shape {x.shape}")
     # faiss initialises from random points: one start often puts two centroids in one topic and
     # merges two others (15 of 20 seeds on six well-separated blobs); the best of 5 starts
     # (faiss's nredo, lowest objective) did so in 2 of 20
-    kmeans = faiss.Kmeans(x.shape[1], n_clusters, niter=niter, seed=seed, verbose=False, nredo=restarts,
-                          min_points_per_centroid=1)
+    kmeans = faiss.Kmeans(
+        x.shape[1], n_clusters, niter=niter, seed=seed, verbose=False, nredo=restarts, min_points_per_centroid=1
+    )
     kmeans.train(x)
     _, nearest = kmeans.index.search(x, 1)
     return nearest[:, 0].astype(np.int64), np.array(kmeans.centroids, dtype=np.float32)
 
 
-def encode_queries(model: str, query_ids: Sequence[str], texts: Sequence[str],
-                   **encoder_options: Any) -> np.ndarray:
+def encode_queries(model: str, query_ids: Sequence[str], texts: Sequence[str], **encoder_options: Any) -> np.ndarray:
     """Query embeddings from a sentence-transformers model through :class:`DenseEncoder`
     (``side="query"``, so query prompts apply, and the embedding cache is used)."""
     from irdistill.encoding import DenseEncoder
@@ -179,19 +179,34 @@ class TASBalancedSampler(PairSampler):
     """
 
     recipe_options: ClassVar[dict[str, str]] = {
-        "n_clusters": "n_clusters", "clusters_per_batch": "clusters_per_batch", "n_bins": "n_bins"}
+        "n_clusters": "n_clusters",
+        "clusters_per_batch": "clusters_per_batch",
+        "n_bins": "n_bins",
+    }
 
     @classmethod
-    def for_training(cls, query_ids: Sequence[str], pairs_by_query: Mapping[str, Sequence[tuple[str, str, float]]],
-                     batch_size: int, seed: int, *, query_texts: Mapping[str, str], encoder: str,
-                     show_progress_bar: bool = False, **options: Any) -> TASBalancedSampler:
+    def for_training(
+        cls,
+        query_ids: Sequence[str],
+        pairs_by_query: Mapping[str, Sequence[tuple[str, str, float]]],
+        batch_size: int,
+        seed: int,
+        *,
+        query_texts: Mapping[str, str],
+        encoder: str,
+        show_progress_bar: bool = False,
+        **options: Any,
+    ) -> TASBalancedSampler:
         """Clusters of the student's query embeddings; ``n_clusters`` is capped at the number
         of queries (a small training set)."""
         from irdistill.encoding import DenseEncoder
 
         qids = list(query_ids)
-        embeddings = DenseEncoder(encoder, show_progress_bar=show_progress_bar).encode(
-            qids, [query_texts[q] for q in qids], side="query").embeddings
+        embeddings = (
+            DenseEncoder(encoder, show_progress_bar=show_progress_bar)
+            .encode(qids, [query_texts[q] for q in qids], side="query")
+            .embeddings
+        )
         if "n_clusters" in options:
             options["n_clusters"] = min(options["n_clusters"], len(qids))
         return cls(qids, pairs_by_query, embeddings, batch_size, seed=seed, **options)
@@ -219,28 +234,37 @@ class TASBalancedSampler(PairSampler):
         self.n_bins = check_positive_int("n_bins", n_bins)
         kmeans_iterations = check_positive_int("kmeans_iterations", kmeans_iterations)
         if self.n_clusters > n_queries:
-            raise InputError(f"n_clusters={self.n_clusters} is more than the {n_queries} training "
-                             "queries; use at most one cluster per query")
+            raise InputError(
+                f"n_clusters={self.n_clusters} is more than the {n_queries} training "
+                "queries; use at most one cluster per query"
+            )
         if self.clusters_per_batch > self.n_clusters:
-            raise InputError(f"clusters_per_batch={self.clusters_per_batch} is more than "
-                             f"n_clusters={self.n_clusters}")
+            raise InputError(f"clusters_per_batch={self.clusters_per_batch} is more than n_clusters={self.n_clusters}")
         if self.batch_size % self.clusters_per_batch:
-            raise InputError(f"batch_size={self.batch_size} is not a multiple of "
-                             f"clusters_per_batch={self.clusters_per_batch}; each cluster of a "
-                             "batch takes an equal share")
+            raise InputError(
+                f"batch_size={self.batch_size} is not a multiple of "
+                f"clusters_per_batch={self.clusters_per_batch}; each cluster of a "
+                "batch takes an equal share"
+            )
         self.share = self.batch_size // self.clusters_per_batch
 
         embeddings = self._embeddings(query_embeddings, query_texts, encoder_options)
-        assign, self.centroids = kmeans_clusters(embeddings, self.n_clusters, seed=self.seed,
-                                                 niter=kmeans_iterations,
-                                                 restarts=check_positive_int("kmeans_restarts", kmeans_restarts))
+        assign, self.centroids = kmeans_clusters(
+            embeddings,
+            self.n_clusters,
+            seed=self.seed,
+            niter=kmeans_iterations,
+            restarts=check_positive_int("kmeans_restarts", kmeans_restarts),
+        )
         self.assignments = dict(zip(self.query_ids, assign.tolist(), strict=True))
         ids = np.unique(assign)
         self.cluster_ids = ids
         self.clusters = [np.flatnonzero(assign == c) for c in ids]
         if len(self.clusters) < self.clusters_per_batch:
-            raise InputError(f"k-means left only {len(self.clusters)} non-empty clusters, fewer "
-                             f"than clusters_per_batch={self.clusters_per_batch}")
+            raise InputError(
+                f"k-means left only {len(self.clusters)} non-empty clusters, fewer "
+                f"than clusters_per_batch={self.clusters_per_batch}"
+            )
         self._sizes = np.array([len(c) for c in self.clusters], dtype=np.int64)
         self._n_batches = math.ceil(n_queries / self.batch_size)
         self._bins = [self._binned(m) for m in self._margins]
@@ -250,9 +274,16 @@ class TASBalancedSampler(PairSampler):
             "TAS-Balanced: %d queries in %d non-empty clusters (sizes %d..%d, median %g); per "
             "epoch %d single-topic chunks of %d queries and %d queries in chunks mixed from the "
             "clusters' remainders; %d batches of %d",
-            n_queries, len(self.clusters), self._sizes.min(), self._sizes.max(),
-            float(np.median(self._sizes)), single, self.share, n_queries - single * self.share,
-            self._n_batches, self.batch_size,
+            n_queries,
+            len(self.clusters),
+            self._sizes.min(),
+            self._sizes.max(),
+            float(np.median(self._sizes)),
+            single,
+            self.share,
+            n_queries - single * self.share,
+            self._n_batches,
+            self.batch_size,
         )
 
     def __len__(self) -> int:
@@ -266,18 +297,17 @@ class TASBalancedSampler(PairSampler):
         for cluster in rng.permutation(len(self.clusters)):
             order = rng.permutation(self.clusters[cluster])
             cut = len(order) - len(order) % self.share
-            chunks.extend(order[i:i + self.share] for i in range(0, cut, self.share))
+            chunks.extend(order[i : i + self.share] for i in range(0, cut, self.share))
             remainders.append(order[cut:])
         pooled = np.concatenate(remainders)  # each cluster's remainder kept together
-        mixed = [pooled[i:i + self.share] for i in range(0, len(pooled), self.share)]
+        mixed = [pooled[i : i + self.share] for i in range(0, len(pooled), self.share)]
         short = mixed.pop() if mixed and len(mixed[-1]) < self.share else _NONE
         chunks.extend(mixed)
         flat = np.concatenate([*(chunks[i] for i in rng.permutation(len(chunks))), short])
-        groups = [flat[i:i + self.batch_size] for i in range(0, len(flat), self.batch_size)]
+        groups = [flat[i : i + self.batch_size] for i in range(0, len(flat), self.batch_size)]
         if len(groups[-1]) < self.batch_size:
             groups[-1] = self._top_up(groups[-1], rng)
-        return [[self._example(int(q), self._draw(int(q), rng)) for q in rng.permutation(group)]
-                for group in groups]
+        return [[self._example(int(q), self._draw(int(q), rng)) for q in rng.permutation(group)] for group in groups]
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -302,18 +332,20 @@ class TASBalancedSampler(PairSampler):
         b = int(rng.integers(len(starts) - 1))
         return int(order[rng.integers(starts[b], starts[b + 1])])
 
-    def _embeddings(self, given: np.ndarray | str, texts: Mapping[str, str] | Sequence[str] | None,
-                    options: Mapping[str, Any] | None) -> np.ndarray:
+    def _embeddings(
+        self,
+        given: np.ndarray | str,
+        texts: Mapping[str, str] | Sequence[str] | None,
+        options: Mapping[str, Any] | None,
+    ) -> np.ndarray:
         n = len(self.query_ids)
         if isinstance(given, str):
             if texts is None:
-                raise InputError(f"query_embeddings names a model ({given!r}); give query_texts "
-                                 "to encode")
+                raise InputError(f"query_embeddings names a model ({given!r}); give query_texts to encode")
             if isinstance(texts, Mapping):
                 missing = [q for q in self.query_ids if q not in texts]
                 if missing:
-                    raise InputError(f"query_texts has no text for query {missing[0]!r} "
-                                     f"({len(missing)} missing)")
+                    raise InputError(f"query_texts has no text for query {missing[0]!r} ({len(missing)} missing)")
                 ordered = [texts[q] for q in self.query_ids]
             else:
                 ordered = list(texts)
@@ -325,14 +357,14 @@ class TASBalancedSampler(PairSampler):
         except (TypeError, ValueError) as err:
             raise InputError(f"query_embeddings is not a numeric array ({err})") from None
         if array.ndim != 2:
-            raise InputError(f"query_embeddings must be 2-D (one row per query), got shape "
-                             f"{array.shape}")
+            raise InputError(f"query_embeddings must be 2-D (one row per query), got shape {array.shape}")
         if array.shape[0] != n:
-            raise InputError(f"query_embeddings has {array.shape[0]} rows but there are {n} query "
-                             "ids; give one row per query, in query_ids order")
+            raise InputError(
+                f"query_embeddings has {array.shape[0]} rows but there are {n} query "
+                "ids; give one row per query, in query_ids order"
+            )
         finite = np.isfinite(array).all(axis=1)
         if not finite.all():
             bad = int(np.argmin(finite))
-            raise InputError(f"query_embeddings row {bad} (query {self.query_ids[bad]!r}) is not "
-                             "finite")
+            raise InputError(f"query_embeddings row {bad} (query {self.query_ids[bad]!r}) is not finite")
         return array

@@ -23,5 +23,16 @@ from irdistill.scores.table import (
     validate_scores,
 )
 
-__all__ = ["SCHEMA", "SCORES_NAME", "read_scores", "validate_scores", "scores_to_run", "select_teacher",
-           "scores_by_query", "rows_by_query", "export_msmarco_tsv", "import_msmarco_tsv", "to_hf_dataset"]
+__all__ = [
+    "SCHEMA",
+    "SCORES_NAME",
+    "read_scores",
+    "validate_scores",
+    "scores_to_run",
+    "select_teacher",
+    "scores_by_query",
+    "rows_by_query",
+    "export_msmarco_tsv",
+    "import_msmarco_tsv",
+    "to_hf_dataset",
+]

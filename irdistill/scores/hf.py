@@ -63,8 +63,9 @@ def to_hf_dataset(
     try:
         import datasets
     except ImportError as err:
-        raise MissingDependencyError("to_hf_dataset needs the Hugging Face datasets library: "
-                                     "pip install datasets") from err
+        raise MissingDependencyError(
+            "to_hf_dataset needs the Hugging Face datasets library: pip install datasets"
+        ) from err
     if not isinstance(negatives_per_query, int) or negatives_per_query < 1:
         raise InputError(f"negatives_per_query must be a positive integer, got {negatives_per_query!r}")
     table, name = select_teacher(scores_table(scores), teacher)
@@ -72,17 +73,24 @@ def to_hf_dataset(
     where = collection.label
     rng = np.random.default_rng(seed)
     n = negatives_per_query
-    columns: dict[str, list[Any]] = {"query": [], "positive": [],
-                                     **{f"negative_{i}": [] for i in range(1, n + 1)}, "label": []}
+    columns: dict[str, list[Any]] = {
+        "query": [],
+        "positive": [],
+        **{f"negative_{i}": [] for i in range(1, n + 1)},
+        "label": [],
+    }
     skipped = 0
     for qid, rows in rows_by_query(table).items():
         if qid not in collection.queries:
-            raise InputError(f"scores of teacher {name}: query id {qid!r} is not among the "
-                             f"queries of collection {where}")
+            raise InputError(
+                f"scores of teacher {name}: query id {qid!r} is not among the queries of collection {where}"
+            )
         for pid, _ in rows:
             if pid not in collection.corpus:
-                raise InputError(f"scores of teacher {name}: passage id {pid!r} (query {qid!r}) "
-                                 f"is not in the corpus of collection {where}")
+                raise InputError(
+                    f"scores of teacher {name}: passage id {pid!r} (query {qid!r}) "
+                    f"is not in the corpus of collection {where}"
+                )
         judged = qrels.get(qid, {})
         positives = [(pid, s) for pid, s in rows if judged.get(pid, 0) > 0]
         negatives = [(pid, s) for pid, s in rows if judged.get(pid, 0) <= 0]
@@ -98,8 +106,16 @@ def to_hf_dataset(
                 columns[f"negative_{i}"].append(collection.corpus[neg].full_text())
             columns["label"].append([pos_score - neg_score for _, neg_score in picked])
     if not columns["query"]:
-        raise InputError(f"no training rows: no query of teacher {name}'s scores has a judged-"
-                         f"relevant scored passage and {n} non-relevant ones")
-    logger.info("Margin-MSE dataset: %d rows, %d negatives each (%d queries skipped: no scored "
-                "positive or fewer than %d negatives)", len(columns["query"]), n, skipped, n)
+        raise InputError(
+            f"no training rows: no query of teacher {name}'s scores has a judged-"
+            f"relevant scored passage and {n} non-relevant ones"
+        )
+    logger.info(
+        "Margin-MSE dataset: %d rows, %d negatives each (%d queries skipped: no scored "
+        "positive or fewer than %d negatives)",
+        len(columns["query"]),
+        n,
+        skipped,
+        n,
+    )
     return datasets.Dataset.from_dict(columns)

@@ -38,8 +38,9 @@ __all__ = ["export_msmarco_tsv", "import_msmarco_tsv"]
 _TSV_FIELDS = ("score_pos", "score_neg", "qid", "pid_pos", "pid_neg")
 
 
-def export_msmarco_tsv(scores: PathLike | pa.Table, qrels: Qrels, out_path: PathLike,
-                       teacher: str | None = None) -> Path:
+def export_msmarco_tsv(
+    scores: PathLike | pa.Table, qrels: Qrels, out_path: PathLike, teacher: str | None = None
+) -> Path:
     """Write scores as MS MARCO teacher-score triples ``score_pos score_neg qid pid_pos pid_neg``.
 
     For each query (in order of first appearance in the scores), every scored passage judged
@@ -66,8 +67,10 @@ def export_msmarco_tsv(scores: PathLike | pa.Table, qrels: Qrels, out_path: Path
             skipped += 1
         lines += positives * (len(rows) - positives)
     if lines == 0:
-        raise InputError(f"no query of teacher {name}'s scores has both a judged-relevant and a "
-                         "non-relevant scored passage; do the qrels belong to these queries?")
+        raise InputError(
+            f"no query of teacher {name}'s scores has both a judged-relevant and a "
+            "non-relevant scored passage; do the qrels belong to these queries?"
+        )
     for qid, rows in grouped.items():
         for value in (qid, *(pid for pid, _ in rows)):
             if any(c in value for c in "\t\r\n"):
@@ -81,8 +84,13 @@ def export_msmarco_tsv(scores: PathLike | pa.Table, qrels: Qrels, out_path: Path
             for pos, pos_score in positives:
                 for neg, neg_score in negatives:
                     out.write(f"{pos_score!r}\t{neg_score!r}\t{qid}\t{pos}\t{neg}\n")
-    logger.info("wrote %d triples of teacher %s to %s (%d queries skipped: no scored positive "
-                "or no scored negative)", lines, name, target, skipped)
+    logger.info(
+        "wrote %d triples of teacher %s to %s (%d queries skipped: no scored positive or no scored negative)",
+        lines,
+        name,
+        target,
+        skipped,
+    )
     return target
 
 
@@ -109,16 +117,23 @@ def _import_tsv_fast(source: Path, teacher: str) -> pa.Table | None:
     """pyarrow's CSV reader plus vectorised checks; ``None`` when anything looks wrong."""
     import pyarrow.csv as csv
 
-    types = {"score_pos": pa.float64(), "score_neg": pa.float64(), "qid": pa.string(),
-             "pid_pos": pa.string(), "pid_neg": pa.string()}
+    types = {
+        "score_pos": pa.float64(),
+        "score_neg": pa.float64(),
+        "qid": pa.string(),
+        "pid_pos": pa.string(),
+        "pid_neg": pa.string(),
+    }
     try:
         raw = csv.read_csv(
             source,
             read_options=csv.ReadOptions(column_names=list(_TSV_FIELDS)),
-            parse_options=csv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False,
-                                           escape_char=False, newlines_in_values=False),
-            convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=False,
-                                               quoted_strings_can_be_null=False),
+            parse_options=csv.ParseOptions(
+                delimiter="\t", quote_char=False, double_quote=False, escape_char=False, newlines_in_values=False
+            ),
+            convert_options=csv.ConvertOptions(
+                column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False
+            ),
         )
     except pa.ArrowException:
         return None
@@ -134,19 +149,39 @@ def _import_tsv_fast(source: Path, teacher: str) -> pa.Table | None:
         elif pc.any(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0)).as_py():
             return None
     order = np.arange(raw.num_rows, dtype=np.int64) * 2
-    long = pa.concat_tables([
-        pa.table({"qid": raw.column("qid"), "pid": raw.column("pid_pos"),
-                  "score": raw.column("score_pos"), "order": order}),
-        pa.table({"qid": raw.column("qid"), "pid": raw.column("pid_neg"),
-                  "score": raw.column("score_neg"), "order": order + 1}),
-    ])
-    pairs = long.group_by(["qid", "pid"]).aggregate(
-        [("score", "min"), ("score", "max"), ("order", "min")])
+    long = pa.concat_tables(
+        [
+            pa.table(
+                {
+                    "qid": raw.column("qid"),
+                    "pid": raw.column("pid_pos"),
+                    "score": raw.column("score_pos"),
+                    "order": order,
+                }
+            ),
+            pa.table(
+                {
+                    "qid": raw.column("qid"),
+                    "pid": raw.column("pid_neg"),
+                    "score": raw.column("score_neg"),
+                    "order": order + 1,
+                }
+            ),
+        ]
+    )
+    pairs = long.group_by(["qid", "pid"]).aggregate([("score", "min"), ("score", "max"), ("order", "min")])
     if not pc.all(pc.equal(pairs.column("score_min"), pairs.column("score_max"))).as_py():
         return None
     pairs = pairs.sort_by("order_min")
-    return pa.table([pairs.column("qid"), pairs.column("pid"), pairs.column("score_min"),
-                     pa.nulls(pairs.num_rows, pa.string()).fill_null(teacher)], schema=SCHEMA)
+    return pa.table(
+        [
+            pairs.column("qid"),
+            pairs.column("pid"),
+            pairs.column("score_min"),
+            pa.nulls(pairs.num_rows, pa.string()).fill_null(teacher),
+        ],
+        schema=SCHEMA,
+    )
 
 
 def _import_tsv_lines(source: Path, teacher: str) -> pa.Table:
@@ -158,8 +193,9 @@ def _import_tsv_lines(source: Path, teacher: str) -> pa.Table:
             continue
         fields = line.split("\t")
         if len(fields) != len(_TSV_FIELDS):
-            raise InputError(f"{source}:{number}: expected 5 tab-separated fields "
-                             f"'{' '.join(_TSV_FIELDS)}', got {len(fields)}")
+            raise InputError(
+                f"{source}:{number}: expected 5 tab-separated fields '{' '.join(_TSV_FIELDS)}', got {len(fields)}"
+            )
         values = []
         for label, text in zip(_TSV_FIELDS[:2], fields[:2], strict=True):
             try:
@@ -167,8 +203,7 @@ def _import_tsv_lines(source: Path, teacher: str) -> pa.Table:
             except ValueError:
                 raise InputError(f"{source}:{number}: {label} {text!r} is not a number") from None
             if not np.isfinite(value):
-                raise InputError(f"{source}:{number}: {label} is {text!r}; teacher scores "
-                                 "must be finite")
+                raise InputError(f"{source}:{number}: {label} is {text!r}; teacher scores must be finite")
             values.append(value)
         for label, text in zip(_TSV_FIELDS[2:], fields[2:], strict=True):
             if not text.strip():
@@ -179,13 +214,19 @@ def _import_tsv_lines(source: Path, teacher: str) -> pa.Table:
             if seen is None:
                 first[(qid, pid)] = (value, number)
             elif seen[0] != value:
-                raise InputError(f"{source}: query {qid!r}, passage {pid!r} has score "
-                                 f"{seen[0]!r} on line {seen[1]} and {value!r} on line {number}")
+                raise InputError(
+                    f"{source}: query {qid!r}, passage {pid!r} has score "
+                    f"{seen[0]!r} on line {seen[1]} and {value!r} on line {number}"
+                )
     if not first:
         raise InputError(f"{source}: no triples (the file is empty)")
     keys = list(first)
-    return pa.table([pa.array([k[0] for k in keys], pa.string()), pa.array([k[1] for k in keys], pa.string()),
-                     pa.array([first[k][0] for k in keys], pa.float64()),
-                     pa.nulls(len(keys), pa.string()).fill_null(teacher)], schema=SCHEMA)
-
-
+    return pa.table(
+        [
+            pa.array([k[0] for k in keys], pa.string()),
+            pa.array([k[1] for k in keys], pa.string()),
+            pa.array([first[k][0] for k in keys], pa.float64()),
+            pa.nulls(len(keys), pa.string()).fill_null(teacher),
+        ],
+        schema=SCHEMA,
+    )

@@ -20,12 +20,27 @@ import pyarrow.parquet as pq
 
 from irdistill.errors import InputError
 
-__all__ = ["SCHEMA", "SCORES_NAME", "PathLike", "read_scores", "validate_scores", "scores_table",
-           "scores_to_run", "select_teacher", "scores_by_query", "rows_by_query"]
+__all__ = [
+    "SCHEMA",
+    "SCORES_NAME",
+    "PathLike",
+    "read_scores",
+    "validate_scores",
+    "scores_table",
+    "scores_to_run",
+    "select_teacher",
+    "scores_by_query",
+    "rows_by_query",
+]
 
-SCHEMA = pa.schema([
-    ("qid", pa.string()), ("pid", pa.string()), ("score", pa.float64()), ("teacher", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("qid", pa.string()),
+        ("pid", pa.string()),
+        ("score", pa.float64()),
+        ("teacher", pa.string()),
+    ]
+)
 """Columns of every shard, of ``scores.parquet`` and of the tables this package returns."""
 
 SCORES_NAME = "scores.parquet"
@@ -57,19 +72,23 @@ def validate_scores(table: pa.Table, source: str = "scores table") -> pa.Table:
     """The checks of :func:`read_scores` on a table in memory; returns it with canonical types."""
     missing = [c for c in _COLUMNS if c not in table.column_names]
     if missing:
-        raise InputError(f"{source}: missing column(s) {', '.join(missing)}; expected "
-                         f"{', '.join(_COLUMNS)} (found {', '.join(table.column_names) or 'none'})")
+        raise InputError(
+            f"{source}: missing column(s) {', '.join(missing)}; expected "
+            f"{', '.join(_COLUMNS)} (found {', '.join(table.column_names) or 'none'})"
+        )
     for field in SCHEMA:
         column = table.column(field.name)
         kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
-        ok = (pa.types.is_floating(kind) or pa.types.is_integer(kind) if field.name == "score"
-              else pa.types.is_string(kind) or pa.types.is_large_string(kind))
+        ok = (
+            pa.types.is_floating(kind) or pa.types.is_integer(kind)
+            if field.name == "score"
+            else pa.types.is_string(kind) or pa.types.is_large_string(kind)
+        )
         if not ok:
             expected = "a number" if field.name == "score" else "a string"
             raise InputError(f"{source}: column {field.name} has type {column.type}, expected {expected}")
         if column.type != field.type:
-            table = table.set_column(table.schema.get_field_index(field.name), field,
-                                     column.cast(field.type))
+            table = table.set_column(table.schema.get_field_index(field.name), field, column.cast(field.type))
         column = table.column(field.name)
         if column.null_count:
             row = pc.index(pc.is_null(column), True).as_py()
@@ -86,8 +105,10 @@ def validate_scores(table: pa.Table, source: str = "scores table") -> pa.Table:
         groups = indexed.group_by(keys).aggregate([("_row", "list")])
         rows = min((r for r in groups.column("_row_list").to_pylist() if len(r) > 1), key=lambda r: r[1])
         first = table.slice(rows[0], 1).to_pylist()[0]
-        raise InputError(f"{source}: rows {rows[0]} and {rows[1]} (0-based) both hold query "
-                         f"{first['qid']!r}, passage {first['pid']!r}, teacher {first['teacher']!r}")
+        raise InputError(
+            f"{source}: rows {rows[0]} and {rows[1]} (0-based) both hold query "
+            f"{first['qid']!r}, passage {first['pid']!r}, teacher {first['teacher']!r}"
+        )
     return table
 
 
@@ -115,8 +136,9 @@ def select_teacher(table: pa.Table, teacher: str | None) -> tuple[pa.Table, str]
         raise InputError("the teacher-score table is empty")
     if teacher is None:
         if len(names) > 1:
-            raise InputError(f"the scores hold {len(names)} teachers ({', '.join(sorted(names))}); "
-                             "choose one with teacher=")
+            raise InputError(
+                f"the scores hold {len(names)} teachers ({', '.join(sorted(names))}); choose one with teacher="
+            )
         return table, names[0]
     if teacher not in names:
         raise InputError(f"no scores of teacher {teacher!r}; the scores hold {', '.join(sorted(names))}")
@@ -133,10 +155,9 @@ def scores_by_query(scores: PathLike | pa.Table, teacher: str | None = None) -> 
 def rows_by_query(table: pa.Table) -> dict[str, list[tuple[str, float]]]:
     """``qid -> [(pid, score), ...]`` in table order (queries in order of first appearance)."""
     grouped: dict[str, list[tuple[str, float]]] = {}
-    columns = zip(table.column("qid").to_pylist(), table.column("pid").to_pylist(),
-                  table.column("score").to_pylist(), strict=True)
+    columns = zip(
+        table.column("qid").to_pylist(), table.column("pid").to_pylist(), table.column("score").to_pylist(), strict=True
+    )
     for qid, pid, score in columns:
         grouped.setdefault(qid, []).append((pid, score))
     return grouped
-
-

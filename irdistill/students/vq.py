@@ -181,8 +181,9 @@ class DistillVQ(nn.Module):
         (torch.Size([500, 4]), 4)
     """
 
-    def __init__(self, codebooks: Tensor, centroids: Tensor | None = None, *,
-                 query_transform: QueryTransform | None = None) -> None:
+    def __init__(
+        self, codebooks: Tensor, centroids: Tensor | None = None, *, query_transform: QueryTransform | None = None
+    ) -> None:
         super().__init__()
         if codebooks.ndim != 3:
             raise InputError(f"codebooks must have shape (M, 2**nbits, d / M), got {tuple(codebooks.shape)}")
@@ -258,8 +259,17 @@ class DistillVQ(nn.Module):
         return cls(torch.from_numpy(codebooks), centroids, **kwargs)
 
     @classmethod
-    def from_embeddings(cls, doc_embeddings: Any, *, nlist: int | None = None, m: int, nbits: int = 8,
-                        use_ivf: bool = True, seed: int = 1234, **kwargs: Any) -> DistillVQ:
+    def from_embeddings(
+        cls,
+        doc_embeddings: Any,
+        *,
+        nlist: int | None = None,
+        m: int,
+        nbits: int = 8,
+        use_ivf: bool = True,
+        seed: int = 1234,
+        **kwargs: Any,
+    ) -> DistillVQ:
         """Initialise as faiss does (seeded k-means for the coarse lists, PQ on the residuals).
 
         Trains a faiss ``IndexIVFPQ(IndexFlatIP, d, nlist, m, nbits, METRIC_INNER_PRODUCT)`` (or
@@ -273,8 +283,15 @@ class DistillVQ(nn.Module):
         if use_ivf:
             index.cp.seed = seed
         index.pq.cp.seed = seed
-        logger.info("faiss %s initialisation on %d documents (nlist=%d, m=%d, nbits=%d, seed=%d)",
-                    "IVF-PQ" if use_ivf else "PQ", n, nlist, m, nbits, seed)
+        logger.info(
+            "faiss %s initialisation on %d documents (nlist=%d, m=%d, nbits=%d, seed=%d)",
+            "IVF-PQ" if use_ivf else "PQ",
+            n,
+            nlist,
+            m,
+            nbits,
+            seed,
+        )
         index.train(x)
         model = cls.from_faiss(index, **kwargs)
         model.assign(x)
@@ -301,7 +318,7 @@ class DistillVQ(nn.Module):
         chunk = max(1, 2**24 // (self.m * self.ksub))  # (chunk, M, K) distances: 64 MB
         list_parts, code_parts = [], []
         for start in range(0, len(x_all), chunk):
-            x = x_all[start:start + chunk].to(device)
+            x = x_all[start : start + chunk].to(device)
             if self.centroids is not None:
                 c = self.centroids.detach()
                 lists = (x @ c.T).argmax(dim=1)
@@ -316,8 +333,7 @@ class DistillVQ(nn.Module):
             codes = best.indices[..., 0]
             if self.ksub > 1:
                 scale = (sub * sub).sum(-1) + cb_sq.max(dim=1).values.unsqueeze(1)  # (M, n)
-                subs, rows = torch.nonzero(best.values[..., 1] - best.values[..., 0] <= 1e-5 * scale,
-                                           as_tuple=True)
+                subs, rows = torch.nonzero(best.values[..., 1] - best.values[..., 0] <= 1e-5 * scale, as_tuple=True)
                 if len(rows):  # exact squared differences where the expanded form cannot tell
                     diff = sub[subs, rows].unsqueeze(1) - cb[subs]  # (P, K, dsub)
                     codes[subs, rows] = (diff * diff).sum(-1).argmin(dim=1)
@@ -500,8 +516,9 @@ def train_distill_vq(
 
     torch.manual_seed(seed)
     dev = _resolve_device(device)
-    model = DistillVQ.from_embeddings(x_np, nlist=nlist, m=m, nbits=nbits, use_ivf=use_ivf, seed=seed,
-                                      query_transform=query_transform).to(dev)
+    model = DistillVQ.from_embeddings(
+        x_np, nlist=nlist, m=m, nbits=nbits, use_ivf=use_ivf, seed=seed, query_transform=query_transform
+    ).to(dev)
     if epochs == 0:
         return model
 
@@ -517,8 +534,15 @@ def train_distill_vq(
     generator = torch.Generator().manual_seed(seed)
     nq = len(q_np)
     steps_per_epoch = math.ceil(nq / batch_size)
-    logger.info("Distill-VQ: %d queries, %d documents, %d epochs x %d steps, top_k=%d, tau=%g",
-                nq, n, epochs, steps_per_epoch, top_k, temperature)
+    logger.info(
+        "Distill-VQ: %d queries, %d documents, %d epochs x %d steps, top_k=%d, tau=%g",
+        nq,
+        n,
+        epochs,
+        steps_per_epoch,
+        top_k,
+        temperature,
+    )
     step = 0
     changed = (0.0, 0.0)
     bar = tqdm(total=epochs * steps_per_epoch, desc="Distill-VQ", disable=not show_progress_bar)
@@ -529,7 +553,7 @@ def train_distill_vq(
         order = torch.randperm(nq, generator=generator)
         losses = []
         for start in range(0, nq, batch_size):
-            batch = order[start:start + batch_size]
+            batch = order[start : start + batch_size]
             cand = [teacher_top_t[batch].reshape(-1)]
             cand += [torch.as_tensor(pos[i], dtype=torch.long) for i in batch.tolist() if pos[i]]
             doc_ids = torch.unique(torch.cat(cand)).to(dev)
@@ -550,15 +574,30 @@ def train_distill_vq(
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
         mean_loss = float(np.mean(losses))
         seconds = time.perf_counter() - started
-        model.history.append({"epoch": float(epoch), "loss": mean_loss, "lists_changed": changed[0],
-                              "codes_changed": changed[1], "seconds": seconds})
-        logger.info("Distill-VQ epoch %d: loss %.5f; last re-assignment moved %.1f%% of lists and "
-                    "%.1f%% of PQ codes; %.1f s", epoch, mean_loss, 100 * changed[0], 100 * changed[1],
-                    seconds)
+        model.history.append(
+            {
+                "epoch": float(epoch),
+                "loss": mean_loss,
+                "lists_changed": changed[0],
+                "codes_changed": changed[1],
+                "seconds": seconds,
+            }
+        )
+        logger.info(
+            "Distill-VQ epoch %d: loss %.5f; last re-assignment moved %.1f%% of lists and %.1f%% of PQ codes; %.1f s",
+            epoch,
+            mean_loss,
+            100 * changed[0],
+            100 * changed[1],
+            seconds,
+        )
     bar.close()
     final = _reassign(model, x_np)
-    logger.info("Distill-VQ done: final re-assignment moved %.1f%% of lists and %.1f%% of PQ codes",
-                100 * final[0], 100 * final[1])
+    logger.info(
+        "Distill-VQ done: final re-assignment moved %.1f%% of lists and %.1f%% of PQ codes",
+        100 * final[0],
+        100 * final[1],
+    )
     return model
 
 
@@ -624,8 +663,13 @@ def to_faiss(model: DistillVQ, doc_embeddings: Any, *, nprobe: int = 16, check: 
         if lists is not None:
             bad |= lists != want_lists
         if bad.any():
-            logger.warning("faiss encoded %d of %d documents differently from the model's assignment "
-                           "(float near-ties); first at row %d", int(bad.sum()), len(x), int(np.flatnonzero(bad)[0]))
+            logger.warning(
+                "faiss encoded %d of %d documents differently from the model's assignment "
+                "(float near-ties); first at row %d",
+                int(bad.sum()),
+                len(x),
+                int(np.flatnonzero(bad)[0]),
+            )
         else:
             logger.info("faiss codes equal the model's assignment for all %d documents", len(x))
     return index

@@ -22,7 +22,12 @@ from irdistill.teachers.base import (
 from irdistill.teachers.listwise_llm import ListwiseLLMTeacher
 
 __all__ = [
-    "TEACHERS", "Teacher", "PointwiseTeacher", "ListwiseTeacher", "ScoreScale", "check_pairs",
-    "check_scores", "ListwiseLLMTeacher",
+    "TEACHERS",
+    "Teacher",
+    "PointwiseTeacher",
+    "ListwiseTeacher",
+    "ScoreScale",
+    "check_pairs",
+    "check_scores",
+    "ListwiseLLMTeacher",
 ]
-

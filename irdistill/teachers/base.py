@@ -95,8 +95,9 @@ def check_scores(scores: np.ndarray, teacher: str) -> np.ndarray:
     bad = ~np.isfinite(scores)
     if bad.any():
         where = int(np.flatnonzero(bad)[0])
-        raise InputError(f"teacher {teacher} produced a non-finite score ({scores[where]}) "
-                         f"for pair {where}; nothing was written")
+        raise InputError(
+            f"teacher {teacher} produced a non-finite score ({scores[where]}) for pair {where}; nothing was written"
+        )
     return scores
 
 

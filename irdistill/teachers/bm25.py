@@ -31,8 +31,9 @@ class BM25Teacher(PointwiseTeacher):
     scale = ScoreScale.BM25
     progress_on_setup = True
 
-    def __init__(self, collection: Collection, *, params: BM25Params | None = None,
-                 show_progress_bar: bool = False) -> None:
+    def __init__(
+        self, collection: Collection, *, params: BM25Params | None = None, show_progress_bar: bool = False
+    ) -> None:
         self.name = "bm25"
         self.params = params or BM25Params()
         self.retriever = BM25Retriever(self.params, show_progress_bar=show_progress_bar)
@@ -54,7 +55,8 @@ class BM25Teacher(PointwiseTeacher):
             for i in positions:
                 row = self._rows.get(passages[i])
                 if row is None:
-                    raise InputError(f"pair {i}: the passage is not in the BM25 teacher's collection "
-                                     f"({passages[i][:60]!r}...)")
+                    raise InputError(
+                        f"pair {i}: the passage is not in the BM25 teacher's collection ({passages[i][:60]!r}...)"
+                    )
                 out[i] = all_scores[row]
         return check_scores(out, self.name)

@@ -102,8 +102,12 @@ class CrossEncoderTeacher(PointwiseTeacher):
         self.cross_encoder = load_cross_encoder(model, device=device, max_length=max_length)
 
     def config(self) -> dict[str, Any]:
-        return {"teacher": "cross-encoder", "model": self.model_name, "activation": self.activation,
-                "max_length": self.cross_encoder.max_seq_length}
+        return {
+            "teacher": "cross-encoder",
+            "model": self.model_name,
+            "activation": self.activation,
+            "max_length": self.cross_encoder.max_seq_length,
+        }
 
     def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         order = np.argsort(-lengths, kind="stable")
@@ -113,7 +117,7 @@ class CrossEncoderTeacher(PointwiseTeacher):
             size = self.batch_size
             if self.batch_tokens:
                 size = max(1, min(self.batch_size, self.batch_tokens // max(longest, 1)))
-            batches.append(order[start:start + size])
+            batches.append(order[start : start + size])
             start += size
         return batches
 
@@ -125,13 +129,17 @@ class CrossEncoderTeacher(PointwiseTeacher):
         if not queries:
             return np.zeros(0)
         unique: dict[tuple[str, str], int] = {}
-        inverse = np.fromiter((unique.setdefault((q, p), len(unique)) for q, p in zip(queries, passages, strict=True)),
-                              dtype=np.int64, count=len(queries))
+        inverse = np.fromiter(
+            (unique.setdefault((q, p), len(unique)) for q, p in zip(queries, passages, strict=True)),
+            dtype=np.int64,
+            count=len(queries),
+        )
         pairs = list(unique)
         ce = self.cross_encoder
         tokenizer = ce.tokenizer
-        encoded = tokenizer([q for q, _ in pairs], [p for _, p in pairs], truncation=True,
-                            max_length=ce.max_seq_length, padding=False)
+        encoded = tokenizer(
+            [q for q, _ in pairs], [p for _, p in pairs], truncation=True, max_length=ce.max_seq_length, padding=False
+        )
         input_ids = encoded["input_ids"]
         lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(input_ids))
         model = ce.transformers_model

@@ -39,14 +39,26 @@ class DenseTeacher(PointwiseTeacher):
 
     progress_on_setup = True
 
-    def __init__(self, model: str, *, collection: Collection | None = None, batch_size: int = 64,
-                 max_seq_length: int | None = None, cache: bool = True,
-                 show_progress_bar: bool = False) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        collection: Collection | None = None,
+        batch_size: int = 64,
+        max_seq_length: int | None = None,
+        cache: bool = True,
+        show_progress_bar: bool = False,
+    ) -> None:
         self.model_name = model
         self.name = f"dense:{Path(model).name}"
         self.max_seq_length = max_seq_length
-        self.encoder = DenseEncoder(model, batch_size=batch_size, max_seq_length=max_seq_length,
-                                    cache=cache, show_progress_bar=show_progress_bar)
+        self.encoder = DenseEncoder(
+            model,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            cache=cache,
+            show_progress_bar=show_progress_bar,
+        )
         self._rows: dict[str, int] = {}
         self._corpus: np.ndarray | None = None
         self._scale: ScoreScale | None = None
@@ -55,11 +67,13 @@ class DenseTeacher(PointwiseTeacher):
             self._corpus = self.encoder.encode(collection.doc_ids, texts, side="document").embeddings
             self._rows = {text: i for i, text in enumerate(texts)}
         self.encoder.show_progress_bar = False  # per-call query batches are small: no bar each
+
     @property
     def scale(self) -> ScoreScale:  # type: ignore[override]
         if self._scale is None:
             normalized = self.encoder.normalize is True or (
-                self.encoder.normalize == "auto" and str(self.encoder.model.similarity_fn_name) == "cosine")
+                self.encoder.normalize == "auto" and str(self.encoder.model.similarity_fn_name) == "cosine"
+            )
             self._scale = ScoreScale.COSINE if normalized else ScoreScale.DOT
         return self._scale
 
@@ -83,11 +97,11 @@ class DenseTeacher(PointwiseTeacher):
         missing = list(dict.fromkeys(p for p in passages if p not in self._rows))
         extra = self._embed(missing, "document") if missing else None
         extra_row = {p: i for i, p in enumerate(missing)}
-        p_emb = np.stack([
-            self._corpus[self._rows[p]] if p in self._rows and self._corpus is not None
-            else extra[extra_row[p]]  # type: ignore[index]
-            for p in passages
-        ])
-        scores = np.einsum("ij,ij->i", q_emb[[q_row[q] for q in queries]].astype(np.float64),
-                           p_emb.astype(np.float64))
+        p_emb = np.stack(
+            [
+                self._corpus[self._rows[p]] if p in self._rows and self._corpus is not None else extra[extra_row[p]]  # type: ignore[index]
+                for p in passages
+            ]
+        )
+        scores = np.einsum("ij,ij->i", q_emb[[q_row[q] for q in queries]].astype(np.float64), p_emb.astype(np.float64))
         return check_scores(scores, self.name)

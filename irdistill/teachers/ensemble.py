@@ -58,8 +58,14 @@ class EnsembleTeacher(ListwiseTeacher):
 
     scale = ScoreScale.NORMALIZED
 
-    def __init__(self, teachers: Sequence[Teacher], *, weights: Sequence[float] | None = None,
-                 normalization: Normalization = "minmax", rr_k: int = 60) -> None:
+    def __init__(
+        self,
+        teachers: Sequence[Teacher],
+        *,
+        weights: Sequence[float] | None = None,
+        normalization: Normalization = "minmax",
+        rr_k: int = 60,
+    ) -> None:
         if len(teachers) < 2:
             raise InputError("an ensemble needs at least two teachers")
         if normalization not in NORMALIZATIONS:
@@ -75,8 +81,13 @@ class EnsembleTeacher(ListwiseTeacher):
 
     def config(self) -> dict[str, Any]:
         members = [t.config() if hasattr(t, "config") else {"name": t.name} for t in self.teachers]
-        return {"teacher": "ensemble", "normalization": self.normalization, "rr_k": self.rr_k,
-                "weights": self.weights.tolist(), "members": members}
+        return {
+            "teacher": "ensemble",
+            "normalization": self.normalization,
+            "rr_k": self.rr_k,
+            "weights": self.weights.tolist(),
+            "members": members,
+        }
 
     def rank(self, query: str, passages: Sequence[str]) -> np.ndarray:
         total = np.zeros(len(passages), dtype=np.float64)

@@ -35,8 +35,13 @@ def teacher_names() -> list[str]:
     return TEACHERS.names()
 
 
-def build_teacher(spec: str | os.PathLike[str] | dict[str, Any], collection: Collection | None = None,
-                  *, source: str = "teacher spec", show_progress_bar: bool | None = None) -> Teacher:
+def build_teacher(
+    spec: str | os.PathLike[str] | dict[str, Any],
+    collection: Collection | None = None,
+    *,
+    source: str = "teacher spec",
+    show_progress_bar: bool | None = None,
+) -> Teacher:
     """A teacher from a registered name (``bm25``), a recipe file (``teachers/x.yaml``) or a dict.
 
     ``show_progress_bar`` is passed to every teacher (and ensemble member) that does long work
@@ -105,20 +110,28 @@ def _resolve(values: dict[str, Any], source: str) -> tuple[str, type[Teacher], d
     for key in values:
         if key not in allowed:
             raise InputError(f"{source}: teacher {name} takes no key {key!r}; allowed: {', '.join(allowed)}")
-    required = [p for p, v in params.items() if v.default is inspect.Parameter.empty
-                and v.kind is v.POSITIONAL_OR_KEYWORD and p not in ("self", "collection") and p not in values]
+    required = [
+        p
+        for p, v in params.items()
+        if v.default is inspect.Parameter.empty
+        and v.kind is v.POSITIONAL_OR_KEYWORD
+        and p not in ("self", "collection")
+        and p not in values
+    ]
     if required:
         raise InputError(f"{source}: teacher {name} needs {', '.join(required)}")
     return name, cls, values
 
 
-def _from_dict(values: dict[str, Any], collection: Collection | None, source: str,
-               show_progress_bar: bool | None = None) -> Teacher:
+def _from_dict(
+    values: dict[str, Any], collection: Collection | None, source: str, show_progress_bar: bool | None = None
+) -> Teacher:
     name, cls, values = _resolve(values, source)
     if name == "ensemble":
-        values["teachers"] = [build_teacher(m, collection, source=f"{source}: member {i + 1}",
-                                            show_progress_bar=show_progress_bar)
-                              for i, m in enumerate(values["teachers"])]
+        values["teachers"] = [
+            build_teacher(m, collection, source=f"{source}: member {i + 1}", show_progress_bar=show_progress_bar)
+            for i, m in enumerate(values["teachers"])
+        ]
     params = inspect.signature(cls.__init__).parameters
     if show_progress_bar is not None and getattr(cls, "progress_on_setup", False):
         values.setdefault("show_progress_bar", show_progress_bar)
@@ -127,4 +140,3 @@ def _from_dict(values: dict[str, Any], collection: Collection | None, source: st
             raise InputError(f"{source}: teacher {name} needs the collection")
         values["collection"] = collection
     return cls(**values)
-

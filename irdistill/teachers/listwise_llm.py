@@ -106,10 +106,7 @@ MIN_GAP = 1e-3
 PROMPT_VERSION = 1
 """Bumped whenever the prompt text changes (part of :meth:`ListwiseLLMTeacher.config`)."""
 
-SYSTEM = (
-    "You are RankLLM, an intelligent assistant that can rank passages based on their "
-    "relevancy to the query."
-)
+SYSTEM = "You are RankLLM, an intelligent assistant that can rank passages based on their relevancy to the query."
 _LABEL_IN_TEXT = re.compile(r"\[([A-Za-z]|\d+)\]")
 
 
@@ -201,8 +198,7 @@ def _torch_dtype(dtype: Any) -> Any:
         return dtype
     value = getattr(torch, str(dtype), None)
     if not isinstance(value, torch.dtype):
-        raise InputError(f"dtype must be a torch dtype name such as float32 or bfloat16, "
-                         f"got {dtype!r}")
+        raise InputError(f"dtype must be a torch dtype name such as float32 or bfloat16, got {dtype!r}")
     return value
 
 
@@ -254,11 +250,9 @@ class ListwiseLLMTeacher(ListwiseTeacher):
         show_progress_bar: bool = False,
     ) -> None:
         if not 2 <= window <= len(IDENTIFIERS):
-            raise InputError(f"window must be between 2 and {len(IDENTIFIERS)} (identifiers "
-                             f"[A] to [Z]), got {window}")
+            raise InputError(f"window must be between 2 and {len(IDENTIFIERS)} (identifiers [A] to [Z]), got {window}")
         if not 1 <= stride < window:
-            raise InputError(f"stride must be at least 1 and less than window ({window}), "
-                             f"got {stride}")
+            raise InputError(f"stride must be at least 1 and less than window ({window}), got {stride}")
         if max_passage_tokens < 1:
             raise InputError(f"max_passage_tokens must be >= 1, got {max_passage_tokens}")
         if max_query_tokens < 1:
@@ -293,13 +287,16 @@ class ListwiseLLMTeacher(ListwiseTeacher):
             return resolved, gguf_file  # a hub id: from_pretrained decides
         if path.is_file():
             if path.suffix.lower() != ".gguf" or gguf_file is not None:
-                raise InputError(f"{path} is a file, not a model folder: expected a folder with "
-                                 "config.json or a .gguf file")
+                raise InputError(
+                    f"{path} is a file, not a model folder: expected a folder with config.json or a .gguf file"
+                )
             return str(path.parent), path.name
         if gguf_file is not None:
             if not (path / gguf_file).is_file():
-                raise InputError(f"{path} has no GGUF file {gguf_file!r}; GGUF files there: "
-                                 f"{', '.join(sorted(p.name for p in path.glob('*.gguf'))) or 'none'}")
+                raise InputError(
+                    f"{path} has no GGUF file {gguf_file!r}; GGUF files there: "
+                    f"{', '.join(sorted(p.name for p in path.glob('*.gguf'))) or 'none'}"
+                )
             return str(path), gguf_file
         if (path / "config.json").is_file():
             return str(path), None
@@ -308,8 +305,7 @@ class ListwiseLLMTeacher(ListwiseTeacher):
             logger.info("using the GGUF file %s in %s", ggufs[0], path)
             return str(path), ggufs[0]
         if ggufs:
-            raise InputError(f"{path} holds several GGUF files ({', '.join(ggufs)}); "
-                             "choose one with gguf_file=")
+            raise InputError(f"{path} holds several GGUF files ({', '.join(ggufs)}); choose one with gguf_file=")
         raise InputError(f"{path} is not a model folder: it has no config.json and no .gguf file")
 
     def load(self) -> ListwiseLLMTeacher:
@@ -372,16 +368,21 @@ class ListwiseLLMTeacher(ListwiseTeacher):
             with_letter = self._encode(prompt + letter)
             closed = self._encode(prompt + letter + "]")
             token = with_letter[-1]
-            if (len(with_letter) != len(base) + 1 or with_letter[: len(base)] != base
-                    or closed[: len(with_letter)] != with_letter or token in ids
-                    or token == tokenizer.unk_token_id):
+            if (
+                len(with_letter) != len(base) + 1
+                or with_letter[: len(base)] != base
+                or closed[: len(with_letter)] != with_letter
+                or token in ids
+                or token == tokenizer.unk_token_id
+            ):
                 failed.append(f"[{letter}]")
             ids.append(token)
         if failed:
             raise InputError(
                 f"the tokenizer of {self.model_name} cannot write these identifiers as one "
                 f"token after {PRIMER!r} at the end of the prompt: {', '.join(failed)}; a "
-                f"window of {self.window} needs [A] to [{IDENTIFIERS[self.window - 1]}]")
+                f"window of {self.window} needs [A] to [{IDENTIFIERS[self.window - 1]}]"
+            )
         return ids
 
     # ------------------------------------------------------------------ prompt
@@ -458,9 +459,11 @@ class ListwiseLLMTeacher(ListwiseTeacher):
         ids = self._encode(self.build_prompt(query, passages))
         limit = getattr(model.config, "max_position_embeddings", None)
         if limit is not None and len(ids) > limit:
-            raise InputError(f"the prompt of a {len(passages)}-passage window has {len(ids)} "
-                             f"tokens, more than {self.model_name} takes ({limit}); lower "
-                             "window or max_passage_tokens")
+            raise InputError(
+                f"the prompt of a {len(passages)}-passage window has {len(ids)} "
+                f"tokens, more than {self.model_name} takes ({limit}); lower "
+                "window or max_passage_tokens"
+            )
         device = next(model.parameters()).device
         targets = torch.tensor(self._identifier_ids[: len(passages)], device=device)
         extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
@@ -495,9 +498,13 @@ class ListwiseLLMTeacher(ListwiseTeacher):
 
             bar = tqdm(total=n_windows, desc="windows", leave=False)
         try:
-            _, scores = sliding_window_rank(len(passages), score, window=self.window,
-                                            stride=self.stride,
-                                            progress=bar.update if bar is not None else None)
+            _, scores = sliding_window_rank(
+                len(passages),
+                score,
+                window=self.window,
+                stride=self.stride,
+                progress=bar.update if bar is not None else None,
+            )
         finally:
             if bar is not None:
                 bar.close()
@@ -520,5 +527,4 @@ class ListwiseLLMTeacher(ListwiseTeacher):
         }
 
     def __repr__(self) -> str:
-        return (f"ListwiseLLMTeacher({self.model_name!r}, window={self.window}, "
-                f"stride={self.stride})")
+        return f"ListwiseLLMTeacher({self.model_name!r}, window={self.window}, stride={self.stride})"

@@ -44,8 +44,15 @@ class SparseTeacher(PointwiseTeacher):
 
     scale = ScoreScale.DOT
 
-    def __init__(self, model: str, *, batch_size: int = 32, max_seq_length: int | None = None,
-                 device: str | None = None, show_progress_bar: bool = False) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        batch_size: int = 32,
+        max_seq_length: int | None = None,
+        device: str | None = None,
+        show_progress_bar: bool = False,
+    ) -> None:
         from irdistill.students.sparse import load_sparse_student
 
         self.model_name = model
@@ -70,8 +77,13 @@ class SparseTeacher(PointwiseTeacher):
         memo = self._memo[side]
         missing = list(dict.fromkeys(t for t in texts if t not in memo))
         if missing:
-            encoded = encode_sparse(self.model, missing, side=side, batch_size=self.batch_size,  # type: ignore[arg-type]
-                                    show_progress_bar=self.show_progress_bar)
+            encoded = encode_sparse(
+                self.model,
+                missing,
+                side=side,
+                batch_size=self.batch_size,  # type: ignore[arg-type]
+                show_progress_bar=self.show_progress_bar,
+            )
             for i, text in enumerate(missing):
                 memo[text] = encoded.matrix[i]
         return sp.vstack([memo[t] for t in texts], format="csr")

@@ -20,8 +20,9 @@ sparse index), ``doc_ids.txt`` (line ``i + 1`` is the document of index row ``i`
 ``index.json`` (kind, options as used, model, data set, dimension, ``ntotal``, bytes per vector,
 training history). ``bytes_per_vector`` is the code a vector is stored as: ``m · nbits / 8`` for
 the faiss kinds (inverted lists add an 8-byte id per vector, counted in ``index_bytes``), the
-average CSR bytes (8 per non-zero weight) for ``sparse``. With ``evaluate=True`` the saved index is read back and searched with the
-collection's queries: ``run.trec``, ``metrics.json`` and ``perf.json`` follow the layout of
+average CSR bytes (8 per non-zero weight) for ``sparse``. With ``evaluate=True`` the saved index is
+read back and searched with the collection's queries (:class:`irdistill.retrieval.SavedIndexRetriever`):
+``run.trec``, ``metrics.json`` and ``perf.json`` follow the layout of
 ``irdistill evaluate --out``, so ``irdistill compare`` reads the folder. Every file is written to
 a staging folder first and moved into place only when all of them succeeded.
 
@@ -51,16 +52,31 @@ from irdistill.errors import InputError
 from irdistill.indexes.base import Index
 from irdistill.registry import Registry
 
-__all__ = ["BUILDERS", "BuiltIndex", "EVAL_METRICS", "all_build_options", "build_index", "build_options",
-           "check_build_options"]
+__all__ = [
+    "BUILDERS",
+    "BuiltIndex",
+    "EVAL_METRICS",
+    "all_build_options",
+    "build_index",
+    "build_options",
+    "check_build_options",
+]
 
 logger = logging.getLogger(__name__)
 
 EVAL_METRICS: tuple[str, ...] = ("ndcg@10", "recall@10", "recall@100")
 """Metrics that ``evaluate=True`` reports unless told otherwise."""
 
-OUTPUT_FILES = ("index.faiss", "index.npz", "doc_ids.txt", "index.json", "run.trec", "metrics.json",
-                "perf.json", "table.md")
+OUTPUT_FILES = (
+    "index.faiss",
+    "index.npz",
+    "doc_ids.txt",
+    "index.json",
+    "run.trec",
+    "metrics.json",
+    "perf.json",
+    "table.md",
+)
 """Every file :func:`build_index` may write; those an earlier build left and this one did not
 write are removed, so the folder never mixes two builds."""
 
@@ -105,8 +121,11 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 def build_options(kind: str) -> dict[str, Any]:
     """The options of an index kind with their defaults (unknown kinds list the known ones)."""
     builder = BUILDERS.get(kind)
-    return {p.name: p.default for p in inspect.signature(builder).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return {
+        p.name: p.default
+        for p in inspect.signature(builder).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
 
 
 def all_build_options() -> list[str]:
@@ -138,11 +157,15 @@ def _check_against_corpus(kind: str, options: Mapping[str, Any], n_docs: int, na
     value = {**build_options(kind), **{k: v for k, v in options.items() if v is not None}}
     nlist, nbits = value.get("nlist"), value.get("nbits")
     if nlist is not None and value.get("use_ivf", True) and nlist > n_docs:
-        raise InputError(f"{kind}: nlist={nlist} inverted lists but only {n_docs} documents in {name} "
-                         f"to train them on; use nlist <= {n_docs}")
+        raise InputError(
+            f"{kind}: nlist={nlist} inverted lists but only {n_docs} documents in {name} "
+            f"to train them on; use nlist <= {n_docs}"
+        )
     if nbits is not None and 2**nbits > n_docs:
-        raise InputError(f"{kind}: nbits={nbits} means {2**nbits} codewords per sub-quantizer but only "
-                         f"{n_docs} documents in {name} to train them on; use nbits <= {int(np.log2(n_docs))}")
+        raise InputError(
+            f"{kind}: nbits={nbits} means {2**nbits} codewords per sub-quantizer but only "
+            f"{n_docs} documents in {name} to train them on; use nbits <= {int(np.log2(n_docs))}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,9 +175,20 @@ def _check_against_corpus(kind: str, options: Mapping[str, Any], n_docs: int, na
 class _Job:
     """The inputs of one build; loads the model and encodes the corpus once, on first use."""
 
-    def __init__(self, kind: str, collection: Collection, model: str, *, train_queries: Collection | None,
-                 batch_size: int, max_seq_length: int | None, model_device: str | None, cache: bool,
-                 cache_dir: str | os.PathLike[str] | None, show_progress_bar: bool) -> None:
+    def __init__(
+        self,
+        kind: str,
+        collection: Collection,
+        model: str,
+        *,
+        train_queries: Collection | None,
+        batch_size: int,
+        max_seq_length: int | None,
+        model_device: str | None,
+        cache: bool,
+        cache_dir: str | os.PathLike[str] | None,
+        show_progress_bar: bool,
+    ) -> None:
         self.kind = kind
         self.collection = collection
         self.model = model
@@ -175,9 +209,15 @@ class _Job:
         from irdistill.encoding import DenseEncoder
 
         if self._encoder is None:
-            self._encoder = DenseEncoder(self.model, batch_size=self.batch_size, max_seq_length=self.max_seq_length,
-                                         device=self.model_device, cache=self.cache, cache_root=self.cache_dir,
-                                         show_progress_bar=self.show_progress_bar)
+            self._encoder = DenseEncoder(
+                self.model,
+                batch_size=self.batch_size,
+                max_seq_length=self.max_seq_length,
+                device=self.model_device,
+                cache=self.cache,
+                cache_root=self.cache_dir,
+                show_progress_bar=self.show_progress_bar,
+            )
         return self._encoder
 
     def dense(self, ids: list[str], texts: list[str], side: str) -> np.ndarray:
@@ -200,8 +240,9 @@ class _Job:
         from irdistill.students.sparse import load_sparse_student
 
         if self._student is None:
-            self._student = load_sparse_student(self.model, device=self.model_device,
-                                                max_seq_length=self.max_seq_length)
+            self._student = load_sparse_student(
+                self.model, device=self.model_device, max_seq_length=self.max_seq_length
+            )
         return self._student
 
 
@@ -214,8 +255,9 @@ def _default_m(m: int | None, dim: int) -> int:
 
 
 @BUILDERS.register("ivfpq")
-def _build_ivfpq(job: _Job, *, m: int | None = None, nbits: int = 8, nlist: int | None = None,
-                 nprobe: int = 16) -> _Built:
+def _build_ivfpq(
+    job: _Job, *, m: int | None = None, nbits: int = 8, nlist: int | None = None, nprobe: int = 16
+) -> _Built:
     """faiss IVF-PQ trained by k-means (``m=None``: dim / 8; ``nlist=None``: min(4 sqrt(n), n / 39))."""
     from irdistill.indexes.faiss_indexes import IVFPQIndex
 
@@ -240,10 +282,23 @@ def _build_pq(job: _Job, *, m: int | None = None, nbits: int = 8) -> _Built:
 
 @BUILDERS.register("distill-vq")
 def _build_distill_vq(
-    job: _Job, *, m: int | None = None, nbits: int = 8, nlist: int | None = None, nprobe: int = 16,
-    use_ivf: bool = True, epochs: int = 3, learning_rate: float = 1e-3, distill_batch_size: int = 64,
-    top_k: int = 50, temperature: float = 0.05, ivf_weight: float = 0.0, reassign_every: int | None = None,
-    pseudo_queries: bool = False, seed: int = 1234, train_device: str = "cpu",
+    job: _Job,
+    *,
+    m: int | None = None,
+    nbits: int = 8,
+    nlist: int | None = None,
+    nprobe: int = 16,
+    use_ivf: bool = True,
+    epochs: int = 3,
+    learning_rate: float = 1e-3,
+    distill_batch_size: int = 64,
+    top_k: int = 50,
+    temperature: float = 0.05,
+    ivf_weight: float = 0.0,
+    reassign_every: int | None = None,
+    pseudo_queries: bool = False,
+    seed: int = 1234,
+    train_device: str = "cpu",
 ) -> _Built:
     """Distill-VQ: :func:`~irdistill.students.vq.train_distill_vq` on the training queries, then
     :func:`~irdistill.students.vq.to_faiss` (``IndexIVFPQ``, or ``IndexPQ`` when ``use_ivf`` is false)."""
@@ -254,22 +309,47 @@ def _build_distill_vq(
     queries = job.train_query_embeddings()
     started = time.perf_counter()
     model = train_distill_vq(
-        docs, queries, nlist=nlist, m=_default_m(m, docs.shape[1]), nbits=nbits, use_ivf=use_ivf,
-        epochs=epochs, lr=learning_rate, batch_size=distill_batch_size, top_k=top_k, temperature=temperature,
-        ivf_weight=ivf_weight, reassign_every=reassign_every, pseudo_queries=pseudo_queries,
-        device=train_device, seed=seed, show_progress_bar=job.show_progress_bar,  # type: ignore[arg-type]
+        docs,
+        queries,
+        nlist=nlist,
+        m=_default_m(m, docs.shape[1]),
+        nbits=nbits,
+        use_ivf=use_ivf,
+        epochs=epochs,
+        lr=learning_rate,
+        batch_size=distill_batch_size,
+        top_k=top_k,
+        temperature=temperature,
+        ivf_weight=ivf_weight,
+        reassign_every=reassign_every,
+        pseudo_queries=pseudo_queries,
+        device=train_device,
+        seed=seed,
+        show_progress_bar=job.show_progress_bar,  # type: ignore[arg-type]
     )
     raw = to_faiss(model, docs, nprobe=nprobe)
     params: dict[str, Any] = {"m": model.m, "nbits": model.nbits, "use_ivf": model.use_ivf}
     if model.use_ivf:
         params.update(nlist=model.nlist, nprobe=int(raw.nprobe))
-    params.update(epochs=epochs, learning_rate=learning_rate, distill_batch_size=distill_batch_size, top_k=top_k,
-                  temperature=temperature, ivf_weight=ivf_weight, reassign_every=reassign_every,
-                  pseudo_queries=pseudo_queries, seed=seed)
+    params.update(
+        epochs=epochs,
+        learning_rate=learning_rate,
+        distill_batch_size=distill_batch_size,
+        top_k=top_k,
+        temperature=temperature,
+        ivf_weight=ivf_weight,
+        reassign_every=reassign_every,
+        pseudo_queries=pseudo_queries,
+        seed=seed,
+    )
     train = job.train_queries
     assert train is not None  # train_query_embeddings checked it
-    training = {"queries": f"{train.name}/{train.split}", "num_queries": len(train.queries),
-                "seconds": round(time.perf_counter() - started, 2), "history": model.history}
+    training = {
+        "queries": f"{train.name}/{train.split}",
+        "num_queries": len(train.queries),
+        "seconds": round(time.perf_counter() - started, 2),
+        "history": model.history,
+    }
     return _Built(wrap_faiss_index(raw, device="cpu"), params, training)
 
 
@@ -279,9 +359,15 @@ def _build_sparse(job: _Job, *, max_active_dims: int | None = None) -> _Built:
     from irdistill.indexes.sparse import SparseIndex
     from irdistill.students.sparse import encode_sparse
 
-    docs = encode_sparse(job.sparse_student(), job.collection.doc_texts(), side="document",
-                         batch_size=job.batch_size, show_progress_bar=job.show_progress_bar,
-                         max_active_dims=max_active_dims, ids=job.collection.doc_ids)
+    docs = encode_sparse(
+        job.sparse_student(),
+        job.collection.doc_texts(),
+        side="document",
+        batch_size=job.batch_size,
+        show_progress_bar=job.show_progress_bar,
+        max_active_dims=max_active_dims,
+        ids=job.collection.doc_ids,
+    )
     job.encode_seconds += docs.seconds
     index = SparseIndex(docs.matrix.shape[1])
     index.add(docs.matrix)
@@ -307,8 +393,10 @@ class BuiltIndex:
     def summary(self) -> str:
         """One line: file, size, and the metrics when evaluated."""
         info = self.info
-        text = (f"{self.kind} index: {self.path} ({info['ntotal']} vectors, {info['bytes_per_vector']} bytes "
-                f"per vector, {info['index_bytes'] / 2**20:.2f} MiB)")
+        text = (
+            f"{self.kind} index: {self.path} ({info['ntotal']} vectors, {info['bytes_per_vector']} bytes "
+            f"per vector, {info['index_bytes'] / 2**20:.2f} MiB)"
+        )
         if self.metrics:
             text += "; " + ", ".join(f"{name} {value:.4f}" for name, value in self.metrics.items())
         return text
@@ -336,11 +424,16 @@ def _evaluate(folder: Path, job: _Job, names: list[str], k: int) -> dict[str, fl
     from irdistill.retrieval import SavedIndexRetriever
 
     dense = job.kind != "sparse"
-    retriever = SavedIndexRetriever(folder, encoder=job.encoder() if dense else None,
-                                    sparse_student=None if dense else job.sparse_student(),
-                                    batch_size=job.batch_size, show_progress_bar=job.show_progress_bar)
-    result = evaluate_retrieval(retriever, job.collection, k=k, metrics=names, out=folder,
-                                show_progress_bar=job.show_progress_bar)
+    retriever = SavedIndexRetriever(
+        folder,
+        encoder=job.encoder() if dense else None,
+        sparse_student=None if dense else job.sparse_student(),
+        batch_size=job.batch_size,
+        show_progress_bar=job.show_progress_bar,
+    )
+    result = evaluate_retrieval(
+        retriever, job.collection, k=k, metrics=names, out=folder, show_progress_bar=job.show_progress_bar
+    )
     return result.metrics
 
 
@@ -429,22 +522,42 @@ def build_index(
     if evaluate and train_queries is not None:
         shared = set(train_queries.queries) & set(collection.queries)
         if shared:
-            logger.warning("%d of the %d evaluation queries also trained the Distill-VQ index: the metrics "
-                           "are optimistic", len(shared), len(collection.queries))
+            logger.warning(
+                "%d of the %d evaluation queries also trained the Distill-VQ index: the metrics are optimistic",
+                len(shared),
+                len(collection.queries),
+            )
 
-    job = _Job(kind, collection, model, train_queries=train_queries, batch_size=batch_size,
-               max_seq_length=max_seq_length, model_device=model_device, cache=cache, cache_dir=cache_dir,
-               show_progress_bar=show_progress_bar)
+    job = _Job(
+        kind,
+        collection,
+        model,
+        train_queries=train_queries,
+        batch_size=batch_size,
+        max_seq_length=max_seq_length,
+        model_device=model_device,
+        cache=cache,
+        cache_dir=cache_dir,
+        show_progress_bar=show_progress_bar,
+    )
     built = BUILDERS.get(kind)(job, **given)
     folder = Path(out)
     staging = staging_dir(folder)
     try:
         path = _save(built, staging)
         write_text_atomic(staging / "doc_ids.txt", "\n".join(doc_ids) + "\n")
-        info: dict[str, Any] = {"kind": kind, "file": path.name, **built.index.describe(),
-                                "index_bytes": path.stat().st_size, "params": built.params, "model": model,
-                                "dataset": collection.name, "split": collection.split,
-                                "corpus_fingerprint": collection.corpus_fingerprint(), "doc_ids": "doc_ids.txt"}
+        info: dict[str, Any] = {
+            "kind": kind,
+            "file": path.name,
+            **built.index.describe(),
+            "index_bytes": path.stat().st_size,
+            "params": built.params,
+            "model": model,
+            "dataset": collection.name,
+            "split": collection.split,
+            "corpus_fingerprint": collection.corpus_fingerprint(),
+            "doc_ids": "doc_ids.txt",
+        }
         if built.training is not None:
             info["training"] = built.training
         write_text_atomic(staging / "index.json", json.dumps(info, indent=2) + "\n")

@@ -78,15 +78,18 @@ class RunConfig:
                 raise InputError(f"run: train.{key} is set by the pipeline; remove it from the recipe")
         unknown = set(self.candidates) - {"retriever", "k", "index", "query_batch_size"}
         if unknown:
-            raise InputError(f"run: unknown candidates key {sorted(unknown)[0]!r}; allowed: retriever, k, "
-                             "index, query_batch_size")
+            raise InputError(
+                f"run: unknown candidates key {sorted(unknown)[0]!r}; allowed: retriever, k, index, query_batch_size"
+            )
         unknown = set(self.index) - {"kind", "params"}
         if unknown:
             raise InputError(f"run: unknown index key {sorted(unknown)[0]!r}; allowed: kind, params")
         kind, sparse = self.index_kind(), self.train.get("student_kind", "dense") != "dense"
         if sparse != (kind == "sparse"):
-            raise InputError(f"run: index.kind {kind} does not fit a {self.train.get('student_kind', 'dense')} "
-                             "student (a sparse student takes the sparse index, a dense one any other)")
+            raise InputError(
+                f"run: index.kind {kind} does not fit a {self.train.get('student_kind', 'dense')} "
+                "student (a sparse student takes the sparse index, a dense one any other)"
+            )
         if self.max_train_queries is not None and self.max_train_queries < 1:
             raise InputError(f"run: max_train_queries must be >= 1, got {self.max_train_queries}")
 
@@ -130,8 +133,9 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"
 
 
-def _candidates_dict(run: dict[str, dict[str, float]], collection: Any, depth: int | None,
-                     positives: bool) -> dict[str, list[str]]:
+def _candidates_dict(
+    run: dict[str, dict[str, float]], collection: Any, depth: int | None, positives: bool
+) -> dict[str, list[str]]:
     out = {}
     for qid, docs in run.items():
         ranked = [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))][:depth]
@@ -153,9 +157,16 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
 
     cfg.check_inputs()
     out = Path(cfg.out)
-    train_cfg = TrainConfig(**{**cfg.train, "dataset": cfg.dataset, "split": cfg.train_split,
-                               "scores": str(out / f"scores.{cfg.train_split}"), "out": str(out / "student"),
-                               "max_queries": cfg.max_train_queries})
+    train_cfg = TrainConfig(
+        **{
+            **cfg.train,
+            "dataset": cfg.dataset,
+            "split": cfg.train_split,
+            "scores": str(out / f"scores.{cfg.train_split}"),
+            "out": str(out / "student"),
+            "max_queries": cfg.max_train_queries,
+        }
+    )
     train_cfg.validate()
     started = time.perf_counter()
     with _stage("load data"):
@@ -167,10 +178,15 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     cand_path = out / f"candidates.{cfg.train_split}.trec"
     with _stage("candidates", cand_path) as todo:
         if todo:
-            write_candidates(train_c, cand_path, cfg.candidates.get("retriever", "bm25"), cfg.candidates.get("k", 100),
-                             index=cfg.candidates.get("index", "flat"),
-                             query_batch_size=cfg.candidates.get("query_batch_size", 256),
-                             show_progress_bar=show_progress_bar)
+            write_candidates(
+                train_c,
+                cand_path,
+                cfg.candidates.get("retriever", "bm25"),
+                cfg.candidates.get("k", 100),
+                index=cfg.candidates.get("index", "flat"),
+                query_batch_size=cfg.candidates.get("query_batch_size", 256),
+                show_progress_bar=show_progress_bar,
+            )
 
     scores_dir = out / f"scores.{cfg.train_split}"
     # always entered: the score store itself resumes, and refuses a folder holding another job
@@ -189,9 +205,15 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
         if todo and cfg.index_kind() in BUILT_KINDS:
             _build_and_evaluate(cfg, train_c, test_c, student, eval_dir, show_progress_bar)
         elif todo:
-            result = evaluate_retrieval(str(student), test_c, index=cfg.index_kind(),
-                                        index_params=cfg.index.get("params") or {}, out=eval_dir,
-                                        show_progress_bar=show_progress_bar, **cfg.evaluate)
+            result = evaluate_retrieval(
+                str(student),
+                test_c,
+                index=cfg.index_kind(),
+                index_params=cfg.index.get("params") or {},
+                out=eval_dir,
+                show_progress_bar=show_progress_bar,
+                **cfg.evaluate,
+            )
             logger.info("student on %s/%s: %s", cfg.dataset, cfg.test_split, result.metrics)
     summary = json.loads((eval_dir / "metrics.json").read_text())
 
@@ -205,8 +227,9 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     return summary
 
 
-def _build_and_evaluate(cfg: RunConfig, train_c: Any, test_c: Any, student: Path, eval_dir: Path,
-                        show_progress_bar: bool) -> None:
+def _build_and_evaluate(
+    cfg: RunConfig, train_c: Any, test_c: Any, student: Path, eval_dir: Path, show_progress_bar: bool
+) -> None:
     """A Distill-VQ or sparse index of the test corpus (:func:`irdistill.workflows.indexing.build_index`,
     Distill-VQ trained on the training queries' texts), evaluated; its folder is ``eval/index`` and
     ``eval/metrics.json`` is written last."""
@@ -216,10 +239,19 @@ def _build_and_evaluate(cfg: RunConfig, train_c: Any, test_c: Any, student: Path
 
     kind = cfg.index_kind()
     evaluate = dict(cfg.evaluate)
-    built = build_index(kind, test_c, str(student), eval_dir / "index", options=cfg.index.get("params") or {},
-                        train_queries=train_c if kind == "distill-vq" else None, evaluate=True,
-                        metrics=evaluate.pop("metrics", EVAL_METRICS), k=evaluate.pop("k", None),
-                        show_progress_bar=show_progress_bar, **evaluate)
+    built = build_index(
+        kind,
+        test_c,
+        str(student),
+        eval_dir / "index",
+        options=cfg.index.get("params") or {},
+        train_queries=train_c if kind == "distill-vq" else None,
+        evaluate=True,
+        metrics=evaluate.pop("metrics", EVAL_METRICS),
+        k=evaluate.pop("k", None),
+        show_progress_bar=show_progress_bar,
+        **evaluate,
+    )
     for name in ("run.trec", "perf.json", "table.md"):
         if (eval_dir / "index" / name).is_file():
             shutil.copyfile(eval_dir / "index" / name, eval_dir / name)
@@ -239,24 +271,43 @@ def _fidelity(cfg: RunConfig, test_c: Any, student: Path, eval_dir: Path, show_p
     from irdistill.workflows.scoring import score_candidates
 
     depth = int(cfg.fidelity.get("depth", 100)) if cfg.fidelity else 100
-    test_run = mine_candidates(test_c, cfg.candidates.get("retriever", "bm25"), k=depth,
-                               exclude_positives=False, show_progress_bar=show_progress_bar)
+    test_run = mine_candidates(
+        test_c,
+        cfg.candidates.get("retriever", "bm25"),
+        k=depth,
+        exclude_positives=False,
+        show_progress_bar=show_progress_bar,
+    )
     test_cands = _candidates_dict(test_run, test_c, depth, positives=False)
-    path = score_candidates(build_teacher(cfg.teacher, test_c, show_progress_bar=show_progress_bar), test_c,
-                            test_cands, Path(cfg.out) / f"fidelity-scores.{cfg.test_split}",
-                            show_progress_bar=show_progress_bar)
+    path = score_candidates(
+        build_teacher(cfg.teacher, test_c, show_progress_bar=show_progress_bar),
+        test_c,
+        test_cands,
+        Path(cfg.out) / f"fidelity-scores.{cfg.test_split}",
+        show_progress_bar=show_progress_bar,
+    )
     teacher_run = scores_to_run(read_scores(path))
     # the evaluation's settings, so the corpus embeddings come from the cache it filled
-    student_run = student_scores(str(student), test_c, test_cands, show_progress_bar=show_progress_bar,
-                                 max_seq_length=(cfg.evaluate or {}).get("max_seq_length"))
+    student_run = student_scores(
+        str(student),
+        test_c,
+        test_cands,
+        show_progress_bar=show_progress_bar,
+        max_seq_length=(cfg.evaluate or {}).get("max_seq_length"),
+    )
     fidelity = teacher_fidelity(student_run, teacher_run, k=10)
     write_text_atomic(eval_dir / "fidelity.json", json.dumps(fidelity, indent=2) + "\n")
     logger.info("teacher fidelity: %s", fidelity)
 
 
-def student_scores(model: str | os.PathLike[str], collection: Any, candidates: dict[str, list[str]],
-                   *, show_progress_bar: bool = False,
-                   max_seq_length: int | None = None) -> dict[str, dict[str, float]]:
+def student_scores(
+    model: str | os.PathLike[str],
+    collection: Any,
+    candidates: dict[str, list[str]],
+    *,
+    show_progress_bar: bool = False,
+    max_seq_length: int | None = None,
+) -> dict[str, dict[str, float]]:
     """A student's scores of each query's candidates: a dense model (corpus embeddings through the
     cache) or a sparse student (CSR dot products)."""
     import numpy as np
@@ -268,8 +319,13 @@ def student_scores(model: str | os.PathLike[str], collection: Any, candidates: d
     query_texts = [collection.queries[q] for q in qids]
     if is_sparse_model(model):
         student = load_sparse_student(model, max_seq_length=max_seq_length)
-        docs: Any = encode_sparse(student, collection.doc_texts(), side="document", ids=collection.doc_ids,
-                                  show_progress_bar=show_progress_bar).matrix
+        docs: Any = encode_sparse(
+            student,
+            collection.doc_texts(),
+            side="document",
+            ids=collection.doc_ids,
+            show_progress_bar=show_progress_bar,
+        ).matrix
         queries: Any = encode_sparse(student, query_texts, side="query", ids=qids, show_progress_bar=False).matrix
         docs, queries = docs.tocsr(), queries.toarray()
     else:

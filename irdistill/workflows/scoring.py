@@ -119,8 +119,10 @@ def score_candidates(
         raise InputError(f"chunk_queries must be a positive integer, got {chunk_queries!r}")
     rank, world_size = _rank_and_world_size(rank, world_size)
     if overwrite and world_size > 1:
-        raise InputError("overwrite=True is refused with world_size > 1 (ranks would delete each "
-                         f"other's shards); empty {out} before launching, or use a new folder")
+        raise InputError(
+            "overwrite=True is refused with world_size > 1 (ranks would delete each "
+            f"other's shards); empty {out} before launching, or use a new folder"
+        )
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: expected a folder for teacher scores, got a file")
 
@@ -128,8 +130,7 @@ def score_candidates(
     listwise = _is_listwise(teacher)
     call_kwargs = _batch_kwargs(teacher, name, listwise, batch_size)
     plan = _Plan.build(collection, candidates)
-    chunks = [plan.qids[start:start + chunk_queries]
-              for start in range(0, len(plan.qids), chunk_queries)]
+    chunks = [plan.qids[start : start + chunk_queries] for start in range(0, len(plan.qids), chunk_queries)]
     manifest = _manifest(teacher, name, listwise, plan, chunks, chunk_queries, collection)
 
     if overwrite:
@@ -141,23 +142,35 @@ def score_candidates(
     mine = [i for i in range(len(chunks)) if i % world_size == rank]
     todo = [i for i in mine if not (out / shard_name(i)).exists()]
     if len(todo) < len(mine):
-        logger.info("%s: %d of %d chunks of rank %d already scored; skipping them",
-                    out, len(mine) - len(todo), len(mine), rank)
+        logger.info(
+            "%s: %d of %d chunks of rank %d already scored; skipping them", out, len(mine) - len(todo), len(mine), rank
+        )
 
     from tqdm.auto import tqdm
 
     done = sum(len(chunks[i]) for i in mine) - sum(len(chunks[i]) for i in todo)
-    bar = tqdm(total=sum(len(chunks[i]) for i in mine), initial=done, desc=f"teacher {name}",
-               unit="query", disable=not show_progress_bar or rank != 0)
+    bar = tqdm(
+        total=sum(len(chunks[i]) for i in mine),
+        initial=done,
+        desc=f"teacher {name}",
+        unit="query",
+        disable=not show_progress_bar or rank != 0,
+    )
     with bar:
         for chunk in todo:
-            table = _score_chunk(teacher, name, listwise, collection, plan, chunks[chunk], chunk,
-                                 call_kwargs, progress=bar.update)
+            table = _score_chunk(
+                teacher, name, listwise, collection, plan, chunks[chunk], chunk, call_kwargs, progress=bar.update
+            )
             with atomic_path(out / shard_name(chunk)) as tmp:
                 pq.write_table(table, tmp)
     if todo:
-        logger.info("%s: rank %d scored %d chunks (%d pairs)", out, rank, len(todo),
-                    sum(manifest["chunk_rows"][i] for i in todo))
+        logger.info(
+            "%s: rank %d scored %d chunks (%d pairs)",
+            out,
+            rank,
+            len(todo),
+            sum(manifest["chunk_rows"][i] for i in todo),
+        )
 
     scores = out / SCORES_NAME
     if rank != 0:
@@ -165,8 +178,12 @@ def score_candidates(
         return scores
     missing = _missing_shards(out, len(chunks))
     if missing:
-        logger.info("%s: %d shards of other ranks are still missing; call merge_shards(%r) "
-                    "once every rank has finished", out, len(missing), str(out))
+        logger.info(
+            "%s: %d shards of other ranks are still missing; call merge_shards(%r) once every rank has finished",
+            out,
+            len(missing),
+            str(out),
+        )
         return scores
     if scores.exists():
         logger.info("%s: already complete", scores)
@@ -200,9 +217,11 @@ def merge_shards(out_dir: PathLike) -> Path:
                 raise InputError(f"{path}: unreadable shard ({err}); delete it and re-run") from None
             expected = manifest["chunk_rows"][chunk]
             if not table.schema.equals(SCHEMA, check_metadata=False) or table.num_rows != expected:
-                raise InputError(f"{path}: expected {expected} rows with columns {SCHEMA.names}, "
-                                 f"got {table.num_rows} rows with {table.schema.names}; delete "
-                                 "it and re-run")
+                raise InputError(
+                    f"{path}: expected {expected} rows with columns {SCHEMA.names}, "
+                    f"got {table.num_rows} rows with {table.schema.names}; delete "
+                    "it and re-run"
+                )
             writer.write_table(table)
             rows += table.num_rows
     logger.info("merged %d shards (%d rows) into %s", count, rows, target)
@@ -212,8 +231,7 @@ def merge_shards(out_dir: PathLike) -> Path:
 class _Plan:
     """Validated candidate lists plus the digests that fingerprint them."""
 
-    def __init__(self, qids: list[str], pids: dict[str, list[str]], candidates_sha256: str,
-                 texts_sha256: str) -> None:
+    def __init__(self, qids: list[str], pids: dict[str, list[str]], candidates_sha256: str, texts_sha256: str) -> None:
         self.qids = qids
         self.pids = pids
         self.candidates_sha256 = candidates_sha256
@@ -229,8 +247,7 @@ class _Plan:
         pids_of: dict[str, list[str]] = {}
         for qid, raw in candidates.items():
             if qid not in collection.queries:
-                raise InputError(f"candidates: query id {qid!r} is not among the queries of "
-                                 f"collection {where}")
+                raise InputError(f"candidates: query id {qid!r} is not among the queries of collection {where}")
             text = collection.queries[qid]
             if not text.strip():
                 raise InputError(f"collection {where}: query {qid!r} has an empty text")
@@ -238,18 +255,23 @@ class _Plan:
             first: dict[str, int] = {}
             for position, pid in enumerate(pids, start=1):
                 if pid not in collection.corpus:
-                    raise InputError(f"candidates of query {qid!r}: passage id {pid!r} (position "
-                                     f"{position}) is not in the corpus of collection {where}")
+                    raise InputError(
+                        f"candidates of query {qid!r}: passage id {pid!r} (position "
+                        f"{position}) is not in the corpus of collection {where}"
+                    )
                 if pid in first:
-                    raise InputError(f"candidates of query {qid!r}: passage id {pid!r} is listed "
-                                     f"twice (positions {first[pid]} and {position})")
+                    raise InputError(
+                        f"candidates of query {qid!r}: passage id {pid!r} is listed "
+                        f"twice (positions {first[pid]} and {position})"
+                    )
                 first[pid] = position
                 if pid not in seen:
                     seen.add(pid)
                     body = collection.corpus[pid].full_text()
                     if not body:
-                        raise InputError(f"collection {where}: passage {pid!r} (a candidate of "
-                                         f"query {qid!r}) has an empty text")
+                        raise InputError(
+                            f"collection {where}: passage {pid!r} (a candidate of query {qid!r}) has an empty text"
+                        )
                     texts_hash.update(f"p\x00{pid}\x00{body}\x02".encode())
             pids_of[qid] = pids
             ids_hash.update(f"{qid}\x00{chr(1).join(pids)}\x02".encode())
@@ -259,25 +281,48 @@ class _Plan:
         return cls(list(pids_of), pids_of, ids_hash.hexdigest(), texts_hash.hexdigest())
 
 
-def _score_chunk(teacher: Teacher, name: str, listwise: bool, collection: Collection,
-                 plan: _Plan, qids: Sequence[str], chunk: int,
-                 call_kwargs: dict[str, Any], progress: Callable[[int], Any] | None = None) -> pa.Table:
+def _score_chunk(
+    teacher: Teacher,
+    name: str,
+    listwise: bool,
+    collection: Collection,
+    plan: _Plan,
+    qids: Sequence[str],
+    chunk: int,
+    call_kwargs: dict[str, Any],
+    progress: Callable[[int], Any] | None = None,
+) -> pa.Table:
     """One shard's table. ``progress(n)`` is called as each group of ``n`` queries is scored."""
     qid_col = [qid for qid in qids for _ in plan.pids[qid]]
     pid_col = [pid for qid in qids for pid in plan.pids[qid]]
     parts = []
     # a listwise teacher ranks one query's list at a time; a pointwise one gets whole queries,
     # about PAIRS_PER_CALL pairs a call
-    for group in ([[q] for q in qids] if listwise else _query_groups(qids, plan, PAIRS_PER_CALL)):
+    for group in [[q] for q in qids] if listwise else _query_groups(qids, plan, PAIRS_PER_CALL):
         pairs = [(q, p) for q in group for p in plan.pids[q]]
         if pairs and listwise:
             texts = [collection.corpus[p].full_text() for _, p in pairs]
-            parts.append(_as_vector(teacher.rank(collection.queries[group[0]], texts, **call_kwargs),
-                                    len(texts), name, f"query {group[0]!r}"))
+            parts.append(
+                _as_vector(
+                    teacher.rank(collection.queries[group[0]], texts, **call_kwargs),
+                    len(texts),
+                    name,
+                    f"query {group[0]!r}",
+                )
+            )
         elif pairs:
-            parts.append(_as_vector(teacher.score([collection.queries[q] for q, _ in pairs],
-                                                  [collection.corpus[p].full_text() for _, p in pairs],
-                                                  **call_kwargs), len(pairs), name, f"chunk {chunk}"))
+            parts.append(
+                _as_vector(
+                    teacher.score(
+                        [collection.queries[q] for q, _ in pairs],
+                        [collection.corpus[p].full_text() for _, p in pairs],
+                        **call_kwargs,
+                    ),
+                    len(pairs),
+                    name,
+                    f"chunk {chunk}",
+                )
+            )
         if progress is not None:
             progress(len(group))
     raw = np.concatenate(parts) if parts else np.zeros(0)
@@ -285,12 +330,20 @@ def _score_chunk(teacher: Teacher, name: str, listwise: bool, collection: Collec
         scores = check_scores(raw, name)
     except InputError as err:  # name the pair, and say what is kept
         bad = int(np.flatnonzero(~np.isfinite(raw))[0])
-        raise InputError(f"teacher {name} produced a non-finite score ({raw[bad]}) for query "
-                         f"{qid_col[bad]!r}, passage {pid_col[bad]!r}; shard {shard_name(chunk)} "
-                         "was not written (earlier shards are kept)") from err
-    return pa.table([pa.array(qid_col, pa.string()), pa.array(pid_col, pa.string()),
-                     pa.array(scores, pa.float64()), pa.nulls(len(qid_col), pa.string()).fill_null(name)],
-                    schema=SCHEMA)
+        raise InputError(
+            f"teacher {name} produced a non-finite score ({raw[bad]}) for query "
+            f"{qid_col[bad]!r}, passage {pid_col[bad]!r}; shard {shard_name(chunk)} "
+            "was not written (earlier shards are kept)"
+        ) from err
+    return pa.table(
+        [
+            pa.array(qid_col, pa.string()),
+            pa.array(pid_col, pa.string()),
+            pa.array(scores, pa.float64()),
+            pa.nulls(len(qid_col), pa.string()).fill_null(name),
+        ],
+        schema=SCHEMA,
+    )
 
 
 PAIRS_PER_CALL = 2048
@@ -315,8 +368,10 @@ def _query_groups(qids: Sequence[str], plan: _Plan, max_pairs: int) -> Iterator[
 def _as_vector(raw: Any, expected: int, name: str, where: str) -> np.ndarray:
     values = np.asarray(raw, dtype=np.float64)
     if values.shape != (expected,):
-        raise ValueError(f"teacher {name} returned scores of shape {values.shape} for {expected} "
-                         f"pairs ({where}); expected ({expected},)")
+        raise ValueError(
+            f"teacher {name} returned scores of shape {values.shape} for {expected} "
+            f"pairs ({where}); expected ({expected},)"
+        )
     return values
 
 
@@ -357,18 +412,30 @@ def _batch_kwargs(teacher: Teacher, name: str, listwise: bool, batch_size: int |
     method = teacher.rank if listwise else teacher.score  # type: ignore[attr-defined]
     params = inspect.signature(method).parameters.values()
     if not any(p.name == "batch_size" or p.kind is p.VAR_KEYWORD for p in params):
-        raise InputError(f"teacher {name} takes no batch_size in {method.__name__}(); set its "
-                         "batch size where the teacher is built")
+        raise InputError(
+            f"teacher {name} takes no batch_size in {method.__name__}(); set its batch size where the teacher is built"
+        )
     return {"batch_size": batch_size}
 
 
-def _manifest(teacher: Teacher, name: str, listwise: bool, plan: _Plan, chunks: list[list[str]],
-              chunk_queries: int, collection: Collection) -> dict[str, Any]:
+def _manifest(
+    teacher: Teacher,
+    name: str,
+    listwise: bool,
+    plan: _Plan,
+    chunks: list[list[str]],
+    chunk_queries: int,
+    collection: Collection,
+) -> dict[str, Any]:
     scale = getattr(teacher, "scale", None)
     job = {
         "format_version": FORMAT_VERSION,
-        "teacher": {"name": name, "scale": None if scale is None else str(getattr(scale, "value", scale)),
-                    "listwise": listwise, "config": _teacher_config(teacher)},
+        "teacher": {
+            "name": name,
+            "scale": None if scale is None else str(getattr(scale, "value", scale)),
+            "listwise": listwise,
+            "config": _teacher_config(teacher),
+        },
         "chunk_queries": chunk_queries,
         "candidates_sha256": plan.candidates_sha256,
         "texts_sha256": plan.texts_sha256,
@@ -396,8 +463,10 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or any(key not in manifest for key in needed):
         raise InputError(f"{path}: not a teacher-score manifest (expected keys {', '.join(needed)})")
     if manifest["format_version"] != FORMAT_VERSION:
-        raise InputError(f"{path}: written in store format {manifest['format_version']}, this "
-                         f"irdistill reads format {FORMAT_VERSION}; use a new output folder")
+        raise InputError(
+            f"{path}: written in store format {manifest['format_version']}, this "
+            f"irdistill reads format {FORMAT_VERSION}; use a new output folder"
+        )
     return manifest
 
 
@@ -406,33 +475,43 @@ def _open_job(out: Path, manifest: dict[str, Any]) -> None:
     path = out / MANIFEST_NAME
     if not path.exists():
         leftovers = sorted(p.name for p in out.glob("shard-*.parquet")) + (
-            [SCORES_NAME] if (out / SCORES_NAME).exists() else [])
+            [SCORES_NAME] if (out / SCORES_NAME).exists() else []
+        )
         # another rank may have written the manifest (always before its first shard) meanwhile
         if leftovers and not path.exists():
-            raise InputError(f"{out} holds {leftovers[0]} but no {MANIFEST_NAME}, so it cannot "
-                             "be resumed; use a new output folder, or overwrite=True")
+            raise InputError(
+                f"{out} holds {leftovers[0]} but no {MANIFEST_NAME}, so it cannot "
+                "be resumed; use a new output folder, or overwrite=True"
+            )
         if not path.exists():
             write_text_atomic(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     old = _read_manifest(path)
     if old["fingerprint"] != manifest["fingerprint"]:
-        raise InputError(f"{out} holds teacher scores of a different job ({_differences(old, manifest)}); "
-                         "use a new output folder, or overwrite=True to discard the scores there")
+        raise InputError(
+            f"{out} holds teacher scores of a different job ({_differences(old, manifest)}); "
+            "use a new output folder, or overwrite=True to discard the scores there"
+        )
 
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     found = []
     if old.get("teacher") != new["teacher"]:
-        found.append(f"teacher {json.dumps(old.get('teacher'), sort_keys=True)} there, "
-                     f"{json.dumps(new['teacher'], sort_keys=True)} now")
+        found.append(
+            f"teacher {json.dumps(old.get('teacher'), sort_keys=True)} there, "
+            f"{json.dumps(new['teacher'], sort_keys=True)} now"
+        )
     if old.get("chunk_queries") != new["chunk_queries"]:
         found.append(f"chunk_queries {old.get('chunk_queries')} there, {new['chunk_queries']} now")
     if old.get("candidates_sha256") != new["candidates_sha256"]:
-        found.append(f"the candidate lists differ ({old.get('num_queries')} queries / "
-                     f"{old.get('num_pairs')} pairs there, {new['num_queries']} / "
-                     f"{new['num_pairs']} now, or another order)")
+        found.append(
+            f"the candidate lists differ ({old.get('num_queries')} queries / "
+            f"{old.get('num_pairs')} pairs there, {new['num_queries']} / "
+            f"{new['num_pairs']} now, or another order)"
+        )
     elif old.get("texts_sha256") != new["texts_sha256"]:  # texts of the same ids
-        found.append(f"the query or passage texts differ (collection {old.get('collection')} "
-                     f"there, {new['collection']} now)")
+        found.append(
+            f"the query or passage texts differ (collection {old.get('collection')} there, {new['collection']} now)"
+        )
     return "; ".join(found) or "the fingerprints differ"
 
 
@@ -458,13 +537,17 @@ def _remove_stale_temp_files(out: Path, rank: int, world_size: int) -> None:
 def _clear(out: Path) -> None:
     if not out.is_dir():
         return
-    paths = [*out.glob("shard-*.parquet"), *out.glob(".shard-*.tmp"), *out.glob(f".{SCORES_NAME}.*.tmp"),
-             *out.glob(f".{MANIFEST_NAME}.*.tmp"), out / SCORES_NAME, out / MANIFEST_NAME]
+    paths = [
+        *out.glob("shard-*.parquet"),
+        *out.glob(".shard-*.tmp"),
+        *out.glob(f".{SCORES_NAME}.*.tmp"),
+        *out.glob(f".{MANIFEST_NAME}.*.tmp"),
+        out / SCORES_NAME,
+        out / MANIFEST_NAME,
+    ]
     removed = 0
     for path in paths:
         if path.is_file():
             path.unlink()
             removed += 1
     logger.info("overwrite: removed %d files from %s", removed, out)
-
-

@@ -38,8 +38,14 @@ class TrainTeacherResult:
     train_loss: float
 
 
-def build_pairs(collection: Collection, negatives: str = "bm25", num_negatives: int = 4,
-                depth: int = 30, seed: int = 42, show_progress_bar: bool = True) -> list[tuple[str, str, float]]:
+def build_pairs(
+    collection: Collection,
+    negatives: str = "bm25",
+    num_negatives: int = 4,
+    depth: int = 30,
+    seed: int = 42,
+    show_progress_bar: bool = True,
+) -> list[tuple[str, str, float]]:
     """(query, passage, label) triples: each judged positive, then sampled hard negatives."""
     if num_negatives < 1:
         raise InputError(f"num_negatives must be >= 1, got {num_negatives}")
@@ -112,8 +118,9 @@ def train_cross_encoder(
     except OSError as err:
         raise InputError(f"cannot load backbone {backbone!r}: {err}") from err
     if loss == "bce":
-        data = Dataset.from_dict({"query": [r[0] for r in rows], "passage": [r[1] for r in rows],
-                                  "label": [r[2] for r in rows]})
+        data = Dataset.from_dict(
+            {"query": [r[0] for r in rows], "passage": [r[1] for r in rows], "label": [r[2] for r in rows]}
+        )
         criterion: Any = losses.BinaryCrossEntropyLoss(model)
     else:
         grouped: dict[str, dict[str, Any]] = {}
@@ -124,18 +131,30 @@ def train_cross_encoder(
             elif label == 0:
                 entry["negatives"].append(p)
         n = min(len(e["negatives"]) for e in grouped.values())
-        data = Dataset.from_dict({"query": list(grouped), "positive": [e["positive"] for e in grouped.values()],
-                                  **{f"negative_{i + 1}": [e["negatives"][i] for e in grouped.values()]
-                                     for i in range(n)}})
+        data = Dataset.from_dict(
+            {
+                "query": list(grouped),
+                "positive": [e["positive"] for e in grouped.values()],
+                **{f"negative_{i + 1}": [e["negatives"][i] for e in grouped.values()] for i in range(n)},
+            }
+        )
         criterion = losses.MultipleNegativesRankingLoss(model)
     use_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) if bf16 is None else bf16
     target = Path(out)
     work = target.with_name(f".{target.name}.training")
     args = CrossEncoderTrainingArguments(
-        output_dir=str(work), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate, warmup_steps=int(warmup_ratio * math.ceil(len(data) / batch_size) * epochs),
-        bf16=use_bf16, seed=seed, logging_steps=max(1, len(data) // batch_size // 10), save_strategy="no",
-        report_to="none", disable_tqdm=not show_progress_bar, dataloader_drop_last=False,
+        output_dir=str(work),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=int(warmup_ratio * math.ceil(len(data) / batch_size) * epochs),
+        bf16=use_bf16,
+        seed=seed,
+        logging_steps=max(1, len(data) // batch_size // 10),
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=not show_progress_bar,
+        dataloader_drop_last=False,
         use_cpu=not torch.cuda.is_available(),  # so that torchrun on CPUs really runs DDP (gloo)
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=criterion)
@@ -145,5 +164,4 @@ def train_cross_encoder(
     save_model_atomic(model, target)
     shutil.rmtree(work, ignore_errors=True)
     logger.info("cross-encoder teacher trained on %d examples in %.0f s: %s", len(data), seconds, target)
-    return TrainTeacherResult(path=target, examples=len(data), seconds=seconds,
-                              train_loss=float(output.training_loss))
+    return TrainTeacherResult(path=target, examples=len(data), seconds=seconds, train_loss=float(output.training_loss))

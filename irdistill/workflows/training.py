@@ -6,13 +6,16 @@ and the sampler; :func:`train_student` turns them into a ``datasets.Dataset`` an
 ``accelerate launch``, best checkpoint by an evaluator). Nothing here replaces the trainer:
 irdistill supplies the data layout each loss expects.
 
-| loss | rows | label |
-|---|---|---|
-| ``margin-mse`` | query, positive, negative | ``[t(q,p+) - t(q,p-)]`` |
-| ``tas-balanced`` | query, positive, negative | the margin, then the in-batch teacher's scores of the query against every passage of the (global) batch, precomputed |
-| ``listwise-kl`` | query, c_1 .. c_L | teacher scores of the L candidates, then the query's floor (in-batch negatives) |
-| ``infonce`` | query, positive, negative | none (label-only baseline; the negative is a candidate) |
-| ``hybrid`` | query, positive, negative | the margin (Margin-MSE) plus InfoNCE of the judged positive against the batch |
+=================  ===========================  ============================================================
+loss               rows                         label
+=================  ===========================  ============================================================
+``margin-mse``     query, positive, negative    ``[t(q,p+) - t(q,p-)]``
+``tas-balanced``   query, positive, negative    the margin, then the in-batch teacher's scores of the query
+                                                against every passage of the (global) batch, precomputed
+``listwise-kl``    query, c_1 .. c_L            teacher scores of the L candidates, then the query's floor
+``infonce``        query, positive, negative    none (label-only baseline; the negative is a candidate)
+``hybrid``         query, positive, negative    the margin (Margin-MSE), plus InfoNCE of the judged positive
+=================  ===========================  ============================================================
 
 ``margin-mse``, ``tas-balanced`` and ``hybrid`` take their (query, positive, negative) rows from a pair
 sampler (``tas-balanced`` or ``random``, :mod:`irdistill.sampling`), planned for every epoch
@@ -48,7 +51,6 @@ from irdistill.paths import resolve_model, save_model_atomic
 logger = logging.getLogger(__name__)
 
 
-
 def loss_class(name: str) -> Any:
     """The registered loss class (:data:`irdistill.losses.LOSSES`): its ``rows`` say which
     training rows to build, its ``recipe_options`` which recipe keys it takes."""
@@ -75,49 +77,80 @@ class TrainConfig:
     """``irdistill train``: a student from teacher scores (YAML keys = these fields)."""
 
     student: str = option("", help="start model (folder, $IRDISTILL_MODELS name or hub id)")
-    student_kind: str = option("dense", choices=STUDENT_KINDS, help="dense: a sentence-transformers bi-encoder; "
-                               "splade / inference-free: a sparse student built on a masked LM (--student), "
-                               "trained with margin-mse or listwise-kl (KL) and FLOPS")
+    student_kind: str = option(
+        "dense",
+        choices=STUDENT_KINDS,
+        help="dense: a sentence-transformers bi-encoder; "
+        "splade / inference-free: a sparse student built on a masked LM (--student), "
+        "trained with margin-mse or listwise-kl (KL) and FLOPS",
+    )
     dataset: str = option("", help="training collection, e.g. beir/scifact/train")
     split: str | None = option(None, help="split; overrides one in --dataset (default train)")
     scores: str | None = option(None, help="teacher scores (scores.parquet or its folder)")
     teacher: str | None = option(None, help="teacher name inside the scores, when they hold several")
-    loss: str = option("margin-mse", help="a loss registered in irdistill.losses.LOSSES (an unknown name lists "
-                       "the known ones)")
-    sampler: str = option("tas-balanced", group=SAMPLING, help="a pair sampler registered in "
-                          "irdistill.sampling.SAMPLERS (an unknown name lists the known ones)")
+    loss: str = option(
+        "margin-mse", help="a loss registered in irdistill.losses.LOSSES (an unknown name lists the known ones)"
+    )
+    sampler: str = option(
+        "tas-balanced",
+        group=SAMPLING,
+        help="a pair sampler registered in irdistill.sampling.SAMPLERS (an unknown name lists the known ones)",
+    )
     n_clusters: int = option(32, group=SAMPLING, help="tas-balanced: query clusters")
     clusters_per_batch: int = option(1, group=SAMPLING, help="tas-balanced: clusters a batch draws from")
     n_bins: int = option(10, group=SAMPLING, help="tas-balanced: margin bins per query")
     inbatch_teacher: str | None = option(None, group=LOSS, help="tas-balanced: dense model scoring in-batch pairs")
     alpha: float = option(0.75, group=LOSS, help="tas-balanced: weight of the in-batch term")
     list_size: int = option(8, group=LOSS, help="listwise-kl: passages per list, the judged positive included")
-    hard_negatives: int | None = option(None, group=LOSS, help="listwise-kl: negatives drawn from the teacher's "
-                                        "top --hard-depth (default: half of the list's negatives, rounded "
-                                        "down); the rest are drawn below it")
+    hard_negatives: int | None = option(
+        None,
+        group=LOSS,
+        help="listwise-kl: negatives drawn from the teacher's "
+        "top --hard-depth (default: half of the list's negatives, rounded "
+        "down); the rest are drawn below it",
+    )
     hard_depth: int = option(20, group=LOSS, help="listwise-kl: depth of the hard region in the teacher's ranking")
-    in_batch_negatives: bool = option(True, group=LOSS, negate="--no-in-batch-negatives",
-                                      help="listwise-kl: keep the other rows' passages out of each query's "
-                                      "softmax (by default they join it at the query's floor score)")
-    temperature: float | None = option(None, group=LOSS, help="listwise-kl: softmax temperature (default: the "
-                                       "median sd of the scaled teacher scores within a list, "
-                                       "irdistill.sampling.lists.spread_temperature)")
-    student_temperature: float | None = option(None, group=LOSS, help="listwise-kl: temperature on the student "
-                                               "side (default: --temperature)")
+    in_batch_negatives: bool = option(
+        True,
+        group=LOSS,
+        negate="--no-in-batch-negatives",
+        help="listwise-kl: keep the other rows' passages out of each query's "
+        "softmax (by default they join it at the query's floor score)",
+    )
+    temperature: float | None = option(
+        None,
+        group=LOSS,
+        help="listwise-kl: softmax temperature (default: the "
+        "median sd of the scaled teacher scores within a list, "
+        "irdistill.sampling.lists.spread_temperature)",
+    )
+    student_temperature: float | None = option(
+        None, group=LOSS, help="listwise-kl: temperature on the student side (default: --temperature)"
+    )
     label_scale: float = option(1.0, help="multiply the stored teacher scores, to match the student's scale")
     beta: float = option(1.0, group=LOSS, help="hybrid: weight of the contrastive term")
     contrastive_temperature: float = option(0.05, group=LOSS, help="hybrid: InfoNCE temperature (cosine)")
-    disagreement_weight: float = option(1.0, group=LOSS, help="hybrid: weight of a pair whose teacher margin "
-                                        "is negative (0 drops it)")
-    loss_options: dict[str, Any] = option(default_factory=dict, group=LOSS, flag="--loss-option",
-                                          parse="key=value", help="more keyword arguments of the loss's "
-                                          "constructor (a plug-in loss's own options), repeatable")
-    sampler_options: dict[str, Any] = option(default_factory=dict, group=SAMPLING, flag="--sampler-option",
-                                             parse="key=value", help="more keyword arguments of the pair "
-                                             "sampler (e.g. kmeans_restarts=5), repeatable")
+    disagreement_weight: float = option(
+        1.0, group=LOSS, help="hybrid: weight of a pair whose teacher margin is negative (0 drops it)"
+    )
+    loss_options: dict[str, Any] = option(
+        default_factory=dict,
+        group=LOSS,
+        flag="--loss-option",
+        parse="key=value",
+        help="more keyword arguments of the loss's constructor (a plug-in loss's own options), repeatable",
+    )
+    sampler_options: dict[str, Any] = option(
+        default_factory=dict,
+        group=SAMPLING,
+        flag="--sampler-option",
+        parse="key=value",
+        help="more keyword arguments of the pair sampler (e.g. kmeans_restarts=5), repeatable",
+    )
     document_regularizer_weight: float = option(3e-5, group=SPARSE, help="FLOPS weight on document vectors")
-    query_regularizer_weight: float | None = option(None, group=SPARSE, help="FLOPS weight on query vectors "
-                                                    "(default: 5e-5 for splade, none for inference-free)")
+    query_regularizer_weight: float | None = option(
+        None, group=SPARSE, help="FLOPS weight on query vectors (default: 5e-5 for splade, none for inference-free)"
+    )
     epochs: int = option(1, help="training epochs")
     batch_size: int = option(32, help="queries per batch (per device)")
     learning_rate: float = option(2e-5, help="peak learning rate")
@@ -132,8 +165,9 @@ class TrainConfig:
     save_steps: int | None = option(None, help="checkpoint every N steps (default: twice per epoch)")
     logging_steps: int = option(10, help="log the loss every N steps")
     bf16: bool | None = option(None, help="bfloat16 mixed precision (default: when the GPU supports it)")
-    resume: bool = option(True, negate="--no-resume", help="start afresh instead of resuming from the last "
-                          "complete checkpoint")
+    resume: bool = option(
+        True, negate="--no-resume", help="start afresh instead of resuming from the last complete checkpoint"
+    )
     out: str = option("", help="output model folder")
 
     def validate(self) -> None:
@@ -150,8 +184,9 @@ class TrainConfig:
         if self.student_kind not in STUDENT_KINDS:
             raise InputError(f"train: unknown student_kind {self.student_kind!r}; known: {', '.join(STUDENT_KINDS)}")
         if self.student_kind != "dense" and self.loss not in SPARSE_LOSS_OF:
-            raise InputError(f"train: a {self.student_kind} student trains with {' or '.join(SPARSE_LOSS_OF)}, "
-                             f"not {self.loss}")
+            raise InputError(
+                f"train: a {self.student_kind} student trains with {' or '.join(SPARSE_LOSS_OF)}, not {self.loss}"
+            )
         if rows is not Rows.TRIPLES and not self.scores:
             raise InputError(f"train: loss {self.loss} needs teacher scores (scores: PATH)")
         if rows is Rows.PAIRS_INBATCH and not self.inbatch_teacher:
@@ -160,18 +195,22 @@ class TrainConfig:
             if getattr(self, key) < 1:
                 raise InputError(f"train: {key} must be >= 1, got {getattr(self, key)}")
         if self.beta < 0 or not 0 <= self.disagreement_weight <= 1 or self.contrastive_temperature <= 0:
-            raise InputError(f"train: hybrid needs beta >= 0, disagreement_weight in [0, 1] and "
-                             f"contrastive_temperature > 0, got {self.beta}, {self.disagreement_weight}, "
-                             f"{self.contrastive_temperature}")
+            raise InputError(
+                f"train: hybrid needs beta >= 0, disagreement_weight in [0, 1] and "
+                f"contrastive_temperature > 0, got {self.beta}, {self.disagreement_weight}, "
+                f"{self.contrastive_temperature}"
+            )
         if not 0 <= self.warmup_ratio < 1:
-            raise InputError(f"train: warmup_ratio is a share of the training steps in [0, 1), got "
-                             f"{self.warmup_ratio}")
+            raise InputError(f"train: warmup_ratio is a share of the training steps in [0, 1), got {self.warmup_ratio}")
         if self.list_size < 2:
-            raise InputError(f"train: list_size counts the positive and at least one negative (>= 2), "
-                             f"got {self.list_size}")
+            raise InputError(
+                f"train: list_size counts the positive and at least one negative (>= 2), got {self.list_size}"
+            )
         if self.hard_negatives is not None and not 0 <= self.hard_negatives <= self.list_size - 1:
-            raise InputError(f"train: hard_negatives must lie in [0, list_size - 1] = [0, {self.list_size - 1}], "
-                             f"got {self.hard_negatives}")
+            raise InputError(
+                f"train: hard_negatives must lie in [0, list_size - 1] = [0, {self.list_size - 1}], "
+                f"got {self.hard_negatives}"
+            )
         if self.learning_rate <= 0 or (self.temperature is not None and self.temperature <= 0):
             raise InputError("train: learning_rate and temperature must be positive")
         if self.student_temperature is not None and self.student_temperature <= 0:
@@ -193,8 +232,10 @@ class TrainConfig:
         if self.inbatch_teacher:
             check_model(self.inbatch_teacher, what="train: inbatch_teacher")
         if self.scores and not _scores_path(self.scores).is_file():
-            raise InputError(f"train: scores {self.scores}: no such file (expected scores.parquet "
-                             "or its folder, from irdistill score)")
+            raise InputError(
+                f"train: scores {self.scores}: no such file (expected scores.parquet "
+                "or its folder, from irdistill score)"
+            )
 
 
 @dataclass
@@ -241,7 +282,7 @@ def training_collection(cfg: TrainConfig) -> Collection:
 
     collection = load_collection(cfg.dataset, split=cfg.split or "train")
     if cfg.max_queries is not None:
-        collection = collection.subset(query_ids=collection.query_ids[:cfg.max_queries])
+        collection = collection.subset(query_ids=collection.query_ids[: cfg.max_queries])
     return collection
 
 
@@ -256,13 +297,21 @@ def _pair_inputs(cfg: TrainConfig, collection: Collection, show_progress_bar: bo
         raise InputError(f"{cfg.scores}: no query has both a scored positive and a scored negative")
     cls = sampler_class(cfg.sampler)
     try:
-        sampler = cls.for_training(qids, pairs, cfg.batch_size, cfg.seed, query_texts=collection.queries,
-                                   encoder=cfg.student, show_progress_bar=show_progress_bar,
-                                   **_recipe_options(cfg, cls, cfg.sampler_options))
+        sampler = cls.for_training(
+            qids,
+            pairs,
+            cfg.batch_size,
+            cfg.seed,
+            query_texts=collection.queries,
+            encoder=cfg.student,
+            show_progress_bar=show_progress_bar,
+            **_recipe_options(cfg, cls, cfg.sampler_options),
+        )
     except TypeError as err:  # an option the class does not take
         raise InputError(f"train: sampler {cfg.sampler}: {err}") from None
-    return build_trainer_inputs(sampler, collection, epochs=cfg.epochs,
-                                world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    return build_trainer_inputs(
+        sampler, collection, epochs=cfg.epochs, world_size=int(os.environ.get("WORLD_SIZE", "1"))
+    )
 
 
 def _recipe_options(cfg: TrainConfig, cls: Any, extra: dict[str, Any]) -> dict[str, Any]:
@@ -270,8 +319,9 @@ def _recipe_options(cfg: TrainConfig, cls: Any, extra: dict[str, Any]) -> dict[s
     return {**{keyword: getattr(cfg, key) for key, keyword in cls.recipe_options.items()}, **extra}
 
 
-def _inbatch_labels(cfg: TrainConfig, collection: Collection, inputs: Any,
-                    show_progress_bar: bool = False) -> list[list[float]]:
+def _inbatch_labels(
+    cfg: TrainConfig, collection: Collection, inputs: Any, show_progress_bar: bool = False
+) -> list[list[float]]:
     """Pack, for every row, its margin and the in-batch teacher's scores against the global batch.
 
     Columns follow :class:`~irdistill.losses.TASBalancedLoss`: passage column (positive, then
@@ -294,15 +344,17 @@ def _inbatch_labels(cfg: TrainConfig, collection: Collection, inputs: Any,
     labels: list[list[float]] = []
     for plan in inputs.plans:
         if len(plan) % world:
-            raise InputError(f"{len(plan)} planned batches an epoch are not a multiple of the "
-                             f"{world} DDP ranks; build the inputs with world_size={world}")
+            raise InputError(
+                f"{len(plan)} planned batches an epoch are not a multiple of the "
+                f"{world} DDP ranks; build the inputs with world_size={world}"
+            )
         for start in range(0, len(plan), world):
-            group = plan[start:start + world]
+            group = plan[start : start + world]
             # positive column (ranks in order, rows in order), then the negative column
             pos = [row_of[ex.positive] for batch in group for ex in batch]
             neg = [row_of[ex.negative] for batch in group for ex in batch]
             passages = pos + neg
-            for batch in plan[start:start + world]:
+            for batch in plan[start : start + world]:
                 for ex in batch:
                     scores = doc_emb[passages] @ q_emb[q_row[ex.qid]]
                     labels.append([float(ex.margin), *map(float, scores)])
@@ -321,16 +373,25 @@ def _listwise_rows(cfg: TrainConfig, collection: Collection) -> tuple[dict[str, 
     columns: dict[str, list[Any]] = {"query": [], **{f"c_{i + 1}": [] for i in range(cfg.list_size)}, "label": []}
     first: list[Any] = []
     for epoch in range(cfg.epochs):
-        lists, skipped = sample_lists(scores, positives, list_size=cfg.list_size, hard_negatives=hard,
-                                      hard_depth=cfg.hard_depth, seed=cfg.seed, epoch=epoch)
+        lists, skipped = sample_lists(
+            scores,
+            positives,
+            list_size=cfg.list_size,
+            hard_negatives=hard,
+            hard_depth=cfg.hard_depth,
+            seed=cfg.seed,
+            epoch=epoch,
+        )
         if not lists:
-            raise InputError(f"{cfg.scores}: no query has a scored positive and {cfg.list_size - 1} "
-                             "scored negatives")
+            raise InputError(f"{cfg.scores}: no query has a scored positive and {cfg.list_size - 1} scored negatives")
         if epoch == 0:
             first = lists
             if skipped:
-                logger.info("listwise: %d queries without a scored positive or %d scored negatives skipped",
-                            skipped, cfg.list_size - 1)
+                logger.info(
+                    "listwise: %d queries without a scored positive or %d scored negatives skipped",
+                    skipped,
+                    cfg.list_size - 1,
+                )
         for item in lists:  # the trainer's batch sampler shuffles
             columns["query"].append(collection.queries[item.qid])
             for j, pid in enumerate(item.pids):
@@ -338,9 +399,14 @@ def _listwise_rows(cfg: TrainConfig, collection: Collection) -> tuple[dict[str, 
             label = [x * scale for x in item.scores]
             columns["label"].append([*label, item.floor * scale] if cfg.in_batch_negatives else label)
     temperature = cfg.temperature if cfg.temperature is not None else spread_temperature(first, scale)
-    logger.info("listwise: %d lists an epoch (%d hard + %d random negatives), temperature %.4g%s",
-                len(first), hard, cfg.list_size - 1 - hard, temperature,
-                "" if cfg.temperature is not None else " (the teacher's median spread within a list)")
+    logger.info(
+        "listwise: %d lists an epoch (%d hard + %d random negatives), temperature %.4g%s",
+        len(first),
+        hard,
+        cfg.list_size - 1 - hard,
+        temperature,
+        "" if cfg.temperature is not None else " (the teacher's median spread within a list)",
+    )
     return columns, temperature
 
 
@@ -416,12 +482,19 @@ class HarnessEvaluator:
 
     greater_is_better = True
 
-    def __init__(self, collection: Collection, name: str = "eval", metrics: tuple[str, ...] = ("ndcg@10", "recall@100"),
-                 batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        collection: Collection,
+        name: str = "eval",
+        metrics: tuple[str, ...] = ("ndcg@10", "recall@100"),
+        batch_size: int = 64,
+    ) -> None:
         self.collection, self.name, self.metrics, self.batch_size = collection, name, metrics, batch_size
         self.primary_metric = f"{name}_ndcg@10"
 
-    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+    def __call__(
+        self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1
+    ) -> dict[str, float]:
         from irdistill.evaluation.metrics import evaluate_run
         from irdistill.retrieval import DenseRetriever, retrieve
 
@@ -445,8 +518,9 @@ class TrainingData:
     loss_options: dict[str, Any] = field(default_factory=dict)
 
 
-def build_train_dataset(cfg: TrainConfig, collection: Collection,
-                        show_progress_bar: bool = False) -> tuple[Any, dict[str, Any]]:
+def build_train_dataset(
+    cfg: TrainConfig, collection: Collection, show_progress_bar: bool = False
+) -> tuple[Any, dict[str, Any]]:
     """The training ``datasets.Dataset`` and the trainer arguments it needs (see
     :func:`build_training_data`)."""
     data = build_training_data(cfg, collection, show_progress_bar)
@@ -474,8 +548,7 @@ def build_training_data(cfg: TrainConfig, collection: Collection, show_progress_
         inputs = _pair_inputs(cfg, collection, show_progress_bar)
         dataset = inputs.dataset
         if rows is Rows.PAIRS_INBATCH:
-            labels = [[row[0] * scale, *row[1:]]
-                      for row in _inbatch_labels(cfg, collection, inputs, show_progress_bar)]
+            labels = [[row[0] * scale, *row[1:]] for row in _inbatch_labels(cfg, collection, inputs, show_progress_bar)]
         else:
             labels = [[x * scale for x in row] if isinstance(row, list) else row * scale for row in dataset["label"]]
         dataset = dataset.remove_columns("label").add_column("label", labels)
@@ -486,12 +559,16 @@ def build_training_data(cfg: TrainConfig, collection: Collection, show_progress_
     if rows is Rows.LISTS:
         columns, temperature = _listwise_rows(cfg, collection)
         sampler = BatchSamplers.NO_DUPLICATES if cfg.in_batch_negatives else BatchSamplers.BATCH_SAMPLER
-        return TrainingData(Dataset.from_dict(columns), {"per_device_train_batch_size": cfg.batch_size,
-                                                         "num_train_epochs": 1, "batch_sampler": sampler},
-                            {"temperature": temperature})
+        return TrainingData(
+            Dataset.from_dict(columns),
+            {"per_device_train_batch_size": cfg.batch_size, "num_train_epochs": 1, "batch_sampler": sampler},
+            {"temperature": temperature},
+        )
     if rows is Rows.TRIPLES:
-        return TrainingData(Dataset.from_dict(_infonce_rows(cfg, collection)),
-                            {"per_device_train_batch_size": cfg.batch_size, "num_train_epochs": cfg.epochs})
+        return TrainingData(
+            Dataset.from_dict(_infonce_rows(cfg, collection)),
+            {"per_device_train_batch_size": cfg.batch_size, "num_train_epochs": cfg.epochs},
+        )
     raise InputError(f"train: loss {cfg.loss!r} consumes rows {rows!r}, which the driver cannot build")
 
 
@@ -510,8 +587,10 @@ def _last_checkpoint(folder: Path) -> str | None:
     """The newest complete checkpoint. The trainer writes a checkpoint in place and its
     ``trainer_state.json`` last, so a folder without it was cut short (killed while saving):
     it is removed, and training resumes from the one before."""
-    checkpoints = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                         key=lambda p: int(p.name.split("-")[-1]))
+    checkpoints = sorted(
+        (p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
     for checkpoint in reversed(checkpoints):
         if (checkpoint / "trainer_state.json").is_file():
             return str(checkpoint)
@@ -552,20 +631,28 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
     save_steps: float = cfg.save_steps or 1 / (2 * cfg.epochs)  # twice per epoch
     use_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) if cfg.bf16 is None else cfg.bf16
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoints), learning_rate=cfg.learning_rate, **_warmup(cfg.warmup_ratio),
-        seed=cfg.seed, bf16=use_bf16,
-        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=save_steps, save_total_limit=2,
-        eval_strategy="steps" if evaluator else "no", eval_steps=cfg.eval_steps or save_steps,
+        output_dir=str(checkpoints),
+        learning_rate=cfg.learning_rate,
+        **_warmup(cfg.warmup_ratio),
+        seed=cfg.seed,
+        bf16=use_bf16,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if evaluator else "no",
+        eval_steps=cfg.eval_steps or save_steps,
         load_best_model_at_end=evaluator is not None,
         metric_for_best_model=f"eval_{evaluator.primary_metric}" if evaluator else None,
-        report_to="none", disable_tqdm=not show_progress_bar, dataloader_drop_last=False,
+        report_to="none",
+        disable_tqdm=not show_progress_bar,
+        dataloader_drop_last=False,
         router_mapping={"query": "query"} if cfg.freeze_documents else {},
         # transformers only sets up CPU DDP (gloo) under torchrun when told the run is on the CPU
         use_cpu=not torch.cuda.is_available(),
         **sized,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
-                                         evaluator=evaluator)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator)
     resume = _last_checkpoint(checkpoints) if cfg.resume else None
     if resume:
         logger.info("resuming from %s", resume)
@@ -575,22 +662,35 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
     best = trainer.state.best_model_checkpoint
     examples = len(dataset)
     metrics = output.metrics
-    result = TrainResult(path=out, examples=examples, seconds=seconds,
-                         examples_per_second=float(metrics.get("train_samples_per_second", examples / seconds)),
-                         train_loss=float(output.training_loss), best_checkpoint=best)
+    result = TrainResult(
+        path=out,
+        examples=examples,
+        seconds=seconds,
+        examples_per_second=float(metrics.get("train_samples_per_second", examples / seconds)),
+        train_loss=float(output.training_loss),
+        best_checkpoint=best,
+    )
     if trainer.is_world_process_zero():  # under DDP one rank writes the model, the others wait
         # the training record goes into the model folder before it is published: a folder with
         # irdistill_training.json is a finished student (the pipeline's test for this stage)
-        record = {"config": asdict(cfg), "examples": examples, "seconds": round(seconds, 2),
-                  "examples_per_second": result.examples_per_second, "train_loss": result.train_loss,
-                  "world_size": trainer.args.world_size, "best_checkpoint": best,
-                  "resumed_from": resume, "log_history": trainer.state.log_history}
+        record = {
+            "config": asdict(cfg),
+            "examples": examples,
+            "seconds": round(seconds, 2),
+            "examples_per_second": result.examples_per_second,
+            "train_loss": result.train_loss,
+            "world_size": trainer.args.world_size,
+            "best_checkpoint": best,
+            "resumed_from": resume,
+            "log_history": trainer.state.log_history,
+        }
         if data.loss_options:
             record["resolved_loss_options"] = data.loss_options
         save_model_atomic(model, out, {"irdistill_training.json": json.dumps(record, indent=2) + "\n"})
         shutil.rmtree(checkpoints, ignore_errors=True)
-        logger.info("student trained: %d examples in %.0f s (%.1f/s) -> %s", examples, seconds,
-                    result.examples_per_second, out)
+        logger.info(
+            "student trained: %d examples in %.0f s (%.1f/s) -> %s", examples, seconds, result.examples_per_second, out
+        )
     trainer.accelerator.wait_for_everyone()
     return result
 
@@ -610,24 +710,44 @@ def _train_sparse(cfg: TrainConfig, collection: Collection, show_progress_bar: b
     else:  # the IDF of the training collection's corpus
         student = build_inference_free_student(cfg.student, collection, max_seq_length=cfg.max_seq_length)
     negatives = cfg.list_size - 1 if cfg.loss == "listwise-kl" else 1
-    dataset = to_hf_dataset(_scores_path(cfg.scores or ""), collection, negatives_per_query=negatives,
-                            seed=cfg.seed, teacher=cfg.teacher)
+    dataset = to_hf_dataset(
+        _scores_path(cfg.scores or ""), collection, negatives_per_query=negatives, seed=cfg.seed, teacher=cfg.teacher
+    )
     if cfg.label_scale != 1.0:
         dataset = dataset.map(lambda row: {"label": [x * cfg.label_scale for x in row["label"]]})
     logger.info("training a %s student on %r with %s (%d rows)", cfg.student_kind, collection, cfg.loss, len(dataset))
     query_weight: Any = cfg.query_regularizer_weight if cfg.query_regularizer_weight is not None else "auto"
     start = time.perf_counter()
-    train_sparse_student(student, dataset, loss=SPARSE_LOSS_OF[cfg.loss],  # type: ignore[arg-type]
-                         document_regularizer_weight=cfg.document_regularizer_weight,
-                         query_regularizer_weight=query_weight, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                         lr=cfg.learning_rate, warmup_steps=0, seed=cfg.seed, logging_steps=cfg.logging_steps,
-                         show_progress_bar=show_progress_bar, **cfg.loss_options)
+    train_sparse_student(
+        student,
+        dataset,
+        loss=SPARSE_LOSS_OF[cfg.loss],  # type: ignore[arg-type]
+        document_regularizer_weight=cfg.document_regularizer_weight,
+        query_regularizer_weight=query_weight,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.learning_rate,
+        warmup_steps=0,
+        seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        show_progress_bar=show_progress_bar,
+        **cfg.loss_options,
+    )
     seconds = time.perf_counter() - start
     out = Path(cfg.out)
-    record = {"config": asdict(cfg), "examples": len(dataset), "seconds": round(seconds, 2),
-              "examples_per_second": len(dataset) * cfg.epochs / seconds if seconds > 0 else 0.0}
+    record = {
+        "config": asdict(cfg),
+        "examples": len(dataset),
+        "seconds": round(seconds, 2),
+        "examples_per_second": len(dataset) * cfg.epochs / seconds if seconds > 0 else 0.0,
+    }
     save_model_atomic(student, out, {"irdistill_training.json": json.dumps(record, indent=2) + "\n"})
     logger.info("sparse student trained: %d rows in %.0f s -> %s", len(dataset), seconds, out)
-    return TrainResult(path=out, examples=len(dataset), seconds=seconds,
-                       examples_per_second=record["examples_per_second"], train_loss=float("nan"),
-                       best_checkpoint=None)
+    return TrainResult(
+        path=out,
+        examples=len(dataset),
+        seconds=seconds,
+        examples_per_second=record["examples_per_second"],
+        train_loss=float("nan"),
+        best_checkpoint=None,
+    )

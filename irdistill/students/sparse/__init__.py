@@ -63,7 +63,19 @@ from irdistill.students.sparse.model import (
 from irdistill.students.sparse.training import SPARSE_LOSSES, train_sparse_student
 
 __all__ = [
-    "IDF_FORMULAS", "SPARSE_LOSSES", "UNSEEN_IDF", "IDFWeightedFlopsLoss", "SparseEncoded",
-    "build_inference_free_student", "build_splade_student", "compute_idf", "document_frequencies",
-    "encode_sparse", "is_inference_free", "is_sparse_model", "load_sparse_student", "student_idf", "train_sparse_student",
+    "IDF_FORMULAS",
+    "SPARSE_LOSSES",
+    "UNSEEN_IDF",
+    "IDFWeightedFlopsLoss",
+    "SparseEncoded",
+    "build_inference_free_student",
+    "build_splade_student",
+    "compute_idf",
+    "document_frequencies",
+    "encode_sparse",
+    "is_inference_free",
+    "is_sparse_model",
+    "load_sparse_student",
+    "student_idf",
+    "train_sparse_student",
 ]

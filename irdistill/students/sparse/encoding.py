@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 Side = Literal["query", "document"]
 
 
-
 @dataclass
 class SparseEncoded:
     """Sparse vectors of one list of texts, as a ``(n, V)`` CSR matrix."""
@@ -95,9 +94,15 @@ def encode_sparse(
     start = time.perf_counter()
     starts = range(0, n, batch_size)
     for b in tqdm(starts, desc=f"encode {side}s", disable=not show_progress_bar, unit="batch"):
-        batch = [texts[i] for i in order[b:b + batch_size]]
-        embeddings = encode(batch, batch_size=len(batch), show_progress_bar=False, convert_to_tensor=True,
-                            convert_to_sparse_tensor=True, max_active_dims=max_active_dims)
+        batch = [texts[i] for i in order[b : b + batch_size]]
+        embeddings = encode(
+            batch,
+            batch_size=len(batch),
+            show_progress_bar=False,
+            convert_to_tensor=True,
+            convert_to_sparse_tensor=True,
+            max_active_dims=max_active_dims,
+        )
         parts.append(_to_csr(embeddings))
     seconds = time.perf_counter() - start
     stacked = sp.vstack(parts, format="csr", dtype=np.float32)
@@ -106,6 +111,12 @@ def encode_sparse(
     matrix = stacked[inverse]
     matrix.sort_indices()
     encoded = SparseEncoded(matrix, seconds)
-    logger.info("%d %s texts encoded in %.1fs (%.1f/s), %.1f non-zeros each", n, side, seconds,
-                encoded.per_second, encoded.avg_nnz)
+    logger.info(
+        "%d %s texts encoded in %.1fs (%.1f/s), %.1f non-zeros each",
+        n,
+        side,
+        seconds,
+        encoded.per_second,
+        encoded.avg_nnz,
+    )
     return encoded

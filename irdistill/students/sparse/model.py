@@ -22,14 +22,24 @@ from irdistill.paths import resolve_model
 if TYPE_CHECKING:
     from sentence_transformers import SparseEncoder
 
-__all__ = ["UNSEEN_IDF", "IDF_FORMULAS", "build_splade_student", "build_inference_free_student", "compute_idf",
-           "document_frequencies", "is_inference_free", "is_sparse_model", "load_sparse_student", "query_static_module", "student_idf"]
+__all__ = [
+    "UNSEEN_IDF",
+    "IDF_FORMULAS",
+    "build_splade_student",
+    "build_inference_free_student",
+    "compute_idf",
+    "document_frequencies",
+    "is_inference_free",
+    "is_sparse_model",
+    "load_sparse_student",
+    "query_static_module",
+    "student_idf",
+]
 
 logger = logging.getLogger(__name__)
 
 IDFFormula = Literal["bm25", "log"]
 IDF_FORMULAS = ("bm25", "log")
-
 
 
 def _mlm_transformer(model: str | os.PathLike[str], max_seq_length: int | None) -> Any:
@@ -47,8 +57,12 @@ def _mlm_transformer(model: str | os.PathLike[str], max_seq_length: int | None) 
         except ValueError as err:
             raise InputError(f"{config}: not valid JSON ({err})") from None
         if architectures and not any(a.endswith("ForMaskedLM") for a in architectures):
-            logger.warning("%s is a %s, not a masked LM: its MLM head is newly initialised and the "
-                           "student needs training before it is useful", path, ", ".join(architectures))
+            logger.warning(
+                "%s is a %s, not a masked LM: its MLM head is newly initialised and the "
+                "student needs training before it is useful",
+                path,
+                ", ".join(architectures),
+            )
     try:
         return Transformer(path, transformer_task="fill-mask", max_seq_length=max_seq_length)
     except OSError as err:
@@ -91,13 +105,18 @@ def build_splade_student(
     from sentence_transformers.sparse_encoder.modules import SpladePooling
 
     transformer = _mlm_transformer(model, max_seq_length)
-    pool = SpladePooling(pooling_strategy=pooling, activation_function=activation,
-                         embedding_dimension=_vocab_size(transformer))
+    pool = SpladePooling(
+        pooling_strategy=pooling, activation_function=activation, embedding_dimension=_vocab_size(transformer)
+    )
     return SparseEncoder(modules=[transformer, pool], device=device, similarity_fn_name="dot")
 
 
 def document_frequencies(
-    texts: Sequence[str], tokenizer: Any, *, vocab_size: int | None = None, batch_size: int = 1024,
+    texts: Sequence[str],
+    tokenizer: Any,
+    *,
+    vocab_size: int | None = None,
+    batch_size: int = 1024,
     show_progress_bar: bool = False,
 ) -> tuple[np.ndarray, int]:
     """``(df, N)``: per token id, the number of texts whose tokenization contains it, and the number
@@ -111,9 +130,15 @@ def document_frequencies(
     n_docs = 0
     starts = range(0, len(texts), batch_size)
     for start in tqdm(starts, desc="document frequencies", disable=not show_progress_bar, unit="batch"):
-        batch = list(texts[start:start + batch_size])
-        encoded = tokenizer(batch, add_special_tokens=False, truncation=False, verbose=False,
-                            return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        batch = list(texts[start : start + batch_size])
+        encoded = tokenizer(
+            batch,
+            add_special_tokens=False,
+            truncation=False,
+            verbose=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
         for ids in encoded:
             unique = np.unique(np.asarray(ids, dtype=np.int64))
             if len(special):
@@ -121,8 +146,7 @@ def document_frequencies(
             if unique.size == 0:
                 continue
             if unique[-1] >= size:
-                raise InputError(f"tokenizer produced token id {int(unique[-1])} but the vocabulary has "
-                                 f"{size} entries")
+                raise InputError(f"tokenizer produced token id {int(unique[-1])} but the vocabulary has {size} entries")
             df[unique] += 1
             n_docs += 1
     return df, n_docs
@@ -152,8 +176,9 @@ def compute_idf(
     texts = corpus.doc_texts() if isinstance(corpus, Collection) else list(corpus)
     if not texts:
         raise InputError("cannot compute IDF from an empty corpus")
-    df, n = document_frequencies(texts, tokenizer, vocab_size=vocab_size, batch_size=batch_size,
-                                 show_progress_bar=show_progress_bar)
+    df, n = document_frequencies(
+        texts, tokenizer, vocab_size=vocab_size, batch_size=batch_size, show_progress_bar=show_progress_bar
+    )
     if n == 0:
         raise InputError(f"none of the {len(texts)} corpus texts has a token: cannot compute IDF")
     dff = df.astype(np.float64)
@@ -164,8 +189,9 @@ def compute_idf(
     idf[df == 0] = UNSEEN_IDF
     special = [i for i in set(tokenizer.all_special_ids or []) if i < len(idf)]
     idf[special] = 0.0
-    logger.info("IDF (%s) over %d documents; %d of %d vocabulary tokens occur", formula, n,
-                int((df > 0).sum()), len(df))
+    logger.info(
+        "IDF (%s) over %d documents; %d of %d vocabulary tokens occur", formula, n, int((df > 0).sum()), len(df)
+    )
     return torch.tensor(idf, dtype=torch.float32)
 
 
@@ -231,11 +257,9 @@ def build_inference_free_student(
     size = _vocab_size(transformer)
     tokenizer = transformer.tokenizer
     if len(tokenizer.get_vocab()) > size:
-        raise InputError(f"the tokenizer has {len(tokenizer.get_vocab())} tokens but the masked LM only "
-                         f"{size} outputs")
+        raise InputError(f"the tokenizer has {len(tokenizer.get_vocab())} tokens but the masked LM only {size} outputs")
     if corpus is not None:
-        weights = compute_idf(corpus, tokenizer, formula=formula, vocab_size=size,
-                              show_progress_bar=show_progress_bar)
+        weights = compute_idf(corpus, tokenizer, formula=formula, vocab_size=size, show_progress_bar=show_progress_bar)
     else:
         weights = _idf_vector(idf, tokenizer, size)
     query_tower = SparseStaticEmbedding(tokenizer=tokenizer, weight=weights, frozen=not trainable_idf)
@@ -289,8 +313,9 @@ def is_sparse_model(model: str | os.PathLike[str]) -> bool:
     return folder.is_dir() and (folder / "modules.json").is_file() and _is_sparse_folder(folder)
 
 
-def load_sparse_student(model: str | os.PathLike[str] | SparseEncoder, *, device: str | None = None,
-                        max_seq_length: int | None = None) -> SparseEncoder:
+def load_sparse_student(
+    model: str | os.PathLike[str] | SparseEncoder, *, device: str | None = None, max_seq_length: int | None = None
+) -> SparseEncoder:
     """A ``SparseEncoder`` folder (or hub id) as is, or a bare masked LM as a SPLADE student."""
     from sentence_transformers import SparseEncoder
 
@@ -300,8 +325,10 @@ def load_sparse_student(model: str | os.PathLike[str] | SparseEncoder, *, device
     local = Path(path)
     if local.is_dir() and (local / "modules.json").is_file():
         if not _is_sparse_folder(local):
-            raise InputError(f"{path}: a dense sentence-transformers model, not a sparse encoder (no SPLADE "
-                             "pooling or static sparse module); build a student from its masked LM instead")
+            raise InputError(
+                f"{path}: a dense sentence-transformers model, not a sparse encoder (no SPLADE "
+                "pooling or static sparse module); build a student from its masked LM instead"
+            )
         try:
             student = SparseEncoder(path, device=device)
         except OSError as err:

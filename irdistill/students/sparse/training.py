@@ -27,18 +27,21 @@ SparseLoss = Literal["margin-mse", "kl"]
 SPARSE_LOSSES = ("margin-mse", "kl")
 
 
-
 def _training_columns(dataset: datasets.Dataset) -> tuple[list[str], int]:
     columns = list(dataset.column_names)
     where = "training dataset"
     for needed in ("query", "positive", "label"):
         if needed not in columns:
-            raise InputError(f"{where} has no {needed!r} column; expected query, positive, negative(s), label "
-                             f"(as irdistill.scores.hf.to_hf_dataset writes), got {', '.join(columns)}")
+            raise InputError(
+                f"{where} has no {needed!r} column; expected query, positive, negative(s), label "
+                f"(as irdistill.scores.hf.to_hf_dataset writes), got {', '.join(columns)}"
+            )
     negatives = [c for c in columns if c.startswith("negative")]
     if not negatives:
-        raise InputError(f"{where} needs at least one negative column (negative, negative_1, ...) besides "
-                         f"query, positive and label; got {', '.join(columns)}")
+        raise InputError(
+            f"{where} needs at least one negative column (negative, negative_1, ...) besides "
+            f"query, positive and label; got {', '.join(columns)}"
+        )
     ignored = [c for c in columns if c not in ("query", "positive", "label", *negatives)]
     if ignored:
         logger.info("training dataset: columns %s are not model inputs and are left out", ", ".join(ignored))
@@ -161,28 +164,47 @@ def train_sparse_student(
             raise InputError(f"flops_weights must be None, an IDF vector or 'idf', got {flops_weights!r}")
         flops_weights = student_idf(student)
         if flops_weights is None:
-            raise InputError("flops_weights='idf' needs an inference-free student (an IDF query tower); "
-                             "pass an IDF vector, e.g. compute_idf(corpus, tokenizer)")
-    document_regularizer = (IDFWeightedFlopsLoss(student, flops_weights, min_idf=min_idf)
-                            if flops_weights is not None else None)
+            raise InputError(
+                "flops_weights='idf' needs an inference-free student (an IDF query tower); "
+                "pass an IDF vector, e.g. compute_idf(corpus, tokenizer)"
+            )
+    document_regularizer = (
+        IDFWeightedFlopsLoss(student, flops_weights, min_idf=min_idf) if flops_weights is not None else None
+    )
     if query_regularizer_weight == "auto":
         query_regularizer_weight = None if inference_free else 5e-5
     elif inference_free and query_regularizer_weight is not None:
         if not query_static_module(student).weight.requires_grad:
-            logger.warning("query_regularizer_weight=%s has no effect: the inference-free student's IDF "
-                           "query weights are frozen", query_regularizer_weight)
-    objective = SpladeLoss(student, loss=main, document_regularizer_weight=document_regularizer_weight,
-                           query_regularizer_weight=query_regularizer_weight,
-                           document_regularizer=document_regularizer)
+            logger.warning(
+                "query_regularizer_weight=%s has no effect: the inference-free student's IDF query weights are frozen",
+                query_regularizer_weight,
+            )
+    objective = SpladeLoss(
+        student,
+        loss=main,
+        document_regularizer_weight=document_regularizer_weight,
+        query_regularizer_weight=query_regularizer_weight,
+        document_regularizer=document_regularizer,
+    )
 
-    router_mapping = ({c: ("query" if c == "query" else "document") for c in columns if c != "label"}
-                      if inference_free else {})
+    router_mapping = (
+        {c: ("query" if c == "query" else "document") for c in columns if c != "label"} if inference_free else {}
+    )
     with tempfile.TemporaryDirectory(prefix="irdistill-sparse-") as scratch:
         args = SparseEncoderTrainingArguments(
-            output_dir=scratch, num_train_epochs=epochs, max_steps=max_steps,
-            per_device_train_batch_size=batch_size, learning_rate=lr, warmup_steps=warmup_steps,
-            weight_decay=weight_decay, seed=seed, logging_steps=logging_steps, save_strategy="no",
-            report_to="none", disable_tqdm=not show_progress_bar, router_mapping=router_mapping,
+            output_dir=scratch,
+            num_train_epochs=epochs,
+            max_steps=max_steps,
+            per_device_train_batch_size=batch_size,
+            learning_rate=lr,
+            warmup_steps=warmup_steps,
+            weight_decay=weight_decay,
+            seed=seed,
+            logging_steps=logging_steps,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=not show_progress_bar,
+            router_mapping=router_mapping,
             learning_rate_mapping=learning_rate_mapping or {},
         )
         trainer = SparseEncoderTrainer(model=student, args=args, train_dataset=dataset, loss=objective)
