@@ -140,3 +140,102 @@ def test_auto_device_logs_its_choice(caplog: pytest.LogCaptureFixture) -> None:
         index = HNSWIndex(8, device="auto")
     assert index.device == "cpu"
     assert "hnsw index on CPU" in caplog.text
+
+
+def test_a_new_index_kind_is_one_registered_class(beir_dir: Path, tiny_model_dir: Path, cache_dir: Path) -> None:
+    """A plug-in index for the harness: one Index class registered in INDEXES; evaluate_retrieval
+    and the retrievers find it by name with its options."""
+    from irdistill.data import load_collection
+    from irdistill.evaluation import evaluate_retrieval
+    from irdistill.indexes.base import Index
+
+    @INDEXES.register("toy-exact")
+    class ToyExact(Index):
+        """Exact inner product in NumPy, scores rounded to ``decimals``."""
+
+        kind = "toy-exact"
+
+        def __init__(self, dim: int, *, decimals: int = 6, device: str = "cpu") -> None:
+            self.dim, self.decimals, self.rows = dim, decimals, np.zeros((0, dim), dtype=np.float32)
+
+        def add(self, embeddings: np.ndarray) -> None:
+            self.rows = np.vstack([self.rows, embeddings])
+
+        def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+            scores = np.round(queries @ self.rows.T, self.decimals)
+            ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            return np.take_along_axis(scores, ids, axis=1), ids
+
+        def save(self, path) -> None:
+            np.save(path, self.rows)
+
+        @classmethod
+        def load(cls, path, **kwargs) -> ToyExact:
+            rows = np.load(path)
+            index = cls(rows.shape[1], **kwargs)
+            index.rows = rows
+            return index
+
+        @property
+        def ntotal(self) -> int:
+            return len(self.rows)
+
+        @property
+        def nbytes(self) -> int:
+            return int(self.rows.nbytes)
+
+    try:
+        test = load_collection(beir_dir, split="test")
+        toy = evaluate_retrieval(
+            str(tiny_model_dir),
+            test,
+            index="toy-exact",
+            index_params={"decimals": 5},
+            k=5,
+            metrics=["ndcg@10"],
+            show_progress_bar=False,
+        )
+        flat = evaluate_retrieval(
+            str(tiny_model_dir), test, index="flat", k=5, metrics=["ndcg@10"], show_progress_bar=False
+        )
+        assert toy.index == "toy-exact" and toy.performance.index_bytes == 8 * 32 * 4
+        assert {q: list(h) for q, h in toy.run.items()} == {q: list(h) for q, h in flat.run.items()}
+        with pytest.raises(InputError, match="toy-exact index has no option 'm'"):
+            evaluate_retrieval(str(tiny_model_dir), test, index="toy-exact", index_params={"m": 4})
+    finally:
+        INDEXES.unregister("toy-exact")
+
+
+def test_a_new_built_index_kind_is_one_registered_builder(
+    beir_dir: Path, tiny_model_dir: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """A plug-in kind for ``irdistill index``: one builder registered in BUILDERS; its keyword
+    options are checked, the folder is written and evaluated like the built-in kinds'."""
+    from irdistill.data import load_collection
+    from irdistill.workflows.indexing import BUILDERS, _Built, build_index, check_build_options
+
+    @BUILDERS.register("exact")
+    def build_exact(job, *, normalise: bool = False) -> _Built:
+        docs = job.doc_embeddings()
+        index = FlatIndex(docs.shape[1], device="cpu")
+        index.add(docs / np.linalg.norm(docs, axis=1, keepdims=True) if normalise else docs)
+        return _Built(index, {"normalise": normalise})
+
+    try:
+        test = load_collection(beir_dir, split="test")
+        built = build_index(
+            "exact",
+            test,
+            str(tiny_model_dir),
+            tmp_path / "exact",
+            evaluate=True,
+            metrics=["ndcg@10"],
+            k=5,
+            show_progress_bar=False,
+        )
+        assert built.info["kind"] == "exact" and built.info["bytes_per_vector"] == 4 * 32
+        assert (tmp_path / "exact" / "index.faiss").is_file() and 0 <= built.metrics["ndcg@10"] <= 1
+        with pytest.raises(InputError, match="exact index has no option 'm'"):
+            check_build_options("exact", {"m": 4})
+    finally:
+        BUILDERS.unregister("exact")
