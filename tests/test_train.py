@@ -385,3 +385,20 @@ def test_tas_balanced_labels_match_each_ddp_step_of_three_ranks(
                 assert row["label"][1:] == pytest.approx((p_emb @ q).tolist(), abs=1e-5)
             steps += 1
     assert steps == 2  # one step an epoch: 2 planned batches padded to 3, one per rank
+
+
+@pytest.mark.parametrize("loss", ["listwise-kl", "infonce", "margin-mse"])
+def test_max_queries_trains_on_the_first_queries_of_a_whole_split_store(
+    loss: str, tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """The store scores every query of the split; max_queries cuts training to the first ones,
+    and the rows hold no other query (the score lookups skip the rest instead of failing)."""
+    collection = load_collection(beir_dir, split="test")
+    first = collection.query_ids[:2]
+    cfg = config(
+        tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss=loss, sampler="random", list_size=3, max_queries=2
+    )
+    from irdistill.workflows.training import training_collection
+
+    dataset, _ = build_train_dataset(cfg, training_collection(cfg))
+    assert set(dataset["query"]) <= {collection.queries[q] for q in first} and len(dataset) > 0

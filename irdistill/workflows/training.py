@@ -262,6 +262,8 @@ def _scores_by_query(cfg: TrainConfig, collection: Collection) -> dict[str, dict
         out = scores_by_query(path, cfg.teacher)
     except InputError as err:
         raise InputError(f"{cfg.scores}: {err}") from None
+    if cfg.max_queries is not None:  # the store covers the whole split; training sees the first queries
+        out = {qid: docs for qid, docs in out.items() if qid in collection.queries}
     for qid, docs in out.items():
         if qid not in collection.queries:
             raise InputError(f"{cfg.scores}: query id {qid!r} is not in {collection.label}")
