@@ -54,108 +54,116 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    ev = sub.add_parser(
-        "evaluate",
-        help="evaluate a model (or bm25) on a collection",
-        description="Encode the corpus and queries with a sentence-transformers model (cached on "
-        "disk), index them with FAISS, retrieve the top k per query and score the run with ranx. "
-        "Writes run.trec, metrics.json, perf.json (docs/s, queries/s, index bytes, peak memory) "
-        "and table.md to --out.",
-        epilog="example: irdistill evaluate --model sentence-transformers/all-MiniLM-L6-v2 "
-        "--dataset beir/scifact/test --out runs/minilm\n\n" + EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ev.add_argument("--config", help="YAML file with any of the keys below")
-    add_config_arguments(ev, EvaluateConfig)
+    # command, its config dataclass (whose fields are its flags), --config help, help, description, epilog
+    commands = [
+        (
+            "evaluate",
+            EvaluateConfig,
+            "YAML file with any of the keys below",
+            "evaluate a model (or bm25) on a collection",
+            "Encode the corpus and queries with a sentence-transformers model (cached on disk), "
+            "index them with FAISS, retrieve the top k per query and score the run with ranx. Writes "
+            "run.trec, metrics.json, perf.json (docs/s, queries/s, index bytes, peak memory) and "
+            "table.md to --out.",
+            "example: irdistill evaluate --model sentence-transformers/all-MiniLM-L6-v2 --dataset "
+            "beir/scifact/test --out runs/minilm\n\n" + EPILOG,
+        ),
+        (
+            "compare",
+            CompareConfig,
+            "YAML file with any of the keys below",
+            "compare runs with paired significance tests and a plot",
+            "Score several runs on one collection with ranx, test every pair (paired t-test by "
+            "default) and plot quality against latency. A RUN is a TREC run file or an `irdistill "
+            "evaluate --out` folder (whose perf.json gives the latency).",
+            "example: irdistill compare runs/bm25 runs/minilm --dataset beir/scifact/test --out runs/cmp",
+        ),
+        (
+            "candidates",
+            CandidatesConfig,
+            "YAML file with any of the keys below",
+            "mine top-k candidates per query (BM25 or a dense model)",
+            "Retrieve the top k passages of every query with BM25 or a dense model (through a FAISS "
+            "index), in query batches so memory stays flat, and write a TREC run. Judged positives "
+            "are left out (they come from the qrels) unless --keep-positives; "
+            "--false-negative-teacher drops negatives that teacher scores within a margin of the "
+            "weakest positive.",
+            "example: irdistill candidates --dataset beir/scifact/train --retriever bm25 -k 100 "
+            "--out runs/scifact-train-bm25.trec",
+        ),
+        (
+            "score",
+            ScoreConfig,
+            "YAML file with any of the keys below",
+            "score candidates with a teacher into a resumable Parquet store",
+            "Score every (query, candidate) pair of a run, plus each query's judged positives, with "
+            "a teacher. Scores go to OUT/scores.parquet (qid, pid, score, teacher) through shards: a "
+            "run that is stopped, even killed, resumes where it stopped. Under torchrun, ranks share "
+            "the chunks and rank 0 merges.",
+            "teachers: a registered name (bm25, dense, cross-encoder, ensemble, listwise-llm) or a "
+            "YAML recipe (see teachers/).\nexample: irdistill score --teacher "
+            "teachers/ensemble_bm25_mpnet.yaml --dataset beir/scifact/train --candidates "
+            "runs/scifact-train-bm25.trec --out runs/scores",
+        ),
+        (
+            "train-teacher",
+            TrainTeacherConfig,
+            "YAML file with any of the keys below",
+            "fine-tune a cross-encoder teacher on training qrels",
+            "Fine-tune a sentence-transformers CrossEncoder (one logit) from any backbone on the "
+            "judged positives of a training split and hard negatives mined with BM25 or a dense "
+            "model, with the sentence-transformers CrossEncoder trainer. The output folder is a "
+            "CrossEncoder: use it as `--teacher` in a recipe with `teacher: cross-encoder`.",
+            "example: irdistill train-teacher --backbone sentence-transformers/all-MiniLM-L6-v2 "
+            "--dataset beir/scifact/train --out runs/teachers/ce-minilm --epochs 2",
+        ),
+        (
+            "train",
+            TrainConfig,
+            "YAML recipe",
+            "train a bi-encoder student from teacher scores (YAML recipe)",
+            "Train a sentence-transformers bi-encoder from a teacher-score store with Margin-MSE, "
+            "the TAS-Balanced dual-teacher loss, listwise KL, hybrid or InfoNCE, batches drawn by "
+            "the TAS-Balanced or a random sampler, through the sentence-transformers trainer "
+            "(checkpoints, resume, DDP under torchrun / accelerate launch). Every key of the recipe "
+            "(irdistill.workflows.training.TrainConfig) is also a flag below; flags win over the "
+            "file.",
+            "example: irdistill train --config eval/recipes/scifact_student_base.yaml --scores "
+            "runs/scifact-distill/scores.train --out runs/student",
+        ),
+        (
+            "index",
+            IndexConfig,
+            "YAML recipe with any of the keys below (see indexes/)",
+            "build a compressed index of a corpus: distill-vq, ivfpq, pq or sparse",
+            "Encode the corpus of --dataset with --model and build a compressed index: distill-vq "
+            "(IVF centroids and PQ codebooks learned by ListNet distillation of the dense model's "
+            "own query-document scores on --train-queries, arXiv 2204.00185; no labels needed), "
+            "ivfpq or pq (faiss k-means), or sparse (the inverted index of a sparse student). Writes "
+            "OUT/index.faiss (a plain faiss file) or OUT/index.npz (sparse), OUT/doc_ids.txt and "
+            "OUT/index.json (kind, options, model, data set, ntotal, bytes per vector); with "
+            "--evaluate also run.trec, metrics.json and perf.json from searching the collection's "
+            "queries.",
+            "examples:\n  irdistill index --config indexes/distill_vq_minilm_48x8.yaml --out runs/dvq "
+            "--evaluate\n  irdistill index --kind ivfpq --model "
+            "sentence-transformers/all-MiniLM-L6-v2 --dataset beir/scifact/test --m 48 --out "
+            "runs/ivfpq\n  irdistill index --kind sparse --model splade-tiny --dataset "
+            "beir/scifact/test --out runs/splade\n\n" + EPILOG,
+        ),
+    ]
+    for name, config, config_help, summary, description, epilog in commands:
+        command = sub.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if name == "compare":
+            command.add_argument("runs", nargs="*", metavar="RUN", help="TREC run files or evaluate --out folders")
+        command.add_argument("--config", help=config_help)
+        add_config_arguments(command, config)
 
-    cp = sub.add_parser(
-        "compare",
-        help="compare runs with paired significance tests and a plot",
-        description="Score several runs on one collection with ranx, test every pair "
-        "(paired t-test by default) and plot quality against latency. A RUN is a TREC run file "
-        "or an `irdistill evaluate --out` folder (whose perf.json gives the latency).",
-        epilog="example: irdistill compare runs/bm25 runs/minilm --dataset beir/scifact/test --out runs/cmp",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    cp.add_argument("runs", nargs="*", metavar="RUN", help="TREC run files or evaluate --out folders")
-    cp.add_argument("--config", help="YAML file with any of the keys below")
-    add_config_arguments(cp, CompareConfig)
-    ca = sub.add_parser(
-        "candidates",
-        help="mine top-k candidates per query (BM25 or a dense model)",
-        description="Retrieve the top k passages of every query with BM25 or a dense model "
-        "(through a FAISS index), in query batches so memory stays flat, and write a TREC run. "
-        "Judged positives are left out (they come from the qrels) unless --keep-positives; "
-        "--false-negative-teacher drops negatives that teacher scores within a margin of the "
-        "weakest positive.",
-        epilog="example: irdistill candidates --dataset beir/scifact/train --retriever bm25 -k 100 "
-        "--out runs/scifact-train-bm25.trec",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ca.add_argument("--config", help="YAML file with any of the keys below")
-    add_config_arguments(ca, CandidatesConfig)
-
-    sc = sub.add_parser(
-        "score",
-        help="score candidates with a teacher into a resumable Parquet store",
-        description="Score every (query, candidate) pair of a run, plus each query's judged "
-        "positives, with a teacher. Scores go to OUT/scores.parquet (qid, pid, score, teacher) "
-        "through shards: a run that is stopped, even killed, resumes where it stopped. Under "
-        "torchrun, ranks share the chunks and rank 0 merges.",
-        epilog="teachers: a registered name (bm25, dense, cross-encoder, ensemble, listwise-llm) "
-        "or a YAML recipe (see teachers/).\nexample: irdistill score --teacher teachers/ensemble_bm25_mpnet.yaml "
-        "--dataset beir/scifact/train --candidates runs/scifact-train-bm25.trec --out runs/scores",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sc.add_argument("--config", help="YAML file with any of the keys below")
-    add_config_arguments(sc, ScoreConfig)
-    tt = sub.add_parser(
-        "train-teacher",
-        help="fine-tune a cross-encoder teacher on training qrels",
-        description="Fine-tune a sentence-transformers CrossEncoder (one logit) from any backbone "
-        "on the judged positives of a training split and hard negatives mined with BM25 or a "
-        "dense model, with the sentence-transformers CrossEncoder trainer. The output folder "
-        "is a CrossEncoder: use it as `--teacher` in a recipe with `teacher: cross-encoder`.",
-        epilog="example: irdistill train-teacher --backbone sentence-transformers/all-MiniLM-L6-v2 "
-        "--dataset beir/scifact/train --out runs/teachers/ce-minilm --epochs 2",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    tt.add_argument("--config", help="YAML file with any of the keys below")
-    add_config_arguments(tt, TrainTeacherConfig)
-    tr = sub.add_parser(
-        "train",
-        help="train a bi-encoder student from teacher scores (YAML recipe)",
-        description="Train a sentence-transformers bi-encoder from a teacher-score store with "
-        "Margin-MSE, the TAS-Balanced dual-teacher loss, listwise KL, hybrid or InfoNCE, batches drawn "
-        "by the TAS-Balanced or a random sampler, through the sentence-transformers trainer "
-        "(checkpoints, resume, DDP under torchrun / accelerate launch). Every key of the recipe "
-        "(irdistill.workflows.training.TrainConfig) is also a flag below; flags win over the file.",
-        epilog="example: irdistill train --config eval/recipes/scifact_student_base.yaml "
-        "--scores runs/scifact-distill/scores.train --out runs/student",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    tr.add_argument("--config", help="YAML recipe")
-    add_config_arguments(tr, TrainConfig)
-    ix = sub.add_parser(
-        "index",
-        help="build a compressed index of a corpus: distill-vq, ivfpq, pq or sparse",
-        description="Encode the corpus of --dataset with --model and build a compressed index: "
-        "distill-vq (IVF centroids and PQ codebooks learned by ListNet distillation of the dense "
-        "model's own query-document scores on --train-queries, arXiv 2204.00185; no labels needed), "
-        "ivfpq or pq (faiss k-means), or sparse (the inverted index of a sparse student). Writes "
-        "OUT/index.faiss (a plain faiss file) or OUT/index.npz (sparse), OUT/doc_ids.txt and "
-        "OUT/index.json (kind, options, model, data set, ntotal, bytes per vector); with --evaluate "
-        "also run.trec, metrics.json and perf.json from searching the collection's queries.",
-        epilog="examples:\n"
-        "  irdistill index --config indexes/distill_vq_minilm_48x8.yaml --out runs/dvq --evaluate\n"
-        "  irdistill index --kind ivfpq --model sentence-transformers/all-MiniLM-L6-v2 "
-        "--dataset beir/scifact/test --m 48 --out runs/ivfpq\n"
-        "  irdistill index --kind sparse --model splade-tiny --dataset beir/scifact/test --out runs/splade\n\n"
-        + EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ix.add_argument("--config", help="YAML recipe with any of the keys below (see indexes/)")
-    add_config_arguments(ix, IndexConfig)
     rn = sub.add_parser(
         "run",
         help="run a whole recipe: candidates -> teacher scores -> student -> index -> evaluation",
