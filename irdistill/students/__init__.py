@@ -12,70 +12,36 @@ the CSR encoder. Also loaded on first use. A sparse student is searched and eval
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from importlib import import_module
+from typing import Any
 
-if TYPE_CHECKING:
-    from irdistill.students.sparse import (
-        IDFWeightedFlopsLoss,
-        SparseEncoded,
-        build_inference_free_student,
-        build_splade_student,
-        compute_idf,
-        encode_sparse,
-        is_inference_free,
-        load_sparse_student,
-        student_idf,
-        train_sparse_student,
-    )
-    from irdistill.students.vq import (
-        DistillVQ,
-        faiss_codes,
-        listnet_loss,
-        save,
-        to_faiss,
-        train_distill_vq,
-    )
+_MODULE_OF = {
+    **dict.fromkeys(
+        ("DistillVQ", "faiss_codes", "listnet_loss", "save", "to_faiss", "train_distill_vq"), "irdistill.students.vq"
+    ),
+    **dict.fromkeys(
+        (
+            "IDFWeightedFlopsLoss",
+            "SparseEncoded",
+            "build_inference_free_student",
+            "build_splade_student",
+            "compute_idf",
+            "encode_sparse",
+            "is_inference_free",
+            "is_sparse_model",
+            "load_sparse_student",
+            "student_idf",
+            "train_sparse_student",
+        ),
+        "irdistill.students.sparse",
+    ),
+}
 
-_SPARSE = (
-    "IDFWeightedFlopsLoss",
-    "SparseEncoded",
-    "build_inference_free_student",
-    "build_splade_student",
-    "compute_idf",
-    "encode_sparse",
-    "is_inference_free",
-    "load_sparse_student",
-    "student_idf",
-    "train_sparse_student",
-)
-
-__all__ = [
-    "DistillVQ",
-    "faiss_codes",
-    "listnet_loss",
-    "save",
-    "to_faiss",
-    "train_distill_vq",
-    "IDFWeightedFlopsLoss",
-    "SparseEncoded",
-    "build_inference_free_student",
-    "build_splade_student",
-    "compute_idf",
-    "encode_sparse",
-    "is_inference_free",
-    "load_sparse_student",
-    "student_idf",
-    "train_sparse_student",
-]
+__all__ = list(_MODULE_OF)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SPARSE:
-        from irdistill.students import sparse
-
-        return getattr(sparse, name)
-    if name in __all__:
-        from irdistill.students import vq
-
-        return getattr(vq, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)
