@@ -82,3 +82,19 @@ def test_candidate_errors(beir_dir: Path) -> None:
         mine_candidates(collection, "bm25", query_ids=["nope"], show_progress_bar=False)
     with pytest.raises(InputError, match="k must be >= 1"):
         mine_candidates(collection, "bm25", k=0, show_progress_bar=False)
+
+
+def test_bm25_searches_on_several_threads_with_the_same_results(beir_dir: Path) -> None:
+    from irdistill.data import load_collection
+    from irdistill.retrieval import BM25Retriever
+
+    collection = load_collection(beir_dir, split="test")
+    one, many = BM25Retriever(show_progress_bar=False, threads=0), BM25Retriever(show_progress_bar=False, threads=2)
+    assert many.threads == 2 and one.threads == 0
+    for retriever in (one, many):
+        retriever.index(collection)
+    texts = collection.query_texts() * 3
+    ids = [f"q{i}" for i in range(len(texts))]
+    a, b = one.search(ids, texts, 5), many.search(ids, texts, 5)
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_allclose(a[0], b[0])

@@ -92,6 +92,10 @@ def test_dense_teacher_uses_the_collection_cache(tiny_model_dir: Path, beir_dir:
     q = teacher.encoder.model.encode(["protein expression"], normalize_embeddings=True)[0]
     d = teacher.encoder.model.encode([doc, "a passage not in the corpus"], normalize_embeddings=True)
     np.testing.assert_allclose(scores, d @ q, atol=1e-5)
+    # only the corpus is cached: the calls' queries and stray passages write no file each
+    for query in ("vaccine", "brain gene", "protein expression"):
+        teacher.rank(query, [doc])
+    assert len(list((cache_dir / "embeddings").glob("*.npy"))) == 1
 
 
 def test_bm25_teacher_agrees_with_bm25_retrieval(beir_dir: Path) -> None:

@@ -9,6 +9,7 @@ Reused: ``bm25s.tokenize`` and ``bm25s.BM25`` (sparse-matrix scoring); PyStemmer
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,7 @@ class BM25Retriever(Retriever):
 
     name = "bm25s"
 
-    def __init__(self, params: BM25Params | None = None, show_progress_bar: bool = True) -> None:
+    def __init__(self, params: BM25Params | None = None, show_progress_bar: bool = True, *, threads: int = -1) -> None:
         try:
             import bm25s
         except ImportError as err:  # pragma: no cover - core dependency
@@ -58,6 +59,8 @@ class BM25Retriever(Retriever):
         logging.getLogger("bm25s").setLevel(logging.NOTSET)
         self.params = params or BM25Params()
         self.show_progress_bar = show_progress_bar
+        self.threads = (os.cpu_count() or 1) if threads == -1 else max(0, threads)
+        """Threads bm25s searches with (``-1``: every core; 0 or 1: this thread only)."""
         self._bm25s = bm25s
         self._stemmer = self._make_stemmer()
         self._retriever: Any = None
@@ -118,5 +121,8 @@ class BM25Retriever(Retriever):
         if self._retriever is None:
             raise InputError("BM25: call index() before search()")
         k = min(k, self.num_docs)
-        ids, scores = self._retriever.retrieve(self._tokenize(list(queries)), k=k, show_progress=self.show_progress_bar)
+        threads = self.threads if len(queries) > 1 and self.threads > 1 else 0
+        ids, scores = self._retriever.retrieve(
+            self._tokenize(list(queries)), k=k, show_progress=self.show_progress_bar, n_threads=threads
+        )
         return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)

@@ -84,8 +84,10 @@ class DenseTeacher(PointwiseTeacher):
         return config
 
     def _embed(self, texts: list[str], side: str) -> np.ndarray:
-        ids = [f"t{i}" for i in range(len(texts))]
-        return self.encoder.encode(ids, texts, side=side).embeddings  # type: ignore[arg-type]
+        """Ad hoc batches (a call's queries, passages outside the collection) skip the embedding
+        cache: caching them wrote one file and one log line per call, and a score job's
+        resumption works by chunk, not by embedding."""
+        return self.encoder.embed(texts, side)  # type: ignore[arg-type]
 
     def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         check_pairs(queries, passages)
