@@ -108,3 +108,42 @@ def test_students_table_resumes_cell_by_cell(
     assert table["untrained"]["seeds"] == 0
     markdown = (results / "students_scifact.md").read_text()
     assert "| hybrid | yes | 3 |" in markdown and "Not measured yet: margin-mse, tas-balanced, listwise-kl." in markdown
+
+
+def test_bench_scale_measures_stages_and_extrapolates_from_the_growth(tmp_path: Path) -> None:
+    script = ROOT / "benchmarks" / "bench_scale.py"
+    for fraction in ("0.0005", "0.001"):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(script),
+                "--fraction",
+                fraction,
+                "--work",
+                str(tmp_path / "work"),
+                "--results",
+                str(tmp_path / "results"),
+                "--stages",
+                "import_scores",
+                "open_corpus",
+                "build_training_data",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "results" / "bench_scale.json").read_text())
+    assert sorted(data["runs"]) == sorted(
+        f"{s}@{f}" for s in ("import_scores", "open_corpus", "build_training_data") for f in ("0.0005", "0.001")
+    )
+    shape = data["runs"]["open_corpus@0.001"]["shape"]
+    assert shape["passages"] == 8841 and shape["score_lines"] == 40_000 and shape["dev_queries"] == 6980
+    assert (tmp_path / "work" / "f0.001" / "collection.tsv").read_text().count("\n") == 8841
+    for stage in ("import_scores", "open_corpus", "build_training_data"):
+        row = data["stages"][stage]
+        assert row["fraction"] == 0.001 and row["peak_rss_gib"] > 0 and row["seconds"] > 0
+        assert row["extrapolated_from"] == "growth between fractions 0.0005 and 0.001"
+        a, b = data["runs"][f"{stage}@0.0005"], data["runs"][f"{stage}@0.001"]
+        slope = (b["peak_rss_gib"] - a["peak_rss_gib"]) / 0.0005
+        assert row["peak_rss_gib_full"] == pytest.approx(b["peak_rss_gib"] + slope * 0.999, abs=0.01)
