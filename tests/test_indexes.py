@@ -239,3 +239,33 @@ def test_a_new_built_index_kind_is_one_registered_builder(
             check_build_options("exact", {"m": 4})
     finally:
         BUILDERS.unregister("exact")
+
+
+def test_ivfpq_trains_on_a_sample_adds_in_blocks_from_a_memory_map(tmp_path: Path, monkeypatch) -> None:
+    """Training takes max(64 nlist, 256 * 2^nbits) rows (all of a small corpus); rows are added a
+    block at a time, so a memory-mapped array gives the same index as one in memory; nprobe
+    follows nlist when not given."""
+    import irdistill.indexes.faiss_indexes as fi
+
+    x = np.random.default_rng(1).standard_normal((6000, 16)).astype(np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    mapped = np.load(path, mmap_mode="r")
+    trained: list[int] = []
+    original = faiss.IndexIVFPQ.train
+    monkeypatch.setattr(faiss.IndexIVFPQ, "train", lambda self, v: (trained.append(len(v)), original(self, v))[1])
+    monkeypatch.setattr(fi, "ADD_BLOCK", 1000)
+    a, b = (IVFPQIndex(16, nlist=8, m=4, nbits=4, device="cpu") for _ in range(2))
+    a.add(mapped)
+    b.add(x)
+    assert trained == [4096, 4096]  # max(64 x 8, 256 x 16) of 6000
+    assert a.ntotal == b.ntotal == 6000 and a.nprobe == 16
+    q = x[:20]
+    np.testing.assert_array_equal(a.search(q, 5)[1], b.search(q, 5)[1])
+    small = IVFPQIndex(16, nlist=8, m=4, nbits=4, device="cpu")
+    small.add(x[:3000])
+    assert trained[-1] == 3000  # a corpus smaller than the sample trains on all of it
+    big = IVFPQIndex(16, nlist=2048, m=4, nbits=4, device="cpu")
+    big._build(10**7)  # what the first add of 10M rows would set up (no training here)
+    assert big.training_size(10**7) == 64 * 2048 and big.nprobe == 2048 // 64
+    assert IVFPQIndex(16, nlist=2048, nprobe=8, m=4, device="cpu").nprobe == 8  # a given nprobe stays

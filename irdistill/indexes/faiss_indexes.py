@@ -64,6 +64,13 @@ def resolve_device(device: str, supports_gpu: bool = True, kind: str = "") -> st
     return "cpu"
 
 
+ADD_BLOCK = 65_536
+"""Rows converted and added at a time: memory beyond the index stays one block."""
+
+POINTS_PER_CENTROID = 64
+"""Training points per k-means centroid (faiss asks for 39 to 256; it subsamples to 256 itself)."""
+
+
 def _as_matrix(x: np.ndarray, dim: int, what: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] != dim:
@@ -98,14 +105,35 @@ class FaissIndex(Index):
         return self._index
 
     def add(self, embeddings: np.ndarray) -> None:
-        x = _as_matrix(embeddings, self.dim, "embeddings")
+        """Add rows, block by block, so a memory-mapped array is never copied whole; an index
+        that needs training is trained first, on :meth:`training_sample` of the rows."""
+        x = np.asarray(embeddings) if not isinstance(embeddings, np.memmap) else embeddings
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise InputError(f"embeddings must have shape (n, {self.dim}), got {tuple(x.shape)}")
+        first = _as_matrix(x[:ADD_BLOCK], self.dim, "embeddings")  # bad values fail before anything is built
         if self._index is None:
             self._index = self._build(len(x))
         if not self._index.is_trained:
-            logger.info("training %s index on %d vectors", self.kind, len(x))
-            self._index.train(x)
-        self._index.add(x)
+            sample = self.training_sample(x)
+            logger.info("training %s index on %d of %d vectors", self.kind, len(sample), len(x))
+            self._index.train(sample)
+        for start in range(0, len(x), ADD_BLOCK):
+            self._index.add(first if start == 0 else _as_matrix(x[start : start + ADD_BLOCK], self.dim, "embeddings"))
         self._gpu_index = None
+
+    def training_size(self, n: int) -> int:
+        """How many of ``n`` rows train the index (all of them unless a subclass says less)."""
+        return n
+
+    def training_sample(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`training_size` rows drawn uniformly (a fixed seed, in row order so a memory map
+        is read forward), or all rows when that is all of them; float32, checked."""
+        n = len(x)
+        size = self.training_size(n)
+        if size >= n:
+            return _as_matrix(x, self.dim, "embeddings")
+        rows = np.sort(np.random.default_rng(0).choice(n, size=size, replace=False))
+        return _as_matrix(x[rows], self.dim, "embeddings")
 
     def _searcher(self) -> Any:
         if self.device != "cuda":
@@ -235,7 +263,12 @@ class IVFPQIndex(FaissIndex):
         m: PQ sub-quantisers (bytes per vector at 8 bits); must divide the dimension;
             ``None`` picks ``dim // 8``.
         nbits: bits per sub-quantiser code.
-        nprobe: lists visited per query.
+        nprobe: lists visited per query; ``None`` picks ``max(16, nlist // 64)`` once ``nlist``
+            is known, so the share of lists searched does not collapse as the corpus grows.
+
+    Training uses ``max(64 * nlist, 256 * 2 ** nbits)`` rows drawn from the first ``add``
+    (all of them for a smaller corpus): k-means wants 39 to 256 points a centroid and each PQ
+    codebook 256 per code, and faiss subsamples larger training sets itself after copying them.
     """
 
     kind = "ivfpq"
@@ -247,7 +280,7 @@ class IVFPQIndex(FaissIndex):
         nlist: int | None = None,
         m: int | None = None,
         nbits: int = 8,
-        nprobe: int = 16,
+        nprobe: int | None = None,
         device: Device = "auto",
     ) -> None:
         super().__init__(dim, device=device)
@@ -266,10 +299,15 @@ class IVFPQIndex(FaissIndex):
         if nlist > n:
             raise InputError(f"nlist={nlist} inverted lists but only {n} vectors to train on")
         self.nlist = nlist
+        if self.nprobe is None:
+            self.nprobe = max(16, nlist // 64)
         quantizer = faiss.IndexFlatIP(self.dim)
         index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, self.m, self.nbits, faiss.METRIC_INNER_PRODUCT)
         index.nprobe = self.nprobe
         return index
+
+    def training_size(self, n: int) -> int:
+        return min(n, max(POINTS_PER_CENTROID * (self.nlist or 1), 256 * 2**self.nbits))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         self.faiss_index.nprobe = self.nprobe
@@ -307,6 +345,10 @@ class PQIndex(FaissIndex):
         if 2**self.nbits > n:
             raise InputError(f"PQ with nbits={self.nbits} needs at least {2**self.nbits} vectors to train, got {n}")
         return _faiss().IndexPQ(self.dim, self.m, self.nbits, _faiss().METRIC_INNER_PRODUCT)
+
+    def training_size(self, n: int) -> int:
+        """256 rows per code of a sub-quantiser (faiss's own cap for PQ training)."""
+        return min(n, 256 * 2**self.nbits)
 
     def _restore(self, index: Any) -> None:
         self.m, self.nbits = int(index.pq.M), int(index.pq.nbits)

@@ -256,7 +256,7 @@ def _default_m(m: int | None, dim: int) -> int:
 
 @BUILDERS.register("ivfpq")
 def _build_ivfpq(
-    job: _Job, *, m: int | None = None, nbits: int = 8, nlist: int | None = None, nprobe: int = 16
+    job: _Job, *, m: int | None = None, nbits: int = 8, nlist: int | None = None, nprobe: int | None = None
 ) -> _Built:
     """faiss IVF-PQ trained by k-means (``m=None``: dim / 8; ``nlist=None``: min(4 sqrt(n), n / 39))."""
     from irdistill.indexes.faiss_indexes import IVFPQIndex
@@ -265,7 +265,7 @@ def _build_ivfpq(
     index = IVFPQIndex(docs.shape[1], nlist=nlist, m=m, nbits=nbits, nprobe=nprobe, device="cpu")
     index.add(docs)
     raw = index.faiss_index
-    raw.nprobe = min(nprobe, int(raw.nlist))
+    raw.nprobe = index.nprobe = min(int(index.nprobe or 16), int(raw.nlist))
     return _Built(index, {"m": index.m, "nbits": index.nbits, "nlist": int(raw.nlist), "nprobe": int(raw.nprobe)})
 
 
