@@ -274,3 +274,28 @@ def test_score_candidates_with_unknown_query(
         == 2
     )
     assert "query id 'q999' is not in" in capsys.readouterr().err
+
+
+def test_import_scores_writes_a_store_that_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from irdistill.scores import read_scores
+
+    tsv = tmp_path / "scores.tsv"
+    tsv.write_text("3.5\t1.0\tq1\td1\td2\n3.5\t-0.5\tq1\td1\td3\n2.0\t0.25\tq2\td4\td2\n")
+    out = tmp_path / "store"
+    assert main(["-q", "import-scores", "--tsv", str(tsv), "--teacher", "ce", "--out", str(out)]) == 0
+    assert "5 scores of teacher ce for 2 queries" in capsys.readouterr().out
+    rows = [(r["qid"], r["pid"], r["score"], r["teacher"]) for r in read_scores(out).to_pylist()]
+    # each (qid, pid) once, in order of first appearance (a line's positive before its negative)
+    assert rows == [
+        ("q1", "d1", 3.5, "ce"),
+        ("q1", "d2", 1.0, "ce"),
+        ("q1", "d3", -0.5, "ce"),
+        ("q2", "d4", 2.0, "ce"),
+        ("q2", "d2", 0.25, "ce"),
+    ]
+    # an existing store is kept unless --overwrite; a pair with two scores names both lines
+    assert main(["import-scores", "--tsv", str(tsv), "--out", str(out)]) == 2
+    assert "--overwrite replaces it" in capsys.readouterr().err
+    tsv.write_text("3.5\t1.0\tq1\td1\td2\n3.0\t-0.5\tq1\td1\td3\n")
+    assert main(["import-scores", "--tsv", str(tsv), "--out", str(out), "--overwrite"]) == 2
+    assert "has score 3.5 on line 1 and 3.0 on line 2" in capsys.readouterr().err

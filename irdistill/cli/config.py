@@ -8,6 +8,7 @@ flag win (:mod:`irdistill.config`). Unknown keys are an error that lists the all
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from irdistill.config import option
@@ -122,6 +123,28 @@ class ScoreConfig:
                 raise InputError(f"score: --{key} is required")
         if self.depth is not None and self.depth < 1:
             raise InputError(f"score: --depth must be >= 1, got {self.depth}")
+
+
+@dataclass
+class ImportScoresConfig:
+    """``irdistill import-scores``: a published MS MARCO teacher-score TSV into a score store."""
+
+    tsv: str = option(
+        "",
+        help="the TSV: 'score_pos score_neg qid pid_pos pid_neg' per line (the layout of the Margin-MSE teacher files)",
+    )
+    out: str = option("", help="output folder: OUT/scores.parquet, readable by irdistill train and run")
+    teacher: str = option("imported", help="the teacher's name in the store")
+    overwrite: bool = option(False, help="replace an existing OUT/scores.parquet")
+
+    def validate(self) -> None:
+        for key in ("tsv", "out"):
+            if not getattr(self, key):
+                raise InputError(f"import-scores: --{key} is required")
+        if not Path(self.tsv).is_file():
+            raise InputError(f"import-scores: --tsv {self.tsv}: no such file")
+        if (Path(self.out) / "scores.parquet").exists() and not self.overwrite:
+            raise InputError(f"import-scores: {self.out}/scores.parquet exists; --overwrite replaces it")
 
 
 @dataclass

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from irdistill import __version__
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         CandidatesConfig,
         CompareConfig,
         EvaluateConfig,
+        ImportScoresConfig,
         IndexConfig,
         ScoreConfig,
         TrainTeacherConfig,
@@ -104,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
             "YAML recipe (see teachers/).\nexample: irdistill score --teacher "
             "teachers/ensemble_bm25_mpnet.yaml --dataset beir/scifact/train --candidates "
             "runs/scifact-train-bm25.trec --out runs/scores",
+        ),
+        (
+            "import-scores",
+            ImportScoresConfig,
+            "YAML file with any of the keys below",
+            "import a published MS MARCO teacher-score TSV into a score store",
+            "Read a teacher-score TSV in the layout published with Margin-MSE (score_pos score_neg "
+            "qid pid_pos pid_neg per line) into OUT/scores.parquet (qid, pid, score, teacher), each "
+            "(qid, pid) once; a pair given two different scores, a bad line or a non-finite score is "
+            "an error naming the line. The store trains students like one irdistill score wrote.",
+            "example: irdistill import-scores --tsv bert_cat_ensemble_msmarcopassage_train_scores_ids.tsv "
+            "--teacher bert-cat-ensemble --out runs/scores/msmarco-ensemble",
         ),
         (
             "train-teacher",
@@ -508,7 +522,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_scores(args: argparse.Namespace) -> int:
+    from irdistill.cli.config import ImportScoresConfig
+    from irdistill.config import config_from
+
+    cfg = config_from(ImportScoresConfig, args.config, _overrides(args, GLOBAL))
+    cfg.validate()
+    import pyarrow.parquet as pq
+
+    from irdistill.paths import atomic_path
+    from irdistill.scores.msmarco import import_msmarco_tsv
+
+    table = import_msmarco_tsv(cfg.tsv, teacher=cfg.teacher)
+    out = Path(cfg.out) / "scores.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    queries = len(set(table.column("qid").to_pylist()))
+    print(f"{out}: {table.num_rows} scores of teacher {cfg.teacher} for {queries} queries")
+    return 0
+
+
 COMMANDS = {
+    "import-scores": cmd_import_scores,
     "index": cmd_index,
     "run": cmd_run,
     "train": cmd_train,
