@@ -223,6 +223,20 @@ class DenseEncoder:
         return np.ascontiguousarray(embeddings, dtype=np.float32)
 
 
+def rank_device(device: str | None = None) -> str | None:
+    """The torch device a model should load on: ``device`` when given; else, with CUDA, this
+    process's own GPU (``cuda:$LOCAL_RANK`` under torchrun, so ranks do not all load on GPU 0);
+    else ``None`` (the library picks, e.g. CPU or MPS)."""
+    if device is not None:
+        return device
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    local = os.environ.get("LOCAL_RANK")
+    return f"cuda:{int(local)}" if local is not None and local.isdigit() else "cuda"
+
+
 def load_sentence_transformer(path: str, device: str | None = None) -> SentenceTransformer:
     """Load a sentence-transformers model from a folder or the hub, with a clear error."""
     from sentence_transformers import SentenceTransformer
@@ -231,7 +245,7 @@ def load_sentence_transformer(path: str, device: str | None = None) -> SentenceT
     if local.exists() and not (local / "config.json").is_file() and not (local / "modules.json").is_file():
         raise InputError(f"{path}: not a model folder (no config.json or modules.json)")
     try:
-        return SentenceTransformer(path, device=device)
+        return SentenceTransformer(path, device=rank_device(device))
     except OSError as err:
         raise InputError(
             f"cannot load model {path!r}: {err}. Give a local folder, put it under "

@@ -99,3 +99,17 @@ def test_update_json_table_keeps_rows_written_by_another_process(tmp_path: Path)
     assert update_json_table(path, "a", {"x": 3}) == {"a": {"x": 3}, "b": {"x": 2}}
     assert json.loads(path.read_text()) == {"a": {"x": 3}, "b": {"x": 2}}
     assert [p.name for p in path.parent.iterdir()] == ["table.json"]  # no temporary left behind
+
+
+def test_each_torchrun_rank_loads_models_on_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from irdistill.encoding import rank_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert rank_device() == "cuda:3" and rank_device("cpu") == "cpu"
+    monkeypatch.delenv("LOCAL_RANK")
+    assert rank_device() == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert rank_device() is None

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from irdistill.encoding import rank_device
 from irdistill.errors import InputError
 from irdistill.paths import resolve_model
 from irdistill.teachers.base import (
@@ -46,7 +47,7 @@ def load_cross_encoder(model: str, device: str | None = None, max_length: int | 
     if local.exists() and not (local / "config.json").is_file():
         raise InputError(f"{path}: not a model folder (no config.json)")
     try:
-        ce = CrossEncoder(path, device=device)
+        ce = CrossEncoder(path, device=rank_device(device))
     except OSError as err:
         raise InputError(f"cannot load cross-encoder {model!r}: {err}") from err
     if max_length is not None:

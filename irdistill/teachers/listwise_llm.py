@@ -314,7 +314,6 @@ class ListwiseLLMTeacher(ListwiseTeacher):
             return self
         import inspect
 
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         kwargs: dict[str, Any] = {}
@@ -339,7 +338,9 @@ class ListwiseLLMTeacher(ListwiseTeacher):
             model = AutoModelForCausalLM.from_pretrained(self.path, **kwargs)
         except (OSError, ValueError) as exc:  # missing or unreadable model files
             raise InputError(f"cannot load a causal language model from {where}: {exc}") from exc
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        from irdistill.encoding import rank_device
+
+        device = rank_device(self.device) or "cpu"
         model.to(device)
         model.eval()
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
