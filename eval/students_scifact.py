@@ -155,9 +155,16 @@ def build_table(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int])
         for other in ("infonce", "untrained"):
             if other in per_query and other != method:
                 p = paired_p(per_query[method], per_query[other])
-                row[f"p_vs_{other}"] = None if p is None else round(p, 4)
+                row[f"p_vs_{other}"] = None if p is None else float(f"{p:.3g}")
         table[method] = row
     return table
+
+
+def _p(value: float | None) -> str:
+    """A p-value as the table prints it: ``-`` when undefined, ``<0.0001`` below that."""
+    if value is None:
+        return "-"
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
 
 
 def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], seeds: list[int]) -> None:
@@ -181,8 +188,8 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
         lines.append(
             f"| {method} | {'yes' if r['uses_teacher'] else 'no'} | {r['seeds'] or '-'} | "
             f"{r['ndcg@10']:.4f}{sd} | {r['recall@100']:.4f} | {r['mrr@10']:.4f} | "
-            f"{r['p_vs_infonce'] if r['p_vs_infonce'] is not None else '-'} | "
-            f"{r['p_vs_untrained'] if r['p_vs_untrained'] is not None else '-'} | "
+            f"{_p(r['p_vs_infonce'])} | "
+            f"{_p(r['p_vs_untrained'])} | "
             f"{r['kendall_tau'] if r['kendall_tau'] is not None else '-'} | "
             f"{r['train_examples_per_s'] if r['train_examples_per_s'] is not None else '-'} |"
         )
