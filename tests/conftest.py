@@ -86,21 +86,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     normalised, cosine similarity)."""
     import torch
     from sentence_transformers import SentenceTransformer, models
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
     root = tmp_path_factory.mktemp("tiny-bert")
     bert_dir = root / "bert"
     bert_dir.mkdir()
     tokenizer = tiny_tokenizer(bert_dir)
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
+    config = tiny_bert_config(tokenizer.vocab_size)
     BertModel(config).save_pretrained(bert_dir)
     tokenizer.save_pretrained(bert_dir)
     word = models.Transformer(str(bert_dir), max_seq_length=64)
@@ -116,20 +109,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-d random BERT with a one-logit classification head (a CrossEncoder folder)."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     folder = tmp_path_factory.mktemp("tiny-ce")
     tokenizer = tiny_tokenizer(folder)
     torch.manual_seed(1)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        num_labels=1,
-    )
+    config = tiny_bert_config(tokenizer.vocab_size, num_labels=1)
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -167,6 +152,21 @@ def one_thread():
     torch.set_num_threads(torch_threads)
 
 
+def tiny_bert_config(vocab_size: int, **extra: int):
+    """The 2-layer, 32-d BERT every tiny test model is built from."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        **extra,
+    )
+
+
 def wordpiece_tokenizer(folder: Path):
     """The vocabulary of conftest's ``tiny_tokenizer`` (WORDS plus single characters).
 
@@ -186,20 +186,13 @@ def wordpiece_tokenizer(folder: Path):
 def tiny_mlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-d random BertForMaskedLM with a tiny WordPiece tokenizer."""
     import torch
-    from transformers import BertConfig, BertForMaskedLM
+    from transformers import BertForMaskedLM
 
     folder = tmp_path_factory.mktemp("tiny-mlm")
     tokenizer = wordpiece_tokenizer(folder)
     assert tokenizer.tokenize("cell protein") == ["cell", "protein"]
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
+    config = tiny_bert_config(tokenizer.vocab_size)
     BertForMaskedLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

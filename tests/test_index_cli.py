@@ -12,7 +12,7 @@ import faiss
 import numpy as np
 import pytest
 import torch
-from conftest import WORDS, tiny_tokenizer, write_beir
+from conftest import WORDS, tiny_bert_config, tiny_tokenizer, write_beir
 
 from irdistill.cli.main import main
 from irdistill.errors import InputError
@@ -63,19 +63,12 @@ def emb_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_mlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-d random BertForMaskedLM: used as a SPLADE student."""
-    from transformers import BertConfig, BertForMaskedLM
+    from transformers import BertForMaskedLM
 
     folder = tmp_path_factory.mktemp("tiny-mlm")
     tokenizer = tiny_tokenizer(folder)
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
+    config = tiny_bert_config(tokenizer.vocab_size)
     BertForMaskedLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
