@@ -10,7 +10,11 @@ runs each stage through the public API in a fresh process and records its wall t
 resident memory (``ru_maxrss`` of the child):
 
 - ``import_scores``: :func:`irdistill.scores.msmarco.import_msmarco_tsv` of the score TSV;
-- ``open_corpus``: :func:`irdistill.data.load_collection` of the collection (train split);
+- ``corpus_store``: the first :func:`irdistill.data.load_collection` of a collection builds its
+  memory-mapped corpus store from ``collection.tsv`` (:mod:`irdistill.data.store`): this stage
+  builds it from scratch;
+- ``open_corpus``: :func:`irdistill.data.load_collection` of the collection (train split), its
+  store already built, then the texts of 10,000 random passages fetched by row;
 - ``build_training_data``: the Margin-MSE training rows from the imported store
   (:func:`irdistill.workflows.training.build_train_dataset`, random sampler, one epoch);
 - ``ivfpq_build``: an IVF-PQ index (m=48, the library's default nlist) filled with the vectors,
@@ -50,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "eval" / "results"
 FULL = {"passages": 8_841_823, "train_queries": 502_939, "dev_queries": 6_980, "score_lines": 40_000_000}
 DIM = 384
-STAGES = ("baseline", "import_scores", "open_corpus", "build_training_data", "ivfpq_build", "evaluate")
+STAGES = ("baseline", "import_scores", "corpus_store", "open_corpus", "build_training_data", "ivfpq_build", "evaluate")
 FULL_SHAPE_STAGES = {"evaluate"}  # measured at the full dev shape whatever the fraction
 
 
@@ -125,6 +129,8 @@ def generate(folder: Path, fraction: float, seed: int = 0) -> dict[str, int]:
 def run_stage(name: str, folder: Path) -> None:
     import irdistill  # noqa: F401  (the baseline: the interpreter with the package imported)
 
+    os.environ["IRDISTILL_CACHE"] = str(folder / "cache")  # the corpus store lives with the data
+
     if name == "import_scores":
         from irdistill.scores.msmarco import import_msmarco_tsv
 
@@ -132,11 +138,19 @@ def run_stage(name: str, folder: Path) -> None:
         import pyarrow.parquet as pq
 
         pq.write_table(table, folder / "scores.parquet")
+    elif name == "corpus_store":
+        import shutil
+
+        from irdistill.data.store import cached_corpus_store, store_folder
+
+        shutil.rmtree(store_folder(""), ignore_errors=True)  # build from the TSV, as on first use
+        assert len(cached_corpus_store(folder / "collection.tsv", name=folder.name)) > 0
     elif name == "open_corpus":
         from irdistill.data import load_collection
 
         collection = load_collection(folder, split="train")
-        assert len(collection.corpus) > 0
+        rows = np.random.default_rng(0).integers(0, len(collection.corpus), size=10_000)
+        assert all(collection.corpus.texts(rows))  # text fetched by row, as a training batch does
     elif name == "build_training_data":
         from irdistill.data import load_collection
         from irdistill.workflows.training import TrainConfig, build_train_dataset

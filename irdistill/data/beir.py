@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from irdistill.data.collection import Collection, Document, Qrels, reconcile_qrels
 from irdistill.data.lines import read_lines
+from irdistill.data.store import cached_corpus_store
 from irdistill.errors import InputError
 
 
@@ -40,8 +41,23 @@ def _record_id(path: Path, number: int, record: dict[str, Any], seen: dict[str, 
     return rid
 
 
+def corpus_records(path: str | os.PathLike[str]) -> Iterator[tuple[str, str, str, int]]:
+    """``(id, title, text, line)`` of every document of ``corpus.jsonl``, streamed and checked (ids
+    present, not both title and text empty); duplicate ids are left to the consumer."""
+    path = Path(path)
+    for number, record in _jsonl(path):
+        raw = record.get("_id")
+        if raw is None or str(raw).strip() == "":
+            raise InputError(f"{path}:{number}: missing '_id'")
+        doc_id, title, text = str(raw), str(record.get("title") or ""), str(record.get("text") or "")
+        if not (title.strip() or text.strip()):
+            raise InputError(f"{path}:{number}: document {doc_id!r} has an empty title and text")
+        yield doc_id, title, text, number
+
+
 def read_corpus(path: str | os.PathLike[str]) -> dict[str, Document]:
-    """Read ``corpus.jsonl`` (``{"_id", "title", "text"}`` per line)."""
+    """Read ``corpus.jsonl`` (``{"_id", "title", "text"}`` per line) into a dict (small corpora;
+    :func:`irdistill.data.load_collection` opens a memory-mapped store instead)."""
     path = Path(path)
     corpus: dict[str, Document] = {}
     seen: dict[str, int] = {}
@@ -76,7 +92,7 @@ def read_queries(path: str | os.PathLike[str]) -> dict[str, str]:
 def read_beir_qrels(
     path: str | os.PathLike[str],
     queries: dict[str, str] | None = None,
-    corpus: dict[str, Document] | None = None,
+    corpus: Mapping[str, Document] | None = None,
 ) -> Qrels:
     """Read ``qrels/<split>.tsv`` (``query-id corpus-id score``, optional header line).
 
@@ -121,7 +137,7 @@ def load_beir_folder(folder: str | os.PathLike[str], split: str = "test", name: 
     if not qrels_path.is_file():
         known = available_splits(folder)
         raise InputError(f"{qrels_path}: no such file; splits in {folder}: {', '.join(known) or 'none'}")
-    corpus = read_corpus(folder / "corpus.jsonl")
+    corpus = cached_corpus_store(folder / "corpus.jsonl", name=name or folder.name)
     all_queries = read_queries(folder / "queries.jsonl")
     qrels = read_beir_qrels(qrels_path, all_queries, corpus)
     queries = {qid: text for qid, text in all_queries.items() if qid in qrels}

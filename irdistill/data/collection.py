@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from irdistill.errors import InputError
@@ -31,7 +32,17 @@ MIN_MATCHED_SHARE = 0.1
 taken to use other ids altogether (a wrong column, another collection) and are refused."""
 
 
-def reconcile_qrels(qrels: Qrels, queries: dict[str, str], corpus: dict[str, Document], source: str) -> Qrels:
+def missing_ids(corpus: Mapping[str, Document], ids: Iterable[str]) -> list[str]:
+    """The ids of ``ids`` that ``corpus`` lacks (one vectorised lookup for a store)."""
+    wanted = list(ids)
+    rows_of = getattr(corpus, "rows_of", None)
+    if rows_of is not None:
+        rows = rows_of(wanted)
+        return [i for i, r in zip(wanted, rows.tolist(), strict=True) if r < 0]
+    return [i for i in wanted if i not in corpus]
+
+
+def reconcile_qrels(qrels: Qrels, queries: dict[str, str], corpus: Mapping[str, Document], source: str) -> Qrels:
     """Judgements checked against the corpus and queries they come with.
 
     Real collections judge documents their distributed text lacks (classic test collections
@@ -42,7 +53,7 @@ def reconcile_qrels(qrels: Qrels, queries: dict[str, str], corpus: dict[str, Doc
     then the ids clearly do not match (a wrong id column, another collection's files).
     """
     judged_docs = {d for docs in qrels.values() for d in docs}
-    missing_docs = sorted(judged_docs - corpus.keys())
+    missing_docs = sorted(missing_ids(corpus, judged_docs))
     missing_queries = [q for q in qrels if q not in queries]
     for what, missing, total, where in (
         ("document", missing_docs, len(judged_docs), "the corpus"),
@@ -91,12 +102,15 @@ class Collection:
     order of the source file. Build one with :func:`irdistill.data.load_collection`.
     """
 
-    corpus: dict[str, Document]
+    corpus: Mapping[str, Document]
+    """A dict, or a memory-mapped :class:`~irdistill.data.store.CorpusStore` (what
+    :func:`~irdistill.data.load_collection` gives)."""
     queries: dict[str, str]
     qrels: Qrels
     name: str = ""
     split: str = ""
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
+    _doc_ids: list[str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.corpus:
@@ -104,7 +118,11 @@ class Collection:
 
     @property
     def doc_ids(self) -> list[str]:
-        return list(self.corpus)
+        if isinstance(self.corpus, dict):
+            return list(self.corpus)
+        if self._doc_ids is None:  # a store: read its id column once
+            self._doc_ids = list(self.corpus)
+        return self._doc_ids
 
     @property
     def query_ids(self) -> list[str]:
@@ -120,13 +138,16 @@ class Collection:
 
     def doc_texts(self) -> list[str]:
         """Texts to encode, in ``doc_ids`` order (title and text joined)."""
-        return [doc.full_text() for doc in self.corpus.values()]
+        full_texts = getattr(self.corpus, "full_texts", None)
+        return full_texts() if full_texts is not None else [doc.full_text() for doc in self.corpus.values()]
 
     def query_texts(self) -> list[str]:
         return list(self.queries.values())
 
     def corpus_fingerprint(self) -> str:
         """A SHA-256 over ids and texts: the corpus part of an embedding-cache key."""
+        if self._fingerprint is None and isinstance(getattr(self.corpus, "fingerprint", None), str):
+            self._fingerprint = self.corpus.fingerprint  # type: ignore[attr-defined]  # computed by the store
         if self._fingerprint is None:
             digest = hashlib.sha256()
             for doc_id, doc in self.corpus.items():

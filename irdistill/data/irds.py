@@ -10,7 +10,8 @@ import logging
 
 from tqdm.auto import tqdm
 
-from irdistill.data.collection import Collection, Document, reconcile_qrels
+from irdistill.data.collection import Collection, reconcile_qrels
+from irdistill.data.store import STORE_VERSION, CorpusStore, build_corpus_store, store_folder
 from irdistill.errors import InputError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
@@ -32,13 +33,17 @@ def load_ir_datasets(dataset_id: str, show_progress_bar: bool = True) -> Collect
         if not getattr(dataset, f"has_{need}")():
             raise InputError(f"ir_datasets {dataset_id!r} has no {need}; name a split, e.g. {dataset_id}/test")
     logger.info("loading %s through ir_datasets", dataset_id)
-    corpus: dict[str, Document] = {}
-    for doc in tqdm(dataset.docs_iter(), desc="docs", disable=not show_progress_bar, total=dataset.docs_count()):
-        text = getattr(doc, "text", "") or ""
-        title = getattr(doc, "title", "") or ""
-        if not (text.strip() or title.strip()):
-            raise InputError(f"ir_datasets {dataset_id}: document {doc.doc_id!r} has an empty text")
-        corpus[doc.doc_id] = Document(text=text, title=title)
+    # splits share their parent's documents, so they share one store
+    folder = store_folder(f"irds-{ir_datasets.docs_parent_id(dataset_id)}-v{STORE_VERSION}")
+    if (folder / "meta.json").is_file():
+        corpus = CorpusStore(folder)
+    else:
+        docs = tqdm(dataset.docs_iter(), desc="docs", disable=not show_progress_bar, total=dataset.docs_count())
+        corpus = build_corpus_store(
+            ((doc.doc_id, getattr(doc, "title", "") or "", getattr(doc, "text", "") or "") for doc in docs),
+            folder,
+            source=f"ir_datasets {dataset_id}",
+        )
     all_queries = {q.query_id: q.text for q in dataset.queries_iter()}
     qrels: dict[str, dict[str, int]] = {}
     for qrel in dataset.qrels_iter():

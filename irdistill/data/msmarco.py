@@ -5,10 +5,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from irdistill.data.collection import Collection, Document, Qrels, reconcile_qrels
 from irdistill.data.lines import read_lines
+from irdistill.data.store import cached_corpus_store
 from irdistill.errors import InputError
 
 
@@ -33,7 +35,21 @@ def _read_id_text_tsv(path: Path, what: str) -> dict[str, str]:
     return out
 
 
-def _read_qrels(path: Path, queries: dict[str, str], corpus: dict[str, Document]) -> Qrels:
+def passage_records(path: Path) -> Iterator[tuple[str, str, str, int]]:
+    """``(pid, "", text, line)`` of every line of ``collection.tsv``, streamed and checked."""
+    for number, line in read_lines(path):
+        if not line.strip():
+            continue
+        rid, tab, text = line.rstrip("\n").partition("\t")
+        if not tab:
+            raise InputError(f"{path}:{number}: expected 'id<TAB>text', got no tab")
+        rid, text = rid.strip(), text.strip()
+        if not text:
+            raise InputError(f"{path}:{number}: passage {rid!r} has an empty text")
+        yield rid, "", text, number
+
+
+def _read_qrels(path: Path, queries: dict[str, str], corpus: Mapping[str, Document]) -> Qrels:
     qrels: Qrels = {}
     for number, line in read_lines(path):
         parts = line.split()
@@ -64,8 +80,7 @@ def _pick(folder: Path, stem: str, split: str) -> Path:
 
 def load_msmarco_folder(folder: str | os.PathLike[str], split: str = "dev", name: str = "") -> Collection:
     folder = Path(folder)
-    texts = _read_id_text_tsv(folder / "collection.tsv", "passage")
-    corpus = {pid: Document(text=text) for pid, text in texts.items()}
+    corpus = cached_corpus_store(folder / "collection.tsv", name=name or folder.name)
     all_queries = _read_id_text_tsv(_pick(folder, "queries", split), "query")
     qrels = _read_qrels(_pick(folder, "qrels", split), all_queries, corpus)
     queries = {qid: text for qid, text in all_queries.items() if qid in qrels}
