@@ -9,7 +9,8 @@ take days on a CPU) and a 6,980 x 1,000 dev run (the full dev shape at every fra
 runs each stage through the public API in a fresh process and records its wall time and peak
 resident memory (``ru_maxrss`` of the child):
 
-- ``import_scores``: :func:`irdistill.scores.msmarco.import_msmarco_tsv` of the score TSV;
+- ``import_scores``: :func:`irdistill.scores.msmarco.import_msmarco_scores` of the score TSV
+  into the store ``scores.parquet`` (what ``irdistill import-scores`` runs);
 - ``corpus_store``: the first :func:`irdistill.data.load_collection` of a collection builds its
   memory-mapped corpus store from ``collection.tsv`` (:mod:`irdistill.data.store`): this stage
   builds it from scratch;
@@ -132,12 +133,9 @@ def run_stage(name: str, folder: Path) -> None:
     os.environ["IRDISTILL_CACHE"] = str(folder / "cache")  # the corpus store lives with the data
 
     if name == "import_scores":
-        from irdistill.scores.msmarco import import_msmarco_tsv
+        from irdistill.scores.msmarco import import_msmarco_scores
 
-        table = import_msmarco_tsv(folder / "scores.tsv", teacher="synthetic")
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, folder / "scores.parquet")
+        import_msmarco_scores(folder / "scores.tsv", folder / "scores.parquet", teacher="synthetic")
     elif name == "corpus_store":
         import shutil
 

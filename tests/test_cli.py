@@ -299,3 +299,26 @@ def test_import_scores_writes_a_store_that_trains(tmp_path: Path, capsys: pytest
     tsv.write_text("3.5\t1.0\tq1\td1\td2\n3.0\t-0.5\tq1\td1\td3\n")
     assert main(["import-scores", "--tsv", str(tsv), "--out", str(out), "--overwrite"]) == 2
     assert "has score 3.5 on line 1 and 3.0 on line 2" in capsys.readouterr().err
+
+
+def test_import_scores_text_layout_maps_texts_through_the_dataset(
+    tmp_path: Path, beir_dir: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from irdistill.data import load_collection
+    from irdistill.scores import read_scores
+
+    collection = load_collection(beir_dir, split="test")
+    qid = collection.query_ids[0]
+    pos, neg = collection.positives(qid)[0], next(d for d in collection.doc_ids if d not in collection.qrels[qid])
+    tsv = tmp_path / "text.tsv"
+    tsv.write_text(
+        f"2.5\t-1.0\t{collection.queries[qid]}\t{collection.corpus[pos].full_text()}\t"
+        f"{collection.corpus[neg].full_text()}\n"
+    )
+    out = tmp_path / "store"
+    args = ["-q", "import-scores", "--tsv", str(tsv), "--layout", "text", "--out", str(out)]
+    assert main(args) == 2
+    assert "--layout text needs --dataset" in capsys.readouterr().err
+    assert main([*args, "--dataset", str(beir_dir), "--split", "test"]) == 0
+    rows = [(r["qid"], r["pid"], r["score"]) for r in read_scores(out).to_pylist()]
+    assert rows == [(qid, pos, 2.5), (qid, neg, -1.0)]

@@ -538,3 +538,57 @@ def test_progress_counts_queries_and_moves_inside_a_chunk(collection, tmp_path, 
         ListOverlapTeacher(), "overlap", True, collection, plan, ["q1", "q2", "q3"], 0, {}, progress=updates.append
     )
     assert updates == [1, 1, 1]  # a listwise teacher: one update per query
+
+
+def test_streaming_import_in_small_blocks_and_buckets_equals_the_line_reader(tmp_path, monkeypatch):
+    """Queries interleaved over the file, repeats, several CSV blocks and several buckets: the
+    streaming import gives the reference reader's table (grouped by query, first appearance)."""
+    import irdistill.scores.msmarco as msmarco
+
+    monkeypatch.setattr(msmarco, "QUERIES_PER_BUCKET", 3)
+    rng = np.random.default_rng(5)
+    score = {}
+    lines = []
+    for _ in range(400):
+        q, pos, neg = f"q{rng.integers(12)}", f"p{rng.integers(40)}", f"p{rng.integers(40, 80)}"
+        a = score.setdefault((q, pos), round(float(rng.normal()), 3))
+        b = score.setdefault((q, neg), round(float(rng.normal()), 3))
+        lines.append(f"{a}\t{b}\t{q}\t{pos}\t{neg}\n")
+    path = tmp_path / "scores.tsv"
+    path.write_text("".join(lines))
+    summary = msmarco.import_msmarco_scores(path, tmp_path / "out" / "scores.parquet", "t", block_size=1 << 10)
+    table = pq.read_table(summary.out)
+    assert table.equals(import_tsv_lines_reference(path, "t"))
+    assert (summary.lines, summary.rows, summary.queries) == (400, len(score), 12)
+    qids = table.column("qid").to_pylist()
+    first_seen = list(dict.fromkeys(line.split("\t")[2] for line in lines))
+    assert list(dict.fromkeys(qids)) == first_seen  # grouped by query, in order of first appearance
+    assert [q for i, q in enumerate(qids) if i == 0 or qids[i - 1] != q] == first_seen
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name != "scores.parquet"]  # no buckets left
+
+
+@pytest.mark.parametrize("store", [False, True])
+def test_text_layout_maps_texts_to_the_collection_ids(tmp_path, cache_dir, store):
+    from irdistill.scores.msmarco import import_msmarco_scores
+
+    corpus = {"d1": Document(text="alpha beta"), "d2": Document(text="gamma  delta"), "d3": Document(text="eps")}
+    if store:
+        from irdistill.data.store import build_corpus_store
+
+        corpus = build_corpus_store(((k, d.title, d.text) for k, d in corpus.items()), tmp_path / "store")
+    collection = Collection(corpus, {"q1": "what is alpha", "q2": "delta?"}, {"q1": {"d1": 1}, "q2": {"d2": 1}})
+    path = tmp_path / "text.tsv"
+    path.write_text("3.0\t1.0\twhat is  alpha\talpha beta\teps\n2.0\t0.5\tdelta?\tgamma delta\talpha beta\n")
+    out = tmp_path / "scores.parquet"
+    import_msmarco_scores(path, out, "ce", layout="text", collection=collection)
+    assert [(r["qid"], r["pid"], r["score"]) for r in pq.read_table(out).to_pylist()] == [
+        ("q1", "d1", 3.0),
+        ("q1", "d3", 1.0),
+        ("q2", "d2", 2.0),
+        ("q2", "d1", 0.5),
+    ]
+    path.write_text("3.0\t1.0\twhat is alpha\talpha beta\tnot a passage\n")
+    with pytest.raises(InputError, match=r"data line 1: passage 'not a passage' is not in the corpus"):
+        import_msmarco_scores(path, out, "ce", layout="text", collection=collection)
+    with pytest.raises(InputError, match="needs the collection"):
+        import_msmarco_scores(path, out, "ce", layout="text")

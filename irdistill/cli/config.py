@@ -131,8 +131,12 @@ class ImportScoresConfig:
 
     tsv: str = option(
         "",
-        help="the TSV: 'score_pos score_neg qid pid_pos pid_neg' per line (the layout of the Margin-MSE teacher files)",
+        help="the TSV: 'score_pos score_neg qid pid_pos pid_neg' per line (--layout ids) or "
+        "'score_pos score_neg query passage_pos passage_neg' (--layout text), as the Margin-MSE teacher files",
     )
+    layout: str = option("ids", help="ids | text: which of the two published layouts the TSV has")
+    dataset: str = option("", help="the collection the texts belong to (--layout text), e.g. msmarco-passage/train")
+    split: str | None = option(None, help="its split; overrides one in --dataset")
     out: str = option("", help="output folder: OUT/scores.parquet, readable by irdistill train and run")
     teacher: str = option("imported", help="the teacher's name in the store")
     overwrite: bool = option(False, help="replace an existing OUT/scores.parquet")
@@ -143,6 +147,10 @@ class ImportScoresConfig:
                 raise InputError(f"import-scores: --{key} is required")
         if not Path(self.tsv).is_file():
             raise InputError(f"import-scores: --tsv {self.tsv}: no such file")
+        if self.layout not in ("ids", "text"):
+            raise InputError(f"import-scores: --layout must be ids or text, got {self.layout!r}")
+        if self.layout == "text" and not self.dataset:
+            raise InputError("import-scores: --layout text needs --dataset, the collection whose texts the TSV holds")
         if (Path(self.out) / "scores.parquet").exists() and not self.overwrite:
             raise InputError(f"import-scores: {self.out}/scores.parquet exists; --overwrite replaces it")
 

@@ -528,18 +528,17 @@ def cmd_import_scores(args: argparse.Namespace) -> int:
 
     cfg = config_from(ImportScoresConfig, args.config, _overrides(args, GLOBAL))
     cfg.validate()
-    import pyarrow.parquet as pq
+    from irdistill.scores.msmarco import import_msmarco_scores
 
-    from irdistill.paths import atomic_path
-    from irdistill.scores.msmarco import import_msmarco_tsv
+    collection = None
+    if cfg.layout == "text":
+        from irdistill.data import load_collection
 
-    table = import_msmarco_tsv(cfg.tsv, teacher=cfg.teacher)
-    out = Path(cfg.out) / "scores.parquet"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    queries = len(set(table.column("qid").to_pylist()))
-    print(f"{out}: {table.num_rows} scores of teacher {cfg.teacher} for {queries} queries")
+        collection = load_collection(cfg.dataset, split=cfg.split)
+    done = import_msmarco_scores(
+        cfg.tsv, Path(cfg.out) / "scores.parquet", cfg.teacher, layout=cfg.layout, collection=collection
+    )
+    print(f"{done.out}: {done.rows} scores of teacher {cfg.teacher} for {done.queries} queries ({done.lines} lines)")
     return 0
 
 

@@ -33,7 +33,7 @@ import os
 import shutil
 import tempfile
 from array import array
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +198,42 @@ class CorpusStore(Mapping[str, Document]):
                 j += 1
         return out
 
+    def rows_of_texts(self, texts: Iterable[str]) -> np.ndarray:
+        """The rows of documents by full text (whitespace-normalised), -1 where none matches; the
+        first row for a text the corpus holds twice. The text index (16 bytes per document) is
+        built on first use and kept in the store's folder."""
+        keys, rows = self._text_index()
+        wanted = [" ".join(t.split()) for t in texts]
+        hashed = np.fromiter((_hash_key(t) for t in wanted), dtype=np.uint64, count=len(wanted))
+        at = np.searchsorted(keys, hashed)
+        out = np.full(len(wanted), -1, dtype=np.int64)
+        for i, j in enumerate(at.tolist()):
+            while j < len(keys) and keys[j] == hashed[i]:
+                row = int(rows[j])
+                if " ".join(self.full_text(row).split()) == wanted[i]:
+                    out[i] = row
+                    break
+                j += 1
+        return out
+
+    def _text_index(self) -> tuple[np.ndarray, np.ndarray]:
+        keys_path, rows_path = self.folder / "text_keys.npy", self.folder / "text_rows.npy"
+        if not rows_path.is_file():
+            logger.info("indexing the texts of %s (once)", self.folder)
+            keys = np.fromiter(
+                (_hash_key(" ".join(t.split())) for _, _, block in self.blocks() for t in block),
+                dtype=np.uint64,
+                count=self._len,
+            )
+            order = np.argsort(keys, kind="stable")
+            from irdistill.paths import atomic_path
+
+            with atomic_path(keys_path) as tmp, tmp.open("wb") as handle:
+                np.save(handle, keys[order])
+            with atomic_path(rows_path) as tmp, tmp.open("wb") as handle:
+                np.save(handle, order.astype(np.int64))
+        return np.load(keys_path, mmap_mode="r"), np.load(rows_path, mmap_mode="r")
+
     def full_text(self, row: int) -> str:
         return self.document(row).full_text()
 
@@ -282,15 +318,21 @@ def build_corpus_store(
         if count == 0:
             raise InputError(f"{source}: no documents")
         integer = all(canonical)
-        table = pa.ipc.open_file(pa.memory_map(str(tmp / "corpus.arrow"))).read_all()
-        keys = np.concatenate([_keys(chunk, integer) for chunk in table.column("id").chunks])
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        del keys
-        np.save(tmp / "keys.npy", sorted_keys)
-        np.save(tmp / "rows.npy", order.astype(np.int64))
-        _check_duplicates(table.column("id"), sorted_keys, order, integer, source, lines)
-        del table
+        with pa.OSFile(str(tmp / "corpus.arrow")) as handle:  # batch by batch: the ids only stay
+            reader = pa.ipc.open_file(handle)
+            keys = np.concatenate(
+                [_keys(reader.get_batch(b).column(0), integer) for b in range(reader.num_record_batches)]
+            )
+            order = np.argsort(keys, kind="stable")
+            sorted_keys = keys[order]
+            del keys
+            np.save(tmp / "keys.npy", sorted_keys)
+            np.save(tmp / "rows.npy", order.astype(np.int64))
+
+            def id_at(row: int) -> str:
+                return reader.get_batch(row // BATCH_ROWS).column(0)[row % BATCH_ROWS].as_py()
+
+            _check_duplicates(id_at, sorted_keys, order, integer, source, lines)
         meta = {"version": STORE_VERSION, "count": count, "integer_ids": integer, "fingerprint": digest.hexdigest()}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         if folder.exists():
@@ -304,12 +346,12 @@ def build_corpus_store(
 
 
 def _check_duplicates(
-    ids: pa.ChunkedArray, keys: np.ndarray, order: np.ndarray, integer: bool, source: str, lines: array
+    id_at: Callable[[int], str], keys: np.ndarray, order: np.ndarray, integer: bool, source: str, lines: array
 ) -> None:
     same = np.flatnonzero(keys[1:] == keys[:-1])
     for i in same:
         a, b = sorted((int(order[i]), int(order[i + 1])))
-        first, second = ids[a].as_py(), ids[b].as_py()
+        first, second = id_at(a), id_at(b)
         if integer or first == second:
             what = "_id" if source.endswith(".jsonl") else "id"
             raise InputError(f"{source}:{lines[b]}: duplicate {what} {second!r} (first on line {lines[a]})")

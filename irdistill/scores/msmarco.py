@@ -13,13 +13,17 @@ into the table's columns (a pyarrow CSV fast path, and a line reader that names 
 from __future__ import annotations
 
 import logging
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from irdistill.data.collection import Qrels
+from irdistill.data.collection import Collection, Qrels
 from irdistill.data.lines import read_lines
 from irdistill.errors import InputError
 from irdistill.paths import atomic_path
@@ -33,7 +37,7 @@ from irdistill.scores.table import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["export_msmarco_tsv", "import_msmarco_tsv"]
+__all__ = ["export_msmarco_tsv", "import_msmarco_tsv", "import_msmarco_scores", "ImportSummary", "LAYOUTS"]
 
 _TSV_FIELDS = ("score_pos", "score_neg", "qid", "pid_pos", "pid_neg")
 
@@ -94,85 +98,194 @@ def export_msmarco_tsv(
     return target
 
 
-def import_msmarco_tsv(path: PathLike, teacher: str = "imported") -> pa.Table:
-    """Read an MS MARCO teacher-score TSV into a ``qid, pid, score, teacher`` table.
+QUERIES_PER_BUCKET = 16_384
+"""Queries per temporary bucket of the streaming import: bucket ``b`` holds the queries whose
+first appearance ranks ``b * QUERIES_PER_BUCKET`` and up, so deduplicating one bucket at a time
+needs the memory of one bucket (~2.6M score rows of MS MARCO), and the buckets in turn are the
+output in order."""
 
-    Each (qid, pid) appears once, in order of first appearance (positive before negative on a
-    line); repeats with the same score are dropped. Raises :class:`InputError` naming
-    ``file:line`` for a line without 5 tab-separated fields, a score that is not a finite
-    number or an empty id, and naming both lines when a (qid, pid) has two different scores.
-    Blank lines are skipped. Large files go through pyarrow's CSV reader; a problem found
-    there is re-read line by line to name the offending line.
+LAYOUTS = ("ids", "text")
+
+
+@dataclass
+class ImportSummary:
+    """What :func:`import_msmarco_scores` wrote."""
+
+    out: Path
+    lines: int
+    rows: int
+    queries: int
+
+
+def import_msmarco_tsv(path: PathLike, teacher: str = "imported") -> pa.Table:
+    """Read an MS MARCO teacher-score TSV (ids layout) into a ``qid, pid, score, teacher`` table.
+
+    The table of :func:`import_msmarco_scores`, read back into memory: for files that fit; the
+    published 40M-line files go through :func:`import_msmarco_scores` into a store.
     """
-    source = Path(path)
+    with tempfile.TemporaryDirectory(prefix="irdistill-import-") as tmp:
+        import_msmarco_scores(path, Path(tmp) / "scores.parquet", teacher)
+        return pq.read_table(Path(tmp) / "scores.parquet", schema=SCHEMA)
+
+
+def import_msmarco_scores(
+    path: PathLike,
+    out: PathLike,
+    teacher: str = "imported",
+    *,
+    layout: str = "ids",
+    collection: Collection | None = None,
+    block_size: int = 64 << 20,
+) -> ImportSummary:
+    """Stream an MS MARCO teacher-score TSV into the Parquet score file ``out`` (atomically).
+
+    Layouts (as published with Margin-MSE, arXiv 2010.02666):
+
+    - ``ids``: ``score_pos<TAB>score_neg<TAB>qid<TAB>pid_pos<TAB>pid_neg``;
+    - ``text``: ``score_pos<TAB>score_neg<TAB>query<TAB>passage_pos<TAB>passage_neg``, the texts
+      mapped to the ids of ``collection`` (its queries, and its corpus by full text).
+
+    Each (qid, pid) appears once: rows grouped by query, queries in order of first appearance,
+    a query's passages in order of first appearance (positive before negative on a line); a
+    repeat with the same score is dropped. Memory stays bounded whatever the file's length: the
+    file is read in blocks of ``block_size`` bytes, each block's rows go to a temporary bucket of
+    :data:`QUERIES_PER_BUCKET` queries, and the buckets are deduplicated and written one by one.
+
+    Raises :class:`InputError` naming ``file:line`` for a line without 5 tab-separated fields, a
+    score that is not a finite number or an empty field (a problem found in a block is re-read
+    line by line to name the line), naming both lines when a (qid, pid) has two different
+    scores, and naming the line of a text the collection lacks.
+    """
+    import pyarrow.csv as csv
+
+    source, out = Path(path), Path(out)
     if not source.is_file():
         raise InputError(f"{source}: no such file")
     if not teacher:
         raise InputError("teacher name for imported scores must not be empty")
-    table = _import_tsv_fast(source, teacher)
-    return table if table is not None else _import_tsv_lines(source, teacher)
+    if layout not in LAYOUTS:
+        raise InputError(f"unknown score layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    if layout == "text" and collection is None:
+        raise InputError("the text layout needs the collection whose texts it holds (its queries and corpus)")
+    to_ids = _TextIds(collection, source) if layout == "text" else None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ranks: dict[str, int] = {}
+    lines = 0
+    with tempfile.TemporaryDirectory(prefix=".import-", dir=out.parent) as tmp:
+        buckets: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        try:
+            reader = csv.open_csv(
+                source,
+                read_options=csv.ReadOptions(column_names=list(_TSV_FIELDS), block_size=block_size),
+                parse_options=csv.ParseOptions(
+                    delimiter="\t", quote_char=False, double_quote=False, escape_char=False, newlines_in_values=False
+                ),
+                convert_options=csv.ConvertOptions(
+                    column_types=_TSV_TYPES, strings_can_be_null=False, quoted_strings_can_be_null=False
+                ),
+            )
+            for batch in reader:
+                if not _valid_block(batch):
+                    raise _Reread
+                if to_ids is not None:
+                    batch = to_ids(batch, lines)
+                long = _long_rows(batch, lines, ranks)
+                lines += batch.num_rows
+                bucket_of = long.column("rank").to_numpy() // QUERIES_PER_BUCKET
+                for b in np.unique(bucket_of).tolist():
+                    part = long.filter(pa.array(bucket_of == b))
+                    if b not in buckets:
+                        buckets[b] = pa.ipc.new_stream(str(Path(tmp) / f"{b}.arrow"), part.schema)
+                    buckets[b].write_table(part)
+        except (pa.ArrowInvalid, _Reread):
+            for writer in buckets.values():
+                writer.close()
+            _import_tsv_lines(source, teacher)  # names the first bad line
+            raise InputError(f"{source}: not a 5-field score TSV (pyarrow could not read it)") from None
+        for writer in buckets.values():
+            writer.close()
+        if not buckets:
+            raise InputError(f"{source}: no triples (the file is empty)")
+        with atomic_path(out) as target, pq.ParquetWriter(target, SCHEMA, compression="zstd") as writer:
+            rows = 0
+            for b in sorted(buckets):
+                table = _dedupe(pa.ipc.open_stream(str(Path(tmp) / f"{b}.arrow")).read_all(), source, teacher)
+                writer.write_table(table, row_group_size=1 << 20)
+                rows += table.num_rows
+                (Path(tmp) / f"{b}.arrow").unlink()
+    logger.info("%s: %d lines, %d scores of %d queries written to %s", source, lines, rows, len(ranks), out)
+    return ImportSummary(out, lines, rows, len(ranks))
 
 
-def _import_tsv_fast(source: Path, teacher: str) -> pa.Table | None:
-    """pyarrow's CSV reader plus vectorised checks; ``None`` when anything looks wrong."""
-    import pyarrow.csv as csv
+_TSV_TYPES = {
+    "score_pos": pa.float64(),
+    "score_neg": pa.float64(),
+    "qid": pa.string(),
+    "pid_pos": pa.string(),
+    "pid_neg": pa.string(),
+}
 
-    types = {
-        "score_pos": pa.float64(),
-        "score_neg": pa.float64(),
-        "qid": pa.string(),
-        "pid_pos": pa.string(),
-        "pid_neg": pa.string(),
-    }
-    try:
-        raw = csv.read_csv(
-            source,
-            read_options=csv.ReadOptions(column_names=list(_TSV_FIELDS)),
-            parse_options=csv.ParseOptions(
-                delimiter="\t", quote_char=False, double_quote=False, escape_char=False, newlines_in_values=False
-            ),
-            convert_options=csv.ConvertOptions(
-                column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False
-            ),
-        )
-    except pa.ArrowException:
-        return None
-    if raw.num_rows == 0:
-        return None
+
+class _Reread(Exception):
+    """A block failed a check: the line reader names the line."""
+
+
+def _valid_block(batch: pa.RecordBatch) -> bool:
     for name in _TSV_FIELDS:
-        column = raw.column(name)
+        column = batch.column(name)
         if column.null_count:
-            return None
+            return False
         if name.startswith("score"):
             if not pc.all(pc.is_finite(column)).as_py():
-                return None
+                return False
         elif pc.any(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0)).as_py():
-            return None
-    order = np.arange(raw.num_rows, dtype=np.int64) * 2
-    long = pa.concat_tables(
+            return False
+    return True
+
+
+def _long_rows(batch: pa.RecordBatch, first_line: int, ranks: dict[str, int]) -> pa.Table:
+    """One row per (query, passage) of the block, with the query's rank of first appearance and
+    the row's order in the file (``2 * line + 0`` for the positive, ``+ 1`` for the negative)."""
+    qid = batch.column("qid")
+    unique = pc.unique(qid)  # in order of first appearance
+    for value in unique.to_pylist():
+        ranks.setdefault(value, len(ranks))
+    unique_ranks = np.fromiter((ranks[v] for v in unique.to_pylist()), dtype=np.int64, count=len(unique))
+    rank = unique_ranks[pc.index_in(qid, unique).to_numpy()]
+    order = (first_line + np.arange(batch.num_rows, dtype=np.int64)) * 2
+    return pa.concat_tables(
         [
             pa.table(
                 {
-                    "qid": raw.column("qid"),
-                    "pid": raw.column("pid_pos"),
-                    "score": raw.column("score_pos"),
+                    "qid": qid,
+                    "pid": batch.column("pid_pos"),
+                    "score": batch.column("score_pos"),
+                    "rank": rank,
                     "order": order,
                 }
             ),
             pa.table(
                 {
-                    "qid": raw.column("qid"),
-                    "pid": raw.column("pid_neg"),
-                    "score": raw.column("score_neg"),
+                    "qid": qid,
+                    "pid": batch.column("pid_neg"),
+                    "score": batch.column("score_neg"),
+                    "rank": rank,
                     "order": order + 1,
                 }
             ),
         ]
     )
-    pairs = long.group_by(["qid", "pid"]).aggregate([("score", "min"), ("score", "max"), ("order", "min")])
+
+
+def _dedupe(long: pa.Table, source: Path, teacher: str) -> pa.Table:
+    """One bucket's (qid, pid) rows once each, in output order; two scores of a pair are an error."""
+    pairs = long.group_by(["qid", "pid"]).aggregate(
+        [("score", "min"), ("score", "max"), ("rank", "min"), ("order", "min")]
+    )
     if not pc.all(pc.equal(pairs.column("score_min"), pairs.column("score_max"))).as_py():
-        return None
-    pairs = pairs.sort_by("order_min")
+        _import_tsv_lines(source, teacher)  # names both lines
+        raise InputError(f"{source}: a (query, passage) pair has two different scores")
+    pairs = pairs.sort_by([("rank_min", "ascending"), ("order_min", "ascending")])
     return pa.table(
         [
             pairs.column("qid"),
@@ -182,6 +295,54 @@ def _import_tsv_fast(source: Path, teacher: str) -> pa.Table | None:
         ],
         schema=SCHEMA,
     )
+
+
+class _TextIds:
+    """Maps the text layout's query and passage texts to the collection's ids."""
+
+    def __init__(self, collection: Collection | None, source: Path) -> None:
+        assert collection is not None
+        self.collection, self.source = collection, source
+        self.query_ids = {" ".join(text.split()): qid for qid, text in collection.queries.items()}
+        self.passages = _passage_text_index(collection)
+
+    def __call__(self, batch: pa.RecordBatch, first_line: int) -> pa.RecordBatch:
+        columns = {"score_pos": batch.column("score_pos"), "score_neg": batch.column("score_neg")}
+        queries = [self.query_ids.get(" ".join(t.split())) for t in batch.column("qid").to_pylist()]
+        for i, qid in enumerate(queries):
+            if qid is None:
+                raise InputError(
+                    f"{self.source}: data line {first_line + i + 1}: query "
+                    f"{batch.column('qid')[i].as_py()[:80]!r} is not among the queries of {self.collection.label}"
+                )
+        columns["qid"] = pa.array(queries, pa.string())
+        for name in ("pid_pos", "pid_neg"):
+            texts = batch.column(name).to_pylist()
+            ids = self.passages(texts)
+            for i, pid in enumerate(ids):
+                if pid is None:
+                    raise InputError(
+                        f"{self.source}: data line {first_line + i + 1}: passage {texts[i][:80]!r} "
+                        f"is not in the corpus of {self.collection.label}"
+                    )
+            columns[name] = pa.array(ids, pa.string())
+        return pa.RecordBatch.from_pydict(columns)
+
+
+def _passage_text_index(collection: Collection) -> Any:
+    """``texts -> ids`` over the corpus by whitespace-normalised full text: a dict for a dict
+    corpus, the store's text keys (built once, kept beside it) for a corpus store."""
+    text_index = getattr(collection.corpus, "rows_of_texts", None)
+    if text_index is not None:
+        store = collection.corpus
+
+        def lookup(texts: list[str]) -> list[str | None]:
+            rows = text_index(texts)
+            return [store.doc_id(int(r)) if r >= 0 else None for r in rows]  # type: ignore[attr-defined]
+
+        return lookup
+    by_text = {" ".join(doc.full_text().split()): pid for pid, doc in collection.corpus.items()}
+    return lambda texts: [by_text.get(" ".join(t.split())) for t in texts]
 
 
 def _import_tsv_lines(source: Path, teacher: str) -> pa.Table:
@@ -220,7 +381,10 @@ def _import_tsv_lines(source: Path, teacher: str) -> pa.Table:
                 )
     if not first:
         raise InputError(f"{source}: no triples (the file is empty)")
-    keys = list(first)
+    rank: dict[str, int] = {}
+    for qid, _ in first:
+        rank.setdefault(qid, len(rank))
+    keys = sorted(first, key=lambda k: rank[k[0]])  # grouped by query, as the streaming import writes
     return pa.table(
         [
             pa.array([k[0] for k in keys], pa.string()),
