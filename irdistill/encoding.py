@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -153,19 +153,7 @@ class DenseEncoder:
         return bool(self.normalize)
 
     def cache_key(self, ids: list[str], texts: list[str], side: Side) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = model_fingerprint(self.path)
-        settings = json.dumps(
-            {
-                "model": self._fingerprint,
-                "side": side,
-                "max_seq_length": self.max_seq_length,
-                "normalize": self.normalize,
-                "texts": texts_fingerprint(ids, texts),
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha256(settings.encode()).hexdigest()[:32]
+        return self._key(texts_fingerprint(ids, texts), side)
 
     def encode(self, ids: list[str], texts: list[str], side: Side) -> Encoded:
         """Encode ``texts`` (one per id) as queries or documents, through the cache."""
@@ -209,6 +197,90 @@ class DenseEncoder:
             logger.info("%d %s embeddings cached at %s", len(ids), side, path)
         return Encoded(embeddings, seconds, cached=False, encode_seconds=seconds)
 
+    def encode_corpus(
+        self, corpus: Any, *, block_rows: int = 65_536, rank: int | None = None, world_size: int | None = None
+    ) -> Encoded:
+        """Encode every document of ``corpus`` (a :class:`~irdistill.data.Collection` or its
+        corpus) block by block into a memory-mapped ``.npy`` file, which is also the cache entry
+        :meth:`encode` reads for the same ids and texts (same key).
+
+        Blocks of ``block_rows`` documents are written into the file as they finish, each marked
+        done atomically, so a stopped run resumes at the first unfinished block. Under torchrun
+        (``RANK`` / ``WORLD_SIZE``, or the arguments) rank ``r`` encodes blocks ``r, r + W, ...``
+        into the same file, waits until every block is marked, and rank 0 publishes the file;
+        the result equals one process's. Returns the embeddings as a read-only memory map, so
+        an 8.8M x 384 corpus costs page cache, not heap.
+        """
+        from irdistill.data.store import corpus_rows
+
+        documents = getattr(corpus, "corpus", corpus)
+        if not self.cache:
+            raise InputError("encode_corpus writes the embedding cache; it needs cache=True")
+        rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+        world = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
+        rows = corpus_rows(documents)
+        n = len(documents)
+        fingerprint = getattr(documents, "fingerprint", None)
+        if fingerprint is None:  # a dict corpus: the fingerprint Collection.corpus_fingerprint gives
+            ids = list(documents)
+            fingerprint = texts_fingerprint(ids, [documents[i].full_text() for i in ids])
+        path = self.cache_root / "embeddings" / f"{self._key(fingerprint, 'document')}.npy"
+        start = time.perf_counter()
+        if path.is_file():
+            embeddings = np.load(path, mmap_mode="r")
+            if embeddings.shape[0] == n:
+                meta = _read_meta(path)
+                logger.info("%d document embeddings read from cache %s", n, path)
+                return Encoded(embeddings, time.perf_counter() - start, True, float(meta.get("encode_seconds", 0.0)))
+        partial, marks = path.with_suffix(".partial.npy"), path.with_suffix(".blocks")
+        marks.mkdir(parents=True, exist_ok=True)
+        blocks = range(0, n, block_rows)
+        mine = [b for i, b in enumerate(blocks) if i % world == rank]
+        if not partial.is_file():  # marks without their file (a removed cache): encode again
+            for b in mine:
+                (marks / f"{b}.done").unlink(missing_ok=True)
+        todo = [b for b in mine if not (marks / f"{b}.done").is_file()]
+        target = None
+        for first in todo:
+            texts = rows.texts(range(first, min(first + block_rows, n)))
+            block = self.embed(texts, "document", show_progress_bar=self.show_progress_bar)
+            if target is None:
+                target = _open_partial(partial, n, block.shape[1])
+            target[first : first + len(block)] = block
+            target.flush()
+            write_text_atomic(marks / f"{first}.done", "")
+            logger.info("encoded documents %d-%d of %d", first, first + len(block), n)
+        seconds = time.perf_counter() - start
+        # wait for the other ranks' blocks (rank 0 removes the marks once it has published)
+        while not path.is_file() and not all((marks / f"{b}.done").is_file() for b in blocks):
+            time.sleep(0.2)
+        if rank == 0:
+            del target
+            os.replace(partial, path)
+            meta = {"model": self.name, "side": "document", "count": n, "encode_seconds": seconds}
+            write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1))
+            for mark in marks.iterdir():
+                mark.unlink()
+            marks.rmdir()
+        while not path.is_file():
+            time.sleep(0.2)
+        return Encoded(np.load(path, mmap_mode="r"), time.perf_counter() - start, not todo, seconds)
+
+    def _key(self, texts_key: str, side: Side) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.path)
+        settings = json.dumps(
+            {
+                "model": self._fingerprint,
+                "side": side,
+                "max_seq_length": self.max_seq_length,
+                "normalize": self.normalize,
+                "texts": texts_key,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(settings.encode()).hexdigest()[:32]
+
     def embed(self, texts: list[str], side: Side, *, show_progress_bar: bool = False) -> np.ndarray:
         """Encode ``texts`` without the cache (ad hoc batches, e.g. candidate mining's queries):
         float32 rows, L2-normalised when :attr:`normalize` says so."""
@@ -221,6 +293,31 @@ class DenseEncoder:
             normalize_embeddings=self._normalize(),
         )
         return np.ascontiguousarray(embeddings, dtype=np.float32)
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    meta_path = path.with_suffix(".json")
+    return json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+
+
+def _open_partial(path: Path, rows: int, dim: int) -> np.memmap:
+    """The block file being filled: created once (all ranks race to the same shape), then opened."""
+    if not path.is_file():
+        try:
+            with path.open("xb"):
+                pass
+            np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, dim)).flush()
+        except FileExistsError:
+            pass
+    for _ in range(600):  # another rank may still be writing the header
+        try:
+            array = np.load(path, mmap_mode="r+")
+            if array.shape == (rows, dim):
+                return array
+        except (ValueError, OSError, EOFError):
+            pass
+        time.sleep(0.1)
+    raise InputError(f"{path}: the partial embedding file has another shape; remove it and run again")
 
 
 def rank_device(device: str | None = None) -> str | None:

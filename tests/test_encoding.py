@@ -113,3 +113,88 @@ def test_each_torchrun_rank_loads_models_on_its_own_gpu(monkeypatch: pytest.Monk
     assert rank_device() == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert rank_device() is None
+
+
+def test_encode_corpus_in_blocks_is_the_cache_entry_of_encode(
+    tiny_model_dir: Path, beir_dir: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks into a memory map, resumable after a failure, and the same file encode() reads."""
+    from irdistill.data import load_collection
+
+    collection = load_collection(beir_dir, split="test")
+    encoder = DenseEncoder(str(tiny_model_dir), show_progress_bar=False)
+    calls: list[int] = []
+    real = DenseEncoder.embed
+
+    def failing_after_two(self, texts, side, **kw):  # type: ignore[no-untyped-def]
+        if len(calls) == 2:
+            raise RuntimeError("stopped")
+        calls.append(len(texts))
+        return real(self, texts, side, **kw)
+
+    monkeypatch.setattr(DenseEncoder, "embed", failing_after_two)
+    with pytest.raises(RuntimeError, match="stopped"):
+        encoder.encode_corpus(collection, block_rows=3)
+    monkeypatch.setattr(DenseEncoder, "embed", real)
+    resumed = DenseEncoder(str(tiny_model_dir), show_progress_bar=False)
+    counted: list[int] = []
+    monkeypatch.setattr(
+        DenseEncoder,
+        "embed",
+        lambda self, texts, side, **kw: counted.append(len(texts)) or real(self, texts, side, **kw),
+    )
+    done = resumed.encode_corpus(collection, block_rows=3)
+    assert calls == [3, 3] and counted == [2]  # 8 documents: blocks 0-2 and 3-5 kept, 6-7 encoded
+    assert isinstance(done.embeddings, np.memmap) and done.embeddings.shape[0] == len(collection.corpus)
+    monkeypatch.setattr(DenseEncoder, "embed", real)
+    whole = DenseEncoder(str(tiny_model_dir), show_progress_bar=False, cache=False)
+    expected = whole.encode(collection.doc_ids, collection.doc_texts(), side="document").embeddings
+    np.testing.assert_allclose(done.embeddings, expected, atol=1e-6)
+    hit = DenseEncoder(str(tiny_model_dir), show_progress_bar=False).encode(
+        collection.doc_ids, collection.doc_texts(), side="document"
+    )
+    assert hit.cached and np.array_equal(hit.embeddings, np.asarray(done.embeddings))
+    assert not list((cache_dir / "embeddings").glob("*.partial.npy")) and not list(
+        (cache_dir / "embeddings").glob("*.blocks")
+    )
+
+
+def test_encode_corpus_two_ranks_write_the_file_one_process_writes(
+    tiny_model_dir: Path, beir_dir: Path, tmp_path: Path
+) -> None:
+    """Two processes with RANK 0 and 1 (as torchrun sets them) share the blocks of one file; it
+    equals a single process's file byte for byte."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from irdistill.data import load_collection; from irdistill.encoding import DenseEncoder; "
+        f"c = load_collection({str(beir_dir)!r}, split='test'); "
+        f"e = DenseEncoder({str(tiny_model_dir)!r}, show_progress_bar=False, device='cpu'); "
+        "r = e.encode_corpus(c, block_rows=2); print(r.embeddings.filename)"
+    )
+
+    outputs = {}
+    for world in (1, 2):
+        logs = [tmp_path / f"w{world}r{r}.log" for r in range(world)]
+        procs = [  # output to files: a rank blocked on a full pipe would stall the others
+            subprocess.Popen(
+                [sys.executable, "-c", code],
+                env={
+                    **os.environ,
+                    "IRDISTILL_CACHE": str(tmp_path / f"c{world}"),
+                    "RANK": str(r),
+                    "WORLD_SIZE": str(world),
+                },
+                stdout=logs[r].open("w"),
+                stderr=subprocess.STDOUT,
+            )
+            for r in range(world)
+        ]
+        codes = [p.wait(timeout=300) for p in procs]
+        assert codes == [0] * world, [log.read_text()[-2000:] for log in logs]
+        files = {log.read_text().strip().splitlines()[-1] for log in logs}
+        assert len(files) == 1  # every rank returns the published file
+        outputs[world] = Path(files.pop()).read_bytes()
+    assert outputs[1] == outputs[2]

@@ -143,7 +143,7 @@ def test_tas_balanced_labels_pack_margin_and_inbatch_scores(
     stored = {(r["qid"], r["pid"]): r["score"] for r in table}
     text_of = {collection.corpus[d].full_text(): d for d in collection.doc_ids}
     qid_of = {t: q for q, t in collection.queries.items()}
-    rows = dataset.to_list()
+    rows = [dataset[i] for i in range(len(dataset))]  # texts are joined on access
     for start in range(0, len(rows), 2):
         batch = rows[start : start + 2]
         passages = [r["positive"] for r in batch] + [r["negative"] for r in batch]
@@ -367,7 +367,7 @@ def test_tas_balanced_labels_match_each_ddp_step_of_three_ranks(
     dataset, args = build_train_dataset(cfg, collection)
     factory = args["batch_sampler"]
     teacher = SentenceTransformer(str(tiny_model_dir), device="cpu")
-    rows = dataset.to_list()
+    rows = [dataset[i] for i in range(len(dataset))]  # texts are joined on access
     steps = 0
     for epoch in range(2):
         shards = []

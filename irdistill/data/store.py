@@ -45,7 +45,16 @@ from irdistill.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CorpusStore", "build_corpus_store", "cached_corpus_store", "BATCH_ROWS", "STORE_VERSION", "store_folder"]
+__all__ = [
+    "BATCH_ROWS",
+    "STORE_VERSION",
+    "CorpusStore",
+    "DictCorpusRows",
+    "build_corpus_store",
+    "cached_corpus_store",
+    "corpus_rows",
+    "store_folder",
+]
 
 BATCH_ROWS = 65_536
 """Rows per Arrow record batch: row ``r`` lies in batch ``r // BATCH_ROWS``."""
@@ -267,6 +276,30 @@ class CorpusStore(Mapping[str, Document]):
     def full_texts(self) -> list[str]:
         """Every full text in row order (for corpora that fit in memory)."""
         return [t for _, _, block in self.blocks() for t in block]
+
+
+class DictCorpusRows:
+    """Rows over a dict corpus, with the interface of :class:`CorpusStore` that training uses."""
+
+    def __init__(self, corpus: Mapping[str, Document]) -> None:
+        self.corpus = corpus
+        self.ids = list(corpus)
+        self._row = {doc_id: i for i, doc_id in enumerate(self.ids)}
+
+    def rows_of(self, doc_ids: Iterable[str]) -> np.ndarray:
+        ids = list(doc_ids)
+        return np.fromiter((self._row.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+
+    def doc_id(self, row: int) -> str:
+        return self.ids[row]
+
+    def texts(self, rows: Iterable[int]) -> list[str]:
+        return [self.corpus[self.ids[int(r)]].full_text() for r in rows]
+
+
+def corpus_rows(corpus: Mapping[str, Document]) -> CorpusStore | DictCorpusRows:
+    """``corpus`` addressed by row: the store itself, or a row table over a dict."""
+    return corpus if isinstance(corpus, CorpusStore) else DictCorpusRows(corpus)
 
 
 def build_corpus_store(

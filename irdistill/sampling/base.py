@@ -26,6 +26,7 @@ import numpy as np
 
 from irdistill.errors import InputError
 from irdistill.registry import Registry
+from irdistill.sampling.pairs import QueryPairs
 
 __all__ = ["Example", "Batch", "PairSampler", "SAMPLERS", "epoch_rng", "check_positive_int"]
 
@@ -148,6 +149,10 @@ def _check_queries(
                 f"query {qid!r} has no (positive, negative) pairs (it {where}); drop "
                 "it from query_ids or give it a scored positive and negative"
             )
+        if isinstance(query_pairs, QueryPairs):  # columnar, from checked scores: margins in one step
+            pairs.append(query_pairs)
+            margins.append(query_pairs.margins())
+            continue
         for index, pair in enumerate(query_pairs):
             if len(pair) != 3:
                 raise InputError(

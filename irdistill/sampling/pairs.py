@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple, overload
+
+import numpy as np
 
 from irdistill.errors import InputError
 
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Pair", "PairsByQuery", "pairs_from_scores"]
+__all__ = ["Pair", "PairTable", "QueryPairs", "PairsByQuery", "pairs_from_scores"]
 
 
 class Pair(NamedTuple):
@@ -44,12 +46,96 @@ PairsByQuery = Mapping[str, Sequence[tuple[str, str, float]]]
 """``qid -> [(pos_pid, neg_pid, margin), ...]`` (plain 3-tuples or :class:`Pair`)."""
 
 
+class QueryPairs(Sequence[Pair]):
+    """The ``|P+| x |P-|`` pairs of one query of a :class:`PairTable`, computed on access
+    (positive-major): pair ``k`` is positive ``k // |P-|`` with negative ``k % |P-|``."""
+
+    __slots__ = ("_table", "_start", "_pos", "_neg")
+
+    def __init__(self, table: PairTable, start: int, positives: int, negatives: int) -> None:
+        self._table, self._start, self._pos, self._neg = table, start, positives, negatives
+
+    def __len__(self) -> int:
+        return self._pos * self._neg
+
+    @overload
+    def __getitem__(self, index: int) -> Pair: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Pair]: ...
+
+    def __getitem__(self, index: int | slice) -> Pair | list[Pair]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        i, j = divmod(index, self._neg)
+        pos, neg = self._start + i, self._start + self._pos + j
+        table = self._table
+        return Pair(table.pid(pos), table.pid(neg), float(table.scores[pos] - table.scores[neg]))
+
+    def margins(self) -> np.ndarray:
+        """Every pair's margin (float64), in pair order."""
+        scores = self._table.scores
+        pos = scores[self._start : self._start + self._pos]
+        neg = scores[self._start + self._pos : self._start + self._pos + self._neg]
+        return (pos[:, None] - neg[None, :]).ravel()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"QueryPairs({self._pos} positives x {self._neg} negatives)"
+
+
+class PairTable(Mapping[str, QueryPairs]):
+    """Every query's (positive, negative) pairs, columnar: ``qid -> QueryPairs``.
+
+    One row per scored passage (its id in an Arrow string array, its score in a float64 array),
+    grouped by query with the query's positives first; a query is ``(start, |P+|, |P-|)``. The
+    ``|P+| x |P-|`` pairs are never materialised: 40M MS MARCO score rows take ~0.8 GB here,
+    against ~7 GB as a dict of :class:`Pair` lists.
+    """
+
+    def __init__(self, query_ids: list[str], pids: pa.Array, scores: np.ndarray, layout: np.ndarray) -> None:
+        self.query_ids = query_ids
+        self.pids = pids
+        self.scores = scores
+        self.layout = layout  # (queries, 3): start row, positives, negatives
+        self._index = {qid: i for i, qid in enumerate(query_ids)}
+
+    def pid(self, row: int) -> str:
+        return self.pids[row].as_py()
+
+    def __len__(self) -> int:
+        return len(self.query_ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.query_ids)
+
+    def __contains__(self, qid: object) -> bool:
+        return qid in self._index
+
+    def __getitem__(self, qid: str) -> QueryPairs:
+        start, positives, negatives = self.layout[self._index[qid]].tolist()
+        return QueryPairs(self, start, positives, negatives)
+
+    def pair_count(self) -> int:
+        return int((self.layout[:, 1] * self.layout[:, 2]).sum())
+
+
 def pairs_from_scores(
     scores: str | os.PathLike[str] | pa.Table,
     qrels: Mapping[str, Mapping[str, int]],
     *,
     teacher: str | None = None,
-) -> dict[str, list[Pair]]:
+) -> PairTable:
     """Every (judged-relevant, non-relevant) pair of scored passages of each query.
 
     Args:
@@ -60,10 +146,11 @@ def pairs_from_scores(
         teacher: which teacher's scores to pair; required when the table holds several.
 
     Returns:
-        ``qid -> [Pair(positive, negative, margin), ...]``: queries in order of first appearance
-        in the table, positives and negatives each in table order (positive-major). Queries
-        without a scored positive or without a scored negative are left out (their count is
-        logged).
+        A :class:`PairTable`, ``qid -> [Pair(positive, negative, margin), ...]``: queries in order
+        of first appearance in the table, positives and negatives each in table order
+        (positive-major). Queries without a scored positive or without a scored negative are left
+        out (their count is logged). Built with vectorised Arrow / NumPy operations (a join with
+        the judged-relevant pairs, one sort), so its memory is a few columns of the table.
 
     Raises:
         InputError: an invalid table, an unknown or ambiguous teacher, or no query with both a
@@ -74,34 +161,46 @@ def pairs_from_scores(
         >>> pairs["q1"][0]  # doctest: +SKIP
         Pair(positive='d1', negative='d7', margin=3.25)
     """
-    from irdistill.scores.table import rows_by_query, scores_table, select_teacher
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from irdistill.scores.table import scores_table, select_teacher
 
     table, teacher = select_teacher(scores_table(scores), teacher)
-    by_query = rows_by_query(table)
-
-    pairs: dict[str, list[Pair]] = {}
-    skipped = 0
-    for qid, rows in by_query.items():
-        judged = qrels.get(qid, {})
-        positives = [(pid, s) for pid, s in rows if judged.get(pid, 0) > 0]
-        negatives = [(pid, s) for pid, s in rows if judged.get(pid, 0) <= 0]
-        if not positives or not negatives:
-            skipped += 1
-            continue
-        pairs[qid] = [
-            Pair(pos, neg, pos_score - neg_score) for pos, pos_score in positives for neg, neg_score in negatives
-        ]
-    if not pairs:
+    n = table.num_rows
+    encoded = pc.dictionary_encode(table.column("qid")).combine_chunks()
+    query_of = encoded.indices.to_numpy().astype(np.int64)  # queries numbered by first appearance
+    unique_qids = encoded.dictionary.to_pylist()
+    judged = [(q, p) for q, docs in qrels.items() for p, r in docs.items() if r > 0]
+    relevant = np.zeros(n, dtype=bool)
+    if judged and n:
+        rows = pa.table({"qid": table.column("qid"), "pid": table.column("pid"), "_row": np.arange(n)})
+        hits = rows.join(
+            pa.table({"qid": [q for q, _ in judged], "pid": [p for _, p in judged]}),
+            keys=["qid", "pid"],
+            join_type="inner",
+        )
+        relevant[hits.column("_row").to_numpy()] = True
+    order = np.lexsort((np.arange(n), ~relevant, query_of))  # by query, positives first, table order
+    counts = np.bincount(query_of, minlength=len(unique_qids))
+    positives = np.bincount(query_of, weights=relevant, minlength=len(unique_qids)).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    keep = (positives > 0) & (counts - positives > 0)
+    skipped = int((~keep).sum())
+    if not keep.any():
         raise InputError(
             f"no query of teacher {teacher}'s scores has both a judged-relevant and a "
             "non-relevant scored passage; do the qrels belong to these queries?"
         )
-    total = sum(len(p) for p in pairs.values())
+    layout = np.stack([starts, positives, counts - positives], axis=1)[keep]
+    pids = table.column("pid").take(pa.array(order)).combine_chunks()
+    score_values = table.column("score").to_numpy()[order].astype(np.float64)
+    out = PairTable([q for q, k in zip(unique_qids, keep.tolist(), strict=True) if k], pids, score_values, layout)
     logger.info(
         "%d pairs of teacher %s over %d queries (%d queries skipped: no scored positive or no scored negative)",
-        total,
+        out.pair_count(),
         teacher,
-        len(pairs),
+        len(out),
         skipped,
     )
-    return pairs
+    return out

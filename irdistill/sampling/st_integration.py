@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
-from irdistill.data.collection import Collection, Document
+from irdistill.data.collection import Collection
+from irdistill.data.store import corpus_rows
 from irdistill.errors import InputError, MissingDependencyError
 from irdistill.sampling.base import Batch, PairSampler, check_positive_int
 
@@ -156,9 +158,35 @@ class PlannedBatchSamplerFactory:
         )
 
 
+class BatchTexts:
+    """The ``datasets`` transform of a training set: a batch's stored row numbers to its texts.
+
+    The training set stores ``query`` (a row of :attr:`queries`), ``positive`` and ``negative``
+    (rows of the corpus) as integers and ``label``; the texts are fetched when the trainer takes
+    a batch, so the set holds 20-odd bytes a row whatever the text lengths (MS MARCO: 502,939 rows
+    an epoch), and passages come from the memory-mapped corpus store.
+    """
+
+    def __init__(self, query_ids: list[str], queries: list[str], corpus: Any) -> None:
+        self.query_ids = query_ids
+        self.queries = queries
+        self.corpus = corpus
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {
+            "query": [self.queries[i] for i in batch["query"]],
+            "positive": self.corpus.texts(batch["positive"]),
+            "negative": self.corpus.texts(batch["negative"]),
+            "label": batch["label"],
+        }
+
+
 @dataclass
 class TrainerInputs:
-    """A training set laid out as a sampler's plan, and the batch sampler that replays it."""
+    """A training set laid out as a sampler's plan, and the batch sampler that replays it.
+
+    ``dataset`` yields texts (:class:`BatchTexts` on top of ``rows``, the stored integers).
+    """
 
     dataset: datasets.Dataset
     batch_sampler: PlannedBatchSamplerFactory
@@ -166,6 +194,8 @@ class TrainerInputs:
     epochs: int
     plans: list[list[Batch]] = field(repr=False)
     """``plans[epoch][batch]``: the :class:`~irdistill.sampling.base.Example` s, row order."""
+    rows: datasets.Dataset | None = field(default=None, repr=False)
+    texts: BatchTexts | None = field(default=None, repr=False)
 
     def training_arguments(self) -> dict[str, Any]:
         """Keyword arguments for ``SentenceTransformerTrainingArguments`` that must match."""
@@ -174,6 +204,14 @@ class TrainerInputs:
             "num_train_epochs": self.epochs,
             "batch_sampler": self.batch_sampler,
         }
+
+    def relabel(self, labels: Any) -> None:
+        """Replace every row's label (an Arrow array or a list, one entry a row) and re-point the
+        batch sampler at the new set (it recognises its training set by fingerprint)."""
+        assert self.rows is not None and self.texts is not None
+        self.rows = self.rows.remove_columns("label").add_column("label", labels)
+        self.dataset = self.rows.with_transform(self.texts)
+        self.batch_sampler.fingerprint = getattr(self.dataset, "_fingerprint", None)
 
 
 def build_trainer_inputs(
@@ -219,45 +257,52 @@ def build_trainer_inputs(
         ) from err
     epochs = check_positive_int("epochs", epochs)
     where = collection.name or "?"
-    texts: dict[str, str] = {}
-
-    def passage(pid: str) -> str:
-        text = texts.get(pid)
-        if text is None:
-            doc = collection.corpus.get(pid)
-            if doc is None:
-                raise InputError(
-                    f"passage id {pid!r} of the sampler's pairs is not in the corpus of collection {where}"
-                )
-            text = texts[pid] = doc.full_text() if isinstance(doc, Document) else str(doc)
-        return text
-
-    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    corpus = corpus_rows(collection.corpus)
+    query_ids = list(collection.queries)
+    query_row = {qid: i for i, qid in enumerate(query_ids)}
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
     plans: list[list[Batch]] = []
     epoch_offsets: list[np.ndarray] = []
     world_size = check_positive_int("world_size", world_size)
+    total = 0
     for epoch in range(epochs):
         plan = sampler.plan(epoch)
         pad = -len(plan) % world_size
         plan = plan + [plan[i % len(plan)] for i in range(pad)]
-        starts = [len(columns["query"])]
-        for batch in plan:
-            for example in batch:
-                query = collection.queries.get(example.qid)
-                if query is None:
-                    raise InputError(
-                        f"query id {example.qid!r} of the sampler is not among the queries of collection {where}"
-                    )
-                columns["query"].append(query)
-                columns["positive"].append(passage(example.positive))
-                columns["negative"].append(passage(example.negative))
-                columns["label"].append([example.margin])
-            starts.append(len(columns["query"]))
+        examples = [example for batch in plan for example in batch]
+        queries = np.fromiter((query_row.get(e.qid, -1) for e in examples), dtype=np.int32, count=len(examples))
+        if (queries < 0).any():
+            bad = examples[int(np.argmin(queries))].qid
+            raise InputError(f"query id {bad!r} of the sampler is not among the queries of collection {where}")
+        for name, ids in (("positive", [e.positive for e in examples]), ("negative", [e.negative for e in examples])):
+            rows = corpus.rows_of(ids)
+            if (rows < 0).any():
+                bad = ids[int(np.argmin(rows))]
+                raise InputError(
+                    f"passage id {bad!r} of the sampler's pairs is not in the corpus of collection {where}"
+                )
+            columns[name].append(rows.astype(np.int32))
+        columns["query"].append(queries)
+        columns["label"].append(np.fromiter((e.margin for e in examples), dtype=np.float64, count=len(examples)))
+        sizes = np.fromiter((len(batch) for batch in plan), dtype=np.int64, count=len(plan))
+        epoch_offsets.append(total + np.concatenate([[0], np.cumsum(sizes)]))
+        total += len(examples)
         plans.append(plan)
-        epoch_offsets.append(np.asarray(starts, dtype=np.int64))
-    dataset = datasets.Dataset.from_dict(columns)
+    labels = np.concatenate(columns["label"])
+    rows = datasets.Dataset(
+        pa.table(
+            {
+                "query": np.concatenate(columns["query"]),
+                "positive": np.concatenate(columns["positive"]),
+                "negative": np.concatenate(columns["negative"]),
+                "label": pa.FixedSizeListArray.from_arrays(pa.array(labels), 1).cast(pa.list_(pa.float64())),
+            }
+        )
+    )
+    texts = BatchTexts(query_ids, [collection.queries[q] for q in query_ids], corpus)
+    dataset = rows.with_transform(texts)
     factory = PlannedBatchSamplerFactory(
         epoch_offsets, sampler.batch_size, len(dataset), getattr(dataset, "_fingerprint", None)
     )
     logger.info("planned %d epoch(s) of %d batches (%d rows) for the trainer", epochs, len(plans[0]), len(dataset))
-    return TrainerInputs(dataset, factory, sampler.batch_size, epochs, plans)
+    return TrainerInputs(dataset, factory, sampler.batch_size, epochs, plans, rows, texts)

@@ -11,7 +11,7 @@ The scoring job that writes a store is a workflow: :mod:`irdistill.workflows.sco
 from __future__ import annotations
 
 from irdistill.scores.hf import to_hf_dataset
-from irdistill.scores.msmarco import export_msmarco_tsv, import_msmarco_tsv
+from irdistill.scores.msmarco import export_msmarco_tsv, import_msmarco_scores, import_msmarco_tsv
 from irdistill.scores.table import (
     SCHEMA,
     SCORES_NAME,
@@ -34,5 +34,6 @@ __all__ = [
     "rows_by_query",
     "export_msmarco_tsv",
     "import_msmarco_tsv",
+    "import_msmarco_scores",
     "to_hf_dataset",
 ]

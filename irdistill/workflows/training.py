@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from irdistill.config import option
 from irdistill.data.collection import Collection
@@ -321,46 +322,58 @@ def _recipe_options(cfg: TrainConfig, cls: Any, extra: dict[str, Any]) -> dict[s
     return {**{keyword: getattr(cfg, key) for key, keyword in cls.recipe_options.items()}, **extra}
 
 
-def _inbatch_labels(
-    cfg: TrainConfig, collection: Collection, inputs: Any, show_progress_bar: bool = False
-) -> list[list[float]]:
-    """Pack, for every row, its margin and the in-batch teacher's scores against the global batch.
+def _inbatch_labels(cfg: TrainConfig, inputs: Any, show_progress_bar: bool = False) -> pa.Array:
+    """For every row, its margin times ``label_scale`` and the in-batch teacher's scores against
+    the global batch, as a float32 list column.
 
     Columns follow :class:`~irdistill.losses.TASBalancedLoss`: passage column (positive, then
     negative), then rank, then row. Under DDP the global batch of a step is ``world_size``
     consecutive planned batches (accelerate deals whole batches to ranks in turn); the plan of
     every epoch holds a multiple of ``world_size`` batches (:func:`build_trainer_inputs` pads it
     as accelerate would), so no step mixes batches this function did not group together.
+    Only the queries and passages the plan holds are encoded; the scores of one global batch are
+    one matrix product.
     """
     from irdistill.encoding import DenseEncoder
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     assert cfg.inbatch_teacher is not None
     teacher = DenseEncoder(cfg.inbatch_teacher, show_progress_bar=show_progress_bar)
-    doc_ids = collection.doc_ids
-    doc_emb = teacher.encode(doc_ids, collection.doc_texts(), side="document").embeddings
-    row_of = {d: i for i, d in enumerate(doc_ids)}
-    qids = collection.query_ids
-    q_emb = teacher.encode(qids, collection.query_texts(), side="query").embeddings
-    q_row = {q: i for i, q in enumerate(qids)}
-    labels: list[list[float]] = []
-    for plan in inputs.plans:
-        if len(plan) % world:
+    table = inputs.rows.data
+    query_rows = table.column("query").to_numpy()
+    positive = table.column("positive").to_numpy()
+    negative = table.column("negative").to_numpy()
+    margins = np.concatenate([np.asarray(c, dtype=np.float64) for c in _margins(inputs)])
+    corpus, texts = inputs.texts.corpus, inputs.texts
+    passages = np.unique(np.concatenate([positive, negative]))
+    queries = np.unique(query_rows)
+    doc_emb = teacher.encode(
+        [corpus.doc_id(int(r)) for r in passages], corpus.texts(passages), side="document"
+    ).embeddings
+    q_emb = teacher.encode(
+        [texts.query_ids[int(r)] for r in queries], [texts.queries[int(r)] for r in queries], side="query"
+    ).embeddings
+    values: list[np.ndarray] = []
+    offsets = [0]
+    for epoch_offsets in inputs.batch_sampler.epoch_offsets:
+        if (len(epoch_offsets) - 1) % world:
             raise InputError(
-                f"{len(plan)} planned batches an epoch are not a multiple of the "
+                f"{len(epoch_offsets) - 1} planned batches an epoch are not a multiple of the "
                 f"{world} DDP ranks; build the inputs with world_size={world}"
             )
-        for start in range(0, len(plan), world):
-            group = plan[start : start + world]
-            # positive column (ranks in order, rows in order), then the negative column
-            pos = [row_of[ex.positive] for batch in group for ex in batch]
-            neg = [row_of[ex.negative] for batch in group for ex in batch]
-            passages = pos + neg
-            for batch in plan[start : start + world]:
-                for ex in batch:
-                    scores = doc_emb[passages] @ q_emb[q_row[ex.qid]]
-                    labels.append([float(ex.margin), *map(float, scores)])
-    return labels
+        for start, end in zip(epoch_offsets[:-world:world].tolist(), epoch_offsets[world::world].tolist(), strict=True):
+            group = np.concatenate([positive[start:end], negative[start:end]])
+            scores = (
+                q_emb[np.searchsorted(queries, query_rows[start:end])] @ doc_emb[np.searchsorted(passages, group)].T
+            )
+            block = np.concatenate([(margins[start:end] * cfg.label_scale)[:, None], scores], axis=1)
+            values.append(block.astype(np.float32).ravel())
+            offsets.extend((offsets[-1] + block.shape[1] * np.arange(1, end - start + 1)).tolist())
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int64()).cast(pa.int32()), pa.array(np.concatenate(values)))
+
+
+def _margins(inputs: Any) -> list[list[float]]:
+    return [[example.margin for batch in plan for example in batch] for plan in inputs.plans]
 
 
 def _listwise_rows(cfg: TrainConfig, collection: Collection) -> tuple[dict[str, list[Any]], float]:
@@ -548,16 +561,12 @@ def build_training_data(cfg: TrainConfig, collection: Collection, show_progress_
     scale = cfg.label_scale
     if rows in (Rows.PAIRS, Rows.PAIRS_INBATCH):
         inputs = _pair_inputs(cfg, collection, show_progress_bar)
-        dataset = inputs.dataset
         if rows is Rows.PAIRS_INBATCH:
-            labels = [[row[0] * scale, *row[1:]] for row in _inbatch_labels(cfg, collection, inputs, show_progress_bar)]
-        else:
-            labels = [[x * scale for x in row] if isinstance(row, list) else row * scale for row in dataset["label"]]
-        dataset = dataset.remove_columns("label").add_column("label", labels)
-        # the planned batch sampler recognises its training set by fingerprint: re-point it at the
-        # relabelled dataset, or the trainer would fall back to sequential batches over every epoch
-        inputs.batch_sampler.fingerprint = getattr(dataset, "_fingerprint", None)
-        return TrainingData(dataset, inputs.training_arguments())
+            inputs.relabel(_inbatch_labels(cfg, inputs, show_progress_bar))
+        elif scale != 1.0:
+            scaled = np.concatenate([np.asarray(m, dtype=np.float64) for m in _margins(inputs)]) * scale
+            inputs.relabel(pa.ListArray.from_arrays(pa.array(np.arange(len(scaled) + 1, dtype=np.int32)), scaled))
+        return TrainingData(inputs.dataset, inputs.training_arguments())
     if rows is Rows.LISTS:
         columns, temperature = _listwise_rows(cfg, collection)
         sampler = BatchSamplers.NO_DUPLICATES if cfg.in_batch_negatives else BatchSamplers.BATCH_SAMPLER
