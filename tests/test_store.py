@@ -592,3 +592,15 @@ def test_text_layout_maps_texts_to_the_collection_ids(tmp_path, cache_dir, store
         import_msmarco_scores(path, out, "ce", layout="text", collection=collection)
     with pytest.raises(InputError, match="needs the collection"):
         import_msmarco_scores(path, out, "ce", layout="text")
+
+
+def test_duplicate_check_names_the_pair_whose_second_row_comes_first():
+    from irdistill.scores.table import validate_scores
+
+    pids = ["a", "b", "c", "b", "a", "a"]
+    table = pa.table({"qid": ["q"] * 6, "pid": pids, "score": [1.0] * 6, "teacher": ["t"] * 6})
+    with pytest.raises(InputError, match=r"rows 1 and 3 \(0-based\) both hold query 'q', passage 'b'"):
+        validate_scores(table)
+    # the same pid under two teachers or two queries is no duplicate
+    ok = pa.table({"qid": ["q", "q", "r"], "pid": ["a", "a", "a"], "score": [1.0] * 3, "teacher": ["t", "u", "t"]})
+    assert validate_scores(ok).num_rows == 3
