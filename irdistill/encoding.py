@@ -214,12 +214,18 @@ class DenseEncoder:
         from irdistill.data.store import corpus_rows
 
         documents = getattr(corpus, "corpus", corpus)
-        if not self.cache:
-            raise InputError("encode_corpus writes the embedding cache; it needs cache=True")
-        rank = int(os.environ.get("RANK", "0")) if rank is None else rank
-        world = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
         rows = corpus_rows(documents)
         n = len(documents)
+        if not self.cache:  # a model in training: no file, the blocks in memory
+            start = time.perf_counter()
+            parts = [
+                self.embed(rows.texts(range(first, min(first + block_rows, n))), "document")
+                for first in range(0, n, block_rows)
+            ]
+            seconds = time.perf_counter() - start
+            return Encoded(np.concatenate(parts), seconds, False, seconds)
+        rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+        world = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
         fingerprint = getattr(documents, "fingerprint", None)
         if fingerprint is None:  # a dict corpus: the fingerprint Collection.corpus_fingerprint gives
             ids = list(documents)

@@ -269,3 +269,37 @@ def test_ivfpq_trains_on_a_sample_adds_in_blocks_from_a_memory_map(tmp_path: Pat
     big._build(10**7)  # what the first add of 10M rows would set up (no training here)
     assert big.training_size(10**7) == 64 * 2048 and big.nprobe == 2048 // 64
     assert IVFPQIndex(16, nlist=2048, nprobe=8, m=4, device="cpu").nprobe == 8  # a given nprobe stays
+
+
+def test_large_ivf_trains_its_coarse_level_in_two_levels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above TWO_LEVEL_NLIST the coarse centroids come from faiss's two-level k-means; on
+    clustered data the index finds the neighbours about as well as with one-level k-means."""
+    import faiss.contrib.clustering as clustering
+
+    import irdistill.indexes.faiss_indexes as fi
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((64, 32)).astype(np.float32)
+    x = centres[rng.integers(0, 64, 6000)] + 0.1 * rng.standard_normal((6000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    queries = x[:200] + 0.02 * rng.standard_normal((200, 32)).astype(np.float32)
+    exact = FlatIndex(32, device="cpu")
+    exact.add(x)
+    _, truth = exact.search(queries, 10)
+    calls: list[tuple[int, int]] = []
+    real = clustering.two_level_clustering
+
+    def spy(xt, nc1, nc2, **kw):  # type: ignore[no-untyped-def]
+        calls.append((nc1, nc2))
+        return real(xt, nc1, nc2, **kw)
+
+    monkeypatch.setattr(clustering, "two_level_clustering", spy)
+    recalls = {}
+    for threshold in (10**9, 16):  # one level, then two
+        monkeypatch.setattr(fi, "TWO_LEVEL_NLIST", threshold)
+        index = IVFPQIndex(32, nlist=64, m=16, nprobe=8, device="cpu")
+        index.add(x)
+        _, found = index.search(queries, 10)
+        recalls[threshold] = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
+    assert calls == [(8, 64)]
+    assert recalls[16] >= recalls[10**9] - 0.05 and recalls[16] > 0.4

@@ -286,7 +286,7 @@ def _save_index(cfg: Any, collection: Any, path: str) -> None:
         cache_root=cfg.cache_dir,
         show_progress_bar=False,
     )
-    docs = encoder.encode(collection.doc_ids, collection.doc_texts(), side="document")
+    docs = encoder.encode_corpus(collection)
     index = make_index(cfg.index, docs.embeddings.shape[1], device="cpu", **cfg.index_params)
     index.add(docs.embeddings)
     index.save(path)

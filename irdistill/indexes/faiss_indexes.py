@@ -67,6 +67,9 @@ def resolve_device(device: str, supports_gpu: bool = True, kind: str = "") -> st
 ADD_BLOCK = 65_536
 """Rows converted and added at a time: memory beyond the index stays one block."""
 
+TWO_LEVEL_NLIST = 1024
+"""From this many inverted lists up, IVF-PQ's coarse k-means runs in two levels."""
+
 POINTS_PER_CENTROID = 64
 """Training points per k-means centroid (faiss asks for 39 to 256; it subsamples to 256 itself)."""
 
@@ -116,7 +119,7 @@ class FaissIndex(Index):
         if not self._index.is_trained:
             sample = self.training_sample(x)
             logger.info("training %s index on %d of %d vectors", self.kind, len(sample), len(x))
-            self._index.train(sample)
+            self._train(sample)
         for start in range(0, len(x), ADD_BLOCK):
             self._index.add(first if start == 0 else _as_matrix(x[start : start + ADD_BLOCK], self.dim, "embeddings"))
         self._gpu_index = None
@@ -124,6 +127,9 @@ class FaissIndex(Index):
     def training_size(self, n: int) -> int:
         """How many of ``n`` rows train the index (all of them unless a subclass says less)."""
         return n
+
+    def _train(self, sample: np.ndarray) -> None:
+        self._index.train(sample)
 
     def training_sample(self, x: np.ndarray) -> np.ndarray:
         """:meth:`training_size` rows drawn uniformly (a fixed seed, in row order so a memory map
@@ -308,6 +314,19 @@ class IVFPQIndex(FaissIndex):
 
     def training_size(self, n: int) -> int:
         return min(n, max(POINTS_PER_CENTROID * (self.nlist or 1), 256 * 2**self.nbits))
+
+    def _train(self, sample: np.ndarray) -> None:
+        """From :data:`TWO_LEVEL_NLIST` lists up, the coarse centroids come from faiss's two-level
+        k-means (``sqrt(nlist)`` clusters, then each split in proportion to its size): about
+        ``2 * sqrt(nlist)`` distances a training point instead of ``nlist`` (MS MARCO's 11,894
+        lists: ~1.3 instead of ~70 TFLOP), the usual way faiss trains large IVF indexes."""
+        index = self._index
+        if index.nlist >= TWO_LEVEL_NLIST and len(sample) > index.nlist:
+            from faiss.contrib.clustering import two_level_clustering
+
+            centroids, _ = two_level_clustering(sample, int(math.sqrt(index.nlist)), index.nlist, clustering_niter=10)
+            index.quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+        index.train(sample)  # the PQ codebooks (on residuals); the coarse level is set when added above
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         self.faiss_index.nprobe = self.nprobe

@@ -76,7 +76,7 @@ class DenseRetriever(Retriever):
     def index(self, collection: Collection) -> None:
         from irdistill.indexes import make_index
 
-        docs = self.encoder.encode(collection.doc_ids, collection.doc_texts(), side="document")
+        docs = self.encoder.encode_corpus(collection)
         self.corpus_seconds, self.corpus_cached = docs.encode_seconds, docs.cached
         start = time.perf_counter()
         self._index = make_index(self.kind, docs.embeddings.shape[1], device=self.device, **self.index_params)

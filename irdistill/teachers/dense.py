@@ -64,7 +64,7 @@ class DenseTeacher(PointwiseTeacher):
         self._scale: ScoreScale | None = None
         if collection is not None:
             texts = collection.doc_texts()
-            self._corpus = self.encoder.encode(collection.doc_ids, texts, side="document").embeddings
+            self._corpus = self.encoder.encode_corpus(collection).embeddings
             self._rows = {text: i for i, text in enumerate(texts)}
         self.encoder.show_progress_bar = False  # per-call query batches are small: no bar each
 

@@ -227,7 +227,9 @@ class _Job:
 
     def doc_embeddings(self) -> np.ndarray:
         if self._docs is None:
-            self._docs = self.dense(self.collection.doc_ids, self.collection.doc_texts(), "document")
+            encoded = self.encoder().encode_corpus(self.collection)  # blocks into the memory-mapped cache
+            self.encode_seconds += encoded.seconds
+            self._docs = encoded.embeddings
         return self._docs
 
     def train_query_embeddings(self) -> np.ndarray:

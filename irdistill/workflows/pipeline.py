@@ -330,7 +330,7 @@ def student_scores(
         docs, queries = docs.tocsr(), queries.toarray()
     else:
         encoder = DenseEncoder(str(model), max_seq_length=max_seq_length, show_progress_bar=show_progress_bar)
-        docs = encoder.encode(collection.doc_ids, collection.doc_texts(), side="document").embeddings
+        docs = encoder.encode_corpus(collection).embeddings
         queries = encoder.encode(qids, query_texts, side="query").embeddings
     row = {d: i for i, d in enumerate(collection.doc_ids)}
     out: dict[str, dict[str, float]] = {}
