@@ -33,7 +33,7 @@ import os
 import shutil
 import tempfile
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,7 @@ __all__ = [
     "cached_corpus_store",
     "corpus_rows",
     "store_folder",
+    "text_rows",
 ]
 
 BATCH_ROWS = 65_536
@@ -300,6 +301,15 @@ class DictCorpusRows:
 def corpus_rows(corpus: Mapping[str, Document]) -> CorpusStore | DictCorpusRows:
     """``corpus`` addressed by row: the store itself, or a row table over a dict."""
     return corpus if isinstance(corpus, CorpusStore) else DictCorpusRows(corpus)
+
+
+def text_rows(corpus: Mapping[str, Document]) -> Callable[[Sequence[str]], np.ndarray]:
+    """A lookup ``full texts -> rows`` (-1 where none matches) over ``corpus``: the store's text
+    index (16 bytes a document, on disk) for a store, a dict of the texts for a dict corpus."""
+    if isinstance(corpus, CorpusStore):
+        return corpus.rows_of_texts
+    rows = {doc.full_text(): i for i, doc in enumerate(corpus.values())}
+    return lambda texts: np.fromiter((rows.get(t, -1) for t in texts), dtype=np.int64, count=len(texts))
 
 
 def build_corpus_store(

@@ -167,23 +167,28 @@ def pairs_from_scores(
     from irdistill.scores.table import scores_table, select_teacher
 
     table, teacher = select_teacher(scores_table(scores), teacher)
+    table = table.select(["qid", "pid", "score"])  # the teacher column is settled
+    del scores  # the caller's table (with every teacher) can go
     n = table.num_rows
     encoded = pc.dictionary_encode(table.column("qid")).combine_chunks()
-    query_of = encoded.indices.to_numpy().astype(np.int64)  # queries numbered by first appearance
+    query_of = encoded.indices.to_numpy()  # int32: queries numbered by first appearance
     unique_qids = encoded.dictionary.to_pylist()
+    del encoded
     judged = [(q, p) for q, docs in qrels.items() for p, r in docs.items() if r > 0]
     relevant = np.zeros(n, dtype=bool)
     if judged and n:
-        rows = pa.table({"qid": table.column("qid"), "pid": table.column("pid"), "_row": np.arange(n)})
+        rows = pa.table({"qid": table.column("qid"), "pid": table.column("pid"), "_row": np.arange(n, dtype=np.int32)})
         hits = rows.join(
             pa.table({"qid": [q for q, _ in judged], "pid": [p for _, p in judged]}),
             keys=["qid", "pid"],
             join_type="inner",
         )
         relevant[hits.column("_row").to_numpy()] = True
-    order = np.lexsort((np.arange(n), ~relevant, query_of))  # by query, positives first, table order
+        del rows, hits
+    order = np.lexsort((~relevant, query_of))  # stable: by query, positives first, then table order
     counts = np.bincount(query_of, minlength=len(unique_qids))
     positives = np.bincount(query_of, weights=relevant, minlength=len(unique_qids)).astype(np.int64)
+    del query_of, relevant
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     keep = (positives > 0) & (counts - positives > 0)
     skipped = int((~keep).sum())
@@ -193,8 +198,9 @@ def pairs_from_scores(
             "non-relevant scored passage; do the qrels belong to these queries?"
         )
     layout = np.stack([starts, positives, counts - positives], axis=1)[keep]
-    pids = table.column("pid").take(pa.array(order)).combine_chunks()
     score_values = table.column("score").to_numpy()[order].astype(np.float64)
+    pids = table.column("pid").take(pa.array(order)).combine_chunks()
+    del table, order
     out = PairTable([q for q, k in zip(unique_qids, keep.tolist(), strict=True) if k], pids, score_values, layout)
     logger.info(
         "%d pairs of teacher %s over %d queries (%d queries skipped: no scored positive or no scored negative)",

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from irdistill.data.collection import Collection
+from irdistill.data.store import text_rows
 from irdistill.errors import InputError
 from irdistill.retrieval.bm25 import BM25Params, BM25Retriever
 from irdistill.teachers.base import (
@@ -37,9 +38,8 @@ class BM25Teacher(PointwiseTeacher):
         self.name = "bm25"
         self.params = params or BM25Params()
         self.retriever = BM25Retriever(self.params, show_progress_bar=show_progress_bar)
-        texts = collection.doc_texts()
-        self.retriever.index_texts(texts, collection.doc_ids)
-        self._rows = {text: i for i, text in enumerate(texts)}
+        self.retriever.index_texts(collection.doc_texts(), collection.doc_ids)
+        self._rows = text_rows(collection.corpus)  # passage text -> row, without a dict of 8.8M texts
 
     def config(self) -> dict[str, Any]:
         return {"teacher": "bm25", **vars(self.params)}
@@ -47,14 +47,15 @@ class BM25Teacher(PointwiseTeacher):
     def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         check_pairs(queries, passages)
         out = np.empty(len(queries), dtype=np.float64)
+        rows = self._rows(passages)
         by_query: dict[str, list[int]] = {}
         for i, q in enumerate(queries):
             by_query.setdefault(q, []).append(i)
         for query, positions in by_query.items():
             all_scores = self.retriever.scores_of(query)
             for i in positions:
-                row = self._rows.get(passages[i])
-                if row is None:
+                row = int(rows[i])
+                if row < 0:
                     raise InputError(
                         f"pair {i}: the passage is not in the BM25 teacher's collection ({passages[i][:60]!r}...)"
                     )

@@ -7,13 +7,14 @@ of a collection come from the embedding cache the evaluation harness already fil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from irdistill.data.collection import Collection
+from irdistill.data.store import text_rows
 from irdistill.encoding import DenseEncoder
 from irdistill.teachers.base import (
     TEACHERS,
@@ -59,13 +60,12 @@ class DenseTeacher(PointwiseTeacher):
             cache=cache,
             show_progress_bar=show_progress_bar,
         )
-        self._rows: dict[str, int] = {}
+        self._rows: Callable[[Sequence[str]], np.ndarray] | None = None
         self._corpus: np.ndarray | None = None
         self._scale: ScoreScale | None = None
         if collection is not None:
-            texts = collection.doc_texts()
             self._corpus = self.encoder.encode_corpus(collection).embeddings
-            self._rows = {text: i for i, text in enumerate(texts)}
+            self._rows = text_rows(collection.corpus)  # passage text -> row, without a dict of the texts
         self.encoder.show_progress_bar = False  # per-call query batches are small: no bar each
 
     @property
@@ -96,13 +96,14 @@ class DenseTeacher(PointwiseTeacher):
         uq = list(dict.fromkeys(queries))
         q_emb = self._embed(uq, "query")
         q_row = {q: i for i, q in enumerate(uq)}
-        missing = list(dict.fromkeys(p for p in passages if p not in self._rows))
+        rows = self._rows(passages) if self._rows is not None else np.full(len(passages), -1, dtype=np.int64)
+        missing = list(dict.fromkeys(p for p, r in zip(passages, rows.tolist(), strict=True) if r < 0))
         extra = self._embed(missing, "document") if missing else None
         extra_row = {p: i for i, p in enumerate(missing)}
         p_emb = np.stack(
             [
-                self._corpus[self._rows[p]] if p in self._rows and self._corpus is not None else extra[extra_row[p]]  # type: ignore[index]
-                for p in passages
+                self._corpus[r] if r >= 0 and self._corpus is not None else extra[extra_row[p]]  # type: ignore[index]
+                for p, r in zip(passages, rows.tolist(), strict=True)
             ]
         )
         scores = np.einsum("ij,ij->i", q_emb[[q_row[q] for q in queries]].astype(np.float64), p_emb.astype(np.float64))
