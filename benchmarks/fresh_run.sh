@@ -10,6 +10,10 @@
 #
 # Offline machines: IRDISTILL_DATA and IRDISTILL_MODELS must be set (absolute paths).
 # Set NO_RECORD=1 to leave eval/results alone (CI). Exits with irdistill's status.
+# REUSE_TEACHER=DIR copies DIR/candidates.train.trec and DIR/scores.train (an earlier run's
+# out folder) into the fresh run's out folder first, so the run measures every stage after
+# the teacher's (the row is keyed "RECIPE (teacher scores reused)"): the main job's memory
+# after a change to training, without its 51-minute teacher stage.
 set -euo pipefail
 recipe="${1:?usage: fresh_run.sh RECIPE}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,6 +30,13 @@ export IRDISTILL_CACHE="$work/cache" PIP_DISABLE_PIP_VERSION_CHECK=1
 t0=$(date +%s.%N)
 pip install -q torch==2.13.0 && pip install -q -e .
 t1=$(date +%s.%N)
+key="$recipe"
+if [ -n "${REUSE_TEACHER:-}" ]; then
+  out="$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['out'])" "$recipe")"
+  mkdir -p "$out"
+  cp -r "$REUSE_TEACHER/candidates.train.trec" "$REUSE_TEACHER/scores.train" "$out/"
+  key="$recipe (teacher scores reused)"
+fi
 set +e
 /usr/bin/time -v -o "$work/time.txt" irdistill run "$recipe" 2>&1 >"$work/summary.json" \
   | python "$repo/benchmarks/stream_times.py" "$t1" "$work/run.log" "$work/times.json"
@@ -33,5 +44,5 @@ status=${PIPESTATUS[0]}
 set -e
 t2=$(date +%s.%N)
 tail -n 5 "$work/run.log" >&2 || true
-python "$repo/benchmarks/fresh_run_record.py" "$repo" "$recipe" "$work" "$t0" "$t1" "$t2" "$status"
+python "$repo/benchmarks/fresh_run_record.py" "$repo" "$key" "$work" "$t0" "$t1" "$t2" "$status"
 exit "$status"

@@ -504,3 +504,29 @@ def test_trainer_trains_on_the_sampler_batches(tiny_model_dir: Path, tmp_path: P
     assert inputs.plans[0] != inputs.plans[1]
     for seen, planned in zip(loss.seen, expected, strict=True):
         assert seen == pytest.approx(planned, abs=1e-5)
+
+
+def test_pairs_from_a_compact_read_equal_the_plain_ones(tmp_path: Path) -> None:
+    """Training reads stores with dictionary-encoded qid / teacher (per row group dictionaries,
+    unified on read): the pairs, their order and their margins are the plain read's."""
+    from irdistill.scores.table import read_scores
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    table = pa.table(
+        {
+            "qid": [f"q{rng.integers(30)}" for _ in range(n)],
+            "pid": [f"d{i}" for i in range(n)],
+            "score": rng.normal(size=n),
+            "teacher": ["t"] * n,
+        }
+    )
+    pq.write_table(table, tmp_path / "scores.parquet", row_group_size=500)
+    qrels = {f"q{i}": {f"d{j}": 1 for j in rng.integers(0, n, 20)} for i in range(30)}
+    compact = read_scores(tmp_path, compact=True)
+    assert pa.types.is_dictionary(compact.schema.field("qid").type)
+    plain, small = pairs_from_scores(read_scores(tmp_path), qrels), pairs_from_scores(compact, qrels)
+    assert list(plain) == list(small) and len(plain) > 10
+    for qid in plain:
+        assert list(plain[qid]) == list(small[qid])
+        np.testing.assert_array_equal(plain[qid].margins(), small[qid].margins())

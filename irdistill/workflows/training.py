@@ -294,7 +294,9 @@ def _pair_inputs(cfg: TrainConfig, collection: Collection, show_progress_bar: bo
     from irdistill.sampling.pairs import pairs_from_scores
     from irdistill.scores.table import read_scores
 
-    pairs = pairs_from_scores(read_scores(_scores_path(cfg.scores or "")), collection.qrels, teacher=cfg.teacher)
+    pairs = pairs_from_scores(
+        read_scores(_scores_path(cfg.scores or ""), compact=True), collection.qrels, teacher=cfg.teacher
+    )
     qids = [q for q in collection.query_ids if q in pairs]
     if not qids:
         raise InputError(f"{cfg.scores}: no query has both a scored positive and a scored negative")
