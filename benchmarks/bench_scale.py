@@ -18,8 +18,9 @@ resident memory (``ru_maxrss`` of the child):
   store already built, then the texts of 10,000 random passages fetched by row;
 - ``build_training_data``: the Margin-MSE training rows from the imported store
   (:func:`irdistill.workflows.training.build_train_dataset`, random sampler, one epoch);
-- ``ivfpq_build``: an IVF-PQ index (m=48, the library's default nlist) filled with the vectors,
-  read from a memory map;
+- ``ivfpq_build``: an IVF-PQ index (m=48, the library's defaults: nlist = 4 sqrt(n), trained on
+  64 points a list, coarse level by two-level k-means from 1024 lists up) filled block by block
+  with the vectors, read from a memory map;
 - ``evaluate``: ranx metrics of the 6,980 x 1,000 run (:func:`irdistill.evaluation.evaluate_run`);
 - ``main_job``: the README's main job on SciFact (fraction 1.0), read from
   ``eval/results/fresh_run.json`` (``benchmarks/fresh_run.sh`` measures it; it takes an hour).
