@@ -10,8 +10,8 @@
 #
 # Offline machines: IRDISTILL_DATA and IRDISTILL_MODELS must be set (absolute paths).
 # Set NO_RECORD=1 to leave eval/results alone (CI). Exits with irdistill's status.
-# REUSE_TEACHER=DIR copies DIR/candidates.train.trec and DIR/scores.train (an earlier run's
-# out folder) into the fresh run's out folder first, so the run measures every stage after
+# REUSE_TEACHER=DIR copies DIR/candidates.train.trec, DIR/scores.train and DIR/fidelity-scores.test
+# (an earlier run's out folder) into the fresh run's out folder first, so the run measures every stage after
 # the teacher's (the row is keyed "RECIPE (teacher scores reused)"): the main job's memory
 # after a change to training, without its 51-minute teacher stage.
 set -euo pipefail
@@ -35,6 +35,7 @@ if [ -n "${REUSE_TEACHER:-}" ]; then
   out="$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['out'])" "$recipe")"
   mkdir -p "$out"
   cp -r "$REUSE_TEACHER/candidates.train.trec" "$REUSE_TEACHER/scores.train" "$out/"
+  if [ -d "$REUSE_TEACHER/fidelity-scores.test" ]; then cp -r "$REUSE_TEACHER/fidelity-scores.test" "$out/"; fi
   key="$recipe (teacher scores reused)"
 fi
 set +e

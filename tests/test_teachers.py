@@ -166,26 +166,27 @@ def test_registry_names() -> None:
 def test_teacher_setup_shows_corpus_encoding_only_when_asked(
     tiny_model_dir: Path, beir_dir: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The corpus is encoded at the first score (a score job resuming a complete store never
+    pays for it), with a progress bar only when asked; later calls are quiet."""
     from irdistill.teachers.factory import build_teacher
 
     collection = load_collection(beir_dir)
+    passage = collection.doc_texts()[0]
     spec = {"teacher": "ensemble", "members": [{"teacher": "bm25"}, {"teacher": "dense", "model": str(tiny_model_dir)}]}
-    build_teacher(spec, collection, show_progress_bar=False)
+    build_teacher(spec, collection, show_progress_bar=False).rank("protein", [passage])
     assert "Batches" not in capsys.readouterr().err  # (transformers' own "Loading weights" bar aside)
-    ensemble = build_teacher(spec, collection, show_progress_bar=True, source="x")  # cached now: read, no bar
-    capsys.readouterr()
-    build_teacher(
-        {
-            **spec,
-            "members": [{"teacher": "bm25"}, {"teacher": "dense", "model": str(tiny_model_dir), "max_seq_length": 16}],
-        },
-        collection,
-        show_progress_bar=True,
-    )
-    assert "Batches: 100%|" in capsys.readouterr().err  # a new cache key: encoded, with its bar
+    new_key = {
+        **spec,
+        "members": [{"teacher": "bm25"}, {"teacher": "dense", "model": str(tiny_model_dir), "max_seq_length": 16}],
+    }
+    ensemble = build_teacher(new_key, collection, show_progress_bar=True)
     dense = ensemble.teachers[1]
-    assert isinstance(dense, DenseTeacher) and dense.encoder.show_progress_bar is False  # per-call: quiet
-    dense.score(["protein"], [collection.doc_texts()[0]])
+    assert isinstance(dense, DenseTeacher) and dense._corpus is None  # nothing encoded at build
+    assert "Batches" not in capsys.readouterr().err
+    ensemble.rank("protein", [passage])
+    assert "Batches: 100%|" in capsys.readouterr().err  # a new cache key: encoded, with its bar
+    assert dense._corpus is not None and dense.encoder.show_progress_bar is False  # per-call: quiet
+    dense.score(["protein"], [passage])
     assert "Batches" not in capsys.readouterr().err
 
 

@@ -38,14 +38,20 @@ class BM25Teacher(PointwiseTeacher):
         self.name = "bm25"
         self.params = params or BM25Params()
         self.retriever = BM25Retriever(self.params, show_progress_bar=show_progress_bar)
-        self.retriever.index_texts(collection.doc_texts(), collection.doc_ids)
-        self._rows = text_rows(collection.corpus)  # passage text -> row, without a dict of 8.8M texts
+        self._collection = collection  # indexed at the first score: a resumed complete job never is
+        self._rows: Any = None
+
+    def _ready(self) -> None:
+        if self._rows is None:
+            self.retriever.index_texts(self._collection.doc_texts(), self._collection.doc_ids)
+            self._rows = text_rows(self._collection.corpus)  # passage text -> row, no dict of every text
 
     def config(self) -> dict[str, Any]:
         return {"teacher": "bm25", **vars(self.params)}
 
     def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         check_pairs(queries, passages)
+        self._ready()
         out = np.empty(len(queries), dtype=np.float64)
         rows = self._rows(passages)
         by_query: dict[str, list[int]] = {}

@@ -31,8 +31,9 @@ class DenseTeacher(PointwiseTeacher):
 
     Args:
         model: a sentence-transformers bi-encoder (folder, ``$IRDISTILL_MODELS`` name or hub id).
-        collection: when given, its whole corpus is encoded once through the cache and passages
-            are looked up by text; other passages are encoded on the fly.
+        collection: when given, its whole corpus is encoded once through the cache (at the first
+            :meth:`score`) and passages are looked up by text; other passages are encoded on the
+            fly.
         batch_size: encoding batch size.
         max_seq_length: truncation length in tokens; ``None`` keeps the model's own.
         show_progress_bar: a progress bar while the collection's corpus is encoded.
@@ -63,10 +64,15 @@ class DenseTeacher(PointwiseTeacher):
         self._rows: Callable[[Sequence[str]], np.ndarray] | None = None
         self._corpus: np.ndarray | None = None
         self._scale: ScoreScale | None = None
-        if collection is not None:
-            self._corpus = self.encoder.encode_corpus(collection).embeddings
-            self._rows = text_rows(collection.corpus)  # passage text -> row, without a dict of the texts
+        self._collection = collection  # its corpus is encoded at the first score: a score job that
+        # resumes a complete store never pays for it
+
+    def _corpus_rows(self) -> Callable[[Sequence[str]], np.ndarray] | None:
+        if self._collection is not None and self._rows is None:
+            self._corpus = self.encoder.encode_corpus(self._collection).embeddings
+            self._rows = text_rows(self._collection.corpus)  # passage text -> row, without a dict of the texts
         self.encoder.show_progress_bar = False  # per-call query batches are small: no bar each
+        return self._rows
 
     @property
     def scale(self) -> ScoreScale:  # type: ignore[override]
@@ -96,7 +102,8 @@ class DenseTeacher(PointwiseTeacher):
         uq = list(dict.fromkeys(queries))
         q_emb = self._embed(uq, "query")
         q_row = {q: i for i, q in enumerate(uq)}
-        rows = self._rows(passages) if self._rows is not None else np.full(len(passages), -1, dtype=np.int64)
+        lookup = self._corpus_rows()
+        rows = lookup(passages) if lookup is not None else np.full(len(passages), -1, dtype=np.int64)
         missing = list(dict.fromkeys(p for p, r in zip(passages, rows.tolist(), strict=True) if r < 0))
         extra = self._embed(missing, "document") if missing else None
         extra_row = {p: i for i, p in enumerate(missing)}
