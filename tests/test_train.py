@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from irdistill.data import load_collection
@@ -171,6 +172,24 @@ def test_freeze_documents_keeps_the_document_tower(
     texts = ["protein expression in cells", "vaccine trial"]
     np.testing.assert_allclose(trained.encode_document(texts), start.encode_document(texts), atol=1e-5)
     assert not np.allclose(trained.encode_query(texts), start.encode_query(texts), atol=1e-4)
+
+
+def test_gradient_checkpointing_trains_the_same_model(
+    tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """Recomputing activations in the backward pass changes memory and time, not the result."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["protein folding", "a different sentence"]
+    vectors = []
+    for flag in (False, True):
+        cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / f"gc{flag}", sampler="random")
+        cfg.gradient_checkpointing = flag
+        train_student(cfg, show_progress_bar=False)
+        vectors.append(SentenceTransformer(str(tmp_path / f"gc{flag}"), device="cpu").encode_document(texts))
+    start = SentenceTransformer(str(tiny_model_dir), device="cpu").encode_document(texts)
+    assert not np.allclose(vectors[0], start, atol=1e-4)  # it trained
+    np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-5)
 
 
 def test_bad_recipes_fail_before_training(

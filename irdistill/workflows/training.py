@@ -156,6 +156,11 @@ class TrainConfig:
     batch_size: int = option(32, help="queries per batch (per device)")
     learning_rate: float = option(2e-5, help="peak learning rate")
     warmup_ratio: float = option(0.1, help="share of the optimizer steps for linear warm-up")
+    gradient_checkpointing: bool = option(
+        False,
+        help="recompute the encoder's activations in the backward pass: the same training at about "
+        "60%% of the memory and 1.5x the step time (SciFact main job: 4.1 -> 2.6 GiB)",
+    )
     max_seq_length: int | None = option(256, help="student truncation length in tokens")
     freeze_documents: bool = option(False, help="train the query tower only against a frozen document tower")
     seed: int = option(42, help="random seed (sampling, initialisation, data order)")
@@ -649,6 +654,7 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
         **_warmup(cfg.warmup_ratio),
         seed=cfg.seed,
         bf16=use_bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         logging_steps=cfg.logging_steps,
         save_strategy="steps",
         save_steps=save_steps,
