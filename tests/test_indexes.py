@@ -271,11 +271,20 @@ def test_ivfpq_trains_on_a_sample_adds_in_blocks_from_a_memory_map(tmp_path: Pat
     assert IVFPQIndex(16, nlist=2048, nprobe=8, m=4, device="cpu").nprobe == 8  # a given nprobe stays
 
 
+def test_two_level_centroids_are_exactly_k_even_with_tiny_clusters() -> None:
+    """An uneven sample (one far, tiny group) still gives exactly k centroids, none empty."""
+    from irdistill.indexes.faiss_indexes import two_level_centroids
+
+    rng = np.random.default_rng(1)
+    x = np.vstack([rng.standard_normal((3000, 8)), 50 + rng.standard_normal((3, 8))]).astype(np.float32)
+    centroids = two_level_centroids(x, 100)
+    assert centroids.shape == (100, 8) and np.isfinite(centroids).all()
+    assert len(np.unique(centroids.round(4), axis=0)) == 100
+
+
 def test_large_ivf_trains_its_coarse_level_in_two_levels(monkeypatch: pytest.MonkeyPatch) -> None:
     """Above TWO_LEVEL_NLIST the coarse centroids come from faiss's two-level k-means; on
     clustered data the index finds the neighbours about as well as with one-level k-means."""
-    import faiss.contrib.clustering as clustering
-
     import irdistill.indexes.faiss_indexes as fi
 
     rng = np.random.default_rng(0)
@@ -287,13 +296,15 @@ def test_large_ivf_trains_its_coarse_level_in_two_levels(monkeypatch: pytest.Mon
     exact.add(x)
     _, truth = exact.search(queries, 10)
     calls: list[tuple[int, int]] = []
-    real = clustering.two_level_clustering
+    real = fi.two_level_centroids
 
-    def spy(xt, nc1, nc2, **kw):  # type: ignore[no-untyped-def]
-        calls.append((nc1, nc2))
-        return real(xt, nc1, nc2, **kw)
+    def spy(sample, k, **kw):  # type: ignore[no-untyped-def]
+        calls.append((len(sample), k))
+        out = real(sample, k, **kw)
+        assert out.shape == (k, sample.shape[1])
+        return out
 
-    monkeypatch.setattr(clustering, "two_level_clustering", spy)
+    monkeypatch.setattr(fi, "two_level_centroids", spy)
     recalls = {}
     for threshold in (10**9, 16):  # one level, then two
         monkeypatch.setattr(fi, "TWO_LEVEL_NLIST", threshold)
@@ -301,5 +312,5 @@ def test_large_ivf_trains_its_coarse_level_in_two_levels(monkeypatch: pytest.Mon
         index.add(x)
         _, found = index.search(queries, 10)
         recalls[threshold] = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
-    assert calls == [(8, 64)]
+    assert calls == [(6000, 64)]
     assert recalls[16] >= recalls[10**9] - 0.05 and recalls[16] > 0.4
