@@ -604,3 +604,28 @@ def test_duplicate_check_names_the_pair_whose_second_row_comes_first():
     # the same pid under two teachers or two queries is no duplicate
     ok = pa.table({"qid": ["q", "q", "r"], "pid": ["a", "a", "a"], "score": [1.0] * 3, "teacher": ["t", "u", "t"]})
     assert validate_scores(ok).num_rows == 3
+
+
+def test_duplicate_check_in_parts_finds_the_same_pair(monkeypatch):
+    """Split into parts by query (a tiny part size here), the check names the same pair."""
+    import irdistill.scores.table as table_module
+    from irdistill.scores.table import validate_scores
+
+    rng = np.random.default_rng(3)
+    n = 500
+    rows = {
+        "qid": [f"q{rng.integers(40)}" for _ in range(n)],
+        "pid": [f"p{i}" for i in range(n)],
+        "score": [1.0] * n,
+        "teacher": ["t"] * n,
+    }
+    rows["qid"][400], rows["pid"][400] = rows["qid"][120], rows["pid"][120]  # repeats row 120
+    rows["qid"][300], rows["pid"][300] = rows["qid"][7], rows["pid"][7]  # repeats row 7, comes first
+    table = pa.table(rows)
+    for part_rows in (10**9, 50):
+        monkeypatch.setattr(table_module, "UNIQUE_CHECK_ROWS", part_rows)
+        with pytest.raises(InputError, match=r"rows 7 and 300 \(0-based\)"):
+            validate_scores(table)
+    monkeypatch.setattr(table_module, "UNIQUE_CHECK_ROWS", 50)
+    rows["pid"][300], rows["pid"][400] = "new1", "new2"
+    assert validate_scores(pa.table(rows)).num_rows == n

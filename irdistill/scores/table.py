@@ -108,32 +108,46 @@ def validate_scores(table: pa.Table, source: str = "scores table", *, keep_dicti
     return table
 
 
+UNIQUE_CHECK_ROWS = 4_000_000
+"""Rows per part of the uniqueness check: a part's passage ids are hashed at a time."""
+
+
 def _check_unique(table: pa.Table, source: str) -> None:
-    """No (qid, pid, teacher) twice: the three columns as dictionary indices packed into one
-    int64 per row and sorted (8 bytes a row; a group-by over the strings took ~225 bytes a row,
-    9 GB for MS MARCO's 40M). The error names the pair whose second row comes first."""
-    if table.num_rows < 2:
+    """No (qid, pid, teacher) twice. Rows are split into parts by query (a duplicate lies within
+    one part); in each part the three columns' dictionary indices are packed into one int64 a row
+    and sorted, so only one part's passage ids are hashed at a time (a group-by over the strings
+    of MS MARCO's 40M rows took ~9 GB). The error names the pair whose second row comes first."""
+    n = table.num_rows
+    if n < 2:
         return
-    key = np.zeros(table.num_rows, dtype=np.int64)
-    for name in ("qid", "pid", "teacher"):
-        encoded = pc.dictionary_encode(table.column(name)).combine_chunks()
-        key *= len(encoded.dictionary)
-        key += encoded.indices.to_numpy()
-        del encoded
-    ordered = np.sort(key)
-    if not (ordered[1:] == ordered[:-1]).any():
+    query = pc.dictionary_encode(table.column("qid")).combine_chunks()
+    teacher = pc.dictionary_encode(table.column("teacher")).combine_chunks()
+    q_index, t_index, teachers = query.indices.to_numpy(), teacher.indices.to_numpy(), len(teacher.dictionary)
+    del query, teacher
+    parts = max(1, -(-n // UNIQUE_CHECK_ROWS))
+    part_of = q_index % parts
+    found: tuple[int, int] | None = None  # (second row, first row) of the earliest repeat
+    for part in range(parts):
+        rows = np.flatnonzero(part_of == part) if parts > 1 else np.arange(n)
+        pid = pc.dictionary_encode(table.column("pid").take(pa.array(rows))).combine_chunks()
+        key = (q_index[rows].astype(np.int64) * len(pid.dictionary) + pid.indices.to_numpy()) * teachers
+        key += t_index[rows]
+        del pid
+        if not (np.diff(np.sort(key)) == 0).any():
+            continue
+        order = np.argsort(key, kind="stable")
+        sorted_keys = key[order]
+        start = np.r_[True, sorted_keys[1:-1] != sorted_keys[:-2]]
+        second = np.flatnonzero((sorted_keys[1:] == sorted_keys[:-1]) & start) + 1
+        best = second[np.argmin(rows[order[second]])]
+        pair = int(rows[order[best]]), int(rows[order[best - 1]])
+        found = pair if found is None or pair < found else found
+    if found is None:
         return
-    del ordered
-    order = np.argsort(key, kind="stable")
-    sorted_keys = key[order]
-    second = (
-        np.flatnonzero((sorted_keys[1:] == sorted_keys[:-1]) & np.r_[True, sorted_keys[1:-1] != sorted_keys[:-2]]) + 1
-    )
-    best = second[np.argmin(order[second])]
-    rows = int(order[best - 1]), int(order[best])
-    first = table.slice(rows[0], 1).to_pylist()[0]
+    second_row, first_row = found
+    first = table.slice(first_row, 1).to_pylist()[0]
     raise InputError(
-        f"{source}: rows {rows[0]} and {rows[1]} (0-based) both hold query "
+        f"{source}: rows {first_row} and {second_row} (0-based) both hold query "
         f"{first['qid']!r}, passage {first['pid']!r}, teacher {first['teacher']!r}"
     )
 
