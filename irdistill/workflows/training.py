@@ -294,11 +294,27 @@ def training_collection(cfg: TrainConfig) -> Collection:
     return collection
 
 
+def _returning_memory_pool() -> None:
+    """Arrow allocations of the training data through jemalloc (else the system allocator) unless
+    ``ARROW_DEFAULT_MEMORY_POOL`` chooses: pyarrow's default mimalloc pool keeps freed blocks, and
+    the read, check and pairing of a score table stack up (MS MARCO-shaped store at 1/4 scale:
+    peak 1.50 GiB with mimalloc, 1.18 with jemalloc, 1.21 with the system allocator)."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    for make in (pa.jemalloc_memory_pool, pa.system_memory_pool):
+        try:
+            pa.set_memory_pool(make())
+            return
+        except (NotImplementedError, pa.ArrowNotImplementedError):
+            continue
+
+
 def _pair_inputs(cfg: TrainConfig, collection: Collection, show_progress_bar: bool = False) -> Any:
     from irdistill.sampling import build_trainer_inputs
     from irdistill.sampling.pairs import pairs_from_scores
     from irdistill.scores.table import read_scores
 
+    _returning_memory_pool()
     pairs = pairs_from_scores(
         read_scores(_scores_path(cfg.scores or ""), compact=True), collection.qrels, teacher=cfg.teacher
     )
