@@ -153,3 +153,18 @@ def test_ir_datasets_splits_share_one_store(cache_dir: Path, monkeypatch: pytest
     assert test.corpus.folder == train.corpus.folder
     assert test.corpus["d1"].full_text() == "T one" and list(train.corpus) == ["d1", "d2", "d3"]
     assert test.queries == {"q1": "first"} and train.queries == {"q2": "second"}
+
+
+def test_a_cache_build_defers_to_a_store_another_process_published(tmp_path: Path) -> None:
+    """Two torchrun ranks may build the same cached store at once: the second to finish keeps the
+    first one's store (never removes it under the other's feet) and discards its own."""
+    first = build_corpus_store(_docs(["a", "b"]), tmp_path / "s", replace=False)
+    marker = first.folder / "keys.npy"
+    before = marker.stat().st_mtime_ns
+    second = build_corpus_store(_docs(["a", "b"]), tmp_path / "s", replace=False)
+    assert second.folder == first.folder and marker.stat().st_mtime_ns == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]  # the loser's temporary folder is gone
+    (tmp_path / "stale").mkdir()
+    (tmp_path / "stale" / "corpus.arrow").write_text("half")
+    with pytest.raises(InputError, match="exists without meta.json"):
+        build_corpus_store(_docs(["a"]), tmp_path / "stale", replace=False)

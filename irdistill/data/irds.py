@@ -43,6 +43,7 @@ def load_ir_datasets(dataset_id: str, show_progress_bar: bool = True) -> Collect
             ((doc.doc_id, getattr(doc, "title", "") or "", getattr(doc, "text", "") or "") for doc in docs),
             folder,
             source=f"ir_datasets {dataset_id}",
+            replace=False,
         )
     all_queries = {q.query_id: q.text for q in dataset.queries_iter()}
     qrels: dict[str, dict[str, int]] = {}

@@ -316,8 +316,13 @@ def build_corpus_store(
     records: Iterable[tuple[str, str, str] | tuple[str, str, str, int]],
     folder: str | os.PathLike[str],
     source: str = "corpus",
+    *,
+    replace: bool = True,
 ) -> CorpusStore:
     """Write ``(id, title, text)`` records into a new store at ``folder`` (atomically).
+
+    ``replace=False`` is for caches keyed by the source: when another process (a torchrun rank)
+    finished the same store first, its store is kept and this one discarded.
 
     A record may carry a fourth field, its line in ``source``, for error messages. Memory is
     bounded by one record batch plus the keys and lines (24 bytes per document). Duplicate ids
@@ -378,9 +383,18 @@ def build_corpus_store(
             _check_duplicates(id_at, sorted_keys, order, integer, source, lines)
         meta = {"version": STORE_VERSION, "count": count, "integer_ids": integer, "fingerprint": digest.hexdigest()}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        if replace:
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        else:  # never remove a store another process may be opening: publish or defer to theirs
+            try:
+                os.replace(tmp, folder)
+            except OSError:
+                if not (folder / "meta.json").is_file():
+                    raise InputError(f"{folder}: exists without meta.json (an interrupted build?); remove it") from None
+                shutil.rmtree(tmp, ignore_errors=True)  # another process published the same store first
+                return CorpusStore(folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -432,7 +446,7 @@ def cached_corpus_store(
 
         records = corpus_records(path) if path.suffix == ".jsonl" else passage_records(path)
     logger.info("building the corpus store of %s (once) at %s", path, folder)
-    return build_corpus_store(records, folder, source=str(path))
+    return build_corpus_store(records, folder, source=str(path), replace=False)
 
 
 def store_folder(key: str) -> Path:
