@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from irdistill.data.collection import Document
+from irdistill.data.collection import Document, add_to_fingerprint
 from irdistill.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -67,9 +67,9 @@ _NO_KEY = np.uint64(2**64 - 1)  # the key of an id that cannot be in an integer-
 
 
 def _random_access_map(path: Path) -> pa.Buffer:
-    """``path`` memory-mapped read-only, without read-ahead: a text fetched by row faults in its
-    own pages only (with the kernel's default read-ahead, 10,000 random rows of an 880k-passage
-    store pulled 400 MB of neighbouring text into resident memory)."""
+    """``path`` memory-mapped read-only and advised for random access. The map serves the record
+    batches' ids and value offsets; texts are read with ``pread`` instead (through the map, 10,000
+    random rows of an 880k-passage store put 400 MB of text pages into resident memory)."""
     with path.open("rb") as handle:
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
@@ -80,6 +80,25 @@ def _random_access_map(path: Path) -> pa.Buffer:
 def _offsets(column: pa.Array) -> np.ndarray:
     """The int32 value offsets of a string column, as a view of its buffer."""
     return np.frombuffer(column.buffers()[1], dtype=np.int32, count=len(column) + 1, offset=column.offset * 4)
+
+
+def _normalised(text: str) -> str:
+    """``text`` with its white space runs as single spaces: how texts are matched."""
+    return " ".join(text.split())
+
+
+def _find(keys: np.ndarray, rows: np.ndarray, wanted: np.ndarray, same: Callable[[int, int], bool]) -> np.ndarray:
+    """The row of each of ``wanted`` (hash keys) in the sorted ``keys`` (with their ``rows``), or
+    -1: among equal keys, the first row for which ``same(position in wanted, row)`` holds."""
+    at = np.searchsorted(keys, wanted)
+    out = np.full(len(wanted), -1, dtype=np.int64)
+    for i, j in enumerate(at.tolist()):
+        while j < len(keys) and keys[j] == wanted[i]:
+            if same(i, int(rows[j])):
+                out[i] = int(rows[j])
+                break
+            j += 1
+    return out
 
 
 def _hash_key(doc_id: str) -> int:
@@ -193,45 +212,27 @@ class CorpusStore(Mapping[str, Document]):
         if len(ids) == 0:
             return np.empty(0, dtype=np.int64)
         keys = _keys(ids.cast(pa.string()), self._integer)
-        at = np.searchsorted(self._keys, keys)
-        out = np.full(len(keys), -1, dtype=np.int64)
-        found = at < len(self._keys)
-        found[found] = self._keys[at[found]] == keys[found]
-        wanted = ids.to_pylist() if not self._integer else None
-        for i in np.flatnonzero(found):
-            j = int(at[i])
-            while j < len(self._keys) and self._keys[j] == keys[i]:  # equal hashes: compare the ids
-                row = int(self._rows[j])
-                if wanted is None or self.doc_id(row) == wanted[i]:
-                    out[i] = row
-                    break
-                j += 1
-        return out
+        if self._integer:  # the key is the id itself and ids are unique: no text to compare
+            at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+            return np.where(self._keys[at] == keys, self._rows[at], -1).astype(np.int64)
+        wanted = ids.to_pylist()
+        return _find(self._keys, self._rows, keys, lambda i, row: self.doc_id(row) == wanted[i])
 
     def rows_of_texts(self, texts: Iterable[str]) -> np.ndarray:
         """The rows of documents by full text (whitespace-normalised), -1 where none matches; the
         first row for a text the corpus holds twice. The text index (16 bytes per document) is
         built on first use and kept in the store's folder."""
         keys, rows = self._text_index()
-        wanted = [" ".join(t.split()) for t in texts]
+        wanted = [_normalised(t) for t in texts]
         hashed = np.fromiter((_hash_key(t) for t in wanted), dtype=np.uint64, count=len(wanted))
-        at = np.searchsorted(keys, hashed)
-        out = np.full(len(wanted), -1, dtype=np.int64)
-        for i, j in enumerate(at.tolist()):
-            while j < len(keys) and keys[j] == hashed[i]:
-                row = int(rows[j])
-                if " ".join(self.full_text(row).split()) == wanted[i]:
-                    out[i] = row
-                    break
-                j += 1
-        return out
+        return _find(keys, rows, hashed, lambda i, row: _normalised(self.full_text(row)) == wanted[i])
 
     def _text_index(self) -> tuple[np.ndarray, np.ndarray]:
         keys_path, rows_path = self.folder / "text_keys.npy", self.folder / "text_rows.npy"
         if not rows_path.is_file():
             logger.info("indexing the texts of %s (once)", self.folder)
             keys = np.fromiter(
-                (_hash_key(" ".join(t.split())) for _, _, block in self.blocks() for t in block),
+                (_hash_key(_normalised(t)) for _, _, block in self.blocks() for t in block),
                 dtype=np.uint64,
                 count=self._len,
             )
@@ -270,10 +271,6 @@ class CorpusStore(Mapping[str, Document]):
         if ids:
             yield start, ids, texts
 
-    def ids(self) -> list[str]:
-        """Every id in row order (a list of ``len(self)`` strings: for the corpora that fit)."""
-        return list(self)
-
     def full_texts(self) -> list[str]:
         """Every full text in row order (for corpora that fit in memory)."""
         return [t for _, _, block in self.blocks() for t in block]
@@ -304,12 +301,15 @@ def corpus_rows(corpus: Mapping[str, Document]) -> CorpusStore | DictCorpusRows:
 
 
 def text_rows(corpus: Mapping[str, Document]) -> Callable[[Sequence[str]], np.ndarray]:
-    """A lookup ``full texts -> rows`` (-1 where none matches) over ``corpus``: the store's text
-    index (16 bytes a document, on disk) for a store, a dict of the texts for a dict corpus."""
+    """A lookup ``full texts -> rows`` (-1 where none matches; white space normalised) over
+    ``corpus``: the store's text index (16 bytes a document, on disk) for a store, a dict of the
+    texts for a dict corpus."""
     if isinstance(corpus, CorpusStore):
         return corpus.rows_of_texts
-    rows = {doc.full_text(): i for i, doc in enumerate(corpus.values())}
-    return lambda texts: np.fromiter((rows.get(t, -1) for t in texts), dtype=np.int64, count=len(texts))
+    rows: dict[str, int] = {}
+    for i, doc in enumerate(corpus.values()):
+        rows.setdefault(_normalised(doc.full_text()), i)  # the first row of a repeated text, as the store
+    return lambda texts: np.fromiter((rows.get(_normalised(t), -1) for t in texts), dtype=np.int64, count=len(texts))
 
 
 def build_corpus_store(
@@ -354,10 +354,7 @@ def build_corpus_store(
                 columns[0].append(doc_id)
                 columns[1].append(title)
                 columns[2].append(text)
-                digest.update(doc_id.encode())
-                digest.update(b"\x00")
-                digest.update(Document(text=text, title=title).full_text().encode())
-                digest.update(b"\x01")
+                add_to_fingerprint(digest, doc_id, Document(text=text, title=title).full_text())
                 count += 1
                 if len(columns[0]) == BATCH_ROWS:
                     flush()

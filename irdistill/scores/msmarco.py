@@ -330,19 +330,11 @@ class _TextIds:
 
 
 def _passage_text_index(collection: Collection) -> Any:
-    """``texts -> ids`` over the corpus by whitespace-normalised full text: a dict for a dict
-    corpus, the store's text keys (built once, kept beside it) for a corpus store."""
-    text_index = getattr(collection.corpus, "rows_of_texts", None)
-    if text_index is not None:
-        store = collection.corpus
+    """``texts -> ids`` (``None`` for a text the corpus lacks) by white-space-normalised full text."""
+    from irdistill.data.store import corpus_rows, text_rows
 
-        def lookup(texts: list[str]) -> list[str | None]:
-            rows = text_index(texts)
-            return [store.doc_id(int(r)) if r >= 0 else None for r in rows]  # type: ignore[attr-defined]
-
-        return lookup
-    by_text = {" ".join(doc.full_text().split()): pid for pid, doc in collection.corpus.items()}
-    return lambda texts: [by_text.get(" ".join(t.split())) for t in texts]
+    rows_of, corpus = text_rows(collection.corpus), corpus_rows(collection.corpus)
+    return lambda texts: [corpus.doc_id(int(r)) if r >= 0 else None for r in rows_of(texts)]
 
 
 def _import_tsv_lines(source: Path, teacher: str) -> pa.Table:
