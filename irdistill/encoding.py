@@ -48,12 +48,11 @@ def model_fingerprint(name_or_path: str) -> str:
 
 
 def texts_fingerprint(ids: list[str], texts: list[str]) -> str:
+    from irdistill.data.collection import add_to_fingerprint
+
     digest = hashlib.sha256()
     for rid, text in zip(ids, texts, strict=True):
-        digest.update(rid.encode())
-        digest.update(b"\x00")
-        digest.update(text.encode())
-        digest.update(b"\x01")
+        add_to_fingerprint(digest, rid, text)
     return digest.hexdigest()
 
 
@@ -166,8 +165,7 @@ class DenseEncoder:
         path = self.cache_root / "embeddings" / f"{self.cache_key(ids, texts, side)}.npy"
         if self.cache and path.is_file():
             embeddings = np.load(path)
-            meta_path = path.with_suffix(".json")
-            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+            meta = _read_meta(path)
             if embeddings.shape[0] == len(ids):
                 logger.info("%d %s embeddings read from cache %s", len(ids), side, path)
                 return Encoded(
@@ -185,15 +183,7 @@ class DenseEncoder:
             with atomic_path(path) as tmp:
                 with tmp.open("wb") as handle:
                     np.save(handle, embeddings)
-            meta = {
-                "model": self.name,
-                "side": side,
-                "count": len(ids),
-                "encode_seconds": seconds,
-                "normalize": self._normalize(),
-                "max_seq_length": self.model.max_seq_length,
-            }
-            write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1))
+            self._write_meta(path, side, len(ids), seconds)
             logger.info("%d %s embeddings cached at %s", len(ids), side, path)
         return Encoded(embeddings, seconds, cached=False, encode_seconds=seconds)
 
@@ -263,14 +253,25 @@ class DenseEncoder:
         if rank == 0:
             del target
             os.replace(partial, path)
-            meta = {"model": self.name, "side": "document", "count": n, "encode_seconds": seconds}
-            write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1))
+            self._write_meta(path, "document", n, seconds)
             for mark in marks.iterdir():
                 mark.unlink()
             marks.rmdir()
         while not path.is_file():
             time.sleep(0.2)
         return Encoded(np.load(path, mmap_mode="r"), time.perf_counter() - start, not todo, seconds)
+
+    def _write_meta(self, path: Path, side: Side, count: int, seconds: float) -> None:
+        """The ``.json`` beside a cache file: what made it and how long encoding took."""
+        meta = {
+            "model": self.name,
+            "side": side,
+            "count": count,
+            "encode_seconds": seconds,
+            "normalize": self._normalize(),
+            "max_seq_length": self.model.max_seq_length,
+        }
+        write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1))
 
     def _key(self, texts_key: str, side: Side) -> str:
         if self._fingerprint is None:

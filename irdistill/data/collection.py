@@ -6,6 +6,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from irdistill.errors import InputError
 
@@ -30,6 +31,16 @@ Qrels = dict[str, dict[str, int]]
 MIN_MATCHED_SHARE = 0.1
 """Below this share of judged ids found in the corpus (or queries file), the judgements are
 taken to use other ids altogether (a wrong column, another collection) and are refused."""
+
+
+def add_to_fingerprint(digest: Any, text_id: str, text: str) -> None:
+    """Feed one ``(id, text)`` into a SHA-256 fingerprint of texts: the one formula behind
+    :meth:`Collection.corpus_fingerprint`, the corpus store's fingerprint and the embedding
+    cache's :func:`irdistill.encoding.texts_fingerprint`, so their keys agree."""
+    digest.update(text_id.encode())
+    digest.update(b"\x00")
+    digest.update(text.encode())
+    digest.update(b"\x01")
 
 
 def missing_ids(corpus: Mapping[str, Document], ids: Iterable[str]) -> list[str]:
@@ -151,10 +162,7 @@ class Collection:
         if self._fingerprint is None:
             digest = hashlib.sha256()
             for doc_id, doc in self.corpus.items():
-                digest.update(doc_id.encode())
-                digest.update(b"\x00")
-                digest.update(doc.full_text().encode())
-                digest.update(b"\x01")
+                add_to_fingerprint(digest, doc_id, doc.full_text())
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
