@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from irdistill.data.collection import Collection
 from irdistill.data.store import corpus_rows
@@ -158,6 +159,12 @@ class PlannedBatchSamplerFactory:
         )
 
 
+def one_label_a_row(values: np.ndarray) -> pa.Array:
+    """``values`` as a list column of one entry a row (``label = [margin]``, as
+    ``MarginMSELoss`` reads it)."""
+    return pa.ListArray.from_arrays(pa.array(np.arange(len(values) + 1, dtype=np.int32)), pa.array(values))
+
+
 class BatchTexts:
     """The ``datasets`` transform of a training set: a batch's stored row numbers to its texts.
 
@@ -204,6 +211,11 @@ class TrainerInputs:
             "num_train_epochs": self.epochs,
             "batch_sampler": self.batch_sampler,
         }
+
+    def margins(self) -> np.ndarray:
+        """Every row's teacher margin (float64), in row order: the planned label column."""
+        assert self.rows is not None
+        return pc.list_flatten(self.rows.data.column("label")).to_numpy()
 
     def relabel(self, labels: Any) -> None:
         """Replace every row's label (an Arrow array or a list, one entry a row) and re-point the
@@ -295,7 +307,7 @@ def build_trainer_inputs(
                 "query": np.concatenate(columns["query"]),
                 "positive": np.concatenate(columns["positive"]),
                 "negative": np.concatenate(columns["negative"]),
-                "label": pa.FixedSizeListArray.from_arrays(pa.array(labels), 1).cast(pa.list_(pa.float64())),
+                "label": one_label_a_row(labels),
             }
         )
     )

@@ -366,7 +366,7 @@ def _inbatch_labels(cfg: TrainConfig, inputs: Any, show_progress_bar: bool = Fal
     query_rows = table.column("query").to_numpy()
     positive = table.column("positive").to_numpy()
     negative = table.column("negative").to_numpy()
-    margins = np.concatenate([np.asarray(c, dtype=np.float64) for c in _margins(inputs)])
+    margins = inputs.margins()
     corpus, texts = inputs.texts.corpus, inputs.texts
     passages = np.unique(np.concatenate([positive, negative]))
     queries = np.unique(query_rows)
@@ -393,10 +393,6 @@ def _inbatch_labels(cfg: TrainConfig, inputs: Any, show_progress_bar: bool = Fal
             values.append(block.astype(np.float32).ravel())
             offsets.extend((offsets[-1] + block.shape[1] * np.arange(1, end - start + 1)).tolist())
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int64()).cast(pa.int32()), pa.array(np.concatenate(values)))
-
-
-def _margins(inputs: Any) -> list[list[float]]:
-    return [[example.margin for batch in plan for example in batch] for plan in inputs.plans]
 
 
 def _listwise_rows(cfg: TrainConfig, collection: Collection) -> tuple[dict[str, list[Any]], float]:
@@ -587,8 +583,9 @@ def build_training_data(cfg: TrainConfig, collection: Collection, show_progress_
         if rows is Rows.PAIRS_INBATCH:
             inputs.relabel(_inbatch_labels(cfg, inputs, show_progress_bar))
         elif scale != 1.0:
-            scaled = np.concatenate([np.asarray(m, dtype=np.float64) for m in _margins(inputs)]) * scale
-            inputs.relabel(pa.ListArray.from_arrays(pa.array(np.arange(len(scaled) + 1, dtype=np.int32)), scaled))
+            from irdistill.sampling.st_integration import one_label_a_row
+
+            inputs.relabel(one_label_a_row(inputs.margins() * scale))
         return TrainingData(inputs.dataset, inputs.training_arguments())
     if rows is Rows.LISTS:
         columns, temperature = _listwise_rows(cfg, collection)
