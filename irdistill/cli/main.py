@@ -112,10 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
             ImportScoresConfig,
             "YAML file with any of the keys below",
             "import a published MS MARCO teacher-score TSV into a score store",
-            "Read a teacher-score TSV in the layout published with Margin-MSE (score_pos score_neg "
-            "qid pid_pos pid_neg per line) into OUT/scores.parquet (qid, pid, score, teacher), each "
-            "(qid, pid) once; a pair given two different scores, a bad line or a non-finite score is "
-            "an error naming the line. The store trains students like one irdistill score wrote.",
+            "Stream a teacher-score TSV in a layout published with Margin-MSE (--layout ids: score_pos "
+            "score_neg qid pid_pos pid_neg per line; --layout text: the query and passage texts, mapped "
+            "to the ids of --dataset) into OUT/scores.parquet (qid, pid, score, teacher), each (qid, pid) "
+            "once; a pair given two different scores, a bad line or a non-finite score is an error naming "
+            "the line. The store trains students like one irdistill score wrote.",
             "example: irdistill import-scores --tsv bert_cat_ensemble_msmarcopassage_train_scores_ids.tsv "
             "--teacher bert-cat-ensemble --out runs/scores/msmarco-ensemble",
         ),
