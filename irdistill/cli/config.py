@@ -271,3 +271,77 @@ class IndexConfig:
             raise InputError(f"index: --train-queries only drives distill-vq, not --kind {self.kind}")
         if self.batch_size < 1:
             raise InputError(f"index: --batch-size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class GenerateQueriesConfig:
+    """``irdistill generate-queries``: synthetic queries for a corpus, round-trip filtered."""
+
+    dataset: str = option("", help="ir_datasets id, beir/<name>[/<split>], or a BEIR / MS MARCO folder (its corpus)")
+    split: str | None = option(None, help="the split whose corpus to read; no judgement is read")
+    generator: str = option(
+        "llm", help="title | sentence | span (no model), or llm (a causal LM: --model) or a YAML file of its options"
+    )
+    model: str | None = option(None, help="llm: the causal LM (folder, .gguf, $IRDISTILL_MODELS name or hub id)")
+    examples: str | None = option(
+        None, help="llm: YAML or JSON file of few-shot examples, a list of {passage: ..., query: ...}"
+    )
+    generator_options: dict[str, Any] = option(
+        default_factory=dict,
+        flag="--generator-option",
+        parse="key=value",
+        help="generator option, repeatable: temperature=0.7, max_new_tokens=32, batch_size=16",
+    )
+    per_passage: int = option(1, help="queries asked for each passage (repeats are dropped)")
+    max_passages: int | None = option(None, help="a random sample of this many passages (default: all)")
+    seed: int = option(0, help="seed of the passage sample and of the generator")
+    chunk_passages: int = option(256, help="passages per shard (the unit of resumption)")
+    filter_retriever: str | None = option(
+        None, help="round-trip filter: 'bm25' or a dense model; keep a query only if its passage is in its top k"
+    )
+    filter_k: int = option(1, help="round-trip filter depth")
+    overwrite: bool = option(False, help="discard an earlier, different job in OUT")
+    out: str = option("", help="output folder: shards, manifest, queries.parquet, generated.json")
+
+    def validate(self) -> None:
+        for key in ("dataset", "out"):
+            if not getattr(self, key):
+                raise InputError(f"generate-queries: --{key} is required")
+        if self.generator == "llm" and not self.model:
+            raise InputError("generate-queries: --generator llm needs --model (a causal LM)")
+        if self.generator != "llm" and (self.model or self.examples):
+            raise InputError("generate-queries: --model and --examples belong to --generator llm")
+        if self.filter_k < 1:
+            raise InputError(f"generate-queries: --filter-k must be >= 1, got {self.filter_k}")
+
+    def generator_spec(self) -> dict[str, Any]:
+        """The generator's options, as :func:`irdistill.generation.build_generator` takes them."""
+        from irdistill.config import load_yaml
+
+        if self.generator.endswith((".yaml", ".yml")):
+            spec = load_yaml(self.generator)
+        else:
+            spec = {"generator": self.generator}
+        if self.model:
+            spec["model"] = self.model
+        if self.examples:
+            spec["examples"] = _read_examples(self.examples)
+        return {**spec, **self.generator_options}
+
+
+def _read_examples(path: str) -> list[Any]:
+    import yaml
+
+    from irdistill.data.lines import read_text
+
+    if not Path(path).is_file():
+        raise InputError(f"--examples {path}: no such file")
+    try:
+        data = yaml.safe_load(read_text(Path(path)))  # JSON is YAML too
+    except yaml.YAMLError as err:
+        raise InputError(f"--examples {path}: not valid YAML or JSON ({err})") from None
+    if isinstance(data, dict) and "examples" in data:
+        data = data["examples"]
+    if not isinstance(data, list):
+        raise InputError(f"--examples {path}: expected a list of {{passage, query}} pairs")
+    return data

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         CandidatesConfig,
         CompareConfig,
         EvaluateConfig,
+        GenerateQueriesConfig,
         ImportScoresConfig,
         IndexConfig,
         ScoreConfig,
@@ -106,6 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
             "YAML recipe (see teachers/).\nexample: irdistill score --teacher "
             "teachers/ensemble_bm25_mpnet.yaml --dataset beir/scifact/train --candidates "
             "runs/scifact-train-bm25.trec --out runs/scores",
+        ),
+        (
+            "generate-queries",
+            GenerateQueriesConfig,
+            "YAML file with any of the keys below",
+            "generate training queries for a corpus without judgements (GPL / Promptagator)",
+            "Write up to --per-passage queries for each passage of a corpus (or a random sample of "
+            "--max-passages) with a causal LM prompted with few-shot (passage, query) examples "
+            "(Promptagator style; batched generate, sampling), or with a cheap generator: the title, "
+            "a random sentence or a random span of the passage. Repeated queries are dropped. Queries "
+            "go to OUT/queries.parquet (qid, pid, query, generator) through shards, so a stopped or "
+            "killed job resumes; OUT/generated.json has the counts and queries/s. With "
+            "--filter-retriever, OUT/kept.parquet holds the queries whose source passage that "
+            "retriever ranks in its top --filter-k (round-trip consistency) and OUT/filter.json the "
+            "counts and examples. No judgement is read. A recipe with a generate section runs this "
+            "inside irdistill run, up to the trained and evaluated student.",
+            "examples:\n  irdistill generate-queries --dataset beir/scifact/test --generator llm --model "
+            "SmolLM2-135M-Instruct --examples eval/recipes/adapt/scifact_examples.yaml --max-passages 1000 "
+            "--filter-retriever bm25 --filter-k 3 --out runs/gen-smollm\n  irdistill generate-queries "
+            "--dataset beir/cisi/test --generator sentence --out runs/gen-cisi-sentence",
         ),
         (
             "import-scores",
@@ -543,7 +564,50 @@ def cmd_import_scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate_queries(args: argparse.Namespace) -> int:
+    from irdistill.cli.config import GenerateQueriesConfig
+    from irdistill.config import config_from
+
+    cfg = config_from(GenerateQueriesConfig, args.config, _overrides(args, GLOBAL))
+    cfg.validate()
+    from irdistill.data import load_collection
+    from irdistill.data.collection import without_judgements
+    from irdistill.generation import build_generator, generate_queries, read_queries, round_trip_filter, sample_passages
+    from irdistill.paths import atomic_path, write_text_atomic
+    from irdistill.retrieval.bm25 import is_bm25
+
+    if cfg.filter_retriever and not is_bm25(cfg.filter_retriever):
+        check_model(cfg.filter_retriever, what="--filter-retriever")
+    generator = build_generator(cfg.generator_spec())
+    corpus = without_judgements(load_collection(cfg.dataset, split=cfg.split), where="generate-queries")
+    path = generate_queries(
+        generator,
+        corpus,
+        cfg.out,
+        passages=sample_passages(corpus, cfg.max_passages, cfg.seed),
+        per_passage=cfg.per_passage,
+        seed=cfg.seed,
+        chunk_passages=cfg.chunk_passages,
+        overwrite=cfg.overwrite,
+        show_progress_bar=not args.quiet,
+    )
+    summary = json.loads((Path(cfg.out) / "generated.json").read_text())
+    if cfg.filter_retriever:
+        import pyarrow.parquet as pq
+
+        kept, report = round_trip_filter(
+            read_queries(path), corpus, retriever=cfg.filter_retriever, k=cfg.filter_k, show_progress_bar=not args.quiet
+        )
+        with atomic_path(Path(cfg.out) / "kept.parquet") as tmp:
+            pq.write_table(kept, tmp)
+        write_text_atomic(Path(cfg.out) / "filter.json", json.dumps(report, indent=2) + "\n")
+        summary["filter"] = report
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 COMMANDS = {
+    "generate-queries": cmd_generate_queries,
     "import-scores": cmd_import_scores,
     "index": cmd_index,
     "run": cmd_run,

@@ -101,6 +101,38 @@ def reconcile_qrels(qrels: Qrels, queries: dict[str, str], corpus: Mapping[str, 
     return {q: docs for q, docs in qrels.items() if q in queries}
 
 
+class SealedQrels(Mapping[str, dict[str, int]]):
+    """The judgements of a collection that must not be read: any access raises.
+
+    The label-free recipes (``generate:`` in ``irdistill run``) hand their stages before the
+    evaluation a collection whose qrels are sealed, so a stage that would read a judgement fails
+    loudly instead of quietly using labels.
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def _refuse(self, *_: Any) -> Any:
+        raise InputError(
+            f"{self.where}: a stage before the evaluation read the judgements of a label-free run; "
+            "only the evaluation may read them"
+        )
+
+    __getitem__ = __iter__ = __len__ = __contains__ = get = keys = values = items = _refuse
+
+
+def without_judgements(collection: Collection, where: str = "") -> Collection:
+    """``collection``'s corpus alone: no queries, and sealed judgements (:class:`SealedQrels`)."""
+    return Collection(
+        corpus=collection.corpus,
+        queries={},
+        qrels=SealedQrels(where or f"collection {collection.label}"),  # type: ignore[arg-type]
+        name=collection.name,
+        split=collection.split,
+        _fingerprint=collection._fingerprint,
+    )
+
+
 Run = dict[str, dict[str, float]]
 """``qid -> {doc_id: score}``."""
 
@@ -193,7 +225,8 @@ class Collection:
         return f"{label}/{self.split}" if self.split else label
 
     def __repr__(self) -> str:
+        judged = "sealed" if isinstance(self.qrels, SealedQrels) else sum(len(j) for j in self.qrels.values())
         return (
             f"Collection(name={self.name!r}, split={self.split!r}, docs={len(self.corpus)}, "
-            f"queries={len(self.queries)}, judgements={sum(len(j) for j in self.qrels.values())})"
+            f"queries={len(self.queries)}, judgements={judged})"
         )

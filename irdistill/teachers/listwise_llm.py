@@ -85,9 +85,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from irdistill.dependencies import require
 from irdistill.errors import InputError
-from irdistill.paths import resolve_model
+from irdistill.llm import load_model, load_tokenizer, locate_causal_lm, template_accepts_system, torch_dtype
 from irdistill.teachers.base import TEACHERS, ListwiseTeacher, ScoreScale, check_scores
 
 if TYPE_CHECKING:
@@ -191,17 +190,6 @@ def sliding_window_rank(
     return order, scores
 
 
-def _torch_dtype(dtype: Any) -> Any:
-    import torch
-
-    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
-        return dtype
-    value = getattr(torch, str(dtype), None)
-    if not isinstance(value, torch.dtype):
-        raise InputError(f"dtype must be a torch dtype name such as float32 or bfloat16, got {dtype!r}")
-    return value
-
-
 @TEACHERS.register("listwise-llm")
 class ListwiseLLMTeacher(ListwiseTeacher):
     """A causal LLM ranking candidate lists FIRST-style: first-token identifier logits.
@@ -259,9 +247,7 @@ class ListwiseLLMTeacher(ListwiseTeacher):
             raise InputError(f"max_query_tokens must be >= 1, got {max_query_tokens}")
         self.model_name = str(model)
         self.name = f"listwise-llm:{Path(self.model_name).name}"
-        self.path, self.gguf_file = self._locate(self.model_name, gguf_file)
-        if self.gguf_file is not None:
-            require("gguf", "accelerate", purpose=f"loading the GGUF model {self.gguf_file}")
+        self.path, self.gguf_file = locate_causal_lm(self.model_name, gguf_file)
         self.window = window
         self.stride = stride
         self.max_passage_tokens = max_passage_tokens
@@ -277,87 +263,23 @@ class ListwiseLLMTeacher(ListwiseTeacher):
 
     # ------------------------------------------------------------------ set-up
 
-    @staticmethod
-    def _locate(model: str, gguf_file: str | None) -> tuple[str, str | None]:
-        """``(folder or hub id, gguf file name)``; an :class:`InputError` for a local path
-        that holds no model."""
-        resolved = resolve_model(model)
-        path = Path(resolved)
-        if not path.exists():
-            return resolved, gguf_file  # a hub id: from_pretrained decides
-        if path.is_file():
-            if path.suffix.lower() != ".gguf" or gguf_file is not None:
-                raise InputError(
-                    f"{path} is a file, not a model folder: expected a folder with config.json or a .gguf file"
-                )
-            return str(path.parent), path.name
-        if gguf_file is not None:
-            if not (path / gguf_file).is_file():
-                raise InputError(
-                    f"{path} has no GGUF file {gguf_file!r}; GGUF files there: "
-                    f"{', '.join(sorted(p.name for p in path.glob('*.gguf'))) or 'none'}"
-                )
-            return str(path), gguf_file
-        if (path / "config.json").is_file():
-            return str(path), None
-        ggufs = sorted(p.name for p in path.glob("*.gguf"))
-        if len(ggufs) == 1:
-            logger.info("using the GGUF file %s in %s", ggufs[0], path)
-            return str(path), ggufs[0]
-        if ggufs:
-            raise InputError(f"{path} holds several GGUF files ({', '.join(ggufs)}); choose one with gguf_file=")
-        raise InputError(f"{path} is not a model folder: it has no config.json and no .gguf file")
-
     def load(self) -> ListwiseLLMTeacher:
         """Load the tokenizer and model and check the identifiers (done once, on first use)."""
         if self._model is not None:
             return self
         import inspect
 
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        kwargs: dict[str, Any] = {}
-        if self.gguf_file is not None:
-            kwargs["gguf_file"] = self.gguf_file
-        where = self.path + (f" ({self.gguf_file})" if self.gguf_file else "")
-        logger.info("loading listwise LLM teacher %s", where)
-        dtype = _torch_dtype(self.dtype)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(self.path, **kwargs)
-        except (OSError, ValueError) as exc:  # missing or unreadable model files
-            raise InputError(f"cannot load a tokenizer from {where}: {exc}") from exc
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        logger.info("loading listwise LLM teacher %s", self.path + (f" ({self.gguf_file})" if self.gguf_file else ""))
+        torch_dtype(self.dtype)  # a bad name fails before anything loads
+        tokenizer = load_tokenizer(self.path, self.gguf_file)
         self._tokenizer = tokenizer
         if tokenizer.chat_template:
-            self._system_role = self._template_accepts_system(tokenizer)
+            self._system_role = template_accepts_system(tokenizer)
         self._identifier_ids = self._check_identifiers(tokenizer)  # before the slow part
-        if dtype is not None:
-            kwargs["dtype"] = dtype
-        try:
-            model = AutoModelForCausalLM.from_pretrained(self.path, **kwargs)
-        except (OSError, ValueError) as exc:  # missing or unreadable model files
-            raise InputError(f"cannot load a causal language model from {where}: {exc}") from exc
-        from irdistill.encoding import rank_device
-
-        device = rank_device(self.device) or "cpu"
-        model.to(device)
-        model.eval()
+        model = load_model(self.path, self.gguf_file, device=self.device, dtype=self.dtype)
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._model = model
         return self
-
-    @staticmethod
-    def _template_accepts_system(tokenizer: Any) -> bool:
-        from jinja2 import TemplateError
-
-        messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
-        try:
-            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except TemplateError:
-            logger.info("the chat template refuses a system turn; it goes into the user turn")
-            return False
-        return True
 
     def _check_identifiers(self, tokenizer: Any) -> list[int]:
         """Token id of each identifier letter right after the prompt, or an InputError."""

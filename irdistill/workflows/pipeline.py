@@ -21,6 +21,22 @@ Recipe keys (:class:`RunConfig`)::
     index: {kind: flat, params: {}}
     evaluate: {k: 1000, metrics: [ndcg@10, mrr@10, recall@100]}
     fidelity: {depth: 100}          # null to skip
+
+**Without labels** (``generate:`` set; GPL, arXiv 2112.07577, and Promptagator, arXiv 2209.11755):
+the training queries are generated from the corpus of ``test_split`` and each one's source passage
+is its pseudo-positive; no judgement is read before the evaluation stage (the stages before it see
+the corpus with sealed judgements, :class:`~irdistill.data.collection.SealedQrels`, and fail
+loudly if they touch them). Two stages come first::
+
+    out/queries.generated/            the generation job (:mod:`irdistill.generation.store`)
+    out/queries.kept.parquet          the queries that passed the round-trip filter (all without one)
+    out/queries.filter.json           the filter's counts and examples
+
+and the train split is called ``generated``. Keys::
+
+    generate: {generator: {generator: llm, model: SmolLM2-135M-Instruct, examples: [...]},
+               per_passage: 1, max_passages: 1000, seed: 1, chunk_passages: 128}
+    filter: {retriever: bm25, k: 3}   # null: keep every generated query
 """
 
 from __future__ import annotations
@@ -36,9 +52,11 @@ from pathlib import Path
 from typing import Any
 
 from irdistill.errors import InputError
-from irdistill.paths import write_text_atomic
+from irdistill.paths import atomic_path, write_text_atomic
 
 logger = logging.getLogger(__name__)
+
+GENERATE_KEYS = {"generator", "per_passage", "max_passages", "seed", "chunk_passages"}
 
 BUILT_KINDS = ("distill-vq", "sparse")
 """Index kinds the index stage builds with the index workflow (saved under ``eval/index``); the
@@ -49,7 +67,8 @@ others (flat, hnsw, ivfpq, pq) are built in memory by the evaluation harness."""
 class RunConfig:
     dataset: str = ""
     out: str = ""
-    train_split: str = "train"
+    train_split: str = ""
+    """The judged training queries' split (default ``train``); ``generated`` in a label-free run."""
     test_split: str = "test"
     candidates: dict[str, Any] = field(default_factory=lambda: {"retriever": "bm25", "k": 100})
     teacher: Any = None
@@ -61,6 +80,18 @@ class RunConfig:
     fidelity: dict[str, Any] | None = field(default_factory=lambda: {"depth": 100})
     max_train_queries: int | None = None
     """Train on the first N training queries only (quick runs); ``None``: all of them."""
+    generate: dict[str, Any] | None = None
+    """Label-free: the query generation job (``generator`` and :func:`generate_queries` options)."""
+    filter: dict[str, Any] | None = None
+    """Label-free: the round-trip filter (``retriever``, ``k``); ``None`` keeps every query."""
+
+    def __post_init__(self) -> None:
+        if not self.train_split:
+            self.train_split = "generated" if self.generate is not None else "train"
+
+    @property
+    def label_free(self) -> bool:
+        return self.generate is not None
 
     def index_kind(self) -> str:
         """``index.kind``; unset, ``sparse`` for a sparse student and ``flat`` for a dense one."""
@@ -92,6 +123,31 @@ class RunConfig:
             )
         if self.max_train_queries is not None and self.max_train_queries < 1:
             raise InputError(f"run: max_train_queries must be >= 1, got {self.max_train_queries}")
+        if self.generate is None and self.filter is not None:
+            raise InputError("run: filter applies to generated queries; add a generate section or remove filter")
+        if self.generate is not None:
+            self._validate_generation()
+
+    def _validate_generation(self) -> None:
+        assert self.generate is not None
+        if not isinstance(self.generate, dict) or "generator" not in self.generate:
+            raise InputError("run: generate needs a generator (title, sentence, span, or {generator: llm, model: ...})")
+        unknown = set(self.generate) - GENERATE_KEYS
+        if unknown:
+            raise InputError(
+                f"run: unknown generate key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(GENERATE_KEYS))}"
+            )
+        if self.train_split != "generated":
+            raise InputError(
+                f"run: train_split {self.train_split!r} names judged training queries, which a label-free run "
+                "(generate) does not read; remove train_split (the generated queries are the train split)"
+            )
+        if self.filter is not None:
+            unknown = set(self.filter) - {"retriever", "k"}
+            if unknown:
+                raise InputError(f"run: unknown filter key {sorted(unknown)[0]!r}; allowed: retriever, k")
+            if int(self.filter.get("k", 1)) < 1:
+                raise InputError(f"run: filter.k must be >= 1, got {self.filter.get('k')}")
 
     def check_inputs(self) -> None:
         """Everything that can be checked before work starts: models, the teacher recipe and the
@@ -110,6 +166,12 @@ class RunConfig:
         if not is_bm25(retriever):
             check_model(retriever, what="run: candidates.retriever")
         check_teacher(self.teacher, source="run: teacher")
+        if self.generate is not None:
+            from irdistill.generation import build_generator
+
+            build_generator(self.generate["generator"])  # names, options and a local model's files
+            if self.filter and not is_bm25(self.filter.get("retriever", "bm25")):
+                check_model(self.filter["retriever"], what="run: filter.retriever")
 
 
 @contextmanager
@@ -169,11 +231,15 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     )
     train_cfg.validate()
     started = time.perf_counter()
-    with _stage("load data"):
-        train_c = training_collection(train_cfg)  # the queries training will see
-        test_c = load_collection(cfg.dataset, split=cfg.test_split)
-        logger.info("train: %r; test: %r", train_c, test_c)
     out.mkdir(parents=True, exist_ok=True)
+    test_c: Any = None
+    if cfg.label_free:
+        train_c = _generated_queries(cfg, out, show_progress_bar)
+    else:
+        with _stage("load data"):
+            train_c = training_collection(train_cfg)  # the queries training will see
+            test_c = load_collection(cfg.dataset, split=cfg.test_split)
+            logger.info("train: %r; test: %r", train_c, test_c)
 
     cand_path = out / f"candidates.{cfg.train_split}.trec"
     with _stage("candidates", cand_path) as todo:
@@ -198,9 +264,11 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     student = out / "student"
     with _stage("train", student / "irdistill_training.json") as todo:
         if todo:
-            train_student(train_cfg, show_progress_bar=show_progress_bar)
+            train_student(train_cfg, collection=train_c, show_progress_bar=show_progress_bar)
 
     eval_dir = out / "eval"
+    if test_c is None:  # label-free: the judgements are read from here on
+        test_c = load_collection(cfg.dataset, split=cfg.test_split)
     with _stage("index + evaluate", eval_dir / "metrics.json") as todo:
         if todo and cfg.index_kind() in BUILT_KINDS:
             _build_and_evaluate(cfg, train_c, test_c, student, eval_dir, show_progress_bar)
@@ -216,6 +284,8 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
             )
             logger.info("student on %s/%s: %s", cfg.dataset, cfg.test_split, result.metrics)
     summary = json.loads((eval_dir / "metrics.json").read_text())
+    if cfg.label_free:
+        summary.update(_label_free_summary(out))
 
     if cfg.fidelity is not None:
         with _stage("fidelity", eval_dir / "fidelity.json") as todo:
@@ -225,6 +295,86 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
         summary["fidelity"] = json.loads((eval_dir / "fidelity.json").read_text())
     logger.info("run %s: finished in %s", out, _duration(time.perf_counter() - started))
     return summary
+
+
+def _generated_queries(cfg: RunConfig, out: Path, show_progress_bar: bool) -> Any:
+    """The label-free stages: queries generated from the corpus, round-trip filtered, as the training
+    collection (source passages as pseudo-positives). Reads no judgement: the corpus comes with
+    sealed qrels."""
+    import pyarrow.parquet as pq
+
+    from irdistill.data import load_collection
+    from irdistill.data.collection import without_judgements
+    from irdistill.generation import (
+        QUERIES_NAME,
+        build_generator,
+        generate_queries,
+        pseudo_collection,
+        read_queries,
+        round_trip_filter,
+        sample_passages,
+    )
+
+    assert cfg.generate is not None
+    with _stage("load corpus"):
+        corpus = without_judgements(
+            load_collection(cfg.dataset, split=cfg.test_split), where=f"run {cfg.out} ({cfg.dataset})"
+        )
+        logger.info("corpus: %r", corpus)
+    options = {k: v for k, v in cfg.generate.items() if k != "generator"}
+    gen_dir = out / "queries.generated"
+    with _stage("generate queries", gen_dir / QUERIES_NAME) as todo:
+        if todo:
+            seed = int(options.get("seed", 0))
+            generate_queries(
+                build_generator(cfg.generate["generator"]),
+                corpus,
+                gen_dir,
+                passages=sample_passages(corpus, options.get("max_passages"), seed),
+                per_passage=int(options.get("per_passage", 1)),
+                seed=seed,
+                chunk_passages=int(options.get("chunk_passages", 256)),
+                show_progress_bar=show_progress_bar,
+            )
+    kept_path = out / "queries.kept.parquet"
+    with _stage("round-trip filter", kept_path) as todo:
+        if todo:
+            queries = read_queries(gen_dir)
+            if cfg.filter is None:
+                kept, report = (
+                    queries,
+                    {"retriever": None, "k": None, "queries": queries.num_rows, "kept": queries.num_rows},
+                )
+            else:
+                kept, report = round_trip_filter(
+                    queries,
+                    corpus,
+                    retriever=cfg.filter.get("retriever", "bm25"),
+                    k=int(cfg.filter.get("k", 1)),
+                    show_progress_bar=show_progress_bar,
+                )
+            write_text_atomic(out / "queries.filter.json", json.dumps(report, indent=2) + "\n")
+            with atomic_path(kept_path) as tmp:
+                pq.write_table(kept, tmp)
+    train_c = pseudo_collection(read_queries(kept_path), corpus)
+    if cfg.max_train_queries is not None:
+        train_c = train_c.subset(query_ids=train_c.query_ids[: cfg.max_train_queries])
+    logger.info("train (generated): %r", train_c)
+    return train_c
+
+
+def _label_free_summary(out: Path) -> dict[str, Any]:
+    """What a label-free run adds to its metrics: the generation and filter counts, and
+    ``labels_used``: judgements read before the evaluation, 0 by construction (the stages before
+    it hold sealed judgements, which raise when read)."""
+    generated = json.loads((out / "queries.generated" / "generated.json").read_text())
+    filtered = json.loads((out / "queries.filter.json").read_text())
+    return {
+        "labels_used": 0,
+        "queries": {"generated": generated["generated"], "kept": filtered["kept"]},
+        "generation": generated,
+        "filter": filtered,
+    }
 
 
 def _build_and_evaluate(

@@ -30,8 +30,6 @@ import hashlib
 import inspect
 import json
 import logging
-import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,8 +40,18 @@ import pyarrow.parquet as pq
 
 from irdistill.data.collection import Collection
 from irdistill.errors import InputError
-from irdistill.paths import atomic_path, write_text_atomic
+from irdistill.paths import atomic_path
 from irdistill.scores.table import SCHEMA, SCORES_NAME, PathLike
+from irdistill.shards import (
+    MANIFEST_NAME,
+    clear,
+    missing_shards,
+    open_job,
+    rank_and_world_size,
+    read_manifest,
+    remove_stale_temp_files,
+    shard_name,
+)
 from irdistill.teachers.base import Teacher, check_scores
 
 logger = logging.getLogger(__name__)
@@ -52,14 +60,6 @@ __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "score_candidates", "merge_shards"
 
 FORMAT_VERSION = 1
 """Version of the folder layout and manifest; a folder of another version is not resumed."""
-
-MANIFEST_NAME = "manifest.json"
-_TEMP_SHARD = re.compile(r"^\.shard-(\d+)\.parquet\..*\.tmp$")
-
-
-def shard_name(chunk: int) -> str:
-    """File name of chunk ``chunk``'s shard: ``shard-00000.parquet``."""
-    return f"shard-{chunk:05d}.parquet"
 
 
 def score_candidates(
@@ -117,7 +117,7 @@ def score_candidates(
     out = Path(out_dir)
     if not isinstance(chunk_queries, int) or chunk_queries < 1:
         raise InputError(f"chunk_queries must be a positive integer, got {chunk_queries!r}")
-    rank, world_size = _rank_and_world_size(rank, world_size)
+    rank, world_size = rank_and_world_size(rank, world_size)
     if overwrite and world_size > 1:
         raise InputError(
             "overwrite=True is refused with world_size > 1 (ranks would delete each "
@@ -134,10 +134,10 @@ def score_candidates(
     manifest = _manifest(teacher, name, listwise, plan, chunks, chunk_queries, collection)
 
     if overwrite:
-        _clear(out)
+        clear(out, SCORES_NAME)
     out.mkdir(parents=True, exist_ok=True)
-    _open_job(out, manifest)
-    _remove_stale_temp_files(out, rank, world_size)
+    open_job(out, manifest, merged=SCORES_NAME, what="teacher scores", differences=_differences)
+    remove_stale_temp_files(out, rank, world_size, SCORES_NAME)
 
     mine = [i for i in range(len(chunks)) if i % world_size == rank]
     todo = [i for i in mine if not (out / shard_name(i)).exists()]
@@ -176,7 +176,7 @@ def score_candidates(
     if rank != 0:
         logger.info("%s: rank %d done; rank 0 merges the shards", out, rank)
         return scores
-    missing = _missing_shards(out, len(chunks))
+    missing = missing_shards(out, len(chunks))
     if missing:
         logger.info(
             "%s: %d shards of other ranks are still missing; call merge_shards(%r) once every rank has finished",
@@ -198,9 +198,9 @@ def merge_shards(out_dir: PathLike) -> Path:
     when a shard is missing or does not hold the rows the manifest expects.
     """
     out = Path(out_dir)
-    manifest = _read_manifest(out / MANIFEST_NAME)
+    manifest = read_manifest(out / MANIFEST_NAME, FORMAT_VERSION, "teacher-score")
     count = int(manifest["num_chunks"])
-    missing = _missing_shards(out, count)
+    missing = missing_shards(out, count)
     if missing:
         raise InputError(
             f"{out}: {len(missing)} of {count} shards are missing (first: {shard_name(missing[0])}); "
@@ -375,23 +375,6 @@ def _as_vector(raw: Any, expected: int, name: str, where: str) -> np.ndarray:
     return values
 
 
-def _rank_and_world_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    def from_env(var: str, default: int) -> int:
-        value = os.environ.get(var)
-        if value is None or not value.strip():
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise InputError(f"environment variable {var}={value!r} is not an integer") from None
-
-    rank = from_env("RANK", 0) if rank is None else rank
-    world_size = from_env("WORLD_SIZE", 1) if world_size is None else world_size
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise InputError(f"rank {rank} / world_size {world_size}: expected 0 <= rank < world_size")
-    return rank, world_size
-
-
 def _teacher_name(teacher: Teacher) -> str:
     name = getattr(teacher, "name", None) or type(teacher).__name__
     return str(name)
@@ -452,47 +435,6 @@ def _manifest(
     }
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; is {path.parent} a folder score_candidates wrote?")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not a valid manifest ({err})") from None
-    needed = ("format_version", "fingerprint", "num_chunks", "chunk_rows")
-    if not isinstance(manifest, dict) or any(key not in manifest for key in needed):
-        raise InputError(f"{path}: not a teacher-score manifest (expected keys {', '.join(needed)})")
-    if manifest["format_version"] != FORMAT_VERSION:
-        raise InputError(
-            f"{path}: written in store format {manifest['format_version']}, this "
-            f"irdistill reads format {FORMAT_VERSION}; use a new output folder"
-        )
-    return manifest
-
-
-def _open_job(out: Path, manifest: dict[str, Any]) -> None:
-    """Write the manifest of a new job, or check that the folder holds this same job."""
-    path = out / MANIFEST_NAME
-    if not path.exists():
-        leftovers = sorted(p.name for p in out.glob("shard-*.parquet")) + (
-            [SCORES_NAME] if (out / SCORES_NAME).exists() else []
-        )
-        # another rank may have written the manifest (always before its first shard) meanwhile
-        if leftovers and not path.exists():
-            raise InputError(
-                f"{out} holds {leftovers[0]} but no {MANIFEST_NAME}, so it cannot "
-                "be resumed; use a new output folder, or overwrite=True"
-            )
-        if not path.exists():
-            write_text_atomic(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    old = _read_manifest(path)
-    if old["fingerprint"] != manifest["fingerprint"]:
-        raise InputError(
-            f"{out} holds teacher scores of a different job ({_differences(old, manifest)}); "
-            "use a new output folder, or overwrite=True to discard the scores there"
-        )
-
-
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     found = []
     if old.get("teacher") != new["teacher"]:
@@ -513,41 +455,3 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
             f"the query or passage texts differ (collection {old.get('collection')} there, {new['collection']} now)"
         )
     return "; ".join(found) or "the fingerprints differ"
-
-
-def _missing_shards(out: Path, count: int) -> list[int]:
-    return [i for i in range(count) if not (out / shard_name(i)).exists()]
-
-
-def _remove_stale_temp_files(out: Path, rank: int, world_size: int) -> None:
-    """Delete temporary files a killed run left behind (this rank's shards; rank 0: scores)."""
-    stale = []
-    for path in out.glob(".*.tmp"):
-        match = _TEMP_SHARD.match(path.name)
-        if match and int(match.group(1)) % world_size == rank:
-            stale.append(path)
-        elif rank == 0 and path.name.startswith(f".{SCORES_NAME}."):
-            stale.append(path)
-    for path in stale:
-        path.unlink(missing_ok=True)
-    if stale:
-        logger.info("%s: removed %d temporary files of an interrupted run", out, len(stale))
-
-
-def _clear(out: Path) -> None:
-    if not out.is_dir():
-        return
-    paths = [
-        *out.glob("shard-*.parquet"),
-        *out.glob(".shard-*.tmp"),
-        *out.glob(f".{SCORES_NAME}.*.tmp"),
-        *out.glob(f".{MANIFEST_NAME}.*.tmp"),
-        out / SCORES_NAME,
-        out / MANIFEST_NAME,
-    ]
-    removed = 0
-    for path in paths:
-        if path.is_file():
-            path.unlink()
-            removed += 1
-    logger.info("overwrite: removed %d files from %s", removed, out)

@@ -630,8 +630,14 @@ def _last_checkpoint(folder: Path) -> str | None:
     return None
 
 
-def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainResult:
-    """Run one training recipe; the final model lands in ``cfg.out`` (a folder ST loads)."""
+def train_student(
+    cfg: TrainConfig, *, collection: Collection | None = None, show_progress_bar: bool = True
+) -> TrainResult:
+    """Run one training recipe; the final model lands in ``cfg.out`` (a folder ST loads).
+
+    ``collection``: the training queries, when they are not ``cfg.dataset``'s ``cfg.split`` (the
+    generated queries of a label-free run, :func:`irdistill.generation.pseudo_collection`).
+    """
     cfg.check_inputs()  # before the imports below, which fail without accelerate
     import torch
     from sentence_transformers import (
@@ -641,7 +647,8 @@ def train_student(cfg: TrainConfig, *, show_progress_bar: bool = True) -> TrainR
 
     from irdistill.data import load_collection
 
-    collection = training_collection(cfg)
+    if collection is None:
+        collection = training_collection(cfg)
     if cfg.student_kind != "dense":
         return _train_sparse(cfg, collection, show_progress_bar)
     logger.info("training on %r with %s / %s", collection, cfg.loss, cfg.sampler)

@@ -1,0 +1,240 @@
+"""Distillation without labels: generated queries, the BM25 + mpnet teacher, a MiniLM student.
+
+One command per collection writes ``eval/results/adapt_<name>.{md,json}``::
+
+    IRDISTILL_DATA=../shared/data HF_HUB_OFFLINE=1 python eval/adapt.py --dataset beir/scifact
+    IRDISTILL_DATA=../shared/data HF_HUB_OFFLINE=1 python eval/adapt.py --dataset beir/cisi
+
+Every row but ``untrained`` is one label-free ``irdistill run`` recipe (a fresh process each), built
+from ``eval/recipes/adapt/base.yaml``: queries generated for the same ``--max-passages`` passages
+(sampled with ``--seed``) by one generator, optionally round-trip filtered (``+bm25``: kept when BM25
+ranks the source passage in its top ``--filter-k``), BM25 top-100 candidates, the BM25 +
+all-mpnet-base-v2 z-score ensemble's scores (the source passage as pseudo-positive), the student
+trained at one budget for every row, and the evaluation on the collection's judged test queries,
+the only stage that reads judgements. A row whose run folder is complete is not run again, so the
+table fills over several sittings; ``+bm25`` rows reuse their unfiltered row's generated queries.
+
+Rows: ``untrained`` (all-MiniLM-L6-v2 as is), ``title``, ``sentence`` (inverse cloze), ``span``,
+``smollm2`` (SmolLM2-135M-Instruct with the few-shot examples of
+``eval/recipes/adapt/<name>_examples.yaml``, written for irdistill and taken from no collection),
+``gemma`` (gemma-3-270m, a base model: plain few-shot text), each also with ``+bm25``.
+JSON keys per row: ``ndcg@10``, ``recall@100``, ``mrr@10``, ``queries`` (``generated``, ``kept``),
+``labels_used`` (0: the run's stages before the evaluation hold sealed judgements),
+``p_vs_untrained`` (paired t-test over the test queries' nDCG@10), ``queries_per_s`` and
+``generation_peak_rss_gib`` (the generating process), ``examples`` (a few kept queries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from irdistill.data import load_collection, read_run
+from irdistill.evaluation import evaluate_retrieval, per_query_scores
+from irdistill.paths import update_json_table, write_text_atomic
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+RECIPES = HERE / "recipes" / "adapt"
+METRICS = ["ndcg@10", "recall@100", "mrr@10"]
+LLM = {"dtype": "bfloat16", "batch_size": 16, "max_passage_tokens": 192, "max_new_tokens": 32, "temperature": 0.7}
+GENERATORS: dict[str, dict[str, Any]] = {
+    "title": {"generator": "title"},
+    "sentence": {"generator": "sentence"},
+    "span": {"generator": "span"},
+    "smollm2": {"generator": "llm", "model": "SmolLM2-135M-Instruct", **LLM},
+    "gemma": {"generator": "llm", "model": "gemma-3-270m", "chat": False, **LLM},
+}
+ROWS = ["untrained", *[f"{g}{f}" for g in GENERATORS for f in ("", "+bm25")]]
+
+
+def short_name(dataset: str) -> str:
+    return dataset.rstrip("/").split("/")[-1]
+
+
+def row_recipe(row: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The label-free recipe of one row."""
+    base = yaml.safe_load((RECIPES / "base.yaml").read_text())
+    name, _, filtered = row.partition("+")
+    generator = dict(GENERATORS[name])
+    if generator["generator"] == "llm":
+        generator["examples"] = yaml.safe_load((RECIPES / f"{short_name(args.dataset)}_examples.yaml").read_text())[
+            "examples"
+        ]
+    recipe = {
+        **base,
+        "dataset": args.dataset,
+        "out": str(out),
+        "generate": {
+            "generator": generator,
+            "per_passage": 1,
+            "max_passages": args.max_passages,
+            "seed": args.seed,
+            "chunk_passages": 32,
+        },
+        "filter": {"retriever": "bm25", "k": args.filter_k} if filtered else None,
+    }
+    recipe["train"] = {**base["train"], "loss": args.loss, "epochs": args.epochs, "seed": args.seed}
+    return recipe
+
+
+def run_row(row: str, args: argparse.Namespace, runs: Path) -> dict[str, Any]:
+    """Run (or finish) one row's recipe in a fresh process; its metrics.json."""
+    out = runs / row
+    metrics = out / "eval" / "metrics.json"
+    if not metrics.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        name = row.partition("+")[0]
+        shared = runs / name / "queries.generated"
+        if "+" in row and (shared / "queries.parquet").is_file() and not (out / "queries.generated").exists():
+            subprocess.run(["cp", "-r", str(shared), str(out / "queries.generated")], check=True)
+        recipe = out / "recipe.yaml"
+        recipe.write_text(yaml.safe_dump(row_recipe(row, args, out), sort_keys=False))
+        started = time.perf_counter()
+        with (out / "run.log").open("a") as log:
+            subprocess.run(
+                [sys.executable, "-m", "irdistill.cli.main", "-q", "run", str(recipe)],
+                check=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        print(f"{row}: run in {time.perf_counter() - started:.0f} s", flush=True)
+    return json.loads(metrics.read_text())
+
+
+def paired_p(a: dict[str, float], b: dict[str, float]) -> float | None:
+    from scipy.stats import ttest_rel
+
+    queries = sorted(set(a) | set(b))
+    x, y = [a.get(q, 0.0) for q in queries], [b.get(q, 0.0) for q in queries]
+    if len(queries) < 2 or x == y:
+        return None
+    return float(f"{ttest_rel(x, y).pvalue:.3g}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="beir/scifact", help="a collection with a judged test split")
+    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
+    parser.add_argument("--max-passages", type=int, default=500, help="passages queries are generated for")
+    parser.add_argument("--filter-k", type=int, default=3, help="depth of the round-trip filter (+bm25 rows)")
+    parser.add_argument("--loss", default="hybrid", help="student loss (every row alike)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs", default="runs/adapt", help="folder of the rows' run folders")
+    parser.add_argument("--results", default=str(RESULTS))
+    args = parser.parse_args()
+
+    name = short_name(args.dataset)
+    tag = f"p{args.max_passages}-k{args.filter_k}-{args.loss}-e{args.epochs}-s{args.seed}"
+    runs = Path(args.runs) / name / tag
+    test = load_collection(args.dataset, split="test")
+    cells_path = Path(args.results) / f"adapt_{name}_cells.json"
+    cells = json.loads(cells_path.read_text()) if cells_path.is_file() else {}
+    for row in args.rows:
+        key = f"{row}|{tag}"
+        if key in cells:
+            continue
+        if row == "untrained":
+            result = evaluate_retrieval(
+                "sentence-transformers/all-MiniLM-L6-v2",
+                test,
+                out=runs / "untrained",
+                max_seq_length=256,
+                metrics=METRICS,
+                show_progress_bar=False,
+            )
+            cell = {**{m: result.metrics[m] for m in METRICS}, "labels_used": 0, "queries": None}
+            run = result.run
+        else:
+            summary = run_row(row, args, runs)
+            cell = {
+                **{m: summary["metrics"][m] for m in METRICS},
+                "labels_used": summary["labels_used"],
+                "queries": summary["queries"],
+                "queries_per_s": summary["generation"]["queries_per_s"],
+                "generation_seconds": summary["generation"]["seconds"],
+                "generation_peak_rss_gib": summary["generation"]["peak_rss_gib"],
+                "filter": {k: summary["filter"][k] for k in ("retriever", "k")},
+                "examples": summary["filter"].get("kept_examples")
+                or _first_queries(runs / row / "queries.kept.parquet"),
+                "dropped_examples": summary["filter"].get("dropped_examples", []),
+            }
+            run = read_run(runs / row / "eval" / "run.trec")
+        cell["per_query_ndcg@10"] = per_query_scores(test.qrels, run, "ndcg@10")
+        cells = update_json_table(cells_path, key, cell)
+        print(f"{row}: nDCG@10 {cell['ndcg@10']:.4f}", flush=True)
+    write_tables(Path(args.results), name, tag, cells, args)
+
+
+def _first_queries(path: Path, n: int = 5) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).column("query").to_pylist()[:n]
+
+
+def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args: argparse.Namespace) -> None:
+    rows = {k.split("|")[0]: v for k, v in cells.items() if k.split("|")[1] == tag}
+    base = rows.get("untrained")
+    table: dict[str, Any] = {}
+    for row in ROWS:
+        if row not in rows:
+            continue
+        cell = rows[row]
+        out = {m: round(cell[m], 4) for m in METRICS}
+        out.update(
+            labels_used=cell["labels_used"],
+            queries=cell["queries"],
+            p_vs_untrained=None
+            if base is None or row == "untrained"
+            else paired_p(cell["per_query_ndcg@10"], base["per_query_ndcg@10"]),
+        )
+        for key in ("queries_per_s", "generation_seconds", "generation_peak_rss_gib", "filter", "examples"):
+            if key in cell:
+                out[key] = cell[key]
+        table[row] = out
+    write_text_atomic(folder / f"adapt_{name}.json", json.dumps(table, indent=2) + "\n")
+    lines = [
+        f"# Distillation without labels on {name}",
+        "",
+        f"Produced by `python eval/adapt.py --dataset {args.dataset}` (budget tag `{tag}`). Queries generated "
+        f"for {args.max_passages} passages of the corpus (the same sample for every row, one query each), "
+        f"`+bm25`: kept when BM25 ranks the source passage in its top {args.filter_k}; teacher: BM25 + "
+        f"all-mpnet-base-v2 z-score ensemble on the BM25 top 100, source passage as pseudo-positive; "
+        f"student: all-MiniLM-L6-v2, loss {args.loss}, {args.epochs} epochs, 128 training tokens, seed "
+        f"{args.seed}; evaluation at 256 tokens on the judged test queries, the only stage that reads "
+        "judgements. p: paired t-test of per-query nDCG@10 against untrained. One seed.",
+        "",
+        "| row | nDCG@10 | recall@100 | MRR@10 | queries generated / kept | labels used | p vs untrained | "
+        "generation queries/s | generation peak GiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row, r in table.items():
+        q = r["queries"]
+        p = r["p_vs_untrained"]
+        counts = "-" if q is None else f"{q['generated']} / {q['kept']}"
+        lines.append(
+            f"| {row} | {r['ndcg@10']:.4f} | {r['recall@100']:.4f} | {r['mrr@10']:.4f} | "
+            f"{counts} | {r['labels_used']} | "
+            f"{'-' if p is None else ('<0.0001' if p < 1e-4 else f'{p:.4f}')} | "
+            f"{r.get('queries_per_s', '-')} | {r.get('generation_peak_rss_gib', '-')} |"
+        )
+    lines += ["", "Kept queries, first five per row:", ""]
+    for row, r in table.items():
+        if r.get("examples"):
+            lines.append(f"- **{row}**: " + " · ".join(f"“{q}”" for q in r["examples"][:5]))
+    missing = [r for r in args.rows if r not in table]
+    if missing:
+        lines += ["", f"Not measured yet: {', '.join(missing)}."]
+    write_text_atomic(folder / f"adapt_{name}.md", "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

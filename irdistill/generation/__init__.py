@@ -1,0 +1,42 @@
+"""Training queries for a corpus without judgements: generators, the resumable generation job and the
+round-trip filter (GPL, arXiv 2112.07577; Promptagator, arXiv 2209.11755)."""
+
+from irdistill.generation.generators import (
+    GENERATORS,
+    LLMQueryGenerator,
+    QueryGenerator,
+    SentenceGenerator,
+    SpanGenerator,
+    TitleGenerator,
+    build_generator,
+    clean_query,
+)
+from irdistill.generation.store import (
+    QUERIES_NAME,
+    SCHEMA,
+    generate_queries,
+    merge_query_shards,
+    pseudo_collection,
+    read_queries,
+    round_trip_filter,
+    sample_passages,
+)
+
+__all__ = [
+    "GENERATORS",
+    "QUERIES_NAME",
+    "SCHEMA",
+    "LLMQueryGenerator",
+    "QueryGenerator",
+    "SentenceGenerator",
+    "SpanGenerator",
+    "TitleGenerator",
+    "build_generator",
+    "clean_query",
+    "generate_queries",
+    "merge_query_shards",
+    "pseudo_collection",
+    "read_queries",
+    "round_trip_filter",
+    "sample_passages",
+]
