@@ -250,3 +250,88 @@ def test_auto_measures_once_and_keeps_its_decision(
         model = load_model("cross-encoder", path, backend="auto", device="cpu")
     assert backend_of(model) == str(first.backend)
     assert any("decided earlier" in r.getMessage() for r in caplog.records)
+
+
+# ----------------------------------------------------------------------------- threaded through irdistill
+
+
+def test_cli_names_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from irdistill.cli.main import main
+
+    monkeypatch.setattr(backends, "_import_problem", lambda runtime: "optimum.onnxruntime does not import")
+    out = tmp_path / "out"
+    args = ["-q", "evaluate", "--model", "some-model", "--dataset", str(beir_dir), "--backend", "onnx"]
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("irdistill evaluate: error: evaluate: --backend onnx: the onnx backend is not installed")
+    assert 'pip install "irdistill[onnx]"' in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_teacher_recipe_backend_is_checked(monkeypatch: pytest.MonkeyPatch, tiny_models: dict[str, str]) -> None:
+    from irdistill.teachers.factory import check_teacher
+
+    monkeypatch.setattr(backends, "_import_problem", lambda runtime: "not installed")
+    spec = {"teacher": "cross-encoder", "model": tiny_models["cross-encoder"], "backend": "openvino"}
+    with pytest.raises(
+        MissingBackendError, match=r"recipe: teacher cross-encoder backend openvino: .*irdistill\[openvino\]"
+    ):
+        check_teacher(spec, source="recipe")
+    check_teacher({**spec, "backend": "torch"}, source="recipe")
+
+
+def test_torch_keeps_the_embedding_cache_keys(tiny_models: dict[str, str], cache_dir: Path) -> None:
+    from irdistill.encoding import DenseEncoder
+
+    path = tiny_models["sentence-transformer"]
+    torch_key = DenseEncoder(path).cache_key(["a"], ["text"], "query")
+    # the key formula of the releases before backends existed
+    import hashlib
+    import json
+
+    from irdistill.encoding import model_fingerprint, texts_fingerprint
+
+    settings = {
+        "model": model_fingerprint(path),
+        "side": "query",
+        "max_seq_length": None,
+        "normalize": "auto",
+        "texts": texts_fingerprint(["a"], ["text"]),
+    }
+    assert torch_key == hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
+    if ONNX_PROBLEM is None:
+        assert DenseEncoder(path, backend="onnx").cache_key(["a"], ["text"], "query") != torch_key
+
+
+def test_teacher_config_names_a_backend_other_than_torch(tiny_models: dict[str, str], one_torch_thread) -> None:
+    from irdistill.teachers.cross_encoder import CrossEncoderTeacher
+
+    teacher = CrossEncoderTeacher(tiny_models["cross-encoder"], device="cpu")
+    assert teacher.backend == "torch" and "backend" not in teacher.config()  # earlier stores still resume
+    if ONNX_PROBLEM is None:
+        onnx = CrossEncoderTeacher(tiny_models["cross-encoder"], device="cpu", backend="onnx")
+        assert onnx.config()["backend"] == "onnx"
+        queries, passages = ["protein expression", "vaccine trial"] * 3, ["cell protein", "immune drug dose"] * 3
+        np.testing.assert_allclose(onnx.score(queries, passages), teacher.score(queries, passages), atol=1e-4)
+
+
+@needs_onnx
+def test_evaluate_on_onnx_reports_its_backend(
+    tiny_models: dict[str, str], beir_dir: Path, tmp_path: Path, cache_dir: Path, one_torch_thread
+) -> None:
+    import json
+
+    from irdistill.data import load_collection
+    from irdistill.evaluation import evaluate_retrieval
+
+    collection = load_collection(str(beir_dir), split="test")
+    model = tiny_models["sentence-transformer"]
+    on_torch = evaluate_retrieval(model, collection, k=5, metrics=["ndcg@10"], show_progress_bar=False)
+    result = evaluate_retrieval(
+        model, collection, k=5, metrics=["ndcg@10"], backend="onnx", out=tmp_path / "o", show_progress_bar=False
+    )
+    assert on_torch.performance.backend == "torch" and result.performance.backend == "onnx"
+    assert json.loads((tmp_path / "o" / "perf.json").read_text())["backend"] == "onnx"
+    assert abs(result.metrics["ndcg@10"] - on_torch.metrics["ndcg@10"]) < 1e-6
