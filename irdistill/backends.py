@@ -225,8 +225,7 @@ def export_dir(kind: str, path: str, name: str, cache_root: str | os.PathLike[st
     The key covers the model's files (names, sizes, mtimes, as the embedding cache's), the model
     kind, the runtime and the versions that make the graph, so a retrained model or an upgrade
     exports again."""
-    from irdistill.encoding import model_fingerprint
-    from irdistill.paths import cache_dir
+    from irdistill.paths import cache_dir, model_fingerprint
 
     settings = json.dumps(
         {"model": model_fingerprint(path), "kind": kind, "backend": name, "versions": _versions(name)}, sort_keys=True
@@ -472,8 +471,7 @@ def resolve_auto(
     device, installed runtimes and thread count: no second measurement)."""
     import torch
 
-    from irdistill.encoding import model_fingerprint
-    from irdistill.paths import cache_dir, write_text_atomic
+    from irdistill.paths import cache_dir, model_fingerprint, write_text_atomic
 
     candidates = auto_candidates()
     key = hashlib.sha256(

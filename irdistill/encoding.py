@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from irdistill.errors import InputError
-from irdistill.paths import atomic_path, cache_dir, resolve_model, write_text_atomic
+from irdistill.paths import atomic_path, cache_dir, model_fingerprint, resolve_model, write_text_atomic
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -31,20 +31,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Side = Literal["query", "document"]
-
-
-def model_fingerprint(name_or_path: str) -> str:
-    """A stable identity for a model: its files' names, sizes and mtimes, or its hub name."""
-    path = Path(name_or_path)
-    digest = hashlib.sha256()
-    if path.is_dir():
-        digest.update(str(path.resolve()).encode())
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            stat = file.stat()
-            digest.update(f"{file.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-    else:
-        digest.update(f"hub:{name_or_path}".encode())
-    return digest.hexdigest()[:16]
 
 
 def texts_fingerprint(ids: list[str], texts: list[str]) -> str:
