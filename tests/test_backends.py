@@ -305,7 +305,9 @@ def test_torch_keeps_the_embedding_cache_keys(tiny_models: dict[str, str], cache
         assert DenseEncoder(path, backend="onnx").cache_key(["a"], ["text"], "query") != torch_key
 
 
-def test_teacher_config_names_a_backend_other_than_torch(tiny_models: dict[str, str], one_torch_thread) -> None:
+def test_teacher_config_names_a_backend_other_than_torch(
+    tiny_models: dict[str, str], cache_dir: Path, one_torch_thread
+) -> None:
     from irdistill.teachers.cross_encoder import CrossEncoderTeacher
 
     teacher = CrossEncoderTeacher(tiny_models["cross-encoder"], device="cpu")
