@@ -75,7 +75,8 @@ class CrossEncoderTeacher(PointwiseTeacher):
         max_length: truncation length of a pair (default: the model's).
         activation: ``"none"`` for raw logits, ``"sigmoid"`` for probabilities.
         device: torch device (default: sentence-transformers picks).
-        dtype: ``"auto"`` autocasts to bf16/fp16 on CUDA, ``"float32"`` never autocasts (torch only).
+        dtype: ``"auto"`` autocasts to bf16/fp16 on CUDA, ``"float32"`` never autocasts,
+            ``"bfloat16"`` / ``"float16"`` autocast to that type on any device (torch only).
         backend: ``torch`` (default), ``onnx``, ``onnx-O1`` .. ``onnx-O4``, ``onnx-int8``
             (quantised), ``openvino`` or ``auto`` (:mod:`irdistill.backends`).
 
@@ -94,12 +95,14 @@ class CrossEncoderTeacher(PointwiseTeacher):
         max_length: int | None = None,
         activation: Literal["none", "sigmoid"] = "none",
         device: str | None = None,
-        dtype: Literal["auto", "float32"] = "auto",
+        dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
         backend: str = "torch",
         show_progress_bar: bool = False,
     ) -> None:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        if dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise InputError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
         if activation not in ("none", "sigmoid"):
             raise InputError(f"activation must be 'none' or 'sigmoid', got {activation!r}")
         self.name = f"cross-encoder:{Path(model).name}"
@@ -122,6 +125,8 @@ class CrossEncoderTeacher(PointwiseTeacher):
         }
         if self.backend != "torch":  # absent for torch: earlier score stores still resume
             config["backend"] = self.backend
+        if self.dtype in ("bfloat16", "float16"):
+            config["dtype"] = self.dtype
         return config
 
     def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
@@ -169,8 +174,13 @@ class CrossEncoderTeacher(PointwiseTeacher):
             if isinstance(runtime_device, torch.device)
             else torch.device("cpu")
         )
-        autocast = on_torch and device.type == "cuda" and self.dtype == "auto"
-        amp_dtype = torch.bfloat16 if autocast and torch.cuda.is_bf16_supported() else torch.float16
+        autocast = on_torch and (
+            self.dtype in ("bfloat16", "float16") or (device.type == "cuda" and self.dtype == "auto")
+        )
+        if self.dtype in ("bfloat16", "float16"):
+            amp_dtype = getattr(torch, self.dtype)
+        else:
+            amp_dtype = torch.bfloat16 if autocast and torch.cuda.is_bf16_supported() else torch.float16
         keys = [k for k in encoded.keys() if k in ("input_ids", "attention_mask", "token_type_ids")]
         out = np.empty(len(pairs), dtype=np.float64)
         with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=autocast):
