@@ -7,9 +7,13 @@ size, each in a fresh Python process timed from outside (start-up and imports in
 2. the same command again (embeddings cached: the cached re-run);
 3. a script that builds InformationRetrievalEvaluator and calls it on the model.
 
-Usage:  IRDISTILL_DATA=../shared/data python benchmarks/bench_evaluate.py
-Writes eval/results/bench_evaluate.json and eval/results/bench_evaluate.md. Run it on an idle
-machine: it measures wall time.
+`--backend` (torch, onnx, onnx-O2, openvino, auto ...; :mod:`irdistill.backends`) is the
+encoder's inference backend for the irdistill runs; the JSON records the backend used (``auto``
+resolved, from perf.json) and the nDCG@10 it reached.
+
+Usage:  IRDISTILL_DATA=../shared/data python benchmarks/bench_evaluate.py [--backend auto]
+Writes eval/results/bench_evaluate.json and eval/results/bench_evaluate.md (or under --results).
+Run it on an idle machine: it measures wall time.
 """
 
 from __future__ import annotations
@@ -59,7 +63,10 @@ def main() -> None:
     parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
     parser.add_argument("--dataset", default="beir/scifact/test")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--backend", default="torch", help="the irdistill encoder's inference backend")
+    parser.add_argument("--results", default=str(RESULTS), help="folder for the .json / .md (default eval/results)")
     args = parser.parse_args()
+    results = Path(args.results)
 
     with tempfile.TemporaryDirectory(prefix="irdistill-bench-") as tmp:
         env = dict(os.environ, IRDISTILL_CACHE=str(Path(tmp) / "cache"), TOKENIZERS_PARALLELISM="false")
@@ -75,6 +82,8 @@ def main() -> None:
             args.dataset,
             "--batch-size",
             str(args.batch_size),
+            "--backend",
+            args.backend,
             "--out",
         ]
         first_s, _ = timed(cli + [str(Path(tmp) / "first")], env)
@@ -93,6 +102,8 @@ def main() -> None:
         "st_evaluator_s": round(st_s, 2),
         "cached_rerun_s": round(cached_s, 2),
         "peak_rss_mb": perf["peak_rss_mb"],
+        "ndcg@10": round(first_metrics["ndcg@10"], 4),
+        "backend": perf.get("backend") or args.backend,
     }
     details = {
         **result,
@@ -106,12 +117,13 @@ def main() -> None:
         "batch_size": args.batch_size,
         "cpu_count": os.cpu_count(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_evaluate.json").write_text(json.dumps(result, indent=2) + "\n")
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "bench_evaluate.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         f"`irdistill evaluate` vs sentence-transformers InformationRetrievalEvaluator: {args.model} on "
-        f"{args.dataset}, batch size {args.batch_size}, {os.cpu_count()} CPU cores, wall time of a fresh "
-        "process each. Produced by `python benchmarks/bench_evaluate.py`.",
+        f"{args.dataset}, batch size {args.batch_size}, backend {result['backend']}, {os.cpu_count()} CPU cores, "
+        "wall time of a fresh process each. Produced by "
+        f"`python benchmarks/bench_evaluate.py{' --backend ' + args.backend if args.backend != 'torch' else ''}`.",
         "",
         "| run | wall s | nDCG@10 |",
         "|---|---|---|",
@@ -123,8 +135,8 @@ def main() -> None:
         f"{st_s / first_s:.2f}x. Peak RSS of the first irdistill run: {perf['peak_rss_mb']:.0f} MiB; "
         f"corpus encoded at {perf['docs_per_second']:.1f} docs/s.",
     ]
-    (RESULTS / "bench_evaluate.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "bench_evaluate_details.json").write_text(json.dumps(details, indent=2) + "\n")
+    (results / "bench_evaluate.md").write_text("\n".join(lines) + "\n")
+    (results / "bench_evaluate_details.json").write_text(json.dumps(details, indent=2) + "\n")
     print("\n".join(lines))
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from irdistill.errors import InputError
-from irdistill.paths import atomic_path, cache_dir, resolve_model, write_text_atomic
+from irdistill.paths import atomic_path, cache_dir, model_fingerprint, resolve_model, write_text_atomic
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -31,20 +31,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Side = Literal["query", "document"]
-
-
-def model_fingerprint(name_or_path: str) -> str:
-    """A stable identity for a model: its files' names, sizes and mtimes, or its hub name."""
-    path = Path(name_or_path)
-    digest = hashlib.sha256()
-    if path.is_dir():
-        digest.update(str(path.resolve()).encode())
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            stat = file.stat()
-            digest.update(f"{file.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-    else:
-        digest.update(f"hub:{name_or_path}".encode())
-    return digest.hexdigest()[:16]
 
 
 def texts_fingerprint(ids: list[str], texts: list[str]) -> str:
@@ -84,6 +70,9 @@ class DenseEncoder:
         normalize: ``"auto"`` L2-normalises when the model's similarity is cosine, so inner
             product search equals cosine; ``True`` / ``False`` force it.
         device: torch device for the model; ``None`` lets sentence-transformers pick.
+        backend: inference backend (:mod:`irdistill.backends`): ``torch`` (default), ``onnx``,
+            ``onnx-O2``, ``onnx-int8``, ``openvino`` or ``auto``. A backend other than torch is part
+            of the cache key (torch's keys are those of earlier versions).
         cache: read and write the embedding cache.
         cache_root: the cache folder (default ``$IRDISTILL_CACHE``).
 
@@ -101,12 +90,16 @@ class DenseEncoder:
         max_seq_length: int | None = None,
         normalize: bool | Literal["auto"] = "auto",
         device: str | None = None,
+        backend: str = "torch",
         cache: bool = True,
         cache_root: str | os.PathLike[str] | None = None,
         show_progress_bar: bool = True,
     ) -> None:
+        from irdistill.backends import check_backend
+
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.backend = str(check_backend(backend))
         self.name = model
         self.path = resolve_model(model)
         self.batch_size = batch_size
@@ -132,6 +125,7 @@ class DenseEncoder:
         encoder = cls.__new__(cls)
         encoder.name, encoder.path, encoder.batch_size = name, name, batch_size
         encoder.max_seq_length, encoder.normalize, encoder.device = None, normalize, None
+        encoder.backend = "torch"
         encoder.cache, encoder.cache_root, encoder.show_progress_bar = False, cache_dir(), False
         encoder._model, encoder._fingerprint = model, None
         if batch_size < 1:
@@ -141,10 +135,20 @@ class DenseEncoder:
     @property
     def model(self) -> SentenceTransformer:
         if self._model is None:
-            self._model = load_sentence_transformer(self.path, device=self.device)
+            self._model = load_sentence_transformer(
+                self.path, device=self.device, backend=self.backend, cache_root=self.cache_root
+            )
             if self.max_seq_length is not None:
                 self._model.max_seq_length = self.max_seq_length
         return self._model
+
+    @property
+    def backend_used(self) -> str:
+        """The backend that encoded (``auto`` resolved), or the one asked for while the model is
+        not loaded (every embedding came from the cache)."""
+        from irdistill.backends import backend_of
+
+        return backend_of(self._model) if self._model is not None else self.backend
 
     def _normalize(self) -> bool:
         if self.normalize == "auto":
@@ -270,23 +274,23 @@ class DenseEncoder:
             "encode_seconds": seconds,
             "normalize": self._normalize(),
             "max_seq_length": self.model.max_seq_length,
+            "backend": self.backend_used,
         }
         write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1))
 
     def _key(self, texts_key: str, side: Side) -> str:
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.path)
-        settings = json.dumps(
-            {
-                "model": self._fingerprint,
-                "side": side,
-                "max_seq_length": self.max_seq_length,
-                "normalize": self.normalize,
-                "texts": texts_key,
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha256(settings.encode()).hexdigest()[:32]
+        settings: dict[str, Any] = {
+            "model": self._fingerprint,
+            "side": side,
+            "max_seq_length": self.max_seq_length,
+            "normalize": self.normalize,
+            "texts": texts_key,
+        }
+        if self.backend != "torch":  # torch keeps the keys of the caches written before backends existed
+            settings["backend"] = self.backend
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
 
     def embed(self, texts: list[str], side: Side, *, show_progress_bar: bool = False) -> np.ndarray:
         """Encode ``texts`` without the cache (ad hoc batches, e.g. candidate mining's queries):
@@ -341,15 +345,24 @@ def rank_device(device: str | None = None) -> str | None:
     return f"cuda:{int(local)}" if local is not None and local.isdigit() else "cuda"
 
 
-def load_sentence_transformer(path: str, device: str | None = None) -> SentenceTransformer:
-    """Load a sentence-transformers model from a folder or the hub, with a clear error."""
-    from sentence_transformers import SentenceTransformer
+def load_sentence_transformer(
+    path: str,
+    device: str | None = None,
+    *,
+    backend: str = "torch",
+    cache_root: str | os.PathLike[str] | None = None,
+) -> SentenceTransformer:
+    """Load a sentence-transformers model from a folder or the hub, with a clear error, on
+    ``backend`` (:func:`irdistill.backends.load_model`)."""
+    from irdistill.backends import load_model
 
     local = Path(path)
     if local.exists() and not (local / "config.json").is_file() and not (local / "modules.json").is_file():
         raise InputError(f"{path}: not a model folder (no config.json or modules.json)")
     try:
-        return SentenceTransformer(path, device=rank_device(device))
+        return load_model(
+            "sentence-transformer", path, backend=backend, device=rank_device(device), cache_root=cache_root
+        )
     except OSError as err:
         raise InputError(
             f"cannot load model {path!r}: {err}. Give a local folder, put it under "

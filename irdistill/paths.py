@@ -14,6 +14,7 @@ Hugging Face hub name unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -99,6 +100,21 @@ def check_model(name: str | os.PathLike[str], *, what: str = "model") -> str:
                 "IRDISTILL_MODELS or give a folder"
             )
     return resolved
+
+
+def model_fingerprint(name_or_path: str) -> str:
+    """A stable identity for a model: its files' names, sizes and mtimes, or its hub name (the
+    embedding cache and the exported-backend cache are keyed by it)."""
+    path = Path(name_or_path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        digest.update(str(path.resolve()).encode())
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            stat = file.stat()
+            digest.update(f"{file.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    else:
+        digest.update(f"hub:{name_or_path}".encode())
+    return digest.hexdigest()[:16]
 
 
 def local_dataset_dir(name: str) -> Path | None:

@@ -52,9 +52,13 @@ def iter_candidates(
     query_batch_size: int = 256,
     index: str = "flat",
     batch_size: int = 64,
+    backend: str = "torch",
     show_progress_bar: bool = True,
 ) -> Iterator[tuple[str, list[tuple[str, float]]]]:
-    """Yield ``(qid, [(pid, score), ...])`` per query, best first, batch after batch."""
+    """Yield ``(qid, [(pid, score), ...])`` per query, best first, batch after batch.
+
+    ``backend``: the dense retriever's inference backend (:mod:`irdistill.backends`); bm25 ignores it.
+    """
     if k < 1:
         raise InputError(f"k must be >= 1, got {k}")
     if query_batch_size < 1:
@@ -63,7 +67,9 @@ def iter_candidates(
     for qid in qids:
         if qid not in collection.queries:
             raise InputError(f"query id {qid!r} is not in {collection.name}/{collection.split}")
-    searcher = make_retriever(retriever, index=index, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    searcher = make_retriever(
+        retriever, index=index, batch_size=batch_size, backend=backend, show_progress_bar=show_progress_bar
+    )
     searcher.index(collection)
     doc_ids = searcher.doc_ids
     dropped = 0

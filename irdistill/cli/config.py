@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from irdistill.backends import BACKEND_CHOICES, BACKEND_HELP, check_backend
 from irdistill.config import option
 from irdistill.errors import InputError
 
@@ -41,6 +42,7 @@ class EvaluateConfig:
     max_seq_length: int | None = option(None, help="truncate texts to this many tokens (default: the model's own)")
     device: str = option("auto", choices=("auto", "cpu", "cuda"), help="faiss device")
     model_device: str | None = option(None, help="torch device for encoding (default: sentence-transformers picks)")
+    backend: str = option("torch", choices=BACKEND_CHOICES, help=BACKEND_HELP)
     cache: bool = option(True, negate="--no-cache", help="neither read nor write the embedding cache")
     cache_dir: str | None = option(None, help="embedding cache folder (default $IRDISTILL_CACHE)")
     out: str | None = option(None, help="output folder (default: print the metrics only)")
@@ -51,6 +53,7 @@ class EvaluateConfig:
             raise InputError("evaluate: --model is required (a sentence-transformers model or 'bm25')")
         if not self.dataset:
             raise InputError("evaluate: --dataset is required (e.g. beir/scifact/test or a folder)")
+        check_backend(self.backend, what="evaluate: --backend")
 
 
 @dataclass
@@ -89,6 +92,7 @@ class CandidatesConfig:
     query_batch_size: int = option(256, help="queries searched at once")
     index: str = option("flat", help="FAISS index kind for a dense retriever")
     batch_size: int = option(64, help="encoding batch size")
+    backend: str = option("torch", choices=BACKEND_CHOICES, help=BACKEND_HELP + " (dense retriever only)")
     false_negative_teacher: str | None = option(None, help="teacher name or recipe for the false-negative filter")
     false_negative_margin: float = option(0.0, help="margin of that filter")
     out: str = option("", help="output TREC run file")
@@ -98,6 +102,7 @@ class CandidatesConfig:
             raise InputError("candidates: --dataset is required")
         if not self.out:
             raise InputError("candidates: --out FILE (a TREC run) is required")
+        check_backend(self.backend, what="candidates: --backend")
 
 
 @dataclass
@@ -238,6 +243,7 @@ class IndexConfig:
     model_device: str | None = option(
         None, group=ENC, help="torch device for encoding (default: sentence-transformers picks)"
     )
+    backend: str = option("torch", group=ENC, choices=BACKEND_CHOICES, help=BACKEND_HELP)
     cache: bool = option(True, group=ENC, negate="--no-cache", help="neither read nor write the embedding cache")
     cache_dir: str | None = option(None, group=ENC, help="embedding cache folder (default $IRDISTILL_CACHE)")
     evaluate: bool = option(
@@ -271,6 +277,7 @@ class IndexConfig:
             raise InputError(f"index: --train-queries only drives distill-vq, not --kind {self.kind}")
         if self.batch_size < 1:
             raise InputError(f"index: --batch-size must be >= 1, got {self.batch_size}")
+        check_backend(self.backend, what="index: --backend")
 
 
 @dataclass

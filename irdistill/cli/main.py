@@ -272,6 +272,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         max_seq_length=cfg.max_seq_length,
         device=cfg.device,
         model_device=cfg.model_device,
+        backend=cfg.backend,
         cache=cfg.cache,
         cache_dir=cfg.cache_dir,
         out=cfg.out,
@@ -304,6 +305,7 @@ def _save_index(cfg: Any, collection: Any, path: str) -> None:
         cfg.model,
         batch_size=cfg.batch_size,
         max_seq_length=cfg.max_seq_length,
+        backend=cfg.backend,
         cache=cfg.cache,
         cache_root=cfg.cache_dir,
         show_progress_bar=False,
@@ -370,6 +372,7 @@ def cmd_candidates(args: argparse.Namespace) -> int:
         query_batch_size=cfg.query_batch_size,
         index=cfg.index,
         batch_size=cfg.batch_size,
+        backend=cfg.backend,
         show_progress_bar=not args.quiet,
     )
     print(f"{count} queries, up to {cfg.k} candidates each: {cfg.out}")
@@ -509,6 +512,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         batch_size=cfg.batch_size,
         max_seq_length=cfg.max_seq_length,
         model_device=cfg.model_device,
+        backend=cfg.backend,
         cache=cfg.cache,
         cache_dir=cfg.cache_dir,
         evaluate=cfg.evaluate,

@@ -61,6 +61,8 @@ class Performance:
     peak_rss_mb: float
     figures: dict[str, float] = field(default_factory=dict)
     """What this kind of retriever adds (sparse: non-zeros per document and query)."""
+    backend: str | None = None
+    """The encoder's inference backend (:mod:`irdistill.backends`); ``None`` for bm25."""
 
 
 @dataclass
@@ -122,6 +124,7 @@ def evaluate_retrieval(
     max_seq_length: int | None = None,
     device: str = "auto",
     model_device: str | None = None,
+    backend: str = "torch",
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] | None = None,
@@ -142,6 +145,8 @@ def evaluate_retrieval(
         max_seq_length: truncation length; ``None`` keeps the model's own.
         device: faiss device (``auto``, ``cpu``, ``cuda``).
         model_device: torch device for encoding (``None``: sentence-transformers picks).
+        backend: the encoder's inference backend (:mod:`irdistill.backends`): ``torch``,
+            ``onnx``, ``onnx-O2``, ``onnx-int8``, ``openvino``, ``auto``.
         cache: read/write the embedding cache.
         cache_dir: the cache folder (default ``$IRDISTILL_CACHE``).
         out: when given, the folder that receives run, metrics, perf and table files.
@@ -165,6 +170,7 @@ def evaluate_retrieval(
             model_device=model_device,
             cache=cache,
             cache_root=cache_dir,
+            backend=backend,
             show_progress_bar=show_progress_bar,
         )
         label = model
@@ -196,6 +202,7 @@ def evaluate_retrieval(
         total_seconds=round(time.perf_counter() - started, 2),
         peak_rss_mb=round(peak_rss_mb(), 1),
         figures=retriever.figures(),
+        backend=getattr(retriever, "backend", None),
     )
     result = EvaluationResult(
         model=str(label),

@@ -39,12 +39,17 @@ __all__ = [
 
 def make_retriever(model: str, *, show_progress_bar: bool = False, **dense_options: Any) -> Retriever:
     """``bm25`` (or ``bm25s``) as :class:`BM25Retriever`, any other name as a
-    :class:`DenseRetriever` with ``dense_options`` (index kind, its parameters, encoding settings)."""
+    :class:`DenseRetriever` with ``dense_options`` (index kind, its parameters, encoding settings,
+    inference backend; bm25 ignores the backend)."""
     if is_bm25(model):
         kind = dense_options.get("index", "flat")
         if kind != "flat":
             import logging
 
             logging.getLogger(__name__).info("bm25 uses its own sparse index; index=%s ignored", kind)
+        if dense_options.get("backend", "torch") != "torch":
+            import logging
+
+            logging.getLogger(__name__).info("bm25 runs no model; backend=%s ignored", dense_options["backend"])
         return BM25Retriever(show_progress_bar=show_progress_bar)
     return DenseRetriever(model, show_progress_bar=show_progress_bar, **dense_options)

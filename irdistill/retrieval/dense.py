@@ -30,6 +30,7 @@ class DenseRetriever(Retriever):
         index_params: keyword arguments of the index class.
         device: faiss device (``auto``, ``cpu``, ``cuda``).
         batch_size, max_seq_length, model_device: encoding settings.
+        backend: inference backend of the encoder (:mod:`irdistill.backends`; default torch).
         cache, cache_root: the embedding cache.
     """
 
@@ -43,6 +44,7 @@ class DenseRetriever(Retriever):
         batch_size: int = 64,
         max_seq_length: int | None = None,
         model_device: str | None = None,
+        backend: str = "torch",
         cache: bool = True,
         cache_root: str | os.PathLike[str] | None = None,
         show_progress_bar: bool = False,
@@ -62,6 +64,7 @@ class DenseRetriever(Retriever):
                 batch_size=batch_size,
                 max_seq_length=max_seq_length,
                 device=model_device,
+                backend=backend,
                 cache=cache,
                 cache_root=cache_root,
                 show_progress_bar=show_progress_bar,
@@ -97,6 +100,11 @@ class DenseRetriever(Retriever):
     def search_encoded(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         self._check_indexed()
         return self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    @property
+    def backend(self) -> str:
+        """The encoder's backend (``auto`` resolved once the model has run)."""
+        return self.encoder.backend_used
 
     @property
     def nbytes(self) -> int:

@@ -32,6 +32,8 @@ class SavedIndexRetriever(Retriever):
             folder's model, loaded on first use) — faiss kinds.
         sparse_student: the sparse student for the queries (default: the folder's model) — sparse.
         batch_size, max_seq_length, model_device, cache, cache_root: query encoding settings.
+        backend: the query encoder's inference backend (:mod:`irdistill.backends`; default: the one
+            ``index.json`` records, else torch).
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class SavedIndexRetriever(Retriever):
         batch_size: int = 64,
         max_seq_length: int | None = None,
         model_device: str | None = None,
+        backend: str | None = None,
         cache: bool = True,
         cache_root: str | os.PathLike[str] | None = None,
         show_progress_bar: bool = False,
@@ -54,6 +57,7 @@ class SavedIndexRetriever(Retriever):
         self.info = json.loads(meta.read_text(encoding="utf-8"))
         self.name = self.info["kind"]
         self.label = self.info.get("model", self.name)
+        backend = backend or self.info.get("backend", "torch")
         if self.name == "sparse":
             from irdistill.retrieval.sparse import SparseRetriever
 
@@ -62,6 +66,7 @@ class SavedIndexRetriever(Retriever):
                 batch_size=batch_size,
                 max_seq_length=max_seq_length,
                 device=model_device,
+                backend=backend,
                 show_progress_bar=show_progress_bar,
                 max_active_dims=self.info.get("params", {}).get("max_active_dims"),
             )
@@ -76,12 +81,18 @@ class SavedIndexRetriever(Retriever):
                     batch_size=batch_size,
                     max_seq_length=max_seq_length,
                     device=model_device,
+                    backend=backend,
                     cache=cache,
                     cache_root=cache_root,
                     show_progress_bar=show_progress_bar,
                 )
             )
         self._index: Any = None
+
+    @property
+    def backend(self) -> str:
+        """The query encoder's inference backend."""
+        return str(getattr(self._queries, "backend_used", None) or getattr(self._queries, "backend", "torch"))
 
     def index(self, collection: Collection) -> None:
         built_from = self.info.get("corpus_fingerprint")

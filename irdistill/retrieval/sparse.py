@@ -33,11 +33,14 @@ class SparseRetriever(Retriever):
         max_active_dims: int | None = None,
         device: str | None = None,
         max_seq_length: int | None = None,
+        backend: str = "torch",
         show_progress_bar: bool = False,
     ) -> None:
+        from irdistill.backends import backend_of
         from irdistill.students.sparse import load_sparse_student
 
-        self.student = load_sparse_student(model, device=device, max_seq_length=max_seq_length)
+        self.student = load_sparse_student(model, device=device, max_seq_length=max_seq_length, backend=backend)
+        self.backend = backend_of(self.student)
         self.batch_size, self.max_active_dims = batch_size, max_active_dims
         self.show_progress_bar = show_progress_bar
         self._index: Any = None

@@ -10,7 +10,9 @@ Hugging Face model):
 - every pair is tokenised once, up front, then batches are cut from pairs sorted by their
   token length (not character length), so padding stays near zero, under a token budget
   (``batch_tokens``) that keeps memory flat for long pairs; scores go back in input order;
-- ``torch.inference_mode``, and bf16 (or fp16) autocast on a GPU.
+- ``torch.inference_mode``, and bf16 (or fp16) autocast on a GPU;
+- the inference backends of :mod:`irdistill.backends` (ONNX Runtime, OpenVINO, ``auto``): the
+  same batches go through the exported graph instead of torch.
 """
 
 from __future__ import annotations
@@ -39,15 +41,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def load_cross_encoder(model: str, device: str | None = None, max_length: int | None = None) -> CrossEncoder:
-    from sentence_transformers import CrossEncoder
+def load_cross_encoder(
+    model: str, device: str | None = None, max_length: int | None = None, *, backend: str = "torch"
+) -> CrossEncoder:
+    """A one-label ``CrossEncoder`` on ``backend`` (:func:`irdistill.backends.load_model`)."""
+    from irdistill.backends import load_model
 
     path = resolve_model(model)
     local = Path(path)
     if local.exists() and not (local / "config.json").is_file():
         raise InputError(f"{path}: not a model folder (no config.json)")
     try:
-        ce = CrossEncoder(path, device=rank_device(device))
+        ce = load_model("cross-encoder", path, backend=backend, device=rank_device(device))
     except OSError as err:
         raise InputError(f"cannot load cross-encoder {model!r}: {err}") from err
     if max_length is not None:
@@ -70,7 +75,10 @@ class CrossEncoderTeacher(PointwiseTeacher):
         max_length: truncation length of a pair (default: the model's).
         activation: ``"none"`` for raw logits, ``"sigmoid"`` for probabilities.
         device: torch device (default: sentence-transformers picks).
-        dtype: ``"auto"`` autocasts to bf16/fp16 on CUDA, ``"float32"`` never autocasts.
+        dtype: ``"auto"`` autocasts to bf16/fp16 on CUDA, ``"float32"`` never autocasts,
+            ``"bfloat16"`` / ``"float16"`` autocast to that type on any device (torch only).
+        backend: ``torch`` (default), ``onnx``, ``onnx-O1`` .. ``onnx-O4``, ``onnx-int8``
+            (quantised), ``openvino`` or ``auto`` (:mod:`irdistill.backends`).
 
     Example:
         >>> teacher = CrossEncoderTeacher("cross-encoder/ms-marco-MiniLM-L6-v2")  # doctest: +SKIP
@@ -87,11 +95,14 @@ class CrossEncoderTeacher(PointwiseTeacher):
         max_length: int | None = None,
         activation: Literal["none", "sigmoid"] = "none",
         device: str | None = None,
-        dtype: Literal["auto", "float32"] = "auto",
+        dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
+        backend: str = "torch",
         show_progress_bar: bool = False,
     ) -> None:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        if dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise InputError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
         if activation not in ("none", "sigmoid"):
             raise InputError(f"activation must be 'none' or 'sigmoid', got {activation!r}")
         self.name = f"cross-encoder:{Path(model).name}"
@@ -100,15 +111,23 @@ class CrossEncoderTeacher(PointwiseTeacher):
         self.activation, self.dtype = activation, dtype
         self.scale = ScoreScale.PROBABILITY if activation == "sigmoid" else ScoreScale.LOGIT
         self.show_progress_bar = show_progress_bar
-        self.cross_encoder = load_cross_encoder(model, device=device, max_length=max_length)
+        self.cross_encoder = load_cross_encoder(model, device=device, max_length=max_length, backend=backend)
+        from irdistill.backends import backend_of
+
+        self.backend = backend_of(self.cross_encoder)
 
     def config(self) -> dict[str, Any]:
-        return {
+        config = {
             "teacher": "cross-encoder",
             "model": self.model_name,
             "activation": self.activation,
             "max_length": self.cross_encoder.max_seq_length,
         }
+        if self.backend != "torch":  # absent for torch: earlier score stores still resume
+            config["backend"] = self.backend
+        if self.dtype in ("bfloat16", "float16"):
+            config["dtype"] = self.dtype
+        return config
 
     def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         order = np.argsort(-lengths, kind="stable")
@@ -144,10 +163,24 @@ class CrossEncoderTeacher(PointwiseTeacher):
         input_ids = encoded["input_ids"]
         lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(input_ids))
         model = ce.transformers_model
-        model.eval()
-        device = ce.device
-        autocast = device.type == "cuda" and self.dtype == "auto"
-        amp_dtype = torch.bfloat16 if autocast and torch.cuda.is_bf16_supported() else torch.float16
+        on_torch = isinstance(model, torch.nn.Module)  # an ONNX Runtime / OpenVINO model is not one
+        if on_torch:
+            model.eval()
+        runtime_device = getattr(model, "device", None)  # optimum's ORT models say where they run
+        device = (
+            ce.device
+            if on_torch
+            else runtime_device
+            if isinstance(runtime_device, torch.device)
+            else torch.device("cpu")
+        )
+        autocast = on_torch and (
+            self.dtype in ("bfloat16", "float16") or (device.type == "cuda" and self.dtype == "auto")
+        )
+        if self.dtype in ("bfloat16", "float16"):
+            amp_dtype = getattr(torch, self.dtype)
+        else:
+            amp_dtype = torch.bfloat16 if autocast and torch.cuda.is_bf16_supported() else torch.float16
         keys = [k for k in encoded.keys() if k in ("input_ids", "attention_mask", "token_type_ids")]
         out = np.empty(len(pairs), dtype=np.float64)
         with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=autocast):

@@ -36,6 +36,7 @@ class DenseTeacher(PointwiseTeacher):
             fly.
         batch_size: encoding batch size.
         max_seq_length: truncation length in tokens; ``None`` keeps the model's own.
+        backend: ``torch`` (default), ``onnx``, ``openvino``, ``auto`` ... (:mod:`irdistill.backends`).
         show_progress_bar: a progress bar while the collection's corpus is encoded.
     """
 
@@ -49,6 +50,7 @@ class DenseTeacher(PointwiseTeacher):
         batch_size: int = 64,
         max_seq_length: int | None = None,
         cache: bool = True,
+        backend: str = "torch",
         show_progress_bar: bool = False,
     ) -> None:
         self.model_name = model
@@ -59,6 +61,7 @@ class DenseTeacher(PointwiseTeacher):
             batch_size=batch_size,
             max_seq_length=max_seq_length,
             cache=cache,
+            backend=backend,
             show_progress_bar=show_progress_bar,
         )
         self._rows: Callable[[Sequence[str]], np.ndarray] | None = None
@@ -87,6 +90,8 @@ class DenseTeacher(PointwiseTeacher):
         config: dict[str, Any] = {"teacher": "dense", "model": self.model_name}
         if self.max_seq_length is not None:  # absent when unset: earlier score stores still resume
             config["max_seq_length"] = self.max_seq_length
+        if self.encoder.backend != "torch":
+            config["backend"] = self.encoder.backend
         return config
 
     def _embed(self, texts: list[str], side: str) -> np.ndarray:

@@ -80,6 +80,10 @@ def check_teacher(spec: str | os.PathLike[str] | dict[str, Any], *, source: str 
         return
     if isinstance(values.get("model"), str):
         check_model(values["model"], what=f"{source}: teacher {name} model")
+    if "backend" in values:
+        from irdistill.backends import check_backend
+
+        check_backend(values["backend"], what=f"{source}: teacher {name} backend")
     if name == "listwise-llm" and (values.get("gguf_file") or _holds_gguf(values.get("model"))):
         require("gguf", "accelerate", purpose=f"{source}: the GGUF listwise teacher")
 

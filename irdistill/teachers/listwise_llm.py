@@ -72,14 +72,17 @@ ranking exactly, except between passages whose logits tie exactly within one win
 Reused: transformers' ``AutoModelForCausalLM`` / ``AutoTokenizer`` (GGUF checkpoints through
 ``gguf_file=``, which needs the ``gguf`` and ``accelerate`` packages) and the tokenizer's own
 chat template. Windows of one query depend on each other (each re-orders what the next one
-sees), so they run one after another, one forward pass each.
+sees), so they run one after another, one forward pass each. With ``engine="vllm"``
+(:mod:`irdistill.teachers.listwise_vllm`, a CUDA GPU) each window is one vLLM request for the
+same prompt token ids, and :meth:`ListwiseLLMTeacher.rank_many` advances many queries in
+lockstep, one batched ``generate`` call per window step.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +97,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ListwiseLLMTeacher", "sliding_window_rank", "sliding_windows"]
+__all__ = ["ListwiseLLMTeacher", "sliding_window_rank", "sliding_window_rank_many", "sliding_windows"]
 
 IDENTIFIERS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 """Identifier letters, written ``[A]``, ``[B]``, ...; a window holds at most 26 passages."""
@@ -135,6 +138,39 @@ def sliding_windows(n: int, window: int, stride: int) -> list[tuple[int, int]]:
         end -= stride
 
 
+def _window_steps(n: int, window: int, stride: int) -> Generator[list[int], np.ndarray, tuple[list[int], np.ndarray]]:
+    """The sliding window as a coroutine: yields each window's items, receives their raw scores,
+    returns ``(order, scores)``; :func:`sliding_window_rank` drives one, :func:`sliding_window_rank_many`
+    drives many in lockstep."""
+    order = list(range(n))
+    raw = np.zeros(n, dtype=np.float64)
+    windows = sliding_windows(n, window, stride)
+    gaps: list[float] = []  # per window but the last: its logit gap above its segment
+    for j, (start, end) in enumerate(windows):
+        items = order[start:end]
+        z = np.asarray((yield items), dtype=np.float64).reshape(-1)
+        if z.shape[0] != len(items):
+            raise ValueError(f"score_window returned {z.shape[0]} scores for {len(items)} items")
+        perm = np.argsort(-z, kind="stable")
+        order[start:end] = [items[i] for i in perm]
+        z = z[perm]
+        raw[order[start:end]] = z
+        if j + 1 < len(windows):
+            boundary = windows[j + 1][1] - start  # segment start, relative to this window
+            gaps.append(max(float(z[boundary - 1] - z[boundary]), MIN_GAP))
+
+    scores = np.zeros(n, dtype=np.float64)
+    top_end = windows[-1][1] if windows else 0
+    scores[order[:top_end]] = raw[order[:top_end]]
+    lowest = float(scores[order[top_end - 1]]) if top_end else 0.0
+    for j in range(len(windows) - 2, -1, -1):  # segments below the top, going down
+        seg = order[windows[j + 1][1] : windows[j][1]]
+        shift = lowest - gaps[j] - raw[seg[0]]
+        scores[seg] = raw[seg] + shift
+        lowest = float(scores[seg[-1]])
+    return order, scores
+
+
 def sliding_window_rank(
     n: int,
     score_window: Callable[[list[int]], np.ndarray],
@@ -159,35 +195,55 @@ def sliding_window_rank(
         item, in item order, built as the module docstring says, so that sorting items by
         descending score gives ``order``.
     """
-    order = list(range(n))
-    raw = np.zeros(n, dtype=np.float64)
-    windows = sliding_windows(n, window, stride)
-    gaps: list[float] = []  # per window but the last: its logit gap above its segment
-    for j, (start, end) in enumerate(windows):
-        items = order[start:end]
-        z = np.asarray(score_window(items), dtype=np.float64).reshape(-1)
-        if z.shape[0] != len(items):
-            raise ValueError(f"score_window returned {z.shape[0]} scores for {len(items)} items")
-        perm = np.argsort(-z, kind="stable")
-        order[start:end] = [items[i] for i in perm]
-        z = z[perm]
-        raw[order[start:end]] = z
-        if j + 1 < len(windows):
-            boundary = windows[j + 1][1] - start  # segment start, relative to this window
-            gaps.append(max(float(z[boundary - 1] - z[boundary]), MIN_GAP))
-        if progress is not None:
-            progress(1)
+    steps = _window_steps(n, window, stride)
+    try:
+        items = next(steps)
+        while True:
+            z = score_window(items)
+            if progress is not None:
+                progress(1)
+            items = steps.send(z)
+    except StopIteration as done:
+        return done.value
 
-    scores = np.zeros(n, dtype=np.float64)
-    top_end = windows[-1][1] if windows else 0
-    scores[order[:top_end]] = raw[order[:top_end]]
-    lowest = float(scores[order[top_end - 1]]) if top_end else 0.0
-    for j in range(len(windows) - 2, -1, -1):  # segments below the top, going down
-        seg = order[windows[j + 1][1] : windows[j][1]]
-        shift = lowest - gaps[j] - raw[seg[0]]
-        scores[seg] = raw[seg] + shift
-        lowest = float(scores[seg[-1]])
-    return order, scores
+
+def sliding_window_rank_many(
+    sizes: Sequence[int],
+    score_windows: Callable[[list[tuple[int, list[int]]]], Sequence[np.ndarray]],
+    *,
+    window: int,
+    stride: int,
+    progress: Callable[[int], Any] | None = None,
+) -> list[tuple[list[int], np.ndarray]]:
+    """:func:`sliding_window_rank` for many lists at once, in lockstep.
+
+    ``score_windows`` gets ``[(list index, items of its current window), ...]`` for every list
+    still ranking (step ``j``: every list's ``j``-th window) and returns one score array per
+    entry, so an engine can score all of them in one batch. Each list's result equals
+    :func:`sliding_window_rank`'s with the same scores.
+    """
+    results: list[tuple[list[int], np.ndarray] | None] = [None] * len(sizes)
+    steps = {i: _window_steps(n, window, stride) for i, n in enumerate(sizes)}
+    pending: dict[int, list[int]] = {}
+    for i, step in steps.items():
+        try:
+            pending[i] = next(step)
+        except StopIteration as done:
+            results[i] = done.value
+    while pending:
+        batch = list(pending.items())
+        scores = list(score_windows(batch))
+        if len(scores) != len(batch):
+            raise ValueError(f"score_windows returned {len(scores)} arrays for {len(batch)} windows")
+        for (i, _), z in zip(batch, scores, strict=True):
+            try:
+                pending[i] = steps[i].send(z)
+            except StopIteration as done:
+                results[i] = done.value
+                del pending[i]
+        if progress is not None:
+            progress(len(batch))
+    return results  # type: ignore[return-value]  # every list has finished
 
 
 @TEACHERS.register("listwise-llm")
@@ -210,6 +266,11 @@ class ListwiseLLMTeacher(ListwiseTeacher):
         device: torch device; ``None`` picks ``cuda`` when available, else ``cpu``.
         dtype: torch dtype (or its name, or ``"auto"``) to load the weights in; ``None``
             keeps transformers' default.
+        engine: ``"transformers"`` (default: one forward pass per window, any device) or
+            ``"vllm"`` (:mod:`irdistill.teachers.listwise_vllm`: one request per window, the
+            windows of many queries batched; needs vLLM and a CUDA GPU); or a ready
+            :class:`~irdistill.teachers.listwise_vllm.VLLMWindowScorer`.
+        engine_options: ``vllm.LLM`` keywords (``gpu_memory_utilization``, ``max_model_len`` ...).
         show_progress_bar: a tqdm bar over the windows of each list.
 
     The model is loaded on first use (or by :meth:`load`), so :meth:`config` is free.
@@ -235,8 +296,21 @@ class ListwiseLLMTeacher(ListwiseTeacher):
         max_query_tokens: int = 64,
         device: str | None = None,
         dtype: Any = None,
+        engine: Any = "transformers",
+        engine_options: dict[str, Any] | None = None,
         show_progress_bar: bool = False,
     ) -> None:
+        from irdistill.teachers.listwise_vllm import VLLMWindowScorer, check_vllm
+
+        if isinstance(engine, VLLMWindowScorer):
+            self.engine, self._scorer = "vllm", engine
+        elif engine in ("transformers", "vllm"):
+            self.engine, self._scorer = engine, None
+        else:
+            raise InputError(f"engine must be 'transformers' or 'vllm', got {engine!r}")
+        if self.engine == "vllm" and self._scorer is None:
+            check_vllm(what=f"listwise-llm {model}: engine vllm")
+        self.engine_options = dict(engine_options or {})
         if not 2 <= window <= len(IDENTIFIERS):
             raise InputError(f"window must be between 2 and {len(IDENTIFIERS)} (identifiers [A] to [Z]), got {window}")
         if not 1 <= stride < window:
@@ -265,7 +339,7 @@ class ListwiseLLMTeacher(ListwiseTeacher):
 
     def load(self) -> ListwiseLLMTeacher:
         """Load the tokenizer and model and check the identifiers (done once, on first use)."""
-        if self._model is not None:
+        if self._model is not None or (self.engine == "vllm" and self._tokenizer is not None):
             return self
         import inspect
 
@@ -276,6 +350,19 @@ class ListwiseLLMTeacher(ListwiseTeacher):
         if tokenizer.chat_template:
             self._system_role = template_accepts_system(tokenizer)
         self._identifier_ids = self._check_identifiers(tokenizer)  # before the slow part
+        if self.engine == "vllm":
+            if self._scorer is None:
+                from irdistill.teachers.listwise_vllm import load_vllm_scorer
+
+                gguf = str(Path(self.path) / self.gguf_file) if self.gguf_file else None
+                self._scorer = load_vllm_scorer(
+                    gguf or self.path,
+                    tokenizer=self.path if gguf else None,
+                    dtype=None if self.dtype is None else str(self.dtype).removeprefix("torch."),
+                    max_window=self.window,
+                    options=self.engine_options,
+                )
+            return self
         model = load_model(self.path, self.gguf_file, device=self.device, dtype=self.dtype)
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._model = model
@@ -316,6 +403,8 @@ class ListwiseLLMTeacher(ListwiseTeacher):
 
     @property
     def model(self) -> Any:
+        if self.engine == "vllm":
+            raise InputError("the vllm engine holds its own model; this teacher has no transformers model")
         return self.load()._model
 
     @property
@@ -378,6 +467,8 @@ class ListwiseLLMTeacher(ListwiseTeacher):
 
         if not 1 <= len(passages) <= self.window:
             raise InputError(f"a window holds 1 to {self.window} passages, got {len(passages)}")
+        if self.engine == "vllm":
+            return self._score_windows([(query, list(passages))])[0]
         model = self.model
         ids = self._encode(self.build_prompt(query, passages))
         limit = getattr(model.config, "max_position_embeddings", None)
@@ -395,17 +486,57 @@ class ListwiseLLMTeacher(ListwiseTeacher):
             logits: torch.Tensor = out.logits[0, -1, targets].float()
         return logits.cpu().numpy().astype(np.float64)
 
+    @property
+    def batches_queries(self) -> bool:
+        """Whether :meth:`rank_many` scores many queries' windows together (the vLLM engine); the
+        score workflow then hands it a whole chunk of queries at once."""
+        return self.engine == "vllm"
+
+    def _score_windows(self, windows: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
+        """vLLM: many ``(query, window passages)`` in one batched request."""
+        self.load()
+        requests = [
+            (self._encode(self.build_prompt(query, passages)), self._identifier_ids[: len(passages)])
+            for query, passages in windows
+        ]
+        return self._scorer.score(requests)  # type: ignore[union-attr]
+
+    def _check_texts(self, query: str, passages: Sequence[str]) -> None:
+        if not query or not query.strip():
+            raise InputError("empty query text")
+        for i, passage in enumerate(passages):
+            if not passage or not passage.strip():
+                raise InputError(f"passage {i}: empty text")
+
+    def rank_many(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """:meth:`rank` for many queries; on vLLM their windows are scored in lockstep, one
+        batched request per window step (the scores equal :meth:`rank`'s on the same engine)."""
+        if len(queries) != len(passage_lists):
+            raise InputError(f"{len(queries)} queries but {len(passage_lists)} candidate lists")
+        if self.engine != "vllm":
+            return [self.rank(q, p) for q, p in zip(queries, passage_lists, strict=True)]
+        for query, passages in zip(queries, passage_lists, strict=True):
+            self._check_texts(query, passages)
+        short_queries = [self._truncate(q, self.max_query_tokens) for q in queries]
+        short = [[self._truncate(p, self.max_passage_tokens) for p in ps] for ps in passage_lists]
+
+        def score(batch: list[tuple[int, list[int]]]) -> list[np.ndarray]:
+            return self._score_windows([(short_queries[i], [short[i][j] for j in items]) for i, items in batch])
+
+        ranked = sliding_window_rank_many(
+            [len(p) for p in passage_lists], score, window=self.window, stride=self.stride
+        )
+        return [check_scores(scores, self.name) for _, scores in ranked]
+
     def rank(self, query: str, passages: Sequence[str]) -> np.ndarray:
         """Scores for ``passages`` (in input order; input order = first-stage ranking).
 
         Sorting by descending score gives the sliding-window ranking; see the module
         docstring for how scores of different windows are made consistent.
         """
-        if not query or not query.strip():
-            raise InputError("empty query text")
-        for i, passage in enumerate(passages):
-            if not passage or not passage.strip():
-                raise InputError(f"passage {i}: empty text")
+        if self.engine == "vllm":
+            return self.rank_many([query], [passages])[0]
+        self._check_texts(query, passages)
         if not passages:
             return np.zeros(0, dtype=np.float64)
         short_query = self._truncate(query, self.max_query_tokens)
@@ -447,6 +578,7 @@ class ListwiseLLMTeacher(ListwiseTeacher):
             "identifiers": "[A]..[Z]",
             "prompt_version": PROMPT_VERSION,
             "scale": self.scale.value,
+            **({"engine": self.engine} if self.engine != "transformers" else {}),
         }
 
     def __repr__(self) -> str:

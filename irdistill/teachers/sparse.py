@@ -35,6 +35,7 @@ class SparseTeacher(PointwiseTeacher):
         batch_size: encoding batch size.
         max_seq_length: truncate texts to this many tokens (default: the model's own limit).
         device: ``cpu``, ``cuda`` ... (default: sentence-transformers' choice).
+        backend: ``torch`` (default), ``onnx``, ``onnx-int8``, ``openvino``, ``auto`` ... (:mod:`irdistill.backends`).
         show_progress_bar: progress bars while encoding.
 
     Example:
@@ -51,8 +52,10 @@ class SparseTeacher(PointwiseTeacher):
         batch_size: int = 32,
         max_seq_length: int | None = None,
         device: str | None = None,
+        backend: str = "torch",
         show_progress_bar: bool = False,
     ) -> None:
+        from irdistill.backends import backend_of
         from irdistill.students.sparse import load_sparse_student
 
         self.model_name = model
@@ -60,13 +63,16 @@ class SparseTeacher(PointwiseTeacher):
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.show_progress_bar = show_progress_bar
-        self.model = load_sparse_student(model, device=device, max_seq_length=max_seq_length)
+        self.model = load_sparse_student(model, device=device, max_seq_length=max_seq_length, backend=backend)
+        self.backend = backend_of(self.model)
         self._memo: dict[str, dict[str, Any]] = {"query": {}, "document": {}}
 
     def config(self) -> dict[str, Any]:
         out: dict[str, Any] = {"teacher": "sparse", "model": self.model_name}
         if self.max_seq_length is not None:
             out["max_seq_length"] = self.max_seq_length
+        if self.backend != "torch":  # absent for torch: earlier score stores still resume
+            out["backend"] = self.backend
         return out
 
     def _rows(self, texts: Sequence[str], side: str) -> Any:

@@ -188,6 +188,7 @@ class _Job:
         cache: bool,
         cache_dir: str | os.PathLike[str] | None,
         show_progress_bar: bool,
+        backend: str = "torch",
     ) -> None:
         self.kind = kind
         self.collection = collection
@@ -196,6 +197,7 @@ class _Job:
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.model_device = model_device
+        self.backend = backend
         self.cache = cache
         self.cache_dir = cache_dir
         self.show_progress_bar = show_progress_bar
@@ -214,6 +216,7 @@ class _Job:
                 batch_size=self.batch_size,
                 max_seq_length=self.max_seq_length,
                 device=self.model_device,
+                backend=self.backend,
                 cache=self.cache,
                 cache_root=self.cache_dir,
                 show_progress_bar=self.show_progress_bar,
@@ -243,7 +246,7 @@ class _Job:
 
         if self._student is None:
             self._student = load_sparse_student(
-                self.model, device=self.model_device, max_seq_length=self.max_seq_length
+                self.model, device=self.model_device, max_seq_length=self.max_seq_length, backend=self.backend
             )
         return self._student
 
@@ -462,6 +465,7 @@ def build_index(
     batch_size: int = 64,
     max_seq_length: int | None = None,
     model_device: str | None = None,
+    backend: str = "torch",
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     evaluate: bool = False,
@@ -483,6 +487,7 @@ def build_index(
         train_queries: the queries whose teacher top-k drive Distill-VQ (only their texts are
             used, no labels), e.g. the train split of the same data set.
         batch_size, max_seq_length, model_device: encoding settings.
+        backend: the encoder's inference backend (:mod:`irdistill.backends`; default torch).
         cache, cache_dir: the dense embedding cache (:class:`irdistill.encoding.DenseEncoder`).
         evaluate: read the saved index back, search the collection's queries and write
             ``run.trec``, ``metrics.json`` and ``perf.json``.
@@ -541,6 +546,7 @@ def build_index(
         cache=cache,
         cache_dir=cache_dir,
         show_progress_bar=show_progress_bar,
+        backend=backend,
     )
     built = BUILDERS.get(kind)(job, **given)
     folder = Path(out)
@@ -562,6 +568,8 @@ def build_index(
         }
         if built.training is not None:
             info["training"] = built.training
+        if backend != "torch":
+            info["backend"] = backend
         write_text_atomic(staging / "index.json", json.dumps(info, indent=2) + "\n")
         values = _evaluate(staging, job, names, depth) if evaluate else {}
         info["encode_seconds"] = round(job.encode_seconds, 2)

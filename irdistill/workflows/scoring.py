@@ -296,9 +296,19 @@ def _score_chunk(
     qid_col = [qid for qid in qids for _ in plan.pids[qid]]
     pid_col = [pid for qid in qids for pid in plan.pids[qid]]
     parts = []
+    batched = listwise and getattr(teacher, "batches_queries", False)  # e.g. the LLM teacher on vLLM
+    if batched:  # the whole chunk's queries in one call, their windows scored together
+        ranked = [q for q in qids if plan.pids[q]]
+        lists = [[collection.corpus[p].full_text() for p in plan.pids[q]] for q in ranked]
+        results = teacher.rank_many([collection.queries[q] for q in ranked], lists, **call_kwargs)  # type: ignore[attr-defined]
+        for qid, texts, scores in zip(ranked, lists, results, strict=True):
+            parts.append(_as_vector(scores, len(texts), name, f"query {qid!r}"))
+        if progress is not None:
+            progress(len(qids))
     # a listwise teacher ranks one query's list at a time; a pointwise one gets whole queries,
     # about PAIRS_PER_CALL pairs a call
-    for group in [[q] for q in qids] if listwise else _query_groups(qids, plan, PAIRS_PER_CALL):
+    groups = [] if batched else [[q] for q in qids] if listwise else _query_groups(qids, plan, PAIRS_PER_CALL)
+    for group in groups:
         pairs = [(q, p) for q in group for p in plan.pids[q]]
         if pairs and listwise:
             texts = [collection.corpus[p].full_text() for _, p in pairs]

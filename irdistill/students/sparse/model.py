@@ -314,10 +314,20 @@ def is_sparse_model(model: str | os.PathLike[str]) -> bool:
 
 
 def load_sparse_student(
-    model: str | os.PathLike[str] | SparseEncoder, *, device: str | None = None, max_seq_length: int | None = None
+    model: str | os.PathLike[str] | SparseEncoder,
+    *,
+    device: str | None = None,
+    max_seq_length: int | None = None,
+    backend: str = "torch",
 ) -> SparseEncoder:
-    """A ``SparseEncoder`` folder (or hub id) as is, or a bare masked LM as a SPLADE student."""
+    """A ``SparseEncoder`` folder (or hub id) as is, or a bare masked LM as a SPLADE student.
+
+    ``backend`` (:mod:`irdistill.backends`) serves saved ``SparseEncoder`` folders and hub ids;
+    a bare masked LM is built as a torch student (save it, then load the folder on another backend).
+    """
     from sentence_transformers import SparseEncoder
+
+    from irdistill.backends import check_backend, load_model
 
     if isinstance(model, SparseEncoder):
         return model
@@ -330,10 +340,15 @@ def load_sparse_student(
                 "pooling or static sparse module); build a student from its masked LM instead"
             )
         try:
-            student = SparseEncoder(path, device=device)
+            student = load_model("sparse-encoder", path, backend=backend, device=device)
         except OSError as err:
             raise InputError(f"cannot load sparse model {path!r}: {err}") from err
         if max_seq_length is not None:
             student.max_seq_length = max_seq_length
         return student
+    if str(check_backend(backend)) != "torch":
+        raise InputError(
+            f"{path}: backend {backend} needs a saved SparseEncoder folder; this is a bare masked LM, which "
+            "is built as a torch SPLADE student (save it with .save(folder), then load that folder)"
+        )
     return build_splade_student(path, max_seq_length=max_seq_length, device=device)

@@ -1,0 +1,339 @@
+"""Inference backends (irdistill.backends): names, the missing-package error, auto's choice, and
+(where optimum's ONNX Runtime support is installed) ONNX scores against torch on tiny random models."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from irdistill import backends
+from irdistill.backends import (
+    BackendSpec,
+    MissingBackendError,
+    Trial,
+    auto_candidates,
+    backend_of,
+    check_backend,
+    choose_backend,
+    load_model,
+    parse_backend,
+    probe_scores,
+)
+from irdistill.errors import InputError, MissingDependencyError
+
+ONNX_PROBLEM = backends._import_problem("onnx")
+needs_onnx = pytest.mark.skipif(ONNX_PROBLEM is not None, reason=f"optimum ONNX Runtime not usable: {ONNX_PROBLEM}")
+
+
+# ----------------------------------------------------------------------------- names and errors
+
+
+def test_parse_backend_names() -> None:
+    assert parse_backend(None) == BackendSpec("torch")
+    assert parse_backend("ONNX") == BackendSpec("onnx")
+    assert parse_backend("onnx-o2") == BackendSpec("onnx", optimization="O2")
+    assert str(parse_backend("onnx-O3")) == "onnx-O3"
+    int8 = parse_backend("onnx-int8")
+    assert int8.quantized and str(int8) == "onnx-int8"
+    assert not parse_backend("openvino").quantized
+    with pytest.raises(InputError, match="known: torch, onnx, onnx-O1"):
+        parse_backend("tensorrt")
+
+
+@pytest.mark.parametrize(("name", "extra"), [("onnx", "onnx"), ("onnx-int8", "onnx"), ("openvino", "openvino")])
+def test_missing_backend_names_the_install_command(monkeypatch: pytest.MonkeyPatch, name: str, extra: str) -> None:
+    monkeypatch.setattr(backends, "_import_problem", lambda runtime: "optimum.x does not import (No module named x)")
+    with pytest.raises(MissingBackendError) as info:
+        check_backend(name, what="--backend")
+    message = str(info.value)
+    assert f'pip install "irdistill[{extra}]"' in message
+    assert message.startswith(f"--backend {name}: the ")
+    # the CLI's handlers catch either class
+    assert isinstance(info.value, InputError) and isinstance(info.value, MissingDependencyError)
+    check_backend("torch")  # torch needs nothing more
+
+
+def test_missing_backend_fails_before_any_model_is_loaded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(backends, "_import_problem", lambda runtime: "not installed")
+    monkeypatch.setattr(backends, "_load", lambda *a, **k: pytest.fail("a model was loaded"))
+    with pytest.raises(MissingBackendError, match="irdistill\\[openvino\\]"):
+        load_model("cross-encoder", str(tmp_path), backend="openvino")
+
+
+# ----------------------------------------------------------------------------- auto's choice
+
+
+def fake_measure(table: dict[str, tuple[float | None, float | None]]):
+    measured: list[str] = []
+
+    def measure(spec: BackendSpec) -> Trial:
+        measured.append(str(spec))
+        seconds, diff = table[str(spec)]
+        return Trial(str(spec), seconds, diff)
+
+    return measure, measured
+
+
+def test_auto_picks_the_fastest_backend_within_tolerance() -> None:
+    measure, _ = fake_measure(
+        {"torch": (1.0, 0.0), "onnx": (0.5, 3e-6), "onnx-O2": (0.3, 5e-4), "openvino": (0.6, 1e-5)}
+    )
+    candidates = [parse_backend(n) for n in ("torch", "onnx", "onnx-O2", "openvino")]
+    chosen, trials = choose_backend(candidates, measure, tolerance=1e-4)
+    assert str(chosen) == "onnx"  # onnx-O2 is faster but leaves the tolerance
+    assert [t.backend for t in trials] == ["torch", "onnx", "onnx-O2", "openvino"]
+    assert not trials[2].within(1e-4)
+
+
+def test_auto_never_chooses_int8_and_falls_back_to_torch() -> None:
+    measure, measured = fake_measure({"torch": (1.0, 0.0), "onnx": (None, None), "onnx-int8": (0.01, 0.0)})
+    candidates = [parse_backend(n) for n in ("torch", "onnx", "onnx-int8")]
+    chosen, trials = choose_backend(candidates, measure)
+    assert str(chosen) == "torch"
+    assert "onnx-int8" not in measured  # not even measured
+    # nothing within tolerance at all (torch failed too): torch is still the answer
+    measure, _ = fake_measure({"torch": (None, None), "onnx": (0.1, 1.0)})
+    assert str(choose_backend([parse_backend("torch"), parse_backend("onnx")], measure)[0]) == "torch"
+
+
+def test_auto_candidates_are_unquantised_and_installed_only() -> None:
+    assert [str(c) for c in auto_candidates(["torch"])] == ["torch"]
+    every = auto_candidates(["torch", "onnx", "openvino"])
+    assert [str(c) for c in every] == ["torch", "onnx", "onnx-O2", "openvino"]
+    assert not any(c.quantized for c in every)
+
+
+# ----------------------------------------------------------------------------- tiny models
+
+
+def _tokenizer(folder: Path):
+    """The tiny WordPiece vocabulary of conftest, with whichever keyword this transformers honours."""
+    from conftest import WORDS
+    from transformers import BertTokenizerFast
+
+    letters = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters, *[f"##{c}" for c in letters], ".", ","]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    try:  # transformers 5
+        tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+    except TypeError:  # transformers 4
+        tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    if tokenizer.tokenize("protein expression") != ["protein", "expression"]:
+        tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    assert tokenizer.tokenize("protein expression") == ["protein", "expression"]
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A cross-encoder, a bi-encoder and a SPLADE sparse encoder: 2-layer, 32-d random BERTs."""
+    import torch
+    from conftest import tiny_bert_config
+    from sentence_transformers import SentenceTransformer, SparseEncoder, models
+
+    try:
+        from sentence_transformers.sparse_encoder.modules import MLMTransformer, SpladePooling
+    except ImportError:  # sentence-transformers 5
+        from sentence_transformers.sparse_encoder.models import MLMTransformer, SpladePooling
+    from transformers import BertForMaskedLM, BertForSequenceClassification, BertModel
+
+    root = tmp_path_factory.mktemp("backends")
+    out = {}
+    for name, cls, extra in (
+        ("cross-encoder", BertForSequenceClassification, {"num_labels": 1}),
+        ("bert", BertModel, {}),
+        ("mlm", BertForMaskedLM, {}),
+    ):
+        folder = root / name
+        folder.mkdir()
+        tokenizer = _tokenizer(folder)
+        torch.manual_seed(len(name))
+        cls(tiny_bert_config(tokenizer.vocab_size, **extra)).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        out[name] = str(folder)
+    word = models.Transformer(out["bert"], max_seq_length=64)
+    dimension = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
+    dense = SentenceTransformer(modules=[word, models.Pooling(dimension(), "mean"), models.Normalize()], device="cpu")
+    dense.save(str(root / "dense"))
+    mlm = MLMTransformer(out["mlm"], max_seq_length=64)
+    sparse = SparseEncoder(modules=[mlm, SpladePooling("max")], device="cpu", similarity_fn_name="dot")
+    sparse.save(str(root / "sparse"))
+    return {
+        "cross-encoder": out["cross-encoder"],
+        "sentence-transformer": str(root / "dense"),
+        "sparse-encoder": str(root / "sparse"),
+    }
+
+
+@pytest.fixture
+def one_torch_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_torch_backend_loads_as_before(tiny_models: dict[str, str], cache_dir: Path, one_torch_thread) -> None:
+    model = load_model("cross-encoder", tiny_models["cross-encoder"], backend="torch", device="cpu")
+    assert backend_of(model) == "torch"
+    assert not (cache_dir / "backends").exists()  # torch exports nothing
+
+
+@needs_onnx
+@pytest.mark.parametrize("kind", ["cross-encoder", "sentence-transformer", "sparse-encoder"])
+def test_onnx_scores_equal_torch_and_the_export_is_reused(
+    tiny_models: dict[str, str], cache_dir: Path, one_torch_thread, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    path = tiny_models[kind]
+    reference = probe_scores(
+        kind, load_model(kind, path, device="cpu"), backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS
+    )
+    with caplog.at_level(logging.INFO, logger="irdistill.backends"):
+        model = load_model(kind, path, backend="onnx", device="cpu")
+    assert backend_of(model) == "onnx"
+    assert sum("exporting" in r.getMessage() for r in caplog.records) == 1
+    scores = probe_scores(kind, model, backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS)
+    assert np.max(np.abs(scores - reference)) <= 1e-4
+    exported = backends.export_dir(kind, path, "onnx")
+    graph = exported / "onnx" / "model.onnx"
+    assert graph.is_file() and str(exported).startswith(str(cache_dir))
+    stamp = graph.stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="irdistill.backends"):
+        again = load_model(kind, path, backend="onnx", device="cpu")
+    assert not any("export" in r.getMessage() for r in caplog.records)  # the cached graph, no second export
+    assert graph.stat().st_mtime_ns == stamp
+    again_scores = probe_scores(kind, again, backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS)
+    np.testing.assert_array_equal(again_scores, scores)
+
+
+@needs_onnx
+def test_onnx_optimised_and_int8_variants(tiny_models: dict[str, str], cache_dir: Path, one_torch_thread) -> None:
+    path = tiny_models["cross-encoder"]
+    reference = probe_scores(
+        "cross-encoder", load_model("cross-encoder", path), backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS
+    )
+    o1 = load_model("cross-encoder", path, backend="onnx-O1", device="cpu")
+    assert backend_of(o1) == "onnx-O1"
+    scores = probe_scores("cross-encoder", o1, backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS)
+    assert np.max(np.abs(scores - reference)) <= 1e-4
+    int8 = load_model("cross-encoder", path, backend="onnx-int8", device="cpu")
+    assert backend_of(int8) == "onnx-int8"
+    quantised = probe_scores("cross-encoder", int8, backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS)
+    difference = np.max(np.abs(quantised - reference))
+    assert 0 < difference < 0.01  # close, not equal (a random tiny model's logits lie close together)
+    folder = backends.export_dir("cross-encoder", path, "onnx")
+    assert sorted(p.name for p in (folder / "onnx").glob("*.onnx"))[0] == "model.onnx"
+    assert len(list((folder / "onnx").glob("*.onnx"))) == 3  # plain, O1, int8: one folder per model
+
+
+@needs_onnx
+def test_auto_measures_once_and_keeps_its_decision(
+    tiny_models: dict[str, str], cache_dir: Path, one_torch_thread, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tiny_models["cross-encoder"]
+    with caplog.at_level(logging.INFO, logger="irdistill.backends"):
+        first = backends.resolve_auto("cross-encoder", path, device="cpu", repeats=1)
+    assert not first.backend.quantized
+    chosen = next(t for t in first.trials if t.backend == str(first.backend))
+    assert chosen.within(1e-4)
+    assert any("auto backend for" in r.getMessage() for r in caplog.records)
+    assert backend_of(first.model) == str(first.backend)
+    assert len(list((cache_dir / "backends").glob("auto-*.json"))) == 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="irdistill.backends"):
+        model = load_model("cross-encoder", path, backend="auto", device="cpu")
+    assert backend_of(model) == str(first.backend)
+    assert any("decided earlier" in r.getMessage() for r in caplog.records)
+
+
+# ----------------------------------------------------------------------------- threaded through irdistill
+
+
+def test_cli_names_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from irdistill.cli.main import main
+
+    monkeypatch.setattr(backends, "_import_problem", lambda runtime: "optimum.onnxruntime does not import")
+    out = tmp_path / "out"
+    args = ["-q", "evaluate", "--model", "some-model", "--dataset", str(beir_dir), "--backend", "onnx"]
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("irdistill evaluate: error: evaluate: --backend onnx: the onnx backend is not installed")
+    assert 'pip install "irdistill[onnx]"' in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_teacher_recipe_backend_is_checked(monkeypatch: pytest.MonkeyPatch, tiny_models: dict[str, str]) -> None:
+    from irdistill.teachers.factory import check_teacher
+
+    monkeypatch.setattr(backends, "_import_problem", lambda runtime: "not installed")
+    spec = {"teacher": "cross-encoder", "model": tiny_models["cross-encoder"], "backend": "openvino"}
+    with pytest.raises(
+        MissingBackendError, match=r"recipe: teacher cross-encoder backend openvino: .*irdistill\[openvino\]"
+    ):
+        check_teacher(spec, source="recipe")
+    check_teacher({**spec, "backend": "torch"}, source="recipe")
+
+
+def test_torch_keeps_the_embedding_cache_keys(tiny_models: dict[str, str], cache_dir: Path) -> None:
+    from irdistill.encoding import DenseEncoder
+
+    path = tiny_models["sentence-transformer"]
+    torch_key = DenseEncoder(path).cache_key(["a"], ["text"], "query")
+    # the key formula of the releases before backends existed
+    import hashlib
+    import json
+
+    from irdistill.encoding import model_fingerprint, texts_fingerprint
+
+    settings = {
+        "model": model_fingerprint(path),
+        "side": "query",
+        "max_seq_length": None,
+        "normalize": "auto",
+        "texts": texts_fingerprint(["a"], ["text"]),
+    }
+    assert torch_key == hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
+    if ONNX_PROBLEM is None:
+        assert DenseEncoder(path, backend="onnx").cache_key(["a"], ["text"], "query") != torch_key
+
+
+def test_teacher_config_names_a_backend_other_than_torch(
+    tiny_models: dict[str, str], cache_dir: Path, one_torch_thread
+) -> None:
+    from irdistill.teachers.cross_encoder import CrossEncoderTeacher
+
+    teacher = CrossEncoderTeacher(tiny_models["cross-encoder"], device="cpu")
+    assert teacher.backend == "torch" and "backend" not in teacher.config()  # earlier stores still resume
+    if ONNX_PROBLEM is None:
+        onnx = CrossEncoderTeacher(tiny_models["cross-encoder"], device="cpu", backend="onnx")
+        assert onnx.config()["backend"] == "onnx"
+        queries, passages = ["protein expression", "vaccine trial"] * 3, ["cell protein", "immune drug dose"] * 3
+        np.testing.assert_allclose(onnx.score(queries, passages), teacher.score(queries, passages), atol=1e-4)
+
+
+@needs_onnx
+def test_evaluate_on_onnx_reports_its_backend(
+    tiny_models: dict[str, str], beir_dir: Path, tmp_path: Path, cache_dir: Path, one_torch_thread
+) -> None:
+    import json
+
+    from irdistill.data import load_collection
+    from irdistill.evaluation import evaluate_retrieval
+
+    collection = load_collection(str(beir_dir), split="test")
+    model = tiny_models["sentence-transformer"]
+    on_torch = evaluate_retrieval(model, collection, k=5, metrics=["ndcg@10"], show_progress_bar=False)
+    result = evaluate_retrieval(
+        model, collection, k=5, metrics=["ndcg@10"], backend="onnx", out=tmp_path / "o", show_progress_bar=False
+    )
+    assert on_torch.performance.backend == "torch" and result.performance.backend == "onnx"
+    assert json.loads((tmp_path / "o" / "perf.json").read_text())["backend"] == "onnx"
+    assert abs(result.metrics["ndcg@10"] - on_torch.metrics["ndcg@10"]) < 1e-6
