@@ -239,3 +239,30 @@ def test_bad_embeddings(data) -> None:
         model.search(q_train, 10)
     with pytest.raises(InputError, match="dimension 16, expected 32"):
         to_faiss(model, x[:, :16])
+
+
+def test_teacher_top_k_is_the_exact_inner_product_top_k(data) -> None:
+    from irdistill.students.vq import _teacher_top_k
+
+    x, q_train, _ = data
+    top = _teacher_top_k(q_train[:50], x, 7, torch.device("cpu"))
+    exact = np.argsort(-(q_train[:50] @ x.T), axis=1, kind="stable")[:, :7]
+    scores = np.take_along_axis(q_train[:50] @ x.T, exact, axis=1)
+    mine = np.take_along_axis(q_train[:50] @ x.T, top.astype(np.int64), axis=1)
+    np.testing.assert_allclose(mine, scores, atol=1e-6)  # the same top 7 (ties may swap rows)
+
+
+def test_max_queries_trains_on_a_seeded_sample(data, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    x, q_train, _ = data
+    args = {**SHAPE, **TRAIN, "epochs": 1}
+    with caplog.at_level(logging.INFO, logger="irdistill.students.vq"):
+        sampled = train_distill_vq(x, q_train, max_queries=100, **args)
+    assert "Distill-VQ: 100 queries" in caplog.text and "teacher top-20 of 100 queries" in caplog.text
+    again = train_distill_vq(x, q_train, max_queries=100, **args)
+    assert torch.equal(sampled.codebooks, again.codebooks)  # the same sample, the same training
+    everything = train_distill_vq(x, q_train, max_queries=10_000, **args)  # more than there are: all
+    assert torch.equal(everything.codebooks, train_distill_vq(x, q_train, **args).codebooks)
+    with pytest.raises(InputError, match="max_queries must be >= 1"):
+        train_distill_vq(x, q_train, max_queries=0, **args)

@@ -231,6 +231,9 @@ class IndexConfig:
     ivf_weight: float | None = option(None, group=D, help="weight of the coarse (centroid) ListNet term (default 0)")
     reassign_every: int | None = option(None, group=D, help="re-assign codes every N steps (default: each epoch)")
     pseudo_queries: bool | None = option(None, group=D, help="also use every document embedding as a training query")
+    max_queries: int | None = option(
+        None, group=D, help="distil on a seeded sample of this many training queries (default: all)"
+    )
     seed: int | None = option(None, group=D, help="seed of k-means and shuffling (default 1234)")
     train_device: str | None = option(
         None, group=D, choices=("auto", "cpu", "cuda"), help="torch device for training (default cpu)"

@@ -302,6 +302,7 @@ def _build_distill_vq(
     ivf_weight: float = 0.0,
     reassign_every: int | None = None,
     pseudo_queries: bool = False,
+    max_queries: int | None = None,
     seed: int = 1234,
     train_device: str = "cpu",
 ) -> _Built:
@@ -328,6 +329,7 @@ def _build_distill_vq(
         ivf_weight=ivf_weight,
         reassign_every=reassign_every,
         pseudo_queries=pseudo_queries,
+        max_queries=max_queries,
         device=train_device,
         seed=seed,
         show_progress_bar=job.show_progress_bar,  # type: ignore[arg-type]
@@ -345,6 +347,7 @@ def _build_distill_vq(
         ivf_weight=ivf_weight,
         reassign_every=reassign_every,
         pseudo_queries=pseudo_queries,
+        max_queries=max_queries,
         seed=seed,
     )
     train = job.train_queries
