@@ -106,7 +106,9 @@ def run_row(row: str, args: argparse.Namespace, runs: Path) -> dict[str, Any]:
                 stderr=subprocess.STDOUT,
             )
         print(f"{row}: run in {time.perf_counter() - started:.0f} s", flush=True)
-    return json.loads(metrics.read_text())
+    from irdistill.workflows.pipeline import label_free_summary
+
+    return {**json.loads(metrics.read_text()), **label_free_summary(out)}
 
 
 def paired_p(a: dict[str, float], b: dict[str, float]) -> float | None:

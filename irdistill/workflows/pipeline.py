@@ -285,7 +285,7 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
             logger.info("student on %s/%s: %s", cfg.dataset, cfg.test_split, result.metrics)
     summary = json.loads((eval_dir / "metrics.json").read_text())
     if cfg.label_free:
-        summary.update(_label_free_summary(out))
+        summary.update(label_free_summary(out))
 
     if cfg.fidelity is not None:
         with _stage("fidelity", eval_dir / "fidelity.json") as todo:
@@ -363,7 +363,7 @@ def _generated_queries(cfg: RunConfig, out: Path, show_progress_bar: bool) -> An
     return train_c
 
 
-def _label_free_summary(out: Path) -> dict[str, Any]:
+def label_free_summary(out: Path) -> dict[str, Any]:
     """What a label-free run adds to its metrics: the generation and filter counts, and
     ``labels_used``: judgements read before the evaluation, 0 by construction (the stages before
     it hold sealed judgements, which raise when read)."""
