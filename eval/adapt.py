@@ -82,6 +82,8 @@ def row_recipe(row: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "filter": {"retriever": "bm25", "k": args.filter_k} if filtered else None,
     }
     recipe["train"] = {**base["train"], "loss": args.loss, "epochs": args.epochs, "seed": args.seed}
+    if args.loss == "tas-balanced":  # its in-batch teacher, as in eval/students_scifact.py
+        recipe["train"]["inbatch_teacher"] = "sentence-transformers/all-mpnet-base-v2"
     return recipe
 
 
