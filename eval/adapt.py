@@ -12,7 +12,8 @@ ranks the source passage in its top ``--filter-k``), BM25 top-100 candidates, th
 all-mpnet-base-v2 z-score ensemble's scores (the source passage as pseudo-positive), the student
 trained at one budget for every row, and the evaluation on the collection's judged test queries,
 the only stage that reads judgements. A row whose run folder is complete is not run again, so the
-table fills over several sittings; ``+bm25`` rows reuse their unfiltered row's generated queries.
+table fills over several sittings. A generator's queries are kept in ``runs/adapt/<name>/queries/`` and
+copied into every row that uses them (``--generate-only`` makes them alone, e.g. beside other work).
 
 Rows: ``untrained`` (all-MiniLM-L6-v2 as is), ``title``, ``sentence`` (inverse cloze), ``span``,
 ``smollm2`` (SmolLM2-135M-Instruct with the few-shot examples of
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -87,16 +89,41 @@ def row_recipe(row: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     return recipe
 
 
+def shared_queries(row: str, args: argparse.Namespace) -> Path:
+    """Where a generator's queries are kept for every row and budget that uses them (they depend
+    on the generator, the passages and the seed only)."""
+    generator = row.partition("+")[0]
+    return Path(args.runs) / short_name(args.dataset) / "queries" / f"{generator}-p{args.max_passages}-s{args.seed}"
+
+
+def generate_only(row: str, args: argparse.Namespace) -> None:
+    """The row's generation stage alone, into its shared folder (to run beside other work)."""
+    from irdistill.data import load_collection
+    from irdistill.data.collection import without_judgements
+    from irdistill.generation import build_generator, generate_queries, sample_passages
+
+    recipe = row_recipe(row, args, Path("unused"))["generate"]
+    corpus = without_judgements(load_collection(args.dataset, split="test"), where="adapt.py --generate-only")
+    generate_queries(
+        build_generator(recipe["generator"]),
+        corpus,
+        shared_queries(row, args),
+        passages=sample_passages(corpus, recipe["max_passages"], recipe["seed"]),
+        per_passage=recipe["per_passage"],
+        seed=recipe["seed"],
+        chunk_passages=recipe["chunk_passages"],
+    )
+
+
 def run_row(row: str, args: argparse.Namespace, runs: Path) -> dict[str, Any]:
-    """Run (or finish) one row's recipe in a fresh process; its metrics.json."""
+    """Run (or finish) one row's recipe in a fresh process; its metrics and label-free counts."""
     out = runs / row
     metrics = out / "eval" / "metrics.json"
+    shared = shared_queries(row, args)
     if not metrics.is_file():
         out.mkdir(parents=True, exist_ok=True)
-        name = row.partition("+")[0]
-        shared = runs / name / "queries.generated"
-        if "+" in row and (shared / "queries.parquet").is_file() and not (out / "queries.generated").exists():
-            subprocess.run(["cp", "-r", str(shared), str(out / "queries.generated")], check=True)
+        if (shared / "queries.parquet").is_file() and not (out / "queries.generated").exists():
+            shutil.copytree(shared, out / "queries.generated")
         recipe = out / "recipe.yaml"
         recipe.write_text(yaml.safe_dump(row_recipe(row, args, out), sort_keys=False))
         started = time.perf_counter()
@@ -108,6 +135,8 @@ def run_row(row: str, args: argparse.Namespace, runs: Path) -> dict[str, Any]:
                 stderr=subprocess.STDOUT,
             )
         print(f"{row}: run in {time.perf_counter() - started:.0f} s", flush=True)
+    if not (shared / "queries.parquet").is_file():
+        shutil.copytree(out / "queries.generated", shared, dirs_exist_ok=True)
     from irdistill.workflows.pipeline import label_free_summary
 
     return {**json.loads(metrics.read_text()), **label_free_summary(out)}
@@ -134,7 +163,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", default="runs/adapt", help="folder of the rows' run folders")
     parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument(
+        "--generate-only", action="store_true", help="only generate the rows' queries (shared by their rows)"
+    )
     args = parser.parse_args()
+    if args.generate_only:
+        for row in dict.fromkeys(r.partition("+")[0] for r in args.rows if r != "untrained"):
+            generate_only(row, args)
+        return
 
     name = short_name(args.dataset)
     tag = f"p{args.max_passages}-k{args.filter_k}-{args.loss}-e{args.epochs}-s{args.seed}"
