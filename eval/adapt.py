@@ -270,9 +270,22 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
     for row, r in table.items():
         if r.get("examples"):
             lines.append(f"- **{row}**: " + " · ".join(f"“{q}”" for q in r["examples"][:5]))
-    missing = [r for r in args.rows if r not in table]
+    missing = [r for r in ROWS if r not in table]
     if missing:
-        lines += ["", f"Not measured yet: {', '.join(missing)}."]
+        lines += ["", f"Not measured yet at this budget: {', '.join(missing)}."]
+    others = sorted((k.split("|")[1], k.split("|")[0]) for k in cells if k.split("|")[1] != tag)
+    others = [(t, r) for t, r in others if r != "untrained"]
+    if others:
+        lines += [
+            "",
+            "Other budgets measured (same passages, queries, candidates and teacher scores; the tag names "
+            "the loss): nDCG@10 / recall@100, p vs untrained:",
+            "",
+        ]
+        for other, row in others:
+            cell = cells[f"{row}|{other}"]
+            p = paired_p(cell["per_query_ndcg@10"], base["per_query_ndcg@10"]) if base else None
+            lines.append(f"- `{other}` {row}: {cell['ndcg@10']:.4f} / {cell['recall@100']:.4f}, p = {p}")
     write_text_atomic(folder / f"adapt_{name}.md", "\n".join(lines) + "\n")
 
 
