@@ -77,8 +77,6 @@ class CausalLM:
     tokenizer: Any
     model: Any
     system_role: bool = True
-    logits_to_keep: bool = False
-    """Whether ``model.forward`` takes ``logits_to_keep`` (only the last position's logits)."""
 
 
 def template_accepts_system(tokenizer: Any) -> bool:
@@ -131,10 +129,6 @@ def load_model(path: str, gguf_file: str | None, *, device: str | None = None, d
 
 def load_causal_lm(path: str, gguf_file: str | None, *, device: str | None = None, dtype: Any = None) -> CausalLM:
     """Tokenizer and model of a model :func:`locate_causal_lm` found."""
-    import inspect
-
     tokenizer = load_tokenizer(path, gguf_file)
     system = template_accepts_system(tokenizer) if tokenizer.chat_template else True
-    model = load_model(path, gguf_file, device=device, dtype=dtype)
-    keep = "logits_to_keep" in inspect.signature(model.forward).parameters
-    return CausalLM(tokenizer, model, system, keep)
+    return CausalLM(tokenizer, load_model(path, gguf_file, device=device, dtype=dtype), system)
