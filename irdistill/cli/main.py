@@ -576,8 +576,7 @@ def cmd_generate_queries(args: argparse.Namespace) -> int:
     cfg.validate()
     from irdistill.data import load_collection
     from irdistill.data.collection import without_judgements
-    from irdistill.generation import build_generator, generate_queries, read_queries, round_trip_filter, sample_passages
-    from irdistill.paths import atomic_path, write_text_atomic
+    from irdistill.generation import build_generator, filter_queries, generate_queries, read_queries, sample_passages
     from irdistill.retrieval.bm25 import is_bm25
 
     if cfg.filter_retriever and not is_bm25(cfg.filter_retriever):
@@ -597,15 +596,16 @@ def cmd_generate_queries(args: argparse.Namespace) -> int:
     )
     summary = json.loads((Path(cfg.out) / "generated.json").read_text())
     if cfg.filter_retriever:
-        import pyarrow.parquet as pq
-
-        kept, report = round_trip_filter(
-            read_queries(path), corpus, retriever=cfg.filter_retriever, k=cfg.filter_k, show_progress_bar=not args.quiet
+        out = Path(cfg.out)
+        summary["filter"] = filter_queries(
+            read_queries(path),
+            corpus,
+            out / "kept.parquet",
+            out / "filter.json",
+            retriever=cfg.filter_retriever,
+            k=cfg.filter_k,
+            show_progress_bar=not args.quiet,
         )
-        with atomic_path(Path(cfg.out) / "kept.parquet") as tmp:
-            pq.write_table(kept, tmp)
-        write_text_atomic(Path(cfg.out) / "filter.json", json.dumps(report, indent=2) + "\n")
-        summary["filter"] = report
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -14,6 +14,7 @@ from irdistill.generation.generators import (
 from irdistill.generation.store import (
     QUERIES_NAME,
     SCHEMA,
+    filter_queries,
     generate_queries,
     merge_query_shards,
     pseudo_collection,
@@ -33,6 +34,7 @@ __all__ = [
     "TitleGenerator",
     "build_generator",
     "clean_query",
+    "filter_queries",
     "generate_queries",
     "merge_query_shards",
     "pseudo_collection",

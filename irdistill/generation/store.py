@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from irdistill.data.collection import Collection, Document, add_to_fingerprint
+from irdistill.data.collection import Collection, Document
 from irdistill.errors import InputError
 from irdistill.generation.generators import QueryGenerator
 from irdistill.paths import atomic_path, write_text_atomic
@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "QUERIES_NAME",
     "SCHEMA",
+    "filter_queries",
     "generate_queries",
     "merge_query_shards",
     "pseudo_collection",
@@ -141,11 +142,13 @@ def generate_queries(
     pids = list(collection.doc_ids if passages is None else passages)
     if not pids:
         raise InputError("generate: no passages to generate queries for")
-    texts = hashlib.sha256()
     for pid in pids:
         if pid not in collection.corpus:
             raise InputError(f"generate: passage id {pid!r} is not in the corpus of {collection.label}")
-        add_to_fingerprint(texts, pid, collection.corpus[pid].full_text())
+    # the corpus's own fingerprint (kept by the corpus store) covers the texts, the ids the choice
+    passages = hashlib.sha256(collection.corpus_fingerprint().encode())
+    for pid in pids:
+        passages.update(f"{pid}\x00".encode())
     chunks = [pids[start : start + chunk_passages] for start in range(0, len(pids), chunk_passages)]
     job = {
         "format_version": FORMAT_VERSION,
@@ -153,7 +156,7 @@ def generate_queries(
         "per_passage": per_passage,
         "seed": seed,
         "chunk_passages": chunk_passages,
-        "passages_sha256": texts.hexdigest(),
+        "passages_sha256": passages.hexdigest(),
     }
     manifest = {
         **job,
@@ -322,12 +325,11 @@ def round_trip_filter(
     if k < 1:
         raise InputError(f"filter: k must be >= 1, got {k}")
     pseudo = pseudo_collection(queries, collection)
-    source = dict(zip(queries.column("qid").to_pylist(), queries.column("pid").to_pylist(), strict=True))
     kept: set[str] = set()
     for qid, hits in iter_candidates(
         pseudo, retriever, k, exclude_positives=False, show_progress_bar=show_progress_bar, **search
     ):
-        if source[qid] in {pid for pid, _ in hits}:
+        if any(pid in pseudo.qrels[qid] for pid, _ in hits):  # the source passage came back
             kept.add(qid)
     mask = [q in kept for q in queries.column("qid").to_pylist()]
     table = queries.filter(pa.array(mask, pa.bool_()))
@@ -343,3 +345,28 @@ def round_trip_filter(
     }
     logger.info("round-trip filter (%s, top %d): kept %d of %d queries", retriever, k, table.num_rows, queries.num_rows)
     return table, report
+
+
+def filter_queries(
+    queries: pa.Table,
+    collection: Collection,
+    kept_path: PathLike,
+    report_path: PathLike,
+    *,
+    retriever: str | None,
+    k: int = 1,
+    show_progress_bar: bool = False,
+) -> dict[str, Any]:
+    """:func:`round_trip_filter` (or, with ``retriever=None``, every query kept), written atomically:
+    the kept rows to ``kept_path`` and the report to ``report_path``; returns the report."""
+    if retriever is None:
+        kept = queries
+        report: dict[str, Any] = {"retriever": None, "k": None, "queries": queries.num_rows, "kept": queries.num_rows}
+    else:
+        kept, report = round_trip_filter(
+            queries, collection, retriever=retriever, k=k, show_progress_bar=show_progress_bar
+        )
+    write_text_atomic(Path(report_path), json.dumps(report, indent=2) + "\n")
+    with atomic_path(kept_path) as tmp:
+        pq.write_table(kept, tmp)
+    return report

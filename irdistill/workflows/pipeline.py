@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from irdistill.errors import InputError
-from irdistill.paths import atomic_path, write_text_atomic
+from irdistill.paths import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -301,17 +301,15 @@ def _generated_queries(cfg: RunConfig, out: Path, show_progress_bar: bool) -> An
     """The label-free stages: queries generated from the corpus, round-trip filtered, as the training
     collection (source passages as pseudo-positives). Reads no judgement: the corpus comes with
     sealed qrels."""
-    import pyarrow.parquet as pq
-
     from irdistill.data import load_collection
     from irdistill.data.collection import without_judgements
     from irdistill.generation import (
         QUERIES_NAME,
         build_generator,
+        filter_queries,
         generate_queries,
         pseudo_collection,
         read_queries,
-        round_trip_filter,
         sample_passages,
     )
 
@@ -339,23 +337,16 @@ def _generated_queries(cfg: RunConfig, out: Path, show_progress_bar: bool) -> An
     kept_path = out / "queries.kept.parquet"
     with _stage("round-trip filter", kept_path) as todo:
         if todo:
-            queries = read_queries(gen_dir)
-            if cfg.filter is None:
-                kept, report = (
-                    queries,
-                    {"retriever": None, "k": None, "queries": queries.num_rows, "kept": queries.num_rows},
-                )
-            else:
-                kept, report = round_trip_filter(
-                    queries,
-                    corpus,
-                    retriever=cfg.filter.get("retriever", "bm25"),
-                    k=int(cfg.filter.get("k", 1)),
-                    show_progress_bar=show_progress_bar,
-                )
-            write_text_atomic(out / "queries.filter.json", json.dumps(report, indent=2) + "\n")
-            with atomic_path(kept_path) as tmp:
-                pq.write_table(kept, tmp)
+            flt = cfg.filter or {}
+            filter_queries(
+                read_queries(gen_dir),
+                corpus,
+                kept_path,
+                out / "queries.filter.json",
+                retriever=flt.get("retriever", "bm25") if cfg.filter is not None else None,
+                k=int(flt.get("k", 1)),
+                show_progress_bar=show_progress_bar,
+            )
     train_c = pseudo_collection(read_queries(kept_path), corpus)
     if cfg.max_train_queries is not None:
         train_c = train_c.subset(query_ids=train_c.query_ids[: cfg.max_train_queries])
