@@ -5,23 +5,27 @@ A backend is named by one string, parsed in one place (:func:`parse_backend`):
 ================  =====================================================================
 ``torch``         the default; the only backend training uses
 ``onnx``          ONNX Runtime, the graph as exported (``pip install "irdistill[onnx]"``)
-``onnx-O1`` ..    ONNX Runtime after Optimum's graph optimisation level O1 .. O4 (O3 approximates
-``onnx-O4``       GELU, O4 adds fp16 and needs a GPU)
+``onnx-O1`` ..    ONNX Runtime after its graph optimisations, levels named as Optimum names them:
+``onnx-O4``       O1 basic, O2 + transformer fusions, O3 + approximate GELU, O4 + fp16 (GPU)
 ``onnx-int8``     ONNX Runtime, weights quantised to int8 dynamically (no calibration data);
-                  reported as quantised and never chosen by ``auto``
-``openvino``      OpenVINO (``pip install "irdistill[openvino]"``)
+                  reported as reduced precision and never chosen by ``auto``
+``openvino``      OpenVINO, fp32 (``pip install "irdistill[openvino]"``)
+``openvino-bf16`` OpenVINO computing in bf16 (AMX / AVX-512 BF16 CPUs only); reduced
+                  precision, never chosen by ``auto``
 ``auto``          the fastest installed, unquantised backend whose scores on a fixed probe
                   reproduce fp32 torch within ``tolerance`` (max |score difference| <= 1e-4);
                   the choice is logged and kept in the cache
 ================  =====================================================================
 
-Reused from sentence-transformers (3.2+): ``SentenceTransformer`` / ``CrossEncoder`` /
-``SparseEncoder`` with ``backend="onnx" | "openvino"`` (the export itself is Optimum's),
-``export_optimized_onnx_model`` and ``export_dynamic_quantized_onnx_model``. What this module
-adds: one name for a backend and its variant, the install command when a backend is missing,
-exports kept in ``$IRDISTILL_CACHE/backends/<key>/`` (keyed like the embedding cache: the
-model's files, the model kind, the backend and the library versions; written to a staging folder
-and renamed, so a stopped export leaves nothing half-written), and ``auto``'s fidelity check.
+The graphs are irdistill's own exports (:mod:`irdistill.runtimes`: ``torch.onnx.export`` of the
+Hugging Face model inside a sentence-transformers model, ONNX Runtime's optimiser and dynamic
+quantiser, OpenVINO's converter), not sentence-transformers' ``backend=`` option: that one goes
+through Optimum, whose releases pin a transformers older than sentence-transformers 6 accepts.
+What this module adds: one name for a backend and its variant, the install command when a backend
+is missing, graphs kept in ``$IRDISTILL_CACHE/backends/<key>/`` (keyed like the embedding cache:
+the model's files, the model kind, the backend and the library versions; each file written under
+a temporary name and renamed, so a stopped export leaves nothing half-written), and ``auto``'s
+fidelity check.
 
 Example:
     >>> from irdistill.backends import load_model
@@ -38,8 +42,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import platform
-import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -73,10 +75,19 @@ logger = logging.getLogger(__name__)
 Kind = Literal["sentence-transformer", "cross-encoder", "sparse-encoder"]
 KINDS: tuple[str, ...] = ("sentence-transformer", "cross-encoder", "sparse-encoder")
 LEVELS = ("O1", "O2", "O3", "O4")
-BACKEND_CHOICES = ("torch", "onnx", *(f"onnx-{level}" for level in LEVELS), "onnx-int8", "openvino", "auto")
+BACKEND_CHOICES = (
+    "torch",
+    "onnx",
+    *(f"onnx-{level}" for level in LEVELS),
+    "onnx-int8",
+    "openvino",
+    "openvino-bf16",
+    "auto",
+)
 BACKEND_HELP = (
     "inference backend: torch (default), onnx, onnx-O1..onnx-O4 (graph optimisation level), onnx-int8 "
-    "(dynamic int8, quantised), openvino, or auto (fastest installed one that matches torch within 1e-4); "
+    "(dynamic int8, reduced precision), openvino, openvino-bf16 (reduced precision), or auto (fastest installed "
+    "one that matches torch within 1e-4); "
     'onnx and openvino need pip install "irdistill[onnx]" / "irdistill[openvino]"'
 )
 DEFAULT_TOLERANCE = 1e-4
@@ -90,17 +101,19 @@ class MissingBackendError(InputError, MissingDependencyError):
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """A parsed backend name: the runtime, its graph optimisation level, its quantisation."""
+    """A parsed backend name: the runtime, its graph optimisation level, its reduced precision."""
 
     name: str
     """``torch``, ``onnx``, ``openvino`` or ``auto``."""
     optimization: str | None = None
     """``O1`` .. ``O4`` (ONNX only)."""
     quantization: str | None = None
-    """``int8`` (ONNX only, dynamic)."""
+    """``int8`` (ONNX, dynamic weight quantisation) or ``bf16`` (OpenVINO's inference precision):
+    numerics other than fp32."""
 
     @property
     def quantized(self) -> bool:
+        """Whether scores differ from fp32 by design (int8 or bf16): reported so, never ``auto``'s."""
         return self.quantization is not None
 
     def __str__(self) -> str:
@@ -118,6 +131,8 @@ def parse_backend(value: str | BackendSpec | None) -> BackendSpec:
         return BackendSpec(lowered)
     if lowered == "onnx-int8":
         return BackendSpec("onnx", quantization="int8")
+    if lowered == "openvino-bf16":
+        return BackendSpec("openvino", quantization="bf16")
     if lowered.startswith("onnx-") and lowered[5:].upper() in LEVELS:
         return BackendSpec("onnx", optimization=lowered[5:].upper())
     raise InputError(f"unknown backend {text!r}; known: {', '.join(BACKEND_CHOICES)}")
@@ -138,8 +153,8 @@ class _Runtime:
 
 
 RUNTIMES = {
-    "onnx": _Runtime("onnx", ("onnxruntime", "optimum.onnxruntime"), "onnx", ("onnxruntime", "optimum-onnx")),
-    "openvino": _Runtime("openvino", ("openvino", "optimum.intel.openvino"), "openvino", ("openvino", "optimum-intel")),
+    "onnx": _Runtime("onnx", ("onnxruntime", "onnx"), "onnx", ("onnxruntime", "onnx")),
+    "openvino": _Runtime("openvino", ("openvino", "onnx"), "openvino", ("openvino", "onnx")),
 }
 
 
@@ -147,8 +162,8 @@ RUNTIMES = {
 def _import_problem(name: str) -> str | None:
     """``None`` when every module of runtime ``name`` imports, else the first import error.
 
-    The imports are really done (not only looked up): an installed but incompatible Optimum
-    (e.g. one that needs an older transformers) fails here, not in the middle of a job.
+    The imports are really done (not only looked up): an installed but broken runtime (e.g. one
+    built against another numpy) fails here, not in the middle of a job.
     """
     for module in RUNTIMES[name].modules:
         try:
@@ -184,6 +199,12 @@ def check_backend(value: str | BackendSpec | None, *, what: str = "--backend") -
 
         if not torch.cuda.is_available():
             raise InputError(f"{what} {spec}: O4 casts to fp16 and needs a GPU; use onnx-O1 .. onnx-O3 on a CPU")
+    if spec.name == "openvino" and spec.quantization == "bf16":
+        from irdistill.runtimes import openvino_bf16_problem
+
+        problem = openvino_bf16_problem()
+        if problem:
+            raise InputError(f"{what} {spec}: {problem}; use openvino (fp32) or onnx-int8")
     return spec
 
 
@@ -211,7 +232,7 @@ def _model_class(kind: str) -> Any:
 
 def _versions(name: str) -> dict[str, str]:
     out = {}
-    for dist in ("sentence-transformers", "transformers", *RUNTIMES[name].distributions):
+    for dist in ("torch", "sentence-transformers", "transformers", *RUNTIMES[name].distributions):
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -220,11 +241,11 @@ def _versions(name: str) -> dict[str, str]:
 
 
 def export_dir(kind: str, path: str, name: str, cache_root: str | os.PathLike[str] | None = None) -> Path:
-    """``$IRDISTILL_CACHE/backends/<key>``: where ``path``'s export to runtime ``name`` is kept.
+    """``$IRDISTILL_CACHE/backends/<key>``: where ``path``'s graphs for runtime ``name`` are kept.
 
     The key covers the model's files (names, sizes, mtimes, as the embedding cache's), the model
-    kind, the runtime and the versions that make the graph, so a retrained model or an upgrade
-    exports again."""
+    kind, the runtime and the versions that make the graph (torch, transformers, the runtime), so a
+    retrained model or an upgrade exports again."""
     from irdistill.paths import cache_dir, model_fingerprint
 
     settings = json.dumps(
@@ -234,82 +255,46 @@ def export_dir(kind: str, path: str, name: str, cache_root: str | os.PathLike[st
     return (Path(cache_root) if cache_root else cache_dir()) / "backends" / key
 
 
-def _int8_config() -> str:
-    """The dynamic int8 configuration sentence-transformers names for this CPU."""
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        return "arm64"
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "avx2"
-    if "avx512_vnni" in flags or "avx512vnni" in flags:
-        return "avx512_vnni"
-    return "avx512" if "avx512f" in flags else "avx2"
-
-
 def _file_name(spec: BackendSpec) -> str:
     if spec.name == "openvino":
         return "openvino/openvino_model.xml"
     if spec.optimization:
         return f"onnx/model_{spec.optimization}.onnx"
     if spec.quantization:
-        return f"onnx/model_qint8_{_int8_config()}.onnx"
+        return "onnx/model_qint8.onnx"
     return "onnx/model.onnx"
 
 
-def _load(kind: str, path: str, spec: BackendSpec, device: str | None, **kwargs: Any) -> Any:
-    cls = _model_class(kind)
-    if spec.name == "torch":
-        return cls(path, device=device, **kwargs)
-    return cls(path, device=device, backend=spec.name, **kwargs)
+def _load(kind: str, path: str, device: str | None, **kwargs: Any) -> Any:
+    return _model_class(kind)(path, device=device, **kwargs)
 
 
-def _runtime_device(spec: BackendSpec, device: str | None) -> str | None:
-    """ONNX Runtime runs on CUDA only with the CUDA provider (onnxruntime-gpu); without it the
-    model is kept on the CPU rather than failing on ``.to("cuda")``."""
-    if spec.name == "onnx":
-        import onnxruntime
+def _export(model: Any, kind: str, path: str, spec: BackendSpec, folder: Path) -> Path:
+    """The graph file ``spec`` runs, made once in ``folder``: the traced fp32 graph first, then the
+    variant (optimised, quantised or OpenVINO IR) from it. Returns the file."""
+    from irdistill import runtimes
 
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            if device is not None and device.startswith("cuda"):
-                logger.warning("onnxruntime has no CUDA provider (pip install onnxruntime-gpu): running on the CPU")
-            return "cpu"
-    return device
-
-
-def _export(kind: str, path: str, spec: BackendSpec, folder: Path) -> None:
-    """Export ``path`` to ``folder`` (the plain graph) and the variant ``spec`` names, each once."""
-    from irdistill.paths import save_model_atomic, staging_dir
-
-    base = BackendSpec(spec.name)
-    if not (folder / _file_name(base)).is_file():
+    plain = folder / "onnx" / "model.onnx"
+    if not plain.is_file():
         start = time.perf_counter()
-        logger.info("exporting %s to %s (once; kept in %s)", path, spec.name, folder)
-        model = _load(kind, path, base, "cpu")
+        logger.info("exporting %s to ONNX (once; kept in %s)", path, folder)
+        runtimes.export_graph(model, plain)
         meta = {"source": path, "kind": kind, "backend": spec.name, "versions": _versions(spec.name)}
-        save_model_atomic(model, folder, extra_files={"irdistill_backend.json": json.dumps(meta, indent=1)})
-        logger.info("exported %s to %s in %.1f s", path, spec.name, time.perf_counter() - start)
+        (folder / "irdistill_backend.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        logger.info("exported %s in %.1f s", path, time.perf_counter() - start)
     target = folder / _file_name(spec)
     if target.is_file():
-        return
-    from sentence_transformers import backend as st_backend
-
+        return target
     start = time.perf_counter()
-    model = _load(kind, str(folder), base, "cpu", model_kwargs={"file_name": _file_name(base)})
-    tmp = staging_dir(folder.parent / f"{folder.name}-{spec}")
-    try:
-        if spec.optimization:
-            st_backend.export_optimized_onnx_model(model, spec.optimization, str(tmp))
-        else:
-            st_backend.export_dynamic_quantized_onnx_model(model, _int8_config(), str(tmp))
-        made = tmp / _file_name(spec)
-        if not made.is_file():
-            found = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*.onnx"))
-            raise RuntimeError(f"the {spec} export wrote {found}, not {_file_name(spec)}")
-        os.replace(made, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if spec.name == "openvino":
+        runtimes.to_openvino(plain, target)
+    elif spec.optimization:
+        runtimes.optimise_graph(plain, target, spec.optimization, runtimes.transformer_module(model).model.config)
+    else:
+        runtimes.quantise_graph(plain, target)
     logger.info("exported %s as %s in %.1f s", path, spec, time.perf_counter() - start)
+    return target
 
 
 def load_model(
@@ -324,16 +309,17 @@ def load_model(
 ) -> Any:
     """A ``SentenceTransformer``, ``CrossEncoder`` or ``SparseEncoder`` on ``backend``.
 
-    ``torch`` loads as sentence-transformers always has. ONNX and OpenVINO models are exported
-    once into the cache (:func:`export_dir`) and loaded from there afterwards; ``auto`` runs
-    :func:`resolve_auto` (its result is cached too). The backend used is recorded on the model
-    (:func:`backend_of`).
+    ``torch`` loads as sentence-transformers always has. For ONNX Runtime and OpenVINO the model is
+    loaded as usual, its Hugging Face model is exported once into the cache (:func:`export_dir`,
+    :mod:`irdistill.runtimes`) and then replaced by the graph: tokenisation, pooling and score
+    activation stay sentence-transformers'. ``auto`` runs :func:`resolve_auto` (its result is cached
+    too). The backend used is recorded on the model (:func:`backend_of`).
 
     Args:
         kind: ``sentence-transformer``, ``cross-encoder`` or ``sparse-encoder``.
         path: a local folder or a hub id (already resolved through ``$IRDISTILL_MODELS``).
         backend: a name :func:`parse_backend` reads.
-        device: torch device (ONNX Runtime: the CPU unless onnxruntime-gpu is installed).
+        device: torch device (ONNX Runtime: CUDA only with onnxruntime-gpu; OpenVINO: the CPU).
         cache_root: the cache folder (default ``$IRDISTILL_CACHE``).
         tolerance: ``auto``'s largest allowed |score difference| from fp32 torch.
         kwargs: passed to the model class (e.g. ``trust_remote_code``).
@@ -342,12 +328,16 @@ def load_model(
     if spec.name == "auto":
         return resolve_auto(kind, path, device=device, cache_root=cache_root, tolerance=tolerance, **kwargs).model
     if spec.name == "torch":
-        model = _load(kind, path, spec, device, **kwargs)
+        model = _load(kind, path, device, **kwargs)
     else:
-        folder = export_dir(kind, path, spec.name, cache_root)
-        _export(kind, path, spec, folder)
-        model_kwargs = {**kwargs.pop("model_kwargs", {}), "file_name": _file_name(spec)}
-        model = _load(kind, str(folder), spec, _runtime_device(spec, device), model_kwargs=model_kwargs, **kwargs)
+        from irdistill import runtimes
+
+        model = _load(kind, path, "cpu", **kwargs)
+        graph = _export(model, kind, path, spec, export_dir(kind, path, spec.name, cache_root))
+        precision = spec.quantization if spec.name == "openvino" and spec.quantization else "f32"
+        runtimes.attach(model, runtimes.load_graph(graph, spec.name, device=device, precision=precision))
+        if device is not None and str(device).startswith("cuda") and spec.name == "onnx":
+            model.to(device)  # the features follow the model's device; the graph runs where its provider is
     model._irdistill_backend = str(spec)
     if spec.quantized:
         logger.info("%s runs on %s: int8-quantised weights, scores differ from fp32", path, spec)

@@ -1,5 +1,5 @@
-"""Inference backends (irdistill.backends): names, the missing-package error, auto's choice, and
-(where optimum's ONNX Runtime support is installed) ONNX scores against torch on tiny random models."""
+"""Inference backends (irdistill.backends, irdistill.runtimes): names, the missing-package error, auto's
+choice, and (where ONNX Runtime / OpenVINO are installed) their scores against torch on tiny random models."""
 
 from __future__ import annotations
 
@@ -25,7 +25,15 @@ from irdistill.backends import (
 from irdistill.errors import InputError, MissingDependencyError
 
 ONNX_PROBLEM = backends._import_problem("onnx")
-needs_onnx = pytest.mark.skipif(ONNX_PROBLEM is not None, reason=f"optimum ONNX Runtime not usable: {ONNX_PROBLEM}")
+needs_onnx = pytest.mark.skipif(ONNX_PROBLEM is not None, reason=f"ONNX Runtime not usable: {ONNX_PROBLEM}")
+OPENVINO_PROBLEM = backends._import_problem("openvino")
+RUNTIME_PARAMS = [
+    pytest.param("onnx", marks=needs_onnx),
+    pytest.param(
+        "openvino",
+        marks=pytest.mark.skipif(OPENVINO_PROBLEM is not None, reason=f"OpenVINO not usable: {OPENVINO_PROBLEM}"),
+    ),
+]
 
 
 # ----------------------------------------------------------------------------- names and errors
@@ -39,6 +47,8 @@ def test_parse_backend_names() -> None:
     int8 = parse_backend("onnx-int8")
     assert int8.quantized and str(int8) == "onnx-int8"
     assert not parse_backend("openvino").quantized
+    bf16 = parse_backend("OpenVINO-bf16")
+    assert bf16 == BackendSpec("openvino", quantization="bf16") and bf16.quantized and str(bf16) == "openvino-bf16"
     with pytest.raises(InputError, match="known: torch, onnx, onnx-O1"):
         parse_backend("tensorrt")
 
@@ -184,32 +194,47 @@ def test_torch_backend_loads_as_before(tiny_models: dict[str, str], cache_dir: P
     assert not (cache_dir / "backends").exists()  # torch exports nothing
 
 
-@needs_onnx
+@pytest.mark.parametrize("runtime", RUNTIME_PARAMS)
 @pytest.mark.parametrize("kind", ["cross-encoder", "sentence-transformer", "sparse-encoder"])
-def test_onnx_scores_equal_torch_and_the_export_is_reused(
-    tiny_models: dict[str, str], cache_dir: Path, one_torch_thread, caplog: pytest.LogCaptureFixture, kind: str
+def test_runtime_scores_equal_torch_and_the_export_is_reused(
+    tiny_models: dict[str, str],
+    cache_dir: Path,
+    one_torch_thread,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+    runtime: str,
 ) -> None:
     path = tiny_models[kind]
     reference = probe_scores(
         kind, load_model(kind, path, device="cpu"), backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS
     )
     with caplog.at_level(logging.INFO, logger="irdistill.backends"):
-        model = load_model(kind, path, backend="onnx", device="cpu")
-    assert backend_of(model) == "onnx"
+        model = load_model(kind, path, backend=runtime, device="cpu")
+    assert backend_of(model) == runtime
     assert sum("exporting" in r.getMessage() for r in caplog.records) == 1
     scores = probe_scores(kind, model, backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS)
     assert np.max(np.abs(scores - reference)) <= 1e-4
-    exported = backends.export_dir(kind, path, "onnx")
-    graph = exported / "onnx" / "model.onnx"
+    assert not any(p.requires_grad for p in model.parameters())  # the torch weights are gone
+    exported = backends.export_dir(kind, path, runtime)
+    graph = exported / backends._file_name(parse_backend(runtime))
     assert graph.is_file() and str(exported).startswith(str(cache_dir))
+    assert not [p.name for p in exported.rglob("*partial*")]  # no staging file left behind
     stamp = graph.stat().st_mtime_ns
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="irdistill.backends"):
-        again = load_model(kind, path, backend="onnx", device="cpu")
+        again = load_model(kind, path, backend=runtime, device="cpu")
     assert not any("export" in r.getMessage() for r in caplog.records)  # the cached graph, no second export
     assert graph.stat().st_mtime_ns == stamp
     again_scores = probe_scores(kind, again, backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS)
     np.testing.assert_array_equal(again_scores, scores)
+    # encode / predict, the users' entry points, agree with torch too
+    torch_model = load_model(kind, path, device="cpu")
+    texts = list(backends.PROBE_DOCUMENTS)
+    if kind == "cross-encoder":
+        pairs = [(q, d) for q in backends.PROBE_QUERIES for d in texts]
+        np.testing.assert_allclose(model.predict(pairs), torch_model.predict(pairs), atol=1e-4)
+    elif kind == "sentence-transformer":
+        np.testing.assert_allclose(model.encode(texts), torch_model.encode(texts), atol=1e-5)
 
 
 @needs_onnx
@@ -227,9 +252,13 @@ def test_onnx_optimised_and_int8_variants(tiny_models: dict[str, str], cache_dir
     quantised = probe_scores("cross-encoder", int8, backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS)
     difference = np.max(np.abs(quantised - reference))
     assert 0 < difference < 0.01  # close, not equal (a random tiny model's logits lie close together)
+    for level in ("O2", "O3"):  # the transformer fusions; O3's approximate GELU stays close on this model
+        fused = load_model("cross-encoder", path, backend=f"onnx-{level}", device="cpu")
+        fused_scores = probe_scores("cross-encoder", fused, backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS)
+        assert np.max(np.abs(fused_scores - reference)) <= (1e-4 if level == "O2" else 1e-2)
     folder = backends.export_dir("cross-encoder", path, "onnx")
-    assert sorted(p.name for p in (folder / "onnx").glob("*.onnx"))[0] == "model.onnx"
-    assert len(list((folder / "onnx").glob("*.onnx"))) == 3  # plain, O1, int8: one folder per model
+    names = sorted(p.name for p in (folder / "onnx").glob("*.onnx"))
+    assert names == ["model.onnx", "model_O1.onnx", "model_O2.onnx", "model_O3.onnx", "model_qint8.onnx"]
 
 
 @needs_onnx
@@ -250,6 +279,53 @@ def test_auto_measures_once_and_keeps_its_decision(
         model = load_model("cross-encoder", path, backend="auto", device="cpu")
     assert backend_of(model) == str(first.backend)
     assert any("decided earlier" in r.getMessage() for r in caplog.records)
+
+
+@needs_onnx
+def test_fusions_on_an_unknown_architecture_name_the_levels_that_work(
+    tiny_models: dict[str, str], cache_dir: Path, one_torch_thread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from irdistill import runtimes
+
+    monkeypatch.setattr(runtimes, "ORT_MODEL_TYPES", {"mpnet": "bert"})
+    with pytest.raises(InputError, match=r"onnx-O2: ONNX Runtime has no transformer fusions for model type 'bert'"):
+        load_model("cross-encoder", tiny_models["cross-encoder"], backend="onnx-O2", device="cpu")
+    folder = backends.export_dir("cross-encoder", tiny_models["cross-encoder"], "onnx")
+    assert not (folder / "onnx" / "model_O2.onnx").exists()
+
+
+@pytest.mark.skipif(OPENVINO_PROBLEM is not None, reason=f"OpenVINO not usable: {OPENVINO_PROBLEM}")
+def test_openvino_bf16_is_reduced_precision_or_refused(
+    tiny_models: dict[str, str], cache_dir: Path, one_torch_thread
+) -> None:
+    from irdistill import runtimes
+
+    path = tiny_models["sentence-transformer"]
+    problem = runtimes.openvino_bf16_problem()
+    if problem:  # a CPU without bf16: refused, not run as fp32 under a bf16 label
+        with pytest.raises(InputError, match="openvino-bf16: this CPU has no bf16 support"):
+            load_model("sentence-transformer", path, backend="openvino-bf16", device="cpu")
+        return
+    reference = probe_scores(
+        "sentence-transformer",
+        load_model("sentence-transformer", path),
+        backends.PROBE_QUERIES,
+        backends.PROBE_DOCUMENTS,
+    )
+    model = load_model("sentence-transformer", path, backend="openvino-bf16", device="cpu")
+    assert backend_of(model) == "openvino-bf16"
+    scores = probe_scores("sentence-transformer", model, backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS)
+    difference = np.max(np.abs(scores - reference))
+    assert 1e-6 < difference < 0.05  # bf16 arithmetic: close to fp32, not equal
+    fp32 = backends.export_dir("sentence-transformer", path, "openvino") / "openvino" / "openvino_model.xml"
+    assert fp32.is_file()  # one IR for both precisions
+
+
+def test_a_model_without_the_transformer_layout_is_refused() -> None:
+    from irdistill import runtimes
+
+    with pytest.raises(InputError, match="need sentence-transformers>=6"):
+        runtimes.transformer_module(object())
 
 
 # ----------------------------------------------------------------------------- threaded through irdistill

@@ -27,6 +27,7 @@ import numpy as np
 from irdistill.encoding import rank_device
 from irdistill.errors import InputError
 from irdistill.paths import resolve_model
+from irdistill.runtimes import is_graph_model
 from irdistill.teachers.base import (
     TEACHERS,
     PointwiseTeacher,
@@ -163,17 +164,9 @@ class CrossEncoderTeacher(PointwiseTeacher):
         input_ids = encoded["input_ids"]
         lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(input_ids))
         model = ce.transformers_model
-        on_torch = isinstance(model, torch.nn.Module)  # an ONNX Runtime / OpenVINO model is not one
-        if on_torch:
-            model.eval()
-        runtime_device = getattr(model, "device", None)  # optimum's ORT models say where they run
-        device = (
-            ce.device
-            if on_torch
-            else runtime_device
-            if isinstance(runtime_device, torch.device)
-            else torch.device("cpu")
-        )
+        on_torch = not is_graph_model(model)  # an ONNX Runtime / OpenVINO graph stands in for torch
+        model.eval()
+        device = ce.device
         autocast = on_torch and (
             self.dtype in ("bfloat16", "float16") or (device.type == "cuda" and self.dtype == "auto")
         )
