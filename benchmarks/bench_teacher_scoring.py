@@ -83,7 +83,7 @@ def run_side(args: argparse.Namespace) -> None:
 
 
 def spawn(args: argparse.Namespace, side: str, backend: str, folder: Path) -> tuple[dict, np.ndarray]:
-    out = folder / f"{side}.json"
+    out = folder / f"{side}-{backend}.json"
     cmd = [
         sys.executable,
         __file__,
@@ -121,8 +121,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads of every side (default: torch's)")
     parser.add_argument("--backend", default="auto", help="irdistill side's backend (torch, onnx, openvino, auto ...)")
     parser.add_argument("--no-int8", action="store_true", help="skip the onnx-int8 side")
+    parser.add_argument(
+        "--also", nargs="*", default=[], help="more CrossEncoderTeacher backends as extra rows (e.g. torch onnx-O2)"
+    )
     parser.add_argument("--results", default=str(RESULTS), help="folder for the .json / .md (default eval/results)")
-    parser.add_argument("--side", choices=("st_predict", "irdistill", "int8"), help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=("st_predict", "irdistill", "int8", "also"), help=argparse.SUPPRESS)
     parser.add_argument("--side-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads is None:
@@ -139,6 +142,15 @@ def main() -> None:
         folder = Path(tmp)
         st, reference = spawn(args, "st_predict", "torch", folder)
         ours, scores = spawn(args, "irdistill", args.backend, folder)
+        extra = {}
+        for backend in args.also:
+            side, side_scores = spawn(args, "also", backend, folder)
+            extra[backend] = {
+                "backend": side["backend"],
+                "pairs_per_s": round(side["pairs"] / statistics.median(side["times"]), 1),
+                "max_abs_diff": float(np.max(np.abs(side_scores - reference))),
+                "kendall_tau": round(kendall_tau(side_scores, reference), 6),
+            }
         int8: dict = {"skipped": "--no-int8"}
         if not args.no_int8:
             from irdistill.backends import _import_problem
@@ -164,7 +176,9 @@ def main() -> None:
         "max_abs_diff": diff,
         "backend": ours["backend"],
         "within_tolerance": diff <= TOLERANCE,
+        "kendall_tau": round(kendall_tau(scores, reference), 6),
         "int8": int8,
+        "also": extra,
         "pairs": n,
         "threads": args.threads,
         "repeats": args.repeats,
@@ -183,13 +197,21 @@ def main() -> None:
         f"{n:,} SciFact pairs (BM25 top {args.depth} of {args.queries} test queries), model "
         f"{Path(args.model).name}, batch size {args.batch_size}, {args.threads} torch thread(s) on "
         f"{os.cpu_count()} CPU cores, one fresh process per side, median of {args.repeats}. Produced by "
-        f"`python benchmarks/bench_teacher_scoring.py --backend {args.backend}`.",
+        f"`python benchmarks/bench_teacher_scoring.py --backend {args.backend}"
+        + (f" --also {' '.join(args.also)}" if args.also else "")
+        + f" --queries {args.queries} --threads {args.threads} --repeats {args.repeats}`.",
         "",
         "| scorer | seconds | pairs/s | scores vs CrossEncoder.predict (fp32 torch) |",
         "|---|---|---|---|",
         f"| CrossEncoder.predict (torch) | {st_s:.1f} | {result['st_predict_pairs_per_s']:.1f} | reference |",
         f"| CrossEncoderTeacher ({ours['backend']}) | {ours_s:.1f} | {result['irdistill_pairs_per_s']:.1f} "
-        f"| max diff {diff:.2e} ({'within' if diff <= TOLERANCE else 'OUTSIDE'} {TOLERANCE:g}) |",
+        f"| max diff {diff:.2e} ({'within' if diff <= TOLERANCE else 'OUTSIDE'} {TOLERANCE:g}), "
+        f"Kendall tau {result['kendall_tau']:.4f} |",
+        *(
+            f"| CrossEncoderTeacher ({row['backend']}) | {n / row['pairs_per_s']:.1f} | {row['pairs_per_s']:.1f} "
+            f"| max diff {row['max_abs_diff']:.2e}, Kendall tau {row['kendall_tau']:.4f} |"
+            for row in extra.values()
+        ),
         int8_row,
         "",
         f"Ratio {st_s / ours_s:.2f}x.",
