@@ -413,3 +413,22 @@ def test_evaluate_on_onnx_reports_its_backend(
     assert on_torch.performance.backend == "torch" and result.performance.backend == "onnx"
     assert json.loads((tmp_path / "o" / "perf.json").read_text())["backend"] == "onnx"
     assert abs(result.metrics["ndcg@10"] - on_torch.metrics["ndcg@10"]) < 1e-6
+
+
+def test_main_job_bench_sets_the_backend_on_every_forward_only_model() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_main_job", Path(__file__).parent.parent / "benchmarks" / "bench_main_job.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    recipe = {
+        "teacher": {"teacher": "ensemble", "members": [{"teacher": "bm25"}, {"teacher": "dense", "model": "m"}]},
+        "train": {"student": "s"},
+        "evaluate": {"metrics": ["ndcg@10"]},
+    }
+    changed = bench.with_backend(recipe, "auto")
+    assert changed["teacher"]["members"] == [{"teacher": "bm25"}, {"teacher": "dense", "model": "m", "backend": "auto"}]
+    assert changed["evaluate"] == {"metrics": ["ndcg@10"], "backend": "auto"}
+    assert "backend" not in recipe["evaluate"] and changed["train"] == recipe["train"]  # a copy; training untouched

@@ -78,6 +78,10 @@ def test_run_recipe_errors(
     path.write_text(path.read_text().replace("loss: margin-mse", "loss: hinge"))
     assert main(["run", str(path)]) == 2
     assert "unknown loss 'hinge'" in capsys.readouterr().err
+    path = recipe(tmp_path, beir_dir, tiny_model_dir)
+    path.write_text(path.read_text().replace("evaluate: {k: 8,", "evaluate: {backend: tensorrt, k: 8,"))
+    assert main(["run", str(path)]) == 2
+    assert "run: evaluate.backend: unknown backend 'tensorrt'" in capsys.readouterr().err
     assert not (tmp_path / "run" / "candidates.train.trec").exists()  # failed before any stage ran
 
 

@@ -121,6 +121,10 @@ class RunConfig:
                 f"run: index.kind {kind} does not fit a {self.train.get('student_kind', 'dense')} "
                 "student (a sparse student takes the sparse index, a dense one any other)"
             )
+        if self.evaluate.get("backend") is not None:
+            from irdistill.backends import check_backend
+
+            check_backend(self.evaluate["backend"], what="run: evaluate.backend")
         if self.max_train_queries is not None and self.max_train_queries < 1:
             raise InputError(f"run: max_train_queries must be >= 1, got {self.max_train_queries}")
         if self.generate is None and self.filter is not None:
@@ -435,6 +439,7 @@ def _fidelity(cfg: RunConfig, test_c: Any, student: Path, eval_dir: Path, show_p
         test_cands,
         show_progress_bar=show_progress_bar,
         max_seq_length=(cfg.evaluate or {}).get("max_seq_length"),
+        backend=(cfg.evaluate or {}).get("backend"),
     )
     fidelity = teacher_fidelity(student_run, teacher_run, k=10)
     write_text_atomic(eval_dir / "fidelity.json", json.dumps(fidelity, indent=2) + "\n")
@@ -448,9 +453,10 @@ def student_scores(
     *,
     show_progress_bar: bool = False,
     max_seq_length: int | None = None,
+    backend: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """A student's scores of each query's candidates: a dense model (corpus embeddings through the
-    cache) or a sparse student (CSR dot products)."""
+    cache, on inference ``backend``) or a sparse student (CSR dot products)."""
     import numpy as np
 
     from irdistill.encoding import DenseEncoder
@@ -470,7 +476,9 @@ def student_scores(
         queries: Any = encode_sparse(student, query_texts, side="query", ids=qids, show_progress_bar=False).matrix
         docs, queries = docs.tocsr(), queries.toarray()
     else:
-        encoder = DenseEncoder(str(model), max_seq_length=max_seq_length, show_progress_bar=show_progress_bar)
+        encoder = DenseEncoder(
+            str(model), max_seq_length=max_seq_length, show_progress_bar=show_progress_bar, backend=backend or "torch"
+        )
         docs = encoder.encode_corpus(collection).embeddings
         queries = encoder.encode(qids, query_texts, side="query").embeddings
     row = {d: i for i, d in enumerate(collection.doc_ids)}
