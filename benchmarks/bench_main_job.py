@@ -17,14 +17,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from bench_evaluate import timed  # the script's folder is on sys.path
 
 RESULTS = Path(__file__).resolve().parent.parent / "eval" / "results"
 TEACHERS_WITH_BACKEND = ("dense", "cross-encoder", "sparse")
@@ -51,12 +50,7 @@ def run_once(recipe: dict[str, Any], folder: Path) -> dict[str, Any]:
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     env = dict(os.environ, IRDISTILL_CACHE=str(folder / "cache"), TOKENIZERS_PARALLELISM="false")
     cmd = [sys.executable, "-m", "irdistill.cli.main", "-q", "run", str(path), "--out", str(folder / "out")]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"irdistill run failed ({proc.returncode}) on {path}")
+    seconds, _ = timed(cmd, env)
     metrics = json.loads((folder / "out" / "eval" / "metrics.json").read_text())
     return {"seconds": seconds, "metrics": metrics.get("metrics", metrics)}
 

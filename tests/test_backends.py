@@ -415,8 +415,10 @@ def test_evaluate_on_onnx_reports_its_backend(
     assert abs(result.metrics["ndcg@10"] - on_torch.metrics["ndcg@10"]) < 1e-6
 
 
-def test_main_job_bench_sets_the_backend_on_every_forward_only_model() -> None:
+def test_main_job_bench_sets_the_backend_on_every_forward_only_model(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent / "benchmarks"))  # as when run as a script
 
     spec = importlib.util.spec_from_file_location(
         "bench_main_job", Path(__file__).parent.parent / "benchmarks" / "bench_main_job.py"
