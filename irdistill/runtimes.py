@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from irdistill.errors import InputError
+from irdistill.paths import write_text_atomic
 
 __all__ = [
     "attach",
@@ -130,22 +131,19 @@ def graph_signature(model: Any) -> dict[str, Any]:
     return {"inputs": list(features), "output": _output_name(module), "rank": output.dim()}
 
 
-class _Traced:
-    """Calls the Hugging Face model with positional tensors (what the exporter traces)."""
+def _traced(hf_model: Any, names: Sequence[str], output: str) -> Any:
+    """``hf_model`` called with positional tensors (what the exporter traces), returning ``output``."""
+    import torch
 
-    @staticmethod
-    def make(hf_model: Any, names: Sequence[str], output: str) -> Any:
-        import torch
+    class Traced(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = hf_model
 
-        class Traced(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = hf_model
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(names, tensors, strict=True)), return_dict=True)[output]
 
-            def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-                return self.model(**dict(zip(names, tensors, strict=True)), return_dict=True)[output]
-
-        return Traced().eval()
+    return Traced().eval()
 
 
 @contextmanager
@@ -184,7 +182,7 @@ def export_graph(model: Any, target: str | os.PathLike[str]) -> dict[str, Any]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    traced = _Traced.make(module.model, names, output)
+    traced = _traced(module.model, names, output)
     attention = _eager_attention(module.model)
     try:
         with attention, warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
@@ -200,10 +198,11 @@ def export_graph(model: Any, target: str | os.PathLike[str]) -> dict[str, Any]:
                 do_constant_folding=True,
                 dynamo=False,
             )
+        # the signature first: a graph file is only ever seen with the signature its loader reads
+        write_text_atomic(target.with_name(target.name + ".json"), json.dumps(signature, indent=1))
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    target.with_name(target.name + ".json").write_text(json.dumps(signature, indent=1), encoding="utf-8")
     return signature
 
 
