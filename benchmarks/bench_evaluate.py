@@ -11,7 +11,8 @@ size, each in a fresh Python process timed from outside (start-up and imports in
 encoder's inference backend for the headline irdistill runs, `--also` adds rows for more backends
 (a quantised one such as onnx-int8 is labelled so); the JSON records the backend used (``auto``
 resolved, from perf.json) and the nDCG@10 each reached. Every side runs --repeats times,
-interleaved, and the median is kept.
+interleaved, and the median is kept. Each finished run is kept in bench_evaluate.partial.json
+beside the results, so a stopped benchmark resumes at the next run (removed once the table is written).
 
 Usage:  IRDISTILL_DATA=../shared/data python benchmarks/bench_evaluate.py [--backend auto] [--also torch]
 Writes eval/results/bench_evaluate.json and eval/results/bench_evaluate.md (or under --results).
@@ -30,6 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from irdistill.paths import write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent.parent / "eval" / "results"
 
@@ -78,18 +81,33 @@ load_model("sentence-transformer", resolve_model(sys.argv[1]), backend=sys.argv[
 """
 
 
-def measure(args: argparse.Namespace, backends: list[str], tmp: Path) -> tuple[dict, dict]:
+def measure(args: argparse.Namespace, backends: list[str], tmp: Path, partial: Path) -> tuple[dict, dict]:
     """Every side --repeats times, interleaved (ST evaluator, then each backend, then again), each in
     a fresh process; every irdistill run starts from an empty embedding cache of its own and is
     followed by a cached re-run on that cache.
 
     A backend's graph export (and ``auto``'s probe) is a one-time cost per model, like downloading
-    it: it is made once beforehand, timed on its own (``prepare_s``), and every run's cache links to it.
+    it: it is made once beforehand, timed on its own (``prepare_s``, the first sitting's), and every
+    run's cache links to it. Each finished run is kept in ``partial`` at once, so a stopped
+    benchmark resumes at the next run (with the same settings; other settings start afresh).
     """
-    runs: dict[str, dict] = {
-        b: {"times": [], "cached_times": [], "metrics": None, "perf": None, "prepare_s": 0.0} for b in backends
-    }
-    st: dict = {"times": [], "scores": None}
+    config = {k: getattr(args, k) for k in ("model", "dataset", "batch_size", "threads")} | {"backends": backends}
+    state: dict = json.loads(partial.read_text()) if partial.is_file() else {}
+    if state.get("config") != config:
+        state = {
+            "config": config,
+            "st": {"times": [], "scores": None},
+            "runs": {
+                b: {"times": [], "cached_times": [], "metrics": None, "perf": None, "prepare_s": None} for b in backends
+            },
+        }
+    elif state["st"]["times"]:
+        print(f"resuming: {len(state['st']['times'])} repeat(s) of the ST evaluator kept in {partial}", flush=True)
+    st, runs = state["st"], state["runs"]
+
+    def keep() -> None:
+        write_text_atomic(partial, json.dumps(state, indent=1))
+
     base_env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     if args.threads:
         base_env["OMP_NUM_THREADS"] = str(args.threads)
@@ -100,16 +118,22 @@ def measure(args: argparse.Namespace, backends: list[str], tmp: Path) -> tuple[d
             seconds, _ = timed(
                 [sys.executable, "-c", PREPARE_SCRIPT, args.model, backend], dict(base_env, IRDISTILL_CACHE=str(graphs))
             )
-            runs[backend]["prepare_s"] = round(seconds, 2)
+            if runs[backend]["prepare_s"] is None:
+                runs[backend]["prepare_s"] = round(seconds, 2)
             print(f"{backend}: graphs exported / auto decided once in {seconds:.1f} s", flush=True)
     for repeat in range(args.repeats):
-        seconds, out = timed(
-            [sys.executable, "-c", ST_SCRIPT, args.model, args.dataset, str(args.batch_size)],
-            dict(base_env, IRDISTILL_CACHE=str(tmp / f"st-{repeat}")),
-        )
-        st["times"].append(seconds)
-        st["scores"] = json.loads(out.strip().splitlines()[-1])
+        if len(st["times"]) <= repeat:
+            seconds, out = timed(
+                [sys.executable, "-c", ST_SCRIPT, args.model, args.dataset, str(args.batch_size)],
+                dict(base_env, IRDISTILL_CACHE=str(tmp / f"st-{repeat}")),
+            )
+            st["times"].append(seconds)
+            st["scores"] = json.loads(out.strip().splitlines()[-1])
+            keep()
         for backend in backends:
+            side = runs[backend]
+            if len(side["times"]) > repeat:
+                continue
             cache = tmp / f"cache-{backend}-{repeat}"
             cache.mkdir()
             (cache / "backends").symlink_to(graphs / "backends")
@@ -121,12 +145,13 @@ def measure(args: argparse.Namespace, backends: list[str], tmp: Path) -> tuple[d
             cached_s, _ = timed(_cli(args, backend, cached), env)
             if json.loads((cached / "metrics.json").read_text())["metrics"] != metrics:
                 raise SystemExit(f"{backend}: the cached re-run's metrics differ from the first run's")
-            side = runs[backend]
             side["times"].append(seconds)
             side["cached_times"].append(cached_s)
             side["metrics"], side["perf"] = metrics, json.loads((first / "perf.json").read_text())
+            keep()
             shutil.rmtree(cache, ignore_errors=True)
-            print(f"repeat {repeat + 1}: {backend} {seconds:.1f} s (ST evaluator {st['times'][-1]:.1f} s)", flush=True)
+            st_s = st["times"][repeat]
+            print(f"repeat {repeat + 1}: {backend} {seconds:.1f} s (ST evaluator {st_s:.1f} s)", flush=True)
     return st, runs
 
 
@@ -148,8 +173,9 @@ def main() -> None:
     results = Path(args.results)
     backends = list(dict.fromkeys([args.backend, *args.also]))
 
+    partial = results / "bench_evaluate.partial.json"
     with tempfile.TemporaryDirectory(prefix="irdistill-bench-") as tmp:
-        st, runs = measure(args, backends, Path(tmp))
+        st, runs = measure(args, backends, Path(tmp), partial)
 
     st_s = statistics.median(st["times"])
     st_ndcg = next(v for k, v in st["scores"].items() if k.endswith("cosine_ndcg@10"))
@@ -165,7 +191,7 @@ def main() -> None:
             "peak_rss_mb": side["perf"]["peak_rss_mb"],
             "docs_per_second": side["perf"]["docs_per_second"],
             "times": [round(t, 2) for t in side["times"]],
-            "prepare_s": side["prepare_s"],
+            "prepare_s": side["prepare_s"] or 0.0,
         }
     head = rows[args.backend]
     result = {
@@ -215,6 +241,7 @@ def main() -> None:
         f"evaluator's wall time, nDCG@10 {head['ndcg@10']:.4f} (ST evaluator {st_ndcg:.4f}).",
     ]
     (results / "bench_evaluate.md").write_text("\n".join(lines) + "\n")
+    partial.unlink(missing_ok=True)  # the table holds every run now
     print("\n".join(lines))
 
 
