@@ -122,13 +122,17 @@ def _sample_features(model: Any, module: Any) -> dict[str, Any]:
 
 def graph_signature(model: Any) -> dict[str, Any]:
     """Input names, output name and output rank of the graph :func:`export_graph` makes of ``model``."""
+    module = transformer_module(model)
+    return _signature(module, _sample_features(model, module))
+
+
+def _signature(module: Any, features: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    module = transformer_module(model)
-    features = _sample_features(model, module)
+    name = _output_name(module)
     with torch.inference_mode():
-        output = module.model(**features, return_dict=True)[_output_name(module)]
-    return {"inputs": list(features), "output": _output_name(module), "rank": output.dim()}
+        output = module.model(**features, return_dict=True)[name]
+    return {"inputs": list(features), "output": name, "rank": output.dim()}
 
 
 def _traced(hf_model: Any, names: Sequence[str], output: str) -> Any:
@@ -175,7 +179,7 @@ def export_graph(model: Any, target: str | os.PathLike[str]) -> dict[str, Any]:
 
     module = transformer_module(model)
     features = _sample_features(model, module)
-    signature = graph_signature(model)
+    signature = _signature(module, features)
     names, output = signature["inputs"], signature["output"]
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
     axes[output] = {0: "batch", 1: "sequence"} if signature["rank"] == 3 else {0: "batch"}
