@@ -214,8 +214,11 @@ def main() -> None:
     }
     results.mkdir(parents=True, exist_ok=True)
     (results / "bench_evaluate.json").write_text(json.dumps(result, indent=2) + "\n")
-    command = f"python benchmarks/bench_evaluate.py --backend {args.backend}" + (
-        f" --also {' '.join(args.also)}" if args.also else ""
+    command = (
+        f"python benchmarks/bench_evaluate.py --backend {args.backend}"
+        + (f" --also {' '.join(args.also)}" if args.also else "")
+        + f" --repeats {args.repeats}"
+        + (f" --threads {args.threads}" if args.threads else "")
     )
     lines = [
         f"`irdistill evaluate` vs sentence-transformers InformationRetrievalEvaluator: {args.model} on "
