@@ -263,7 +263,7 @@ def _file_name(spec: BackendSpec) -> str:
     if spec.optimization:
         return f"onnx/model_{spec.optimization}.onnx"
     if spec.quantization:
-        return "onnx/model_qint8.onnx"
+        return "onnx/model_qint8_per_channel.onnx"
     return "onnx/model.onnx"
 
 

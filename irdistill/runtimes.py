@@ -262,14 +262,17 @@ def optimise_graph(source: Path, target: Path, level: str, config: Any) -> None:
 
 
 def quantise_graph(source: Path, target: Path) -> None:
-    """Dynamic int8 quantisation of ``source``'s MatMul weights (activations quantised per batch at run
-    time: no calibration data); attention and the rest stay fp32."""
+    """Dynamic int8 quantisation of ``source``'s MatMul weights, one scale per output channel
+    (activations quantised per batch at run time: no calibration data); attention and the rest stay
+    fp32. Per-channel weights keep the ranking much closer to fp32 than one scale per matrix at the
+    same speed: Kendall tau 0.954 against 0.881 on the SciFact cross-encoder's pairs, both 1.9x fp32
+    (``eval/results/bench_teacher_scoring.md``)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     _replace_into(
         target,
         lambda path: quantize_dynamic(
-            str(source), str(path), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8
+            str(source), str(path), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8, per_channel=True
         ),
     )
 

@@ -258,7 +258,24 @@ def test_onnx_optimised_and_int8_variants(tiny_models: dict[str, str], cache_dir
         assert np.max(np.abs(fused_scores - reference)) <= (1e-4 if level == "O2" else 1e-2)
     folder = backends.export_dir("cross-encoder", path, "onnx")
     names = sorted(p.name for p in (folder / "onnx").glob("*.onnx"))
-    assert names == ["model.onnx", "model_O1.onnx", "model_O2.onnx", "model_O3.onnx", "model_qint8.onnx"]
+    assert names == ["model.onnx", "model_O1.onnx", "model_O2.onnx", "model_O3.onnx", "model_qint8_per_channel.onnx"]
+    assert_per_channel_scales(folder / "onnx" / "model_qint8_per_channel.onnx")
+
+
+def assert_per_channel_scales(graph: Path) -> None:
+    """Every quantised weight of ``graph`` has one scale per output column, not one per matrix."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(graph))
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    weights = [n.input[1] for n in model.graph.node if n.op_type == "MatMulInteger" and n.input[1] in initializers]
+    assert weights
+    for name in weights:
+        weight = initializers[name]
+        assert weight.dtype == np.int8
+        scale = initializers[name.removesuffix("_quantized") + "_scale"]
+        assert scale.shape == (weight.shape[1],)  # one scale a matrix would be a scalar
 
 
 @needs_onnx
