@@ -451,3 +451,20 @@ def test_main_job_bench_sets_the_backend_on_every_forward_only_model(monkeypatch
     assert changed["teacher"]["members"] == [{"teacher": "bm25"}, {"teacher": "dense", "model": "m", "backend": "auto"}]
     assert changed["evaluate"] == {"metrics": ["ndcg@10"], "backend": "auto"}
     assert "backend" not in recipe["evaluate"] and changed["train"] == recipe["train"]  # a copy; training untouched
+
+
+def test_cpu_bound_counts_a_bert_layers_flops_and_the_padding(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(
+        "bench_cpu_bound", Path(__file__).parent.parent / "benchmarks" / "bench_cpu_bound.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    # one layer, 10 tokens, hidden 4, FFN 8: Q, K, V, output (4 x 4 each) and up/down (4 x 8 each)
+    # multiply-adds per token, times 2 FLOPs, plus QK^T and attention x V (10 x 10 x 4 each) x 2
+    assert bench.layer_flops(10, 4, 8) == 2 * 10 * (4 * 16 + 2 * 32) + 2 * 2 * 10 * 10 * 4
+    useful, padded = bench.model_flops([10, 2, 3], batch_size=2, hidden=4, intermediate=8, layers=3)
+    assert useful == 3 * sum(bench.layer_flops(n, 4, 8) for n in (10, 2, 3))
+    assert padded == 3 * (2 * bench.layer_flops(10, 4, 8) + bench.layer_flops(3, 4, 8))  # batches [10, 2] and [3]
