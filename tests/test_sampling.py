@@ -507,26 +507,34 @@ def test_trainer_trains_on_the_sampler_batches(tiny_model_dir: Path, tmp_path: P
 
 
 def test_pairs_from_a_compact_read_equal_the_plain_ones(tmp_path: Path) -> None:
-    """Training reads stores with dictionary-encoded qid / teacher (per row group dictionaries,
-    unified on read): the pairs, their order and their margins are the plain read's."""
+    """Training reads stores with dictionary-encoded qid / pid / teacher (one dictionary per row
+    group, unified): the pairs, their order and their margins are the plain read's, the passages
+    are held as int32 codes, and a (qid, pid) repeated in another row group is still refused."""
     from irdistill.scores.table import read_scores
 
     rng = np.random.default_rng(1)
-    n = 3000
+    rows = rng.permutation(3000)  # query i % 30, passage i // 30 + i % 30: shared across queries
     table = pa.table(
         {
-            "qid": [f"q{rng.integers(30)}" for _ in range(n)],
-            "pid": [f"d{i}" for i in range(n)],
-            "score": rng.normal(size=n),
-            "teacher": ["t"] * n,
+            "qid": [f"q{i % 30}" for i in rows],
+            "pid": [f"d{i // 30 + i % 30}" for i in rows],
+            "score": rng.normal(size=len(rows)),
+            "teacher": ["t"] * len(rows),
         }
     )
     pq.write_table(table, tmp_path / "scores.parquet", row_group_size=500)
-    qrels = {f"q{i}": {f"d{j}": 1 for j in rng.integers(0, n, 20)} for i in range(30)}
+    qrels = {f"q{i}": {f"d{j}": 1 for j in rng.integers(0, 130, 20)} for i in range(30)}
     compact = read_scores(tmp_path, compact=True)
-    assert pa.types.is_dictionary(compact.schema.field("qid").type)
+    assert all(pa.types.is_dictionary(compact.schema.field(c).type) for c in ("qid", "pid", "teacher"))
     plain, small = pairs_from_scores(read_scores(tmp_path), qrels), pairs_from_scores(compact, qrels)
-    assert list(plain) == list(small) and len(plain) > 10
+    from_file = pairs_from_scores(tmp_path, qrels)
+    assert list(plain) == list(small) == list(from_file) and len(plain) > 10
+    assert list(plain)[:3] == list(dict.fromkeys(table.column("qid").to_pylist()))[:3]  # order of first appearance
+    assert pa.types.is_dictionary(from_file.pids.type) and from_file.pids.indices.type == pa.int32()
     for qid in plain:
-        assert list(plain[qid]) == list(small[qid])
+        assert list(plain[qid]) == list(small[qid]) == list(from_file[qid])
         np.testing.assert_array_equal(plain[qid].margins(), small[qid].margins())
+    repeated = pa.concat_tables([table, table.slice(0, 1)])  # row 3000 repeats row 0, in another row group
+    pq.write_table(repeated, tmp_path / "scores.parquet", row_group_size=500)
+    with pytest.raises(InputError, match="rows 0 and 3000"):
+        read_scores(tmp_path, compact=True)

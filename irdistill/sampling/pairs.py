@@ -97,9 +97,10 @@ class QueryPairs(Sequence[Pair]):
 class PairTable(Mapping[str, QueryPairs]):
     """Every query's (positive, negative) pairs, columnar: ``qid -> QueryPairs``.
 
-    One row per scored passage (its id in an Arrow string array, its score in a float64 array),
-    grouped by query with the query's positives first; a query is ``(start, |P+|, |P-|)``. The
-    ``|P+| x |P-|`` pairs are never materialised: 40M MS MARCO score rows take ~0.8 GB here,
+    One row per scored passage (its id in an Arrow array, dictionary-encoded when built by
+    :func:`pairs_from_scores`: an int32 a row and each distinct id once; its score in a float64
+    array), grouped by query with the query's positives first; a query is ``(start, |P+|, |P-|)``.
+    The ``|P+| x |P-|`` pairs are never materialised: 40M MS MARCO score rows take ~0.6 GB here,
     against ~7 GB as a dict of :class:`Pair` lists.
     """
 
@@ -141,7 +142,8 @@ def pairs_from_scores(
     Args:
         scores: a teacher-score Parquet file (or job folder) or a table with the columns
             ``qid, pid, score, teacher``; validated as :func:`~irdistill.scores.read_scores`
-            does.
+            does (once: a file is read with its ids dictionary-encoded, and a table read with
+            ``read_scores(..., compact=True)`` keeps its encoding).
         qrels: ``qid -> {pid: relevance}``; relevance ``> 0`` is relevant.
         teacher: which teacher's scores to pair; required when the table holds several.
 
@@ -149,8 +151,9 @@ def pairs_from_scores(
         A :class:`PairTable`, ``qid -> [Pair(positive, negative, margin), ...]``: queries in order
         of first appearance in the table, positives and negatives each in table order
         (positive-major). Queries without a scored positive or without a scored negative are left
-        out (their count is logged). Built with vectorised Arrow / NumPy operations (a join with
-        the judged-relevant pairs, one sort), so its memory is a few columns of the table.
+        out (their count is logged). Built with vectorised Arrow / NumPy operations on integer
+        codes of the ids (one sort; only rows whose passage is judged relevant somewhere are
+        joined with the judgements by text), so its memory is a few int32 columns of the table.
 
     Raises:
         InputError: an invalid table, an unknown or ambiguous teacher, or no query with both a
@@ -162,29 +165,17 @@ def pairs_from_scores(
         Pair(positive='d1', negative='d7', margin=3.25)
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from irdistill.scores.table import scores_table, select_teacher
+    from irdistill.scores.table import compact_scores_table, dictionary_codes, select_teacher
 
-    table, teacher = select_teacher(scores_table(scores), teacher)
-    table = table.select(["qid", "pid", "score"])  # the teacher column is settled
-    del scores  # the caller's table (with every teacher) can go
-    n = table.num_rows
-    encoded = pc.dictionary_encode(table.column("qid")).combine_chunks()
-    query_of = encoded.indices.to_numpy()  # int32: queries numbered by first appearance
-    unique_qids = encoded.dictionary.to_pylist()
-    del encoded
-    judged = [(q, p) for q, docs in qrels.items() for p, r in docs.items() if r > 0]
-    relevant = np.zeros(n, dtype=bool)
-    if judged and n:
-        rows = pa.table({"qid": table.column("qid"), "pid": table.column("pid"), "_row": np.arange(n, dtype=np.int32)})
-        hits = rows.join(
-            pa.table({"qid": [q for q, _ in judged], "pid": [p for _, p in judged]}),
-            keys=["qid", "pid"],
-            join_type="inner",
-        )
-        relevant[hits.column("_row").to_numpy()] = True
-        del rows, hits
+    table, teacher = select_teacher(compact_scores_table(scores), teacher)
+    qid_column, pid_column, score_column = (table.column(c) for c in ("qid", "pid", "score"))
+    del scores, table  # each column goes once it is coded (the caller's table, with every teacher, too)
+    query_of, unique_qids = _first_appearance(*dictionary_codes(qid_column))
+    del qid_column
+    pid_codes, pid_values = dictionary_codes(pid_column)
+    del pid_column
+    relevant = _judged_rows(query_of, unique_qids, pid_codes, pid_values, qrels)
     order = np.lexsort((~relevant, query_of))  # stable: by query, positives first, then table order
     counts = np.bincount(query_of, minlength=len(unique_qids))
     positives = np.bincount(query_of, weights=relevant, minlength=len(unique_qids)).astype(np.int64)
@@ -198,9 +189,10 @@ def pairs_from_scores(
             "non-relevant scored passage; do the qrels belong to these queries?"
         )
     layout = np.stack([starts, positives, counts - positives], axis=1)[keep]
-    score_values = table.column("score").to_numpy()[order].astype(np.float64)
-    pids = table.column("pid").take(pa.array(order)).combine_chunks()
-    del table, order
+    score_values = score_column.to_numpy()[order].astype(np.float64, copy=False)
+    del score_column
+    pids = pa.DictionaryArray.from_arrays(pa.array(pid_codes[order]), pid_values)  # int32 a row, each id once
+    del pid_codes, order
     out = PairTable([q for q, k in zip(unique_qids, keep.tolist(), strict=True) if k], pids, score_values, layout)
     logger.info(
         "%d pairs of teacher %s over %d queries (%d queries skipped: no scored positive or no scored negative)",
@@ -210,3 +202,55 @@ def pairs_from_scores(
         skipped,
     )
     return out
+
+
+def _first_appearance(codes: np.ndarray, values: pa.Array) -> tuple[np.ndarray, list[str]]:
+    """``codes`` into ``values`` renumbered in order of first appearance: (int32 codes, the values
+    in that order)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    recoded = pc.dictionary_encode(pa.array(codes))
+    return recoded.indices.to_numpy(), values.take(recoded.dictionary).to_pylist()
+
+
+def _judged_rows(
+    query_of: np.ndarray,
+    qids: list[str],
+    pid_codes: np.ndarray,
+    pid_values: pa.Array,
+    qrels: Mapping[str, Mapping[str, int]],
+) -> np.ndarray:
+    """Whether each row (query ``qids[query_of]``, passage ``pid_values[pid_codes]``) is judged
+    relevant. Only rows whose passage is judged relevant for some query are compared by text
+    (MS MARCO: a few per query of 40M rows); the rest never leave their integer codes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    relevant = np.zeros(len(query_of), dtype=bool)
+    judged = [(q, p) for q, docs in qrels.items() for p, r in docs.items() if r > 0]
+    if not judged or not len(query_of):
+        return relevant
+    judged_pid = pc.is_in(pid_values, value_set=pa.array(sorted({p for _, p in judged}), pa.string()))
+    candidates = np.flatnonzero(judged_pid.to_numpy(zero_copy_only=False)[pid_codes]).astype(np.int64)
+    if not len(candidates):
+        return relevant
+    index = {q: i for i, q in enumerate(qids)}
+    right = [(index[q], p) for q, p in judged if q in index]
+    if not right:
+        return relevant
+    hits = pa.table(
+        {
+            "q": pa.array(query_of[candidates]),
+            "pid": pid_values.take(pa.array(pid_codes[candidates])),
+            "_row": pa.array(candidates),
+        }
+    ).join(
+        pa.table(
+            {"q": pa.array([q for q, _ in right], pa.int32()), "pid": pa.array([p for _, p in right], pa.string())}
+        ),
+        keys=["q", "pid"],
+        join_type="inner",
+    )
+    relevant[hits.column("_row").to_numpy()] = True
+    return relevant

@@ -26,6 +26,8 @@ __all__ = [
     "PathLike",
     "read_scores",
     "validate_scores",
+    "compact_scores_table",
+    "dictionary_codes",
     "scores_table",
     "scores_to_run",
     "select_teacher",
@@ -56,9 +58,9 @@ def read_scores(path: PathLike, *, compact: bool = False) -> pa.Table:
     score (cast to float64), no null, no NaN or infinite score, no (qid, pid, teacher) twice.
     Every failure is an :class:`InputError` naming the file, the column and the row (0-based).
 
-    ``compact`` keeps ``qid`` and ``teacher`` dictionary-encoded (each value stored once, an
-    int32 a row): what training reads from 40M-row stores, where the plain strings took a third
-    of the table.
+    ``compact`` keeps ``qid``, ``pid`` and ``teacher`` dictionary-encoded (each value stored once,
+    an int32 a row; see :func:`dictionary_codes`): what training reads from 40M-row stores, where
+    the plain strings took most of the table.
     """
     source = Path(path)
     if source.is_dir():
@@ -69,6 +71,11 @@ def read_scores(path: PathLike, *, compact: bool = False) -> pa.Table:
         table = pq.read_table(source, read_dictionary=["qid", "teacher"] if compact else None)
     except (OSError, pa.ArrowException) as err:
         raise InputError(f"{source}: not a readable Parquet file ({err})") from None
+    index = table.schema.get_field_index("pid")
+    if compact and index >= 0 and pa.types.is_string(table.schema.field(index).type):
+        # encoded after the read, into one dictionary shared by every chunk: read as a dictionary,
+        # each Parquet batch brings its own, and unifying them took 8 s for 10M rows against 2 s
+        table = table.set_column(index, "pid", pc.dictionary_encode(table.column(index)))
     return validate_scores(table, str(source), keep_dictionaries=compact)
 
 
@@ -120,19 +127,27 @@ def _check_unique(table: pa.Table, source: str) -> None:
     n = table.num_rows
     if n < 2:
         return
-    query = pc.dictionary_encode(table.column("qid")).combine_chunks()
-    teacher = pc.dictionary_encode(table.column("teacher")).combine_chunks()
-    q_index, t_index, teachers = query.indices.to_numpy(), teacher.indices.to_numpy(), len(teacher.dictionary)
-    del query, teacher
+    q_index, _ = dictionary_codes(table.column("qid"))
+    t_index, teacher_values = dictionary_codes(table.column("teacher"))
+    teachers = len(teacher_values)
+    pid_column = table.column("pid")
+    pid_codes, pid_values = (  # a compact table's passages are codes already: none is hashed here
+        dictionary_codes(pid_column) if pa.types.is_dictionary(pid_column.type) else (None, None)
+    )
     parts = max(1, -(-n // UNIQUE_CHECK_ROWS))
     part_of = q_index % parts
     found: tuple[int, int] | None = None  # (second row, first row) of the earliest repeat
     for part in range(parts):
         rows = np.flatnonzero(part_of == part) if parts > 1 else np.arange(n)
-        pid = pc.dictionary_encode(table.column("pid").take(pa.array(rows))).combine_chunks()
-        key = (q_index[rows].astype(np.int64) * len(pid.dictionary) + pid.indices.to_numpy()) * teachers
+        if pid_codes is not None:
+            passages, width = pid_codes[rows], len(pid_values)
+        else:
+            encoded = pc.dictionary_encode(pid_column.take(pa.array(rows))).combine_chunks()
+            passages, width = encoded.indices.to_numpy(), len(encoded.dictionary)
+            del encoded
+        key = (q_index[rows].astype(np.int64) * width + passages) * teachers
         key += t_index[rows]
-        del pid
+        del passages
         if not (np.diff(np.sort(key)) == 0).any():
             continue
         order = np.argsort(key, kind="stable")
@@ -154,6 +169,45 @@ def _check_unique(table: pa.Table, source: str) -> None:
 
 def scores_table(scores: PathLike | pa.Table) -> pa.Table:
     return validate_scores(scores) if isinstance(scores, pa.Table) else read_scores(scores)
+
+
+def compact_scores_table(scores: PathLike | pa.Table) -> pa.Table:
+    """A file read with ``compact=True``, or a table validated with its dictionaries kept (so a
+    table that :func:`read_scores` made compact is not decoded again)."""
+    if isinstance(scores, pa.Table):
+        return validate_scores(scores, keep_dictionaries=True)
+    return read_scores(scores, compact=True)
+
+
+def _same_array(a: pa.Array, b: pa.Array) -> bool:
+    """Whether ``a`` and ``b`` are views of the same memory (not merely equal: no value is read)."""
+    return (
+        len(a) == len(b)
+        and a.offset == b.offset
+        and [x.address if x is not None else None for x in a.buffers()]
+        == [x.address if x is not None else None for x in b.buffers()]
+    )
+
+
+def dictionary_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """``column`` as int32 codes, one a row, into an array of its distinct values (string).
+
+    A dictionary column (a compact read gives one dictionary per Parquet row group) has its
+    dictionaries unified, so equal values have equal codes across chunks; a plain column is
+    dictionary-encoded. No value is decoded into a string a row.
+    """
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)  # one dictionary, shared by every chunk
+    if column.num_chunks == 0:
+        return np.empty(0, dtype=np.int32), pa.array([], pa.string())
+    first = column.chunk(0).dictionary
+    if not all(_same_array(chunk.dictionary, first) for chunk in column.chunks[1:]):
+        column = column.unify_dictionaries()
+    values = column.chunk(0).dictionary
+    if values.type != pa.string():
+        values = values.cast(pa.string())
+    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in column.chunks])
+    return codes.astype(np.int32, copy=False), values
 
 
 def scores_to_run(scores: PathLike | pa.Table) -> dict[str, dict[str, float]]:

@@ -312,12 +312,9 @@ def _returning_memory_pool() -> None:
 def _pair_inputs(cfg: TrainConfig, collection: Collection, show_progress_bar: bool = False) -> Any:
     from irdistill.sampling import build_trainer_inputs
     from irdistill.sampling.pairs import pairs_from_scores
-    from irdistill.scores.table import read_scores
 
     _returning_memory_pool()
-    pairs = pairs_from_scores(
-        read_scores(_scores_path(cfg.scores or ""), compact=True), collection.qrels, teacher=cfg.teacher
-    )
+    pairs = pairs_from_scores(_scores_path(cfg.scores or ""), collection.qrels, teacher=cfg.teacher)  # read compact
     qids = [q for q in collection.query_ids if q in pairs]
     if not qids:
         raise InputError(f"{cfg.scores}: no query has both a scored positive and a scored negative")
