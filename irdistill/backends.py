@@ -478,28 +478,32 @@ def resolve_auto(
     torch (scores: the fidelity probe; speed: the fastest of ``repeats`` passes over
     :func:`timing_probe`'s passage-length texts, after a warm-up pass), log the table and cache the
     decision (same model files, kind, device, installed runtimes, thread count and timing probe: no
-    second measurement)."""
+    second measurement). A model of an architecture already decided (:func:`architecture_fingerprint`:
+    the same config and modules, other weights, e.g. a student fine-tuned from a model ``auto`` ran
+    before) takes that choice after its own fidelity check, without timing the candidates again."""
     import torch
 
     from irdistill.paths import cache_dir, model_fingerprint, write_text_atomic
 
     candidates = auto_candidates()
-    key = hashlib.sha256(
-        json.dumps(
-            {
-                "model": model_fingerprint(path),
-                "kind": kind,
-                "device": device,
-                "candidates": [str(c) for c in candidates],
-                "versions": {n: _versions(n) for n in installed_backends() if n != "torch"},
-                "threads": torch.get_num_threads(),
-                "tolerance": tolerance,
-                "timing": {"words": TIMING_WORDS, "documents": len(timing_probe()[1])},
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()[:32]
-    record = (Path(cache_root) if cache_root else cache_dir()) / "backends" / f"auto-{key}.json"
+    settings = {
+        "kind": kind,
+        "device": device,
+        "candidates": [str(c) for c in candidates],
+        "versions": {n: _versions(n) for n in installed_backends() if n != "torch"},
+        "threads": torch.get_num_threads(),
+        "tolerance": tolerance,
+        "timing": {"words": TIMING_WORDS, "documents": len(timing_probe()[1])},
+    }
+    folder = (Path(cache_root) if cache_root else cache_dir()) / "backends"
+
+    def record_for(identity: dict[str, Any], prefix: str) -> Path:
+        key = hashlib.sha256(json.dumps({**settings, **identity}, sort_keys=True).encode()).hexdigest()[:32]
+        return folder / f"{prefix}-{key}.json"
+
+    record = record_for({"model": model_fingerprint(path)}, "auto")
+    architecture = architecture_fingerprint(path)
+    shared = record_for({"architecture": architecture}, "auto-architecture") if architecture else None
     if record.is_file():
         saved = json.loads(record.read_text(encoding="utf-8"))
         spec = parse_backend(saved["backend"])
@@ -508,6 +512,15 @@ def resolve_auto(
         return AutoResolution(model, spec, [Trial(**t) for t in saved["trials"]])
     reference_model = load_model(kind, path, backend="torch", device=device, **kwargs)
     reference = probe_scores(kind, reference_model, PROBE_QUERIES, PROBE_DOCUMENTS)
+    if shared is not None and shared.is_file():
+        reused = _reuse_decision(kind, path, shared, reference, tolerance, device, cache_root, **kwargs)
+        if reused is not None:
+            saved = json.loads(shared.read_text(encoding="utf-8"))
+            write_text_atomic(
+                record,
+                json.dumps({**saved, "model": path, "kind": kind, "reused_from": saved.get("model")}, indent=1),
+            )
+            return reused
     models: dict[str, Any] = {"torch": reference_model}
 
     def measure(spec: BackendSpec) -> Trial:
@@ -540,12 +553,76 @@ def resolve_auto(
             + ("" if trial.within(tolerance) else f" > {tolerance:g}: rejected"),
         )
     logger.info("auto backend for %s: %s (fastest within %g of fp32 torch)", path, spec, tolerance)
-    write_text_atomic(
-        record,
-        json.dumps(
-            {"model": path, "kind": kind, "backend": str(spec), "trials": [asdict(t) for t in trials]}, indent=1
-        ),
+    decision = json.dumps(
+        {"model": path, "kind": kind, "backend": str(spec), "trials": [asdict(t) for t in trials]}, indent=1
     )
+    write_text_atomic(record, decision)
+    if shared is not None:
+        write_text_atomic(shared, decision)
     model = models[str(spec)]
     model._irdistill_backend = str(spec)
     return AutoResolution(model, spec, trials)
+
+
+ARCHITECTURE_FILES = ("config.json", "modules.json", "sentence_bert_config.json")
+"""The files whose contents decide a model's speed on each backend (its weights do not)."""
+
+
+def architecture_fingerprint(path: str) -> str | None:
+    """What ``auto``'s timing depends on, without the weights: the Hugging Face config (less its
+    name and writer's version), the sentence-transformers module list and its sequence length.
+    A model fine-tuned from another (the student a run has just trained) has its base's; ``None``
+    for a model that is not a local folder with a ``config.json``."""
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        return None
+    parts: dict[str, Any] = {}
+    for name in ARCHITECTURE_FILES:
+        file = folder / name
+        if file.is_file():
+            try:
+                parts[name] = json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+    config = parts["config.json"]
+    if isinstance(config, dict):
+        for field in ("_name_or_path", "transformers_version"):
+            config.pop(field, None)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _reuse_decision(
+    kind: Kind,
+    path: str,
+    shared: Path,
+    reference: np.ndarray,
+    tolerance: float,
+    device: str | None,
+    cache_root: str | os.PathLike[str] | None,
+    **kwargs: Any,
+) -> AutoResolution | None:
+    """``auto``'s choice for another model of ``path``'s architecture, taken without timing the
+    candidates again when ``path``'s own probe scores on it stay within ``tolerance`` of fp32 torch
+    (fidelity is checked per model; only the speed ranking is shared). ``None``: measure afresh."""
+    saved = json.loads(shared.read_text(encoding="utf-8"))
+    spec = parse_backend(saved["backend"])
+    try:
+        model = load_model(kind, path, backend=spec, device=device, cache_root=cache_root, **kwargs)
+        difference = float(np.max(np.abs(probe_scores(kind, model, PROBE_QUERIES, PROBE_DOCUMENTS) - reference)))
+    except (RuntimeError, ValueError, OSError, ImportError) as err:
+        logger.warning("auto: %s failed on %s (%s); measuring every candidate", spec, path, err)
+        return None
+    if difference > tolerance:
+        logger.info(
+            "auto: %s differs by %.2e on %s (> %g): measuring every candidate", spec, difference, path, tolerance
+        )
+        return None
+    logger.info(
+        "auto backend for %s: %s (the choice for %s, same architecture; max |diff| %.2e here)",
+        path,
+        spec,
+        saved.get("model", "?"),
+        difference,
+    )
+    model._irdistill_backend = str(spec)
+    return AutoResolution(model, spec, [Trial(**t) for t in saved["trials"]])

@@ -3,6 +3,7 @@ choice, and (where ONNX Runtime / OpenVINO are installed) their scores against t
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -290,7 +291,9 @@ def test_auto_measures_once_and_keeps_its_decision(
     assert chosen.within(1e-4)
     assert any("auto backend for" in r.getMessage() for r in caplog.records)
     assert backend_of(first.model) == str(first.backend)
-    assert len(list((cache_dir / "backends").glob("auto-*.json"))) == 1
+    records = [p.name for p in (cache_dir / "backends").glob("auto-*.json")]
+    assert len([r for r in records if not r.startswith("auto-architecture-")]) == 1
+    assert len([r for r in records if r.startswith("auto-architecture-")]) == 1  # for its fine-tuned copies
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="irdistill.backends"):
         model = load_model("cross-encoder", path, backend="auto", device="cpu")
@@ -468,3 +471,60 @@ def test_cpu_bound_counts_a_bert_layers_flops_and_the_padding(monkeypatch: pytes
     useful, padded = bench.model_flops([10, 2, 3], batch_size=2, hidden=4, intermediate=8, layers=3)
     assert useful == 3 * sum(bench.layer_flops(n, 4, 8) for n in (10, 2, 3))
     assert padded == 3 * (2 * bench.layer_flops(10, 4, 8) + bench.layer_flops(3, 4, 8))  # batches [10, 2] and [3]
+
+
+@needs_onnx
+def test_auto_reuses_the_choice_for_a_model_of_the_same_architecture(
+    tiny_models: dict[str, str],
+    cache_dir: Path,
+    tmp_path: Path,
+    one_torch_thread,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A fine-tuned copy (same config, other weights) takes the base's choice after its own fidelity
+    check, with no candidate timed; its record says whose choice it took."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    base = str(tmp_path / "base")  # saved by sentence-transformers, as a student is
+    CrossEncoder(tiny_models["cross-encoder"], device="cpu").save(base)
+    tuned = CrossEncoder(base, device="cpu")
+    with torch.no_grad():
+        for parameter in tuned.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    student = tmp_path / "student"
+    tuned.save(str(student))
+    assert backends.architecture_fingerprint(str(student)) == backends.architecture_fingerprint(base)
+    first = backends.resolve_auto("cross-encoder", base, device="cpu", repeats=1)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="irdistill.backends"):
+        second = backends.resolve_auto("cross-encoder", str(student), device="cpu", repeats=1)
+    messages = [r.getMessage() for r in caplog.records]
+    assert second.backend == first.backend
+    assert any("same architecture" in m for m in messages)
+    assert not any("ms per probe" in m for m in messages)  # nothing timed
+    torch_scores = probe_scores(
+        "cross-encoder", load_model("cross-encoder", str(student)), backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS
+    )
+    scores = probe_scores("cross-encoder", second.model, backends.PROBE_QUERIES, backends.PROBE_DOCUMENTS)
+    assert np.max(np.abs(scores - torch_scores)) <= 1e-4  # the student's own weights, not the base's
+    records = [json.loads(p.read_text()) for p in (cache_dir / "backends").glob("auto-*.json")]
+    assert any(r.get("model") == str(student) and r.get("reused_from") == base for r in records)
+
+
+def test_architecture_fingerprint_ignores_weights_and_names_but_not_shape(tmp_path: Path) -> None:
+    def folder(name: str, layers: int, name_or_path: str) -> str:
+        path = tmp_path / name
+        path.mkdir()
+        config = {"model_type": "bert", "num_hidden_layers": layers, "_name_or_path": name_or_path}
+        (path / "config.json").write_text(json.dumps(config))
+        (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256}))
+        (path / "model.safetensors").write_bytes(name.encode())  # other weights
+        return str(path)
+
+    a, b, c = folder("a", 6, "x"), folder("b", 6, "y"), folder("c", 12, "x")
+    assert backends.architecture_fingerprint(a) == backends.architecture_fingerprint(b)
+    assert backends.architecture_fingerprint(a) != backends.architecture_fingerprint(c)
+    (Path(b) / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128}))
+    assert backends.architecture_fingerprint(a) != backends.architecture_fingerprint(b)
+    assert backends.architecture_fingerprint("sentence-transformers/all-MiniLM-L6-v2") is None
