@@ -502,8 +502,6 @@ def resolve_auto(
         return folder / f"{prefix}-{key}.json"
 
     record = record_for({"model": model_fingerprint(path)}, "auto")
-    architecture = architecture_fingerprint(path)
-    shared = record_for({"architecture": architecture}, "auto-architecture") if architecture else None
     if record.is_file():
         saved = json.loads(record.read_text(encoding="utf-8"))
         spec = parse_backend(saved["backend"])
@@ -512,6 +510,8 @@ def resolve_auto(
         return AutoResolution(model, spec, [Trial(**t) for t in saved["trials"]])
     reference_model = load_model(kind, path, backend="torch", device=device, **kwargs)
     reference = probe_scores(kind, reference_model, PROBE_QUERIES, PROBE_DOCUMENTS)
+    architecture = architecture_fingerprint(reference_model)
+    shared = record_for({"architecture": architecture}, "auto-architecture") if architecture else None
     if shared is not None and shared.is_file():
         reused = _reuse_decision(kind, path, shared, reference, tolerance, device, cache_root, **kwargs)
         if reused is not None:
@@ -564,31 +564,44 @@ def resolve_auto(
     return AutoResolution(model, spec, trials)
 
 
-ARCHITECTURE_FILES = ("config.json", "modules.json", "sentence_bert_config.json")
-"""The files whose contents decide a model's speed on each backend (its weights do not)."""
+SHAPE_FIELDS = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+    "hidden_act",
+    "vocab_size",
+    "max_position_embeddings",
+    "position_embedding_type",
+    "type_vocab_size",
+    "num_labels",
+)
+"""The Hugging Face config fields that set a transformer's work per token (its speed on each backend)."""
 
 
-def architecture_fingerprint(path: str) -> str | None:
-    """What ``auto``'s timing depends on, without the weights: the Hugging Face config (less its
-    name and writer's version), the sentence-transformers module list and its sequence length.
-    A model fine-tuned from another (the student a run has just trained) has its base's; ``None``
-    for a model that is not a local folder with a ``config.json``."""
-    folder = Path(path)
-    if not (folder / "config.json").is_file():
+def architecture_fingerprint(model: Any) -> str | None:
+    """What ``auto``'s timing depends on, without the weights, from a loaded sentence-transformers
+    model: the Hugging Face model class, its config's shape fields (:data:`SHAPE_FIELDS`) and the
+    module classes. Read from the loaded model, not its files, so that a student fine-tuned from
+    another model and saved by a newer library (other config defaults, renamed module paths, its
+    training's sequence length) has its base's: which runtime is fastest depends on the kernels an
+    architecture runs, not on where texts are cut. ``None`` when the model has no such transformer."""
+    from irdistill import runtimes
+
+    try:
+        hf_model = runtimes.transformer_module(model).model
+    except (InputError, AttributeError, TypeError, ValueError, IndexError):
         return None
-    parts: dict[str, Any] = {}
-    for name in ARCHITECTURE_FILES:
-        file = folder / name
-        if file.is_file():
-            try:
-                parts[name] = json.loads(file.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                return None
-    config = parts["config.json"]
-    if isinstance(config, dict):
-        for field in ("_name_or_path", "transformers_version"):
-            config.pop(field, None)
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+    config = hf_model.config
+    parts = {
+        "class": type(hf_model).__name__,
+        "config": {field: getattr(config, field, None) for field in SHAPE_FIELDS},
+        "modules": [type(module).__name__ for module in model] if hasattr(model, "__iter__") else [],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def _reuse_decision(

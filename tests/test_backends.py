@@ -494,7 +494,6 @@ def test_auto_reuses_the_choice_for_a_model_of_the_same_architecture(
             parameter.add_(0.01 * torch.randn_like(parameter))
     student = tmp_path / "student"
     tuned.save(str(student))
-    assert backends.architecture_fingerprint(str(student)) == backends.architecture_fingerprint(base)
     first = backends.resolve_auto("cross-encoder", base, device="cpu", repeats=1)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="irdistill.backends"):
@@ -512,19 +511,34 @@ def test_auto_reuses_the_choice_for_a_model_of_the_same_architecture(
     assert any(r.get("model") == str(student) and r.get("reused_from") == base for r in records)
 
 
-def test_architecture_fingerprint_ignores_weights_and_names_but_not_shape(tmp_path: Path) -> None:
-    def folder(name: str, layers: int, name_or_path: str) -> str:
-        path = tmp_path / name
-        path.mkdir()
-        config = {"model_type": "bert", "num_hidden_layers": layers, "_name_or_path": name_or_path}
-        (path / "config.json").write_text(json.dumps(config))
-        (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256}))
-        (path / "model.safetensors").write_bytes(name.encode())  # other weights
-        return str(path)
+def test_architecture_fingerprint_ignores_weights_files_and_length_but_not_shape(
+    tiny_models: dict[str, str], tmp_path: Path
+) -> None:
+    """The same architecture saved raw by transformers and by sentence-transformers (other files,
+    other weights, another max length) has one fingerprint; another depth or kind does not."""
+    import torch
+    from conftest import tiny_bert_config
+    from sentence_transformers import CrossEncoder
+    from transformers import BertForSequenceClassification
 
-    a, b, c = folder("a", 6, "x"), folder("b", 6, "y"), folder("c", 12, "x")
-    assert backends.architecture_fingerprint(a) == backends.architecture_fingerprint(b)
-    assert backends.architecture_fingerprint(a) != backends.architecture_fingerprint(c)
-    (Path(b) / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128}))
-    assert backends.architecture_fingerprint(a) != backends.architecture_fingerprint(b)
-    assert backends.architecture_fingerprint("sentence-transformers/all-MiniLM-L6-v2") is None
+    raw = tiny_models["cross-encoder"]
+    saved = CrossEncoder(raw, device="cpu")
+    saved.max_seq_length = 32
+    with torch.no_grad():
+        for parameter in saved.parameters():
+            parameter.mul_(1.5)
+    saved.save(str(tmp_path / "saved"))
+    deeper = tmp_path / "deeper"
+    config = tiny_bert_config(CrossEncoder(raw, device="cpu").tokenizer.vocab_size, num_labels=1)
+    config.num_hidden_layers += 1
+    BertForSequenceClassification(config).save_pretrained(deeper)
+    CrossEncoder(raw, device="cpu").tokenizer.save_pretrained(deeper)
+
+    def fingerprint(kind: str, path: str) -> str | None:
+        return backends.architecture_fingerprint(load_model(kind, path, device="cpu"))
+
+    base = fingerprint("cross-encoder", raw)
+    assert base is not None
+    assert fingerprint("cross-encoder", str(tmp_path / "saved")) == base
+    assert fingerprint("cross-encoder", str(deeper)) != base
+    assert fingerprint("sentence-transformer", tiny_models["sentence-transformer"]) not in (None, base)
