@@ -80,12 +80,10 @@ def gemm_peak(tokens: int, hidden: int, intermediate: int, dtype: str, repeats: 
 
 
 def main() -> None:
+    from bench_teacher_scoring import add_pair_arguments, load_pairs
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="runs/teachers/ce-minilm-scifact")
-    parser.add_argument("--dataset", default="beir/scifact/test")
-    parser.add_argument("--queries", type=int, default=20, help="the teacher benchmark's --queries")
-    parser.add_argument("--depth", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=64)
+    add_pair_arguments(parser, queries=20, help="the teacher benchmark's --queries")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed GEMM calls per precision (best kept)")
     parser.add_argument("--results", default=str(RESULTS))
@@ -96,7 +94,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from bench_teacher_scoring import load_pairs
     from sentence_transformers import CrossEncoder
 
     queries, passages = load_pairs(args.dataset, args.queries, args.depth)

@@ -48,6 +48,15 @@ def load_pairs(dataset: str, queries: int, depth: int) -> tuple[list[str], list[
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def add_pair_arguments(parser: argparse.ArgumentParser, *, queries: int, help: str) -> None:
+    """The options that choose the pairs and the model (this script's, and bench_cpu_bound.py's)."""
+    parser.add_argument("--model", default="runs/teachers/ce-minilm-scifact")
+    parser.add_argument("--dataset", default="beir/scifact/test")
+    parser.add_argument("--queries", type=int, default=queries, help=help)
+    parser.add_argument("--depth", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=64)
+
+
 def run_side(args: argparse.Namespace) -> None:
     """One side in this (fresh) process: score the pairs --repeats times, write times and scores."""
     import torch
@@ -112,11 +121,7 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="runs/teachers/ce-minilm-scifact")
-    parser.add_argument("--dataset", default="beir/scifact/test")
-    parser.add_argument("--queries", type=int, default=100, help="first N test queries (a small slice: 2)")
-    parser.add_argument("--depth", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=64)
+    add_pair_arguments(parser, queries=100, help="first N test queries (a small slice: 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per side (>= 3); the median is kept")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of every side (default: torch's)")
     parser.add_argument("--backend", default="auto", help="irdistill side's backend (torch, onnx, openvino, auto ...)")
