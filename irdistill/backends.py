@@ -513,13 +513,8 @@ def resolve_auto(
     architecture = architecture_fingerprint(reference_model)
     shared = record_for({"architecture": architecture}, "auto-architecture") if architecture else None
     if shared is not None and shared.is_file():
-        reused = _reuse_decision(kind, path, shared, reference, tolerance, device, cache_root, **kwargs)
+        reused = _reuse_decision(kind, path, shared, record, reference, tolerance, device, cache_root, **kwargs)
         if reused is not None:
-            saved = json.loads(shared.read_text(encoding="utf-8"))
-            write_text_atomic(
-                record,
-                json.dumps({**saved, "model": path, "kind": kind, "reused_from": saved.get("model")}, indent=1),
-            )
             return reused
     models: dict[str, Any] = {"torch": reference_model}
 
@@ -608,6 +603,7 @@ def _reuse_decision(
     kind: Kind,
     path: str,
     shared: Path,
+    record: Path,
     reference: np.ndarray,
     tolerance: float,
     device: str | None,
@@ -616,7 +612,10 @@ def _reuse_decision(
 ) -> AutoResolution | None:
     """``auto``'s choice for another model of ``path``'s architecture, taken without timing the
     candidates again when ``path``'s own probe scores on it stay within ``tolerance`` of fp32 torch
-    (fidelity is checked per model; only the speed ranking is shared). ``None``: measure afresh."""
+    (fidelity is checked per model; only the speed ranking is shared), and then kept as ``path``'s own
+    decision in ``record``, naming the model it came from. ``None``: measure afresh."""
+    from irdistill.paths import write_text_atomic
+
     saved = json.loads(shared.read_text(encoding="utf-8"))
     spec = parse_backend(saved["backend"])
     try:
@@ -637,5 +636,7 @@ def _reuse_decision(
         saved.get("model", "?"),
         difference,
     )
-    model._irdistill_backend = str(spec)
+    write_text_atomic(
+        record, json.dumps({**saved, "model": path, "kind": kind, "reused_from": saved.get("model")}, indent=1)
+    )
     return AutoResolution(model, spec, [Trial(**t) for t in saved["trials"]])
