@@ -406,6 +406,47 @@ def test_tas_balanced_labels_match_each_ddp_step_of_three_ranks(
     assert steps == 2  # one step an epoch: 2 planned batches padded to 3, one per rank
 
 
+def test_tas_balanced_labels_are_computed_once_per_machine_and_read_by_the_other_ranks(
+    tiny_model_dir: Path,
+    beir_dir: Path,
+    bm25_scores: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Local rank 0 encodes and keeps the labels beside the checkpoints; another rank (here: the
+    same process as LOCAL_RANK 1, with the encoder made to fail) reads exactly those labels."""
+    import irdistill.encoding
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    cfg = config(
+        tiny_model_dir,
+        beir_dir,
+        bm25_scores,
+        tmp_path / "s",
+        loss="tas-balanced",
+        sampler="random",
+        inbatch_teacher=str(tiny_model_dir),
+        epochs=2,
+    )
+    collection = load_collection(beir_dir, split="test")
+    first, _ = build_train_dataset(cfg, collection)
+    kept = list((tmp_path / ".s.checkpoints").glob("inbatch-labels-*.arrow"))
+    assert len(kept) == 1
+
+    class NoEncoding:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("a rank other than local rank 0 encoded")
+
+    monkeypatch.setattr(irdistill.encoding, "DenseEncoder", NoEncoding)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    second, _ = build_train_dataset(cfg, collection)
+    assert second["label"] == first["label"] and len(first["label"]) > 0
+    monkeypatch.setenv("LOCAL_RANK", "0")  # a resumed run: rank 0 reads the file too
+    assert build_train_dataset(cfg, collection)[0]["label"] == first["label"]
+
+
 @pytest.mark.parametrize("loss", ["listwise-kl", "infonce", "margin-mse"])
 def test_max_queries_trains_on_the_first_queries_of_a_whole_split_store(
     loss: str, tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path

@@ -31,6 +31,7 @@ so document embeddings (and an index built from them) stay valid.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -353,17 +354,68 @@ def _inbatch_labels(cfg: TrainConfig, inputs: Any, show_progress_bar: bool = Fal
     as accelerate would), so no step mixes batches this function did not group together.
     Only the queries and passages the plan holds are encoded; the scores of one global batch are
     one matrix product.
+
+    Under torchrun every rank plans the same rows, so one process per machine (local rank 0)
+    computes the labels and keeps them in a file beside the checkpoints, keyed by the plan, the
+    in-batch teacher and the label scale; the other ranks wait for that file and read it. A
+    resumed run finds the file and encodes nothing.
     """
-    from irdistill.encoding import DenseEncoder
+    from irdistill.paths import atomic_path, model_fingerprint
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     assert cfg.inbatch_teacher is not None
-    teacher = DenseEncoder(cfg.inbatch_teacher, show_progress_bar=show_progress_bar)
     table = inputs.rows.data
     query_rows = table.column("query").to_numpy()
     positive = table.column("positive").to_numpy()
     negative = table.column("negative").to_numpy()
     margins = inputs.margins()
+    if world == 1:
+        return _compute_inbatch_labels(cfg, inputs, query_rows, positive, negative, margins, world, show_progress_bar)
+    digest = hashlib.sha256()
+    for part in (query_rows, positive, negative, np.asarray(margins, dtype=np.float64)):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    for offsets in inputs.batch_sampler.epoch_offsets:
+        digest.update(np.asarray(offsets, dtype=np.int64).tobytes())
+    digest.update(json.dumps([model_fingerprint(cfg.inbatch_teacher), cfg.label_scale, world]).encode())
+    out = Path(cfg.out)
+    shared = out.parent / f".{out.name}.checkpoints" / f"inbatch-labels-{digest.hexdigest()[:24]}.arrow"
+    if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) != 0:
+        if not shared.is_file():
+            logger.info("waiting for local rank 0's in-batch labels (%s)", shared)
+        while not shared.is_file():
+            time.sleep(0.5)
+        return _read_labels(shared)
+    if shared.is_file():
+        logger.info("in-batch labels read from %s", shared)
+        return _read_labels(shared)
+    labels = _compute_inbatch_labels(cfg, inputs, query_rows, positive, negative, margins, world, show_progress_bar)
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(shared) as tmp, pa.OSFile(str(tmp), "wb") as sink:
+        batch = pa.record_batch([labels], names=["label"])
+        with pa.ipc.new_file(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+    return labels
+
+
+def _read_labels(path: Path) -> pa.Array:
+    with pa.OSFile(str(path), "rb") as source:  # read into memory: the file may be replaced later
+        return pa.ipc.open_file(source).read_all().column("label").combine_chunks()
+
+
+def _compute_inbatch_labels(
+    cfg: TrainConfig,
+    inputs: Any,
+    query_rows: np.ndarray,
+    positive: np.ndarray,
+    negative: np.ndarray,
+    margins: np.ndarray,
+    world: int,
+    show_progress_bar: bool,
+) -> pa.Array:
+    """:func:`_inbatch_labels`'s work: encode the planned queries and passages, score each global batch."""
+    from irdistill.encoding import DenseEncoder
+
+    teacher = DenseEncoder(cfg.inbatch_teacher, show_progress_bar=show_progress_bar)
     corpus, texts = inputs.texts.corpus, inputs.texts
     passages = np.unique(np.concatenate([positive, negative]))
     queries = np.unique(query_rows)
