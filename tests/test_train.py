@@ -354,6 +354,20 @@ def test_warmup_ratio_must_be_a_share(tiny_model_dir: Path, beir_dir: Path, bm25
         config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s", warmup_ratio=1.0).validate()
 
 
+def two_epochs_of_tas_balanced(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, out: Path) -> TrainConfig:
+    """The dual-teacher loss with random pairs and the tiny model as its own in-batch teacher."""
+    return config(
+        tiny_model_dir,
+        beir_dir,
+        bm25_scores,
+        out,
+        loss="tas-balanced",
+        sampler="random",
+        inbatch_teacher=str(tiny_model_dir),
+        epochs=2,
+    )
+
+
 def test_tas_balanced_labels_match_each_ddp_step_of_three_ranks(
     tiny_model_dir: Path,
     beir_dir: Path,
@@ -372,16 +386,7 @@ def test_tas_balanced_labels_match_each_ddp_step_of_three_ranks(
     from sentence_transformers import SentenceTransformer
 
     monkeypatch.setenv("WORLD_SIZE", "3")
-    cfg = config(
-        tiny_model_dir,
-        beir_dir,
-        bm25_scores,
-        tmp_path / "s",
-        loss="tas-balanced",
-        sampler="random",
-        inbatch_teacher=str(tiny_model_dir),
-        epochs=2,
-    )
+    cfg = two_epochs_of_tas_balanced(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s")
     collection = load_collection(beir_dir, split="test")
     dataset, args = build_train_dataset(cfg, collection)
     factory = args["batch_sampler"]
@@ -420,16 +425,7 @@ def test_tas_balanced_labels_are_computed_once_per_machine_and_read_by_the_other
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "0")
-    cfg = config(
-        tiny_model_dir,
-        beir_dir,
-        bm25_scores,
-        tmp_path / "s",
-        loss="tas-balanced",
-        sampler="random",
-        inbatch_teacher=str(tiny_model_dir),
-        epochs=2,
-    )
+    cfg = two_epochs_of_tas_balanced(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "s")
     collection = load_collection(beir_dir, split="test")
     first, _ = build_train_dataset(cfg, collection)
     kept = list((tmp_path / ".s.checkpoints").glob("inbatch-labels-*.arrow"))
