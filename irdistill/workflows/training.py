@@ -377,8 +377,7 @@ def _inbatch_labels(cfg: TrainConfig, inputs: Any, show_progress_bar: bool = Fal
     for offsets in inputs.batch_sampler.epoch_offsets:
         digest.update(np.asarray(offsets, dtype=np.int64).tobytes())
     digest.update(json.dumps([model_fingerprint(cfg.inbatch_teacher), cfg.label_scale, world]).encode())
-    out = Path(cfg.out)
-    shared = out.parent / f".{out.name}.checkpoints" / f"inbatch-labels-{digest.hexdigest()[:24]}.arrow"
+    shared = checkpoint_folder(Path(cfg.out)) / f"inbatch-labels-{digest.hexdigest()[:24]}.arrow"
     if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) != 0:
         if not shared.is_file():
             logger.info("waiting for local rank 0's in-batch labels (%s)", shared)
@@ -395,6 +394,11 @@ def _inbatch_labels(cfg: TrainConfig, inputs: Any, show_progress_bar: bool = Fal
         with pa.ipc.new_file(sink, batch.schema) as writer:
             writer.write_batch(batch)
     return labels
+
+
+def checkpoint_folder(out: Path) -> Path:
+    """Where the trainer keeps the checkpoints of a model bound for ``out`` (and what it resumes from)."""
+    return out.parent / f".{out.name}.checkpoints"
 
 
 def _read_labels(path: Path) -> pa.Array:
@@ -710,7 +714,7 @@ def train_student(
     if cfg.eval_dataset:
         evaluator = HarnessEvaluator(load_collection(cfg.eval_dataset, split=cfg.eval_split))
     out = Path(cfg.out)
-    checkpoints = out.parent / f".{out.name}.checkpoints"
+    checkpoints = checkpoint_folder(out)
     # Warm-up and the default checkpoint interval are shares of the optimizer steps the trainer
     # itself counts (the batches each rank really iterates, every epoch), not of len(dataset):
     # the pair losses' dataset holds every planned epoch, and under DDP each rank takes
