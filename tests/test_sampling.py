@@ -448,7 +448,14 @@ def test_trainer_factory_unit() -> None:
     first = inputs.plans[0][0][0]
     assert row["query"] == collection.queries[first.qid]
     assert row["positive"] == collection.corpus[first.positive].full_text()
-    assert row["label"] == [first.margin]
+    assert row["label"] == [pytest.approx(first.margin, rel=1e-7)]
+    # the stored rows are int32 row numbers and a float32 margin (MS MARCO: 20 bytes a row)
+    stored = inputs.rows.data
+    assert [str(stored.schema.field(c).type) for c in ("query", "positive", "negative")] == ["int32"] * 3
+    assert str(stored.schema.field("label").type) == "list<item: float>"
+    assert inputs.margins().dtype == np.float32
+    planned = [e.margin for plan in inputs.plans for batch in plan for e in batch]
+    np.testing.assert_array_equal(inputs.margins(), np.float32(planned))
     with pytest.raises(InputError, match="passage id 'zz'"):
         bad = {q: [Pair("zz", "d1", 1.0)] for q in qids}
         build_trainer_inputs(RandomPairSampler(qids, bad, 3), collection)

@@ -213,7 +213,7 @@ class TrainerInputs:
         }
 
     def margins(self) -> np.ndarray:
-        """Every row's teacher margin (float64), in row order: the planned label column."""
+        """Every row's teacher margin (float32), in row order: the planned label column."""
         assert self.rows is not None
         return pc.list_flatten(self.rows.data.column("label")).to_numpy()
 
@@ -295,7 +295,7 @@ def build_trainer_inputs(
                 )
             columns[name].append(rows.astype(np.int32))
         columns["query"].append(queries)
-        columns["label"].append(np.fromiter((e.margin for e in examples), dtype=np.float64, count=len(examples)))
+        columns["label"].append(np.fromiter((e.margin for e in examples), dtype=np.float32, count=len(examples)))
         sizes = np.fromiter((len(batch) for batch in plan), dtype=np.int64, count=len(plan))
         epoch_offsets.append(total + np.concatenate([[0], np.cumsum(sizes)]))
         total += len(examples)
