@@ -147,3 +147,29 @@ def test_bench_scale_measures_stages_and_extrapolates_from_the_growth(tmp_path: 
         a, b = data["runs"][f"{stage}@0.0005"], data["runs"][f"{stage}@0.001"]
         slope = (b["peak_rss_gib"] - a["peak_rss_gib"]) / 0.0005
         assert row["peak_rss_gib_full"] == pytest.approx(b["peak_rss_gib"] + slope * 0.999, abs=0.01)
+    markdown = (tmp_path / "results" / "bench_scale.md").read_text()
+    full = data["stages"]["import_scores"]
+    verdict = "yes" if full["peak_rss_gib_full"] <= 2 and full["seconds_full"] <= 300 else "**no**"
+    assert f"| import_scores | <= 2 GiB, <= 5 min | {full['peak_rss_gib_full']:g} GiB, " in markdown
+    assert f"{full['seconds_full'] / 60:.1f} min | {verdict} |" in markdown
+    assert "| ivfpq_build | <= 6 GiB beyond the vectors, <= 20 min | not measured | - |" in markdown
+
+
+def test_bench_scale_takes_full_shape_figures_as_measured_at_fraction_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_scale
+
+    def record(fraction: float, seconds: float, rss: float, **extra: float) -> dict[str, object]:
+        return {"fraction": fraction, "seconds": seconds, "peak_rss_gib": rss, **extra}
+
+    runs = {
+        "import_scores@0.25": record(0.25, 30.0, 1.0, seconds_full=120.0, peak_rss_gib_full=3.5),
+        "import_scores@1": record(1.0, 100.0, 1.7, seconds_full=100.0, peak_rss_gib_full=1.7),
+        "ivfpq_build@1": record(1.0, 700.0, 14.0, vectors_gib=12.65, seconds_full=700.0, peak_rss_gib_full=14.0),
+        "open_corpus@0.25": record(0.25, 3.0, 0.3, seconds_full=12.0, peak_rss_gib_full=0.9),
+    }
+    stages = bench_scale.latest_stages(runs)
+    assert stages["import_scores"]["extrapolated_from"] == "measured at full shape"
+    assert stages["import_scores"]["peak_rss_gib_full"] == 1.7 and stages["import_scores"]["seconds_full"] == 100.0
+    assert stages["ivfpq_build"]["beyond_vectors_gib_full"] == pytest.approx(1.35)
+    assert stages["open_corpus"]["extrapolated_from"] == "one fraction"
