@@ -453,9 +453,10 @@ def test_trainer_factory_unit() -> None:
     stored = inputs.rows.data
     assert [str(stored.schema.field(c).type) for c in ("query", "positive", "negative")] == ["int32"] * 3
     assert str(stored.schema.field("label").type) == "list<item: float>"
-    assert inputs.margins().dtype == np.float32
     planned = [e.margin for plan in inputs.plans for batch in plan for e in batch]
-    np.testing.assert_array_equal(inputs.margins(), np.float32(planned))
+    np.testing.assert_array_equal(stored.column("label").combine_chunks().flatten().to_numpy(), np.float32(planned))
+    # the margins labels are computed from stay float64: a scaled label is rounded once
+    assert inputs.margins().dtype == np.float64 and inputs.margins().tolist() == planned
     with pytest.raises(InputError, match="passage id 'zz'"):
         bad = {q: [Pair("zz", "d1", 1.0)] for q in qids}
         build_trainer_inputs(RandomPairSampler(qids, bad, 3), collection)

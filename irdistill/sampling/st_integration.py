@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from irdistill.data.collection import Collection
 from irdistill.data.store import corpus_rows
@@ -213,9 +212,12 @@ class TrainerInputs:
         }
 
     def margins(self) -> np.ndarray:
-        """Every row's teacher margin (float32), in row order: the planned label column."""
-        assert self.rows is not None
-        return pc.list_flatten(self.rows.data.column("label")).to_numpy()
+        """Every row's teacher margin, in row order, in float64 as planned (the stored ``label``
+        column holds them as float32, and :meth:`relabel` may have replaced it): a label computed
+        from a margin is rounded to float32 once, as the trainer's collator would round it."""
+        count = sum(len(batch) for plan in self.plans for batch in plan)
+        margins = (example.margin for plan in self.plans for batch in plan for example in batch)
+        return np.fromiter(margins, dtype=np.float64, count=count)
 
     def relabel(self, labels: Any) -> None:
         """Replace every row's label (an Arrow array or a list, one entry a row) and re-point the
