@@ -359,10 +359,12 @@ def latest_stages(runs: dict[str, dict[str, object]]) -> dict[str, dict[str, obj
         }
         at_full = float(last["fraction"]) == 1.0 or stage in FULL_SHAPE_STAGES  # type: ignore[arg-type]
         row["extrapolated_from"] = "measured at full shape" if at_full else "one fraction"
+        if at_full:  # as measured, not rounded through the extrapolation
+            row["seconds_full"], row["peak_rss_gib_full"] = last["seconds"], last["peak_rss_gib"]
         if at_full and "vectors_gib" in last:
             row["beyond_vectors_gib"] = row["beyond_vectors_gib_full"] = round(
                 float(last["peak_rss_gib"]) - float(last["vectors_gib"]),  # type: ignore[arg-type]
-                2,
+                3,
             )
             row["vectors_gib_full"] = last["vectors_gib"]
         elif not at_full and len(records) >= 2:

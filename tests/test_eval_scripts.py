@@ -164,12 +164,13 @@ def test_bench_scale_takes_full_shape_figures_as_measured_at_fraction_one(monkey
 
     runs = {
         "import_scores@0.25": record(0.25, 30.0, 1.0, seconds_full=120.0, peak_rss_gib_full=3.5),
-        "import_scores@1": record(1.0, 100.0, 1.7, seconds_full=100.0, peak_rss_gib_full=1.7),
+        "import_scores@1": record(1.0, 100.0, 2.004, seconds_full=100.0, peak_rss_gib_full=2.0),
         "ivfpq_build@1": record(1.0, 700.0, 14.0, vectors_gib=12.65, seconds_full=700.0, peak_rss_gib_full=14.0),
         "open_corpus@0.25": record(0.25, 3.0, 0.3, seconds_full=12.0, peak_rss_gib_full=0.9),
     }
     stages = bench_scale.latest_stages(runs)
     assert stages["import_scores"]["extrapolated_from"] == "measured at full shape"
-    assert stages["import_scores"]["peak_rss_gib_full"] == 1.7 and stages["import_scores"]["seconds_full"] == 100.0
+    # as measured, not as rounded by the extrapolation: 2.004 GiB misses a 2 GiB goal
+    assert stages["import_scores"]["peak_rss_gib_full"] == 2.004 and stages["import_scores"]["seconds_full"] == 100.0
     assert stages["ivfpq_build"]["beyond_vectors_gib_full"] == pytest.approx(1.35)
     assert stages["open_corpus"]["extrapolated_from"] == "one fraction"

@@ -135,7 +135,7 @@ def import_msmarco_scores(
     *,
     layout: str = "ids",
     collection: Collection | None = None,
-    block_size: int = 64 << 20,
+    block_size: int = 16 << 20,
 ) -> ImportSummary:
     """Stream an MS MARCO teacher-score TSV into the Parquet score file ``out`` (atomically).
 
@@ -150,6 +150,8 @@ def import_msmarco_scores(
     repeat with the same score is dropped. Memory stays bounded whatever the file's length: the
     file is read in blocks of ``block_size`` bytes, each block's rows go to a temporary bucket of
     :data:`QUERIES_PER_BUCKET` queries, and the buckets are deduplicated and written one by one.
+    The block size sets most of the peak, since pyarrow parses blocks ahead on its threads: on
+    40M lines, 64 MiB blocks peaked at 2.0 GiB resident and 16 MiB at 1.0 GiB, in the same time.
 
     Raises :class:`InputError` naming ``file:line`` for a line without 5 tab-separated fields, a
     score that is not a finite number or an empty field (a problem found in a block is re-read
