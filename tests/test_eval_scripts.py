@@ -174,3 +174,30 @@ def test_bench_scale_takes_full_shape_figures_as_measured_at_fraction_one(monkey
     assert stages["import_scores"]["peak_rss_gib_full"] == 2.004 and stages["import_scores"]["seconds_full"] == 100.0
     assert stages["ivfpq_build"]["beyond_vectors_gib_full"] == pytest.approx(1.35)
     assert stages["open_corpus"]["extrapolated_from"] == "one fraction"
+
+
+def test_adapt_difficulty_ranks_the_positive_and_measures_its_margin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.syspath_prepend(str(ROOT / "eval"))
+    import adapt_difficulty
+
+    store = tmp_path / "scores.parquet"
+    rows = [("q1", "a", 3.0), ("q1", "b", 1.0), ("q1", "c", 0.5), ("q2", "a", 2.0), ("q2", "b", 2.5), ("q3", "x", 1.0)]
+    pq.write_table(
+        pa.table(
+            {
+                "qid": [r[0] for r in rows],
+                "pid": [r[1] for r in rows],
+                "score": [r[2] for r in rows],
+                "teacher": ["t"] * len(rows),
+            }
+        ),
+        store,
+    )
+    # q1: positive first, margin 2.0; q2: positive second, margin -0.5; q3: no other candidate
+    got = adapt_difficulty.difficulty(store, {"q1": {"a"}, "q2": {"a"}, "q3": {"x"}})
+    assert got == {"queries": 2, "positive_first": 0.5, "mean_rank": 1.5, "mean_margin": 0.75}
