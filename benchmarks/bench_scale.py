@@ -386,8 +386,8 @@ def latest_stages(runs: dict[str, dict[str, object]]) -> dict[str, dict[str, obj
         rows = json.loads(fresh.read_text())
         recipe = "eval/recipes/scifact_distill.yaml"
         for key, source in (
+            (recipe, "the whole job, measured on SciFact"),
             (f"{recipe} (teacher scores reused)", "stages after the teacher's, measured on SciFact"),
-            (recipe, "measured at full shape (SciFact)"),
         ):
             main = rows.get(key)
             if main and "peak_rss_gib" in main:

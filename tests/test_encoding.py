@@ -24,6 +24,32 @@ def test_encode_normalises_for_cosine_models(tiny_model_dir: Path, cache_dir: Pa
     np.testing.assert_allclose(out.embeddings, direct, atol=1e-5)
 
 
+def test_cpu_batches_hold_a_bounded_number_of_tokens(
+    tiny_model_dir: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from irdistill import encoding
+
+    monkeypatch.setattr(encoding, "CPU_TOKENS_PER_BATCH", 64)
+    encoder = DenseEncoder(str(tiny_model_dir), batch_size=16, max_seq_length=8, show_progress_bar=False)
+    assert encoder.forward_batch_size() == 8  # 64 tokens / 8
+    seen: list[int] = []
+    encode = encoder.model.encode_document
+
+    def spy(texts: list[str], **kwargs: object) -> np.ndarray:
+        seen.append(int(kwargs["batch_size"]))  # type: ignore[call-overload]
+        return encode(texts, **kwargs)
+
+    monkeypatch.setattr(encoder.model, "encode_document", spy)
+    out = encoder.encode(IDS, TEXTS, side="document")
+    assert seen == [8]
+    np.testing.assert_allclose(out.embeddings, encoder.model.encode(TEXTS, normalize_embeddings=True), atol=1e-5)
+    assert DenseEncoder(str(tiny_model_dir), batch_size=4, max_seq_length=8).forward_batch_size() == 4
+    encoder.model.max_seq_length = 1000  # longer than the budget: one text a pass
+    assert encoder.forward_batch_size() == 1
+    monkeypatch.setattr(type(encoder.model), "device", property(lambda self: __import__("torch").device("cuda")))
+    assert encoder.forward_batch_size() == 16  # a GPU takes the batch as given
+
+
 def test_cache_hit_skips_the_model(tiny_model_dir: Path, cache_dir: Path) -> None:
     first = DenseEncoder(str(tiny_model_dir), show_progress_bar=False).encode(IDS, TEXTS, side="document")
     second_encoder = DenseEncoder(str(tiny_model_dir), show_progress_bar=False)
