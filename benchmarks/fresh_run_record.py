@@ -66,7 +66,11 @@ def write_markdown(table: dict, path: Path) -> None:
         )
     lines += ["", "Stages (wall time each):", ""]
     for name, r in table.items():
-        stages = ", ".join(f"{s} {v.get('took', 'skipped' if 'skipped' in v else '?')}" for s, v in r["stages"].items())
+        stages = ", ".join(
+            f"{s} {v.get('took', 'skipped' if 'skipped' in v else '?')}"
+            + (f" (peak RSS so far {v['peak_rss_gib']} GiB)" if "peak_rss_gib" in v else "")
+            for s, v in r["stages"].items()
+        )
         lines.append(f"- {name}: {stages}")
     path.write_text("\n".join(lines) + "\n")
 

@@ -36,7 +36,10 @@ def main() -> None:
                 name, what = (m.decode(errors="replace") for m in match.groups())
                 times["stages"].setdefault(name, {}).setdefault(what.split(" ")[0], now)  # type: ignore[union-attr]
                 if what.startswith("done in"):
-                    times["stages"][name]["took"] = what[len("done in ") :]  # type: ignore[index]
+                    took, _, peak = what[len("done in ") :].partition("; peak RSS so far ")
+                    times["stages"][name]["took"] = took  # type: ignore[index]
+                    if peak.endswith(" GiB"):
+                        times["stages"][name]["peak_rss_gib"] = float(peak[: -len(" GiB")])  # type: ignore[index]
             tail = window[-200:]
             with open(times_path, "w") as out:
                 json.dump(times, out, indent=1)

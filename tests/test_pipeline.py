@@ -136,3 +136,16 @@ def test_run_trains_a_sparse_student_into_a_sparse_index(
     # a dense index for a sparse student is refused before any stage runs
     path.write_text(path.read_text() + "index: {kind: flat}\n")
     assert main(["run", str(path)]) == 2
+
+
+def test_a_finished_stage_logs_its_time_and_the_peak_memory_so_far(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from irdistill.evaluation.harness import peak_rss_mb
+    from irdistill.workflows.pipeline import _stage
+
+    with caplog.at_level(logging.INFO, logger="irdistill.workflows.pipeline"), _stage("demo") as run:
+        assert run
+    match = re.search(r"stage demo: done in [\d.]+ s; peak RSS so far ([\d.]+) GiB", caplog.text)
+    assert match, caplog.text
+    assert float(match.group(1)) == pytest.approx(peak_rss_mb() / 1024, abs=0.01)  # this process's peak

@@ -180,7 +180,8 @@ class RunConfig:
 
 @contextmanager
 def _stage(name: str, done: Path | None = None) -> Iterator[bool]:
-    """Log one line per stage: skipped (``done`` exists), or finished with its wall time.
+    """Log one line per stage: skipped (``done`` exists), or finished with its wall time and the
+    process's peak resident memory so far (a stage whose figure rises is the one that set it).
 
     Yields ``True`` when the stage has to run.
     """
@@ -191,7 +192,10 @@ def _stage(name: str, done: Path | None = None) -> Iterator[bool]:
     logger.info("stage %s: started", name)
     start = time.perf_counter()
     yield True
-    logger.info("stage %s: done in %s", name, _duration(time.perf_counter() - start))
+    from irdistill.evaluation.harness import peak_rss_mb
+
+    took = _duration(time.perf_counter() - start)
+    logger.info("stage %s: done in %s; peak RSS so far %.2f GiB", name, took, peak_rss_mb() / 1024)
 
 
 def _duration(seconds: float) -> str:
