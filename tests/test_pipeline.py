@@ -149,3 +149,31 @@ def test_a_finished_stage_logs_its_time_and_the_peak_memory_so_far(caplog: pytes
     match = re.search(r"stage demo: done in [\d.]+ s; peak RSS so far ([\d.]+) GiB", caplog.text)
     assert match, caplog.text
     assert float(match.group(1)) == pytest.approx(peak_rss_mb() / 1024, abs=0.01)  # this process's peak
+
+
+def test_the_teacher_is_freed_before_training(
+    tmp_path: Path, beir_dir: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import weakref
+
+    from irdistill.teachers import factory
+    from irdistill.workflows import training
+
+    built: list[weakref.ref[object]] = []
+    alive_at_training: list[bool] = []
+    build, train = factory.build_teacher, training.train_student
+
+    def build_teacher(*args: object, **kwargs: object) -> object:
+        teacher = build(*args, **kwargs)
+        built.append(weakref.ref(teacher))
+        return teacher
+
+    def train_student(*args: object, **kwargs: object) -> object:
+        alive_at_training.append(any(ref() is not None for ref in built))
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(factory, "build_teacher", build_teacher)
+    monkeypatch.setattr(training, "train_student", train_student)
+    path = recipe(tmp_path, beir_dir, tiny_model_dir, train_split="test")
+    assert main(["-q", "run", str(path)]) == 0
+    assert built and alive_at_training == [False]
