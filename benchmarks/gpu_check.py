@@ -177,11 +177,17 @@ class Check:
 
     def evaluate(self) -> dict[str, Any]:
         self.need_gpu()
+        import faiss
+
+        # faiss on the GPU when this faiss has GPU support; else (faiss-gpu-cu12 does not load on a
+        # CUDA 13 machine) the encoder alone, with the search on CPU faiss, and the row says so
+        gpu_faiss = self.cpu or (getattr(faiss, "get_num_gpus", lambda: 0)() > 0)
+        faiss_device = self.device if gpu_faiss else "cpu"
         out = self.work / "evaluate"
         cmd = [
             sys.executable,
             *("-m", "irdistill.cli.main", "-q", "evaluate", "--model", self.args.model),
-            *("--dataset", self.test_source, "--device", self.device, "--model-device", self.device),
+            *("--dataset", self.test_source, "--device", faiss_device, "--model-device", self.device),
             *("--no-cache", "--out", str(out)),
         ]
         start = time.perf_counter()
@@ -196,6 +202,7 @@ class Check:
             "ndcg@10": round(metrics["ndcg@10"], 4),
             "docs_per_second": perf["docs_per_second"],
             "device": self.device,
+            "faiss_device": faiss_device,
             "backend": perf.get("backend"),
         }
 
@@ -363,16 +370,17 @@ def main(argv: list[str] | None = None) -> int:
     args.cross_encoder = args.cross_encoder or default_cross_encoder()
     if args.cpu:
         args.depth = min(args.depth, 10)
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="irdistill-gpu-check-") as tmp:
         os.environ.setdefault("IRDISTILL_CACHE", str(Path(tmp) / "cache"))
         check = Check(args, Path(tmp))
         for name in args.steps.split(","):
             check.run(name, getattr(check, name))
-        data, table = report(check, args)
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "gpu_check.json").write_text(json.dumps(data, indent=2) + "\n")
-    (results / "gpu_check.md").write_text(table)
+            # written after every step: a run cut short by its time limit keeps the steps it finished
+            data, table = report(check, args)
+            (results / "gpu_check.json").write_text(json.dumps(data, indent=2) + "\n")
+            (results / "gpu_check.md").write_text(table)
     print(table)
     return 1 if any(row["status"].startswith("failed") for row in check.steps.values()) else 0
 

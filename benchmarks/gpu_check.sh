@@ -7,7 +7,9 @@
 # the options). A step whose requirement is missing (no GPU, no vLLM) is reported as "skipped: reason".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" TOKENIZERS_PARALLELISM=false
+# tokenizers keep their threads: on the GPU machine, tokenising on one core took longer than the
+# forward passes (eval/results/gpu_profile.md)
+export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 
 install() {  # what is missing only; a failed install leaves its step to report "skipped"
     python - <<'PY' || { pip uninstall -y faiss-cpu && timeout 120 pip install -q "faiss-gpu-cu12>=1.8"; } \

@@ -66,6 +66,23 @@ def test_cross_encoder_sigmoid_and_batching(tiny_cross_encoder_dir: Path) -> Non
     assert [b.tolist() for b in batches] == [[1, 3], [2, 0], [4]]
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_pad_rows_equals_tokenizer_pad(tiny_cross_encoder_dir: Path, side: str) -> None:
+    """The teacher's own padding gives, key by key, the arrays ``tokenizer.pad`` gives."""
+    from irdistill.teachers.cross_encoder import pad_rows
+
+    tokenizer = CrossEncoderTeacher(str(tiny_cross_encoder_dir)).cross_encoder.tokenizer
+    tokenizer.padding_side = side
+    encoded = tokenizer(QUERIES[:3], PASSAGES[:3], truncation=True, max_length=40, padding=False)
+    assert len({len(ids) for ids in encoded["input_ids"]}) > 1  # the rows really differ in length
+    reference = tokenizer.pad(dict(encoded), return_tensors="np")
+    pads = {"input_ids": tokenizer.pad_token_id, "token_type_ids": tokenizer.pad_token_type_id}
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        got = pad_rows(encoded[key], pads.get(key, 0), left=side == "left")
+        np.testing.assert_array_equal(got, reference[key])
+    assert pad_rows([], 0).shape == (0, 0)
+
+
 def test_cross_encoder_errors(tiny_cross_encoder_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a model folder"):
         CrossEncoderTeacher(str(tmp_path))
