@@ -635,6 +635,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(args.verbose, args.quiet)
+    from irdistill.memory import limit_heap_growth
+
+    limit_heap_growth()  # CPU training's heap: see irdistill.memory
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:

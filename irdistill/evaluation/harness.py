@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,16 +29,11 @@ from irdistill.data.collection import Collection, Run
 from irdistill.data.trec import write_run
 from irdistill.errors import InputError
 from irdistill.evaluation.metrics import DEFAULT_METRICS, evaluate_run, parse_metrics
+from irdistill.memory import peak_rss_mb  # noqa: F401 (also imported from here)
 from irdistill.paths import write_text_atomic
 from irdistill.retrieval import Retriever, hits_to_run, make_retriever, search_batched
 
 logger = logging.getLogger(__name__)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
 
 
 @dataclass

@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from irdistill.data.collection import Collection, Document
 from irdistill.errors import InputError
 from irdistill.generation.generators import QueryGenerator
+from irdistill.memory import peak_rss_mb
 from irdistill.paths import atomic_path, write_text_atomic
 from irdistill.scores.table import PathLike
 from irdistill.shards import (
@@ -80,15 +81,6 @@ SCHEMA = pa.schema(
 )
 _SECONDS_KEY = b"irdistill.seconds"
 _PEAK_KEY = b"irdistill.peak_rss_gib"
-
-
-def _peak_rss_gib() -> float:
-    """This process's peak resident memory so far, GiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**30 if sys.platform == "darwin" else peak / 2**20
 
 
 def sample_passages(collection: Collection, max_passages: int | None, seed: int) -> list[str]:
@@ -215,7 +207,7 @@ def _chunk_table(name: str, docs: list[tuple[str, Document]], queries: list[list
             texts.append(query)
     table = pa.table([qids, pids, texts, [name] * len(qids)], schema=SCHEMA)
     return table.replace_schema_metadata(
-        {_SECONDS_KEY: repr(seconds).encode(), _PEAK_KEY: repr(_peak_rss_gib()).encode()}
+        {_SECONDS_KEY: repr(seconds).encode(), _PEAK_KEY: repr(peak_rss_mb() / 1024).encode()}
     )
 
 

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from irdistill.errors import InputError
+from irdistill.memory import release_memory
 from irdistill.paths import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -192,25 +193,10 @@ def _stage(name: str, done: Path | None = None) -> Iterator[bool]:
     logger.info("stage %s: started", name)
     start = time.perf_counter()
     yield True
-    from irdistill.evaluation.harness import peak_rss_mb
+    from irdistill.memory import peak_rss_mb
 
     took = _duration(time.perf_counter() - start)
     logger.info("stage %s: done in %s; peak RSS so far %.2f GiB", name, took, peak_rss_mb() / 1024)
-
-
-def _release_memory() -> None:
-    """Collect unreachable objects and hand the C heap's free pages back to the OS (glibc's
-    ``malloc_trim``, on Linux), so that the next stage's peak does not stack on this one's."""
-    import ctypes
-    import gc
-    import sys
-
-    gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # a libc without malloc_trim (musl): nothing to hand back
-            logger.debug("malloc_trim is not available; freed memory stays with the process")
 
 
 def _duration(seconds: float) -> str:
@@ -286,7 +272,7 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
         # the teacher's models, index and corpus embeddings are not needed again: freed before
         # training, which held them on top of its own peak (the main job: 3.80 GiB with them)
         del teacher, cands
-        _release_memory()
+        release_memory()
 
     student = out / "student"
     with _stage("train", student / "irdistill_training.json") as todo:

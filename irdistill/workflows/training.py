@@ -692,6 +692,9 @@ def train_student(
     generated queries of a label-free run, :func:`irdistill.generation.pseudo_collection`).
     """
     cfg.check_inputs()  # before the imports below, which fail without accelerate
+    from irdistill.memory import limit_heap_growth
+
+    limit_heap_growth()  # CPU steps' activations otherwise pile up in glibc's heap (irdistill.memory)
     import torch
     from sentence_transformers import (
         SentenceTransformerTrainer,
