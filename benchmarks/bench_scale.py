@@ -308,10 +308,19 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="seconds a stage may run")
     parser.add_argument("--again", action="store_true", help="measure stages already recorded again")
     parser.add_argument("--results", default=str(RESULTS), help="folder of bench_scale.{md,json}")
+    parser.add_argument(
+        "--tables-only", action="store_true", help="rewrite bench_scale.md from the JSON (and a new fresh-run record)"
+    )
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
         run_stage(args.stage, Path(args.work))
+        return
+    if args.tables_only:
+        path = Path(args.results) / "bench_scale.json"
+        data = json.loads(path.read_text())
+        data["stages"] = latest_stages(data["runs"])
+        write_tables(data, Path(args.results))
         return
     if not 0 < args.fraction <= 1:
         raise SystemExit("--fraction must lie in (0, 1]")

@@ -9,7 +9,8 @@
 #   bash benchmarks/fresh_run.sh eval/recipes/scifact_distill.yaml  # the main job, ~1 h
 #
 # Offline machines: IRDISTILL_DATA and IRDISTILL_MODELS must be set (absolute paths).
-# Set NO_RECORD=1 to leave eval/results alone (CI). Exits with irdistill's status.
+# Set NO_RECORD=1 to leave eval/results alone (CI); KEEP_FRESH=1 keeps the clone, virtualenv and cache.
+# Exits with irdistill's status.
 # REUSE_TEACHER=DIR copies DIR/candidates.train.trec, DIR/scores.train and DIR/fidelity-scores.test
 # (an earlier run's out folder) into the fresh run's out folder first, so the run measures every stage after
 # the teacher's (the row is keyed "RECIPE (teacher scores reused)"): the main job's memory
@@ -46,4 +47,6 @@ set -e
 t2=$(date +%s.%N)
 tail -n 5 "$work/run.log" >&2 || true
 python "$repo/benchmarks/fresh_run_record.py" "$repo" "$key" "$work" "$t0" "$t1" "$t2" "$status"
+# the clone, virtualenv and embedding cache take ~2.2 GB a run: gone unless KEEP_FRESH=1 (the logs stay)
+if [ -z "${KEEP_FRESH:-}" ]; then rm -rf "$work/irdistill" "$work/venv" "$work/cache"; fi
 exit "$status"
