@@ -48,7 +48,7 @@ def encode_only(passages: int) -> dict[str, float]:
     }
 
 
-def one(steps: int) -> dict[str, float]:
+def train_steps(steps: int) -> dict[str, float]:
     """The child: ``steps`` training steps; the first two are warm-up, not timed."""
     import random
     import resource
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--child", choices=["train", "encode"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one(args.steps) if args.child == "train" else encode_only(args.passages)))
+        print(json.dumps(train_steps(args.steps) if args.child == "train" else encode_only(args.passages)))
         return
     path = Path(args.results) / "malloc_steps.json"
     rows: list[dict] = json.loads(path.read_text())["rows"] if path.is_file() else []

@@ -52,11 +52,11 @@ def release_memory() -> None:
     """Collect unreachable objects and hand the C heap's free pages back to the OS (glibc's
     ``malloc_trim``, on Linux), so that the next stage's peak does not stack on this one's."""
     gc.collect()
-    libc = _libc()
-    if libc is None:
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:  # not glibc (musl, macOS): freed memory stays with the process
         logger.debug("malloc_trim is not available; freed memory stays with the process")
         return
-    libc.malloc_trim(0)
+    trim(0)
 
 
 def limit_heap_growth(threshold: int | None = None) -> int | None:
