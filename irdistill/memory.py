@@ -22,6 +22,8 @@ import os
 import resource
 import sys
 
+from irdistill.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 MMAP_THRESHOLD = 4 * 2**20
@@ -68,11 +70,17 @@ def limit_heap_growth(threshold: int | None = None) -> int | None:
     global _applied
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return None
-    setting = os.environ.get("IRDISTILL_MMAP_THRESHOLD", "").strip().lower()
+    raw = os.environ.get("IRDISTILL_MMAP_THRESHOLD", "")
+    setting = raw.strip().lower()
     if threshold is None:
         if setting in ("0", "off", "false", "no"):
             return None
-        threshold = int(setting) if setting else MMAP_THRESHOLD
+        try:
+            threshold = int(setting) if setting else MMAP_THRESHOLD
+        except ValueError:
+            raise InputError(f"IRDISTILL_MMAP_THRESHOLD must be a number of bytes, or 0 / off; got {raw!r}") from None
+        if threshold < 1:
+            raise InputError(f"IRDISTILL_MMAP_THRESHOLD must be >= 1 byte, or 0 / off; got {raw!r}")
     if threshold < 1:
         raise ValueError(f"threshold must be >= 1 byte, got {threshold}")
     if _applied == threshold:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from irdistill.errors import InputError
 from irdistill.memory import MMAP_THRESHOLD, limit_heap_growth, peak_rss_mb, release_memory
 
 # A block of 6 MiB is freed, then another of the same size is taken: glibc's own dynamic threshold
@@ -66,6 +67,10 @@ def test_limit_heap_growth_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
     with pytest.raises(ValueError, match=">= 1 byte"):
         limit_heap_growth(0)
+    for bad in ("4MB", "-5"):  # a malformed setting is one clear error, naming the variable
+        monkeypatch.setenv("IRDISTILL_MMAP_THRESHOLD", bad)
+        with pytest.raises(InputError, match="IRDISTILL_MMAP_THRESHOLD must be"):
+            limit_heap_growth()
     if _glibc_with_mallinfo2():
         monkeypatch.setenv("IRDISTILL_MMAP_THRESHOLD", str(2 * MMAP_THRESHOLD))
         assert limit_heap_growth() == 2 * MMAP_THRESHOLD

@@ -635,12 +635,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(args.verbose, args.quiet)
-    from irdistill.memory import limit_heap_growth
-
-    limit_heap_growth()  # CPU training's heap: see irdistill.memory
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from irdistill.memory import limit_heap_growth
+
     try:
+        limit_heap_growth()  # CPU training's heap: see irdistill.memory
         with logging_redirect_tqdm():  # log lines print above the progress bars, not through them
             return COMMANDS[args.command](args)
     except (InputError, MissingDependencyError) as err:
