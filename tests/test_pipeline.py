@@ -141,7 +141,7 @@ def test_run_trains_a_sparse_student_into_a_sparse_index(
 def test_a_finished_stage_logs_its_time_and_the_peak_memory_so_far(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from irdistill.evaluation.harness import peak_rss_mb
+    from irdistill.memory import peak_rss_mb
     from irdistill.workflows.pipeline import _stage
 
     with caplog.at_level(logging.INFO, logger="irdistill.workflows.pipeline"), _stage("demo") as run:

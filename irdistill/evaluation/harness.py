@@ -29,7 +29,7 @@ from irdistill.data.collection import Collection, Run
 from irdistill.data.trec import write_run
 from irdistill.errors import InputError
 from irdistill.evaluation.metrics import DEFAULT_METRICS, evaluate_run, parse_metrics
-from irdistill.memory import peak_rss_mb  # noqa: F401 (also imported from here)
+from irdistill.memory import peak_rss_mb
 from irdistill.paths import write_text_atomic
 from irdistill.retrieval import Retriever, hits_to_run, make_retriever, search_batched
 

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from irdistill.errors import InputError
-from irdistill.memory import release_memory
+from irdistill.memory import peak_rss_mb, release_memory
 from irdistill.paths import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -193,8 +193,6 @@ def _stage(name: str, done: Path | None = None) -> Iterator[bool]:
     logger.info("stage %s: started", name)
     start = time.perf_counter()
     yield True
-    from irdistill.memory import peak_rss_mb
-
     took = _duration(time.perf_counter() - start)
     logger.info("stage %s: done in %s; peak RSS so far %.2f GiB", name, took, peak_rss_mb() / 1024)
 
