@@ -488,6 +488,35 @@ def test_hybrid_drops_or_down_weights_pairs_the_teacher_orders_against_the_label
     assert raw["distill"].item() == pytest.approx(13 / 3)  # raw [t(p+), t(p-)] scores work too
 
 
+def test_hybrid_drops_a_disagreeing_pairs_negative_from_its_own_contrastive_softmax() -> None:
+    """With w = 0 the negative of a pair the teacher orders against the label leaves its own
+    query's softmax (and only that one); w = 1 is plain InfoNCE; 0 < w < 1 counts it w times."""
+    generator = torch.Generator().manual_seed(5)
+    q, pos, neg = (torch.nn.functional.normalize(torch.randn(3, 4, generator=generator), dim=1) for _ in range(3))
+    margins = t([1.0, -2.0, 3.0])  # row 1: the teacher scores its negative above the positive
+    logits = torch.cat([q @ pos.T, q @ neg.T], dim=1) / 0.1  # cosine of unit vectors, τ = 0.1
+
+    def expected(weight: float) -> float:
+        counts = torch.ones_like(logits)
+        counts[1, 3 + 1] = weight  # row 1's own negative
+        terms = [torch.log((counts[i] * logits[i].exp()).sum()) - logits[i, i] for i in range(3)]
+        return torch.stack(terms).mean().item()
+
+    def contrastive(weight: float) -> float:
+        loss = HybridLoss(None, beta=1.0, temperature=0.1, disagreement_weight=weight)
+        return loss.compute_loss_from_embeddings([q, pos, neg], margins)["contrastive"].item()
+
+    plain = InfoNCELoss(None, temperature=0.1).compute_loss_from_embeddings([q, pos, neg], None).item()
+    assert contrastive(1.0) == pytest.approx(plain) == pytest.approx(expected(1.0))
+    assert contrastive(0.0) == pytest.approx(expected(0.0))
+    assert contrastive(0.25) == pytest.approx(expected(0.25))
+    assert contrastive(0.0) < contrastive(0.25) < contrastive(1.0)  # fewer negatives, smaller loss
+    agreeing = t([1.0, 2.0, 3.0])  # no disagreement: the weight changes nothing
+    loss = HybridLoss(None, beta=1.0, temperature=0.1, disagreement_weight=0.0)
+    value = loss.compute_loss_from_embeddings([q, pos, neg], agreeing)["contrastive"].item()
+    assert value == pytest.approx(plain)
+
+
 def test_hybrid_errors() -> None:
     with pytest.raises(InputError, match=r"disagreement_weight must lie in \[0, 1\], got 2"):
         HybridLoss(None, disagreement_weight=2)
@@ -500,8 +529,8 @@ def test_hybrid_errors() -> None:
         HybridLoss(None).compute_loss_from_embeddings(emb[:3], None)
 
 
-def run_hybrid(model: torch.nn.Module, inputs: torch.Tensor, margins: torch.Tensor):
-    loss = HybridLoss(None, beta=0.5, temperature=0.5)
+def run_hybrid(model: torch.nn.Module, inputs: torch.Tensor, margins: torch.Tensor, weight: float = 1.0):
+    loss = HybridLoss(None, beta=0.5, temperature=0.5, disagreement_weight=weight)
     return backward(model, loss.compute_loss_from_embeddings(merged_forward(model, inputs), margins))
 
 
@@ -510,27 +539,35 @@ def hybrid_worker(rank: int, port: int, problem: dict[str, torch.Tensor], out_di
         linear = linear_model(problem)
         model = torch.nn.parallel.DistributedDataParallel(linear)
         rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-        parts = run_hybrid(model, problem["inputs"][:3, rows], problem["pair"][rows, 0])
+        weight = float(problem["disagreement_weight"])
+        parts = run_hybrid(model, problem["inputs"][:3, rows], problem["margins"][rows], weight)
         torch.save((parts, linear.weight.grad.clone()), os.path.join(out_dir, f"hybrid{rank}.pt"))
 
 
-def test_hybrid_ddp_contrastive_term_uses_the_global_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("weight", [1.0, 0.0])
+def test_hybrid_ddp_contrastive_term_uses_the_global_batch(tmp_path: Path, weight: float) -> None:
     """Under 2 gloo ranks, the in-batch negatives of the contrastive term come from both ranks:
     each rank's loss is the single-process loss of its own queries against the global batch,
-    and the DDP-averaged gradient is the single-process gradient of the mean."""
+    and the DDP-averaged gradient is the single-process gradient of the mean; with
+    ``disagreement_weight`` 0 each rank masks its own rows' disagreeing negatives at their
+    global place."""
     problem = ddp_problem()
-    inputs, margins = problem["inputs"][:3], problem["pair"][:, 0]
+    # every rank holds one pair the teacher orders against the label (the distill term's
+    # weighted mean is per rank, as every loss's mean is under DDP)
+    signs = torch.tensor([1.0, -1.0] * WORLD, dtype=problem["pair"].dtype)
+    problem |= {"disagreement_weight": torch.tensor(weight), "margins": problem["pair"][:, 0].abs() * signs}
+    inputs, margins = problem["inputs"][:3], problem["margins"]
     start_ranks(hybrid_worker, problem, tmp_path)
     ranks = [torch.load(tmp_path / f"hybrid{r}.pt") for r in range(WORLD)]
     linear = linear_model(problem)
-    expected = run_hybrid(linear, inputs, margins)
+    expected = run_hybrid(linear, inputs, margins, weight)
     for name in ("distill", "contrastive"):
         mean = sum(parts[name] for parts, _ in ranks) / WORLD
         torch.testing.assert_close(mean, expected[name], atol=1e-6, rtol=0)
     for _, grad in ranks:
         torch.testing.assert_close(grad, linear.weight.grad, atol=1e-6, rtol=0)
     # a local-only contrastive term (no gather) would differ: the other rank's passages matter
-    local = run_hybrid(linear, inputs[:, :LOCAL_BATCH], margins[:LOCAL_BATCH])["contrastive"]
+    local = run_hybrid(linear, inputs[:, :LOCAL_BATCH], margins[:LOCAL_BATCH], weight)["contrastive"]
     assert abs(local.item() - ranks[0][0]["contrastive"].item()) > 1e-3
 
 

@@ -38,9 +38,13 @@ class HybridLoss(nn.Module):
     when the teacher ranks the judged positive *below* the negative (``t(q, p+) < t(q, p-)``), so
     such pairs can be dropped (0) or down-weighted instead of pulling against the label.
 
-    ``L_contrastive = -mean_i log( exp(s'(q_i, p_i+) / τ) / sum_{p in P} exp(s'(q_i, p) / τ) )`` is
-    InfoNCE (:class:`~irdistill.losses.InfoNCELoss`): the judged positive against every passage of
-    the batch, positives of the other queries and all hard negatives (``P``); under DDP
+    ``L_contrastive = -mean_i log( exp(s'(q_i, p_i+) / τ) / sum_{p in P} c_ip exp(s'(q_i, p) / τ) )``
+    is InfoNCE (:class:`~irdistill.losses.InfoNCELoss`): the judged positive against every passage
+    of the batch, positives of the other queries and all hard negatives (``P``). ``c_ip`` is 1,
+    except for a row's own negative, which counts ``w_i`` times: a pair the teacher orders against
+    the label is dropped (``w_i = 0``) or down-weighted in both terms, so that a negative the
+    teacher scores above the judged positive (often an unjudged relevant passage) is not pushed
+    under it (the denoised hard negatives of RocketQA, arXiv 2010.08191). Under DDP
     (``gather_across_devices=True``, the default) ``P`` is the global batch, gathered with
     gradients as sentence-transformers does (no world-size factor). ``s`` and ``s'`` are the
     distillation and contrastive similarities (dot product and cosine by default: Margin-MSE
@@ -54,14 +58,16 @@ class HybridLoss(nn.Module):
             :meth:`compute_loss_from_embeddings` is used.
         beta: weight of the contrastive term (``β`` >= 0; 0 is plain Margin-MSE).
         temperature: ``τ`` of the contrastive term.
-        disagreement_weight: ``w`` of a pair whose teacher margin is negative, in [0, 1].
+        disagreement_weight: ``w`` of a pair whose teacher margin is negative, in [0, 1], in both
+            terms (its squared error, and its negative in its own query's contrastive softmax).
         distill_similarity, contrastive_similarity: ``"dot"`` or ``"cosine"`` (or callables: a
             pairwise one for distillation, a matrix one for the contrastive term).
         gather_across_devices: in-batch negatives from every rank under DDP.
 
     References:
         Hofstätter et al., arXiv 2010.02666 (Margin-MSE); Karpukhin et al., arXiv 2004.04906 (DPR,
-        in-batch negatives); Ren et al., "RocketQAv2", arXiv 2110.07367 (distillation joined with
+        in-batch negatives); Qu et al., "RocketQA", arXiv 2010.08191 (a cross-encoder removes
+        false hard negatives); Ren et al., "RocketQAv2", arXiv 2110.07367 (distillation joined with
         label supervision).
 
     Inputs:
@@ -143,10 +149,29 @@ class HybridLoss(nn.Module):
         errors = (student - margins) ** 2
         total = weights.sum()
         distill = (weights * errors).sum() / total if total > 0 else errors.sum() * 0.0
-        # gather only when a process group runs (sentence-transformers warns at every step otherwise)
-        self.contrastive.gather_across_devices = self.gather_across_devices and distributed_rank_and_world()[1] > 1
-        contrastive = self.contrastive.compute_loss_from_embeddings(embeddings, None)
+        contrastive = self._contrastive(query, positive, negative, weights)
         return LossParts(distill=distill, contrastive=self.beta * contrastive)
+
+    def _contrastive(self, query: Tensor, positive: Tensor, negative: Tensor, weights: Tensor) -> Tensor:
+        """InfoNCE of the judged positives with each row's own negative counted ``weights[i]`` times
+        (``log w`` added to its logit; ``w = 0`` masks it)."""
+        # gather only when a process group runs (sentence-transformers warns at every step otherwise)
+        rank, world = distributed_rank_and_world()
+        gather = self.gather_across_devices and world > 1
+        if bool((weights == 1).all()):  # every pair kept: plain InfoNCE
+            self.contrastive.gather_across_devices = gather
+            return self.contrastive.compute_loss_from_embeddings([query, positive, negative], None)
+        batch, offset = int(query.size(0)), 0
+        if gather:
+            from sentence_transformers.util import all_gather_with_grad
+
+            positive, negative = all_gather_with_grad(positive), all_gather_with_grad(negative)
+            offset = rank * batch
+        logits = self.contrastive.similarity_fct(query, torch.cat([positive, negative])) * self.contrastive.scale
+        rows = torch.arange(batch, device=query.device)
+        own = int(positive.size(0)) + offset + rows  # this rank's rows' own negatives in the global batch
+        logits = logits.index_put((rows, own), logits[rows, own] + weights.to(logits.dtype).log())
+        return nn.functional.cross_entropy(logits, offset + rows)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
