@@ -133,7 +133,9 @@ class TrainConfig:
     beta: float = option(1.0, group=LOSS, help="hybrid: weight of the contrastive term")
     contrastive_temperature: float = option(0.05, group=LOSS, help="hybrid: InfoNCE temperature (cosine)")
     disagreement_weight: float = option(
-        1.0, group=LOSS, help="hybrid: weight of a pair whose teacher margin is negative (0 drops it)"
+        1.0,
+        group=LOSS,
+        help="hybrid: weight of a pair whose teacher margin is negative, in both terms (0 drops it)",
     )
     loss_options: dict[str, Any] = option(
         default_factory=dict,
