@@ -124,8 +124,33 @@ def test_bm25_teacher_agrees_with_bm25_retrieval(beir_dir: Path) -> None:
     top_scores, top_ids = teacher.retriever.search(["q"], [query], 3)
     np.testing.assert_allclose(np.sort(scores)[::-1][:3], top_scores[0], rtol=1e-5)
     assert int(np.argmax(scores)) == int(top_ids[0, 0])
-    with pytest.raises(InputError, match="not in the BM25 teacher's collection"):
-        teacher.score([query], ["an unknown passage"])
+
+
+def test_bm25_teacher_scores_a_passage_outside_its_collection_on_the_collections_statistics(
+    beir_dir: Path,
+) -> None:
+    """A passage the index lacks gets what an indexed passage of the same text gets (the index's
+    df, N and average length); cut-down passages score by hand-computed Lucene BM25."""
+    collection = load_collection(beir_dir)
+    teacher = BM25Teacher(collection)
+    texts = collection.doc_texts()
+    query = "vaccine immune response"
+    indexed = teacher.score([query] * len(texts), texts)
+    retriever = teacher.retriever
+    np.testing.assert_allclose(retriever.scores_of_texts(query, texts), indexed, rtol=1e-5, atol=1e-6)
+    # an unknown passage, by hand from the index's statistics: tokens vaccin respons vaccin trial
+    passage = "The vaccine response. Vaccine trials."
+    assert sorted(retriever.tokenize([passage]).vocab) == ["respons", "trial", "vaccin"]
+    indptr, vocab = np.asarray(retriever._retriever.scores["indptr"]), retriever._retriever.vocab_dict
+    norm = retriever.params.k1 * (1 - retriever.params.b + retriever.params.b * 4 / retriever.avg_doc_len)
+    expected = 0.0
+    for token, tf in (("vaccin", 2), ("immun", 0), ("respons", 1)):  # the query's terms
+        if token in vocab:
+            df = indptr[vocab[token] + 1] - indptr[vocab[token]]
+            expected += np.log(1 + (len(texts) - df + 0.5) / (df + 0.5)) * tf / (tf + norm)
+    assert expected > 0
+    assert teacher.score([query], [passage])[0] == pytest.approx(expected, rel=1e-6)
+    assert teacher.score([query], ["nothing in common here"])[0] == 0.0
 
 
 def test_bm25_teacher_scores_a_query_of_stopwords_zero(beir_dir: Path) -> None:

@@ -89,8 +89,10 @@ class BM25Retriever(Retriever):
             raise InputError("BM25: no documents to index")
         start = time.perf_counter()
         retriever = self._bm25s.BM25(k1=self.params.k1, b=self.params.b, method=self.params.method)
-        retriever.index(self._tokenize(texts), show_progress=self.show_progress_bar)
+        tokens = self._tokenize(texts)
+        retriever.index(tokens, show_progress=self.show_progress_bar)
         self._retriever, self.num_docs = retriever, len(texts)
+        self.avg_doc_len = float(np.mean([len(ids) for ids in tokens.ids]))  # as bm25s computes it
         self.doc_ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
         self.corpus_seconds = time.perf_counter() - start
 
@@ -115,6 +117,45 @@ class BM25Retriever(Retriever):
         if not tokens:  # only stopwords or unknown terms: BM25 is 0 everywhere (bm25s would raise)
             return np.zeros(self.num_docs, dtype=np.float64)
         return np.asarray(self._retriever.get_scores(tokens), dtype=np.float64)
+
+    def scores_of_texts(self, query: str, texts: list[str]) -> np.ndarray:
+        """BM25 (Lucene) of one query against passages that need not be indexed, with the index's
+        statistics: document frequencies, document count and average length. An indexed passage
+        gets the score :meth:`scores_of` gives it; a query term the index lacks scores 0 in both.
+
+        ``score = sum_t idf(t) tf / (tf + k1 (1 - b + b |d| / avgdl))``, ``idf(t) = ln(1 + (N -
+        df + 0.5) / (df + 0.5))``, over the query's tokens (a repeated token counts each time).
+        """
+        if self._retriever is None:
+            raise InputError("BM25: call index() before scoring")
+        if self.params.method != "lucene":
+            raise InputError(
+                f"BM25: passages outside the index are scored with method 'lucene' only, not {self.params.method!r}"
+            )
+        vocab = self._retriever.vocab_dict
+        query_tokens = self._bm25s.tokenize(
+            [query], stopwords=self.params.stopwords, stemmer=self._stemmer, return_ids=False, show_progress=False
+        )[0]
+        ids = [vocab[t] for t in query_tokens if t in vocab]
+        out = np.zeros(len(texts), dtype=np.float64)
+        if not ids or not texts:
+            return out
+        indptr = np.asarray(self._retriever.scores["indptr"])
+        term_ids = np.asarray(ids)
+        df = (indptr[term_ids + 1] - indptr[term_ids]).astype(np.float64)
+        idf = np.log1p((self.num_docs - df + 0.5) / (df + 0.5))
+        k1, b = self.params.k1, self.params.b
+        docs = self._bm25s.tokenize(
+            texts, stopwords=self.params.stopwords, stemmer=self._stemmer, return_ids=False, show_progress=False
+        )
+        for i, doc in enumerate(docs):
+            counts: dict[str, int] = {}
+            for token in doc:
+                counts[token] = counts.get(token, 0) + 1
+            tf = np.array([counts.get(t, 0) for t in query_tokens if t in vocab], dtype=np.float64)
+            norm = k1 * (1 - b + b * len(doc) / self.avg_doc_len)
+            out[i] = float((idf * tf / (tf + norm)).sum())
+        return out
 
     def search_encoded(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, rows)`` of shape ``(n_queries, min(k, num_docs))`` for query texts."""

@@ -2,7 +2,10 @@
 
 Reuses :class:`irdistill.retrieval.BM25Retriever` (bm25s, Lucene BM25, stemming): a query's
 scores against the whole corpus come from one sparse-matrix product, then the pairs' passages
-are looked up by text. Passages must belong to the collection (their statistics are needed).
+are looked up by text. A passage the collection lacks (e.g. a passage with its generated query
+cut out, :func:`irdistill.generation.pseudo_collection`) is scored on the collection's statistics
+(:meth:`~irdistill.retrieval.BM25Retriever.scores_of_texts`), as if it were one more document that
+leaves them unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import numpy as np
 
 from irdistill.data.collection import Collection
 from irdistill.data.store import text_rows
-from irdistill.errors import InputError
 from irdistill.retrieval.bm25 import BM25Params, BM25Retriever
 from irdistill.teachers.base import (
     TEACHERS,
@@ -59,11 +61,10 @@ class BM25Teacher(PointwiseTeacher):
             by_query.setdefault(q, []).append(i)
         for query, positions in by_query.items():
             all_scores = self.retriever.scores_of(query)
+            outside = [i for i in positions if rows[i] < 0]
             for i in positions:
-                row = int(rows[i])
-                if row < 0:
-                    raise InputError(
-                        f"pair {i}: the passage is not in the BM25 teacher's collection ({passages[i][:60]!r}...)"
-                    )
-                out[i] = all_scores[row]
+                if rows[i] >= 0:
+                    out[i] = all_scores[int(rows[i])]
+            if outside:
+                out[outside] = self.retriever.scores_of_texts(query, [passages[i] for i in outside])
         return check_scores(out, self.name)
