@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -15,6 +16,7 @@ from irdistill.data import load_collection
 from irdistill.data.collection import Collection, Document, SealedQrels, without_judgements
 from irdistill.errors import InputError
 from irdistill.generation import (
+    ClozeCorpus,
     LLMQueryGenerator,
     SentenceGenerator,
     SpanGenerator,
@@ -26,8 +28,10 @@ from irdistill.generation import (
     read_queries,
     round_trip_filter,
     sample_passages,
+    unpatched,
 )
 from irdistill.generation.generators import sentences
+from irdistill.generation.store import cut_out
 
 DOCS = {
     "a": Document("Protein expression rises in cancer cells. The tumour grows fast! Mice were treated.", "Cancer"),
@@ -156,6 +160,56 @@ def test_round_trip_filter_keeps_queries_that_find_their_passage(tmp_path: Path)
     assert train.positives("b-q0") == ["b"] and train.split == "generated"
 
 
+def test_cut_out_removes_the_first_occurrence_across_white_space() -> None:
+    assert cut_out("One two.  Three\nfour five. Six.", "Three four five.") == ("One two. Six.", True)
+    assert cut_out("a b a b", "a b") == ("a b", True)
+    assert cut_out("Nothing here.", "absent words") == ("Nothing here.", False)
+    assert cut_out("Dots (1.5) and [x]", "(1.5) and") == ("Dots [x]", True)  # regex characters are literal
+
+
+def generated(rows: list[tuple[str, str, str]]) -> Any:
+    import pyarrow as pa
+
+    from irdistill.generation import SCHEMA
+
+    qids, pids, texts = (list(column) for column in zip(*rows, strict=True))
+    return pa.table([qids, pids, texts, ["x"] * len(rows)], schema=SCHEMA)
+
+
+def test_cloze_collection_cuts_each_query_out_of_its_source_passage_only() -> None:
+    queries = generated(
+        [
+            ("a-q0", "a", "The tumour grows fast!"),  # a sentence of a's text
+            ("b-q0", "b", "how do vaccines work"),  # an abstractive query: b stays whole
+            ("c-q0", "c", "Short."),  # all of c: dropped
+            ("d-q0", "d", "Brain genes"),  # d's title: cut from the title when the text lacks it
+        ]
+    )
+    base = corpus()
+    train = pseudo_collection(queries, base, cloze=True)
+    assert train.query_ids == ["a-q0", "b-q0", "d-q0"]
+    docs = train.corpus
+    assert isinstance(docs, ClozeCorpus) and docs.emptied == {"c"} and docs.not_found == 1
+    assert docs["a"].text == "Protein expression rises in cancer cells. Mice were treated."
+    assert docs["a"].title == "Cancer"
+    assert (docs["d"].title, docs["d"].text) == ("", DOCS["d"].text)
+    assert docs["b"] == DOCS["b"] and docs["c"] == DOCS["c"]  # untouched passages are the corpus's own
+    assert len(docs) == len(DOCS) and list(docs) == list(DOCS) and "a" in docs
+    # the row interface training reads gives the patched texts at the corpus's own rows
+    rows = docs.rows_of(["d", "a", "zz"])
+    assert rows.tolist() == [3, 0, -1]
+    assert docs.texts(rows[:2]) == [
+        DOCS["d"].text,  # its title cut out
+        "Cancer Protein expression rises in cancer cells. Mice were treated.",
+    ]
+    assert docs.full_texts()[1] == DOCS["b"].full_text() and train.doc_texts()[0] == docs["a"].full_text()
+    assert unpatched(train).corpus is base.corpus and unpatched(base) is base
+    # without cloze the passages are the corpus's own
+    assert pseudo_collection(queries, base).corpus is base.corpus
+    with pytest.raises(InputError, match="every generated query was its whole passage"):
+        pseudo_collection(generated([("c-q0", "c", "Short.")]), base, cloze=True)
+
+
 def test_sealed_judgements_refuse_every_read() -> None:
     sealed = without_judgements(corpus(), where="run x")
     assert isinstance(sealed.qrels, SealedQrels)
@@ -229,6 +283,40 @@ def test_label_free_run_reads_no_judgement_before_the_evaluation(
     assert sorted(scored) == sorted(trained)  # the generated queries, not the judged ones
     test = load_collection(str(beir_dir), split="test")
     assert set(summary["metrics"]) == {"ndcg@10", "recall@5"} and test.qrels  # evaluated on the judged queries
+
+
+def test_label_free_cloze_run_scores_and_trains_on_passages_without_their_queries(
+    beir_dir: Path, tiny_model_dir: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``cloze: true``: the BM25 teacher scores each source passage with its sentence cut out
+    (lower than the whole passage, which holds every query word), and the run completes."""
+    from irdistill.teachers.bm25 import BM25Teacher
+
+    path = label_free_recipe(tmp_path, beir_dir, tiny_model_dir)
+    path.write_text(path.read_text().replace("chunk_passages: 3}", "chunk_passages: 3, cloze: true}"))
+    assert main(["-q", "run", str(path)]) == 0
+    summary = json.loads((lambda out: out[out.index("{\n") :])(capsys.readouterr().out))
+    assert summary["labels_used"] == 0
+    out = tmp_path / "run"
+    kept = read_queries(out / "queries.kept.parquet").to_pylist()
+    scores = pq.read_table(out / "scores.generated" / "scores.parquet").to_pylist()
+    score = {(r["qid"], r["pid"]): r["score"] for r in scores}
+    test = load_collection(str(beir_dir), split="test")
+    teacher = BM25Teacher(test)
+    checked = 0
+    for row in kept:
+        text, found = cut_out(test.corpus[row["pid"]].text, row["query"])
+        assert found  # a sentence of its passage; one-sentence passages without a title were dropped
+        patched = Document(text=text, title=test.corpus[row["pid"]].title).full_text()
+        if not patched:  # the query was all its passage held: dropped from training
+            assert all(qid != row["qid"] for qid, _ in score)
+            continue
+        whole = test.corpus[row["pid"]].full_text()
+        expected, full = teacher.score([row["query"]] * 2, [patched, whole])
+        assert score[(row["qid"], row["pid"])] == pytest.approx(expected, rel=1e-5)
+        assert expected < full
+        checked += 1
+    assert checked >= 1
 
 
 def test_label_free_recipe_refuses_judged_training_queries(

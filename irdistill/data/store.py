@@ -35,6 +35,7 @@ import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -295,9 +296,13 @@ class DictCorpusRows:
         return [self.corpus[self.ids[int(r)]].full_text() for r in rows]
 
 
-def corpus_rows(corpus: Mapping[str, Document]) -> CorpusStore | DictCorpusRows:
-    """``corpus`` addressed by row: the store itself, or a row table over a dict."""
-    return corpus if isinstance(corpus, CorpusStore) else DictCorpusRows(corpus)
+def corpus_rows(corpus: Mapping[str, Document]) -> Any:
+    """``corpus`` addressed by row: the store itself (or a corpus with its row interface,
+    ``rows_of``, ``doc_id`` and ``texts``, such as a :class:`~irdistill.generation.store.ClozeCorpus`),
+    or a row table over a dict."""
+    if isinstance(corpus, CorpusStore) or all(hasattr(corpus, name) for name in ("rows_of", "doc_id", "texts")):
+        return corpus
+    return DictCorpusRows(corpus)
 
 
 def text_rows(corpus: Mapping[str, Document]) -> Callable[[Sequence[str]], np.ndarray]:

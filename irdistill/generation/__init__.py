@@ -14,6 +14,7 @@ from irdistill.generation.generators import (
 from irdistill.generation.store import (
     QUERIES_NAME,
     SCHEMA,
+    ClozeCorpus,
     filter_queries,
     generate_queries,
     merge_query_shards,
@@ -21,10 +22,12 @@ from irdistill.generation.store import (
     read_queries,
     round_trip_filter,
     sample_passages,
+    unpatched,
 )
 
 __all__ = [
     "GENERATORS",
+    "ClozeCorpus",
     "QUERIES_NAME",
     "SCHEMA",
     "LLMQueryGenerator",
@@ -41,4 +44,5 @@ __all__ = [
     "read_queries",
     "round_trip_filter",
     "sample_passages",
+    "unpatched",
 ]

@@ -29,11 +29,13 @@ import hashlib
 import json
 import logging
 import random
+import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -283,20 +285,144 @@ def read_queries(path: PathLike) -> pa.Table:
     return table
 
 
-def pseudo_collection(queries: pa.Table, collection: Collection, *, split: str = "generated") -> Collection:
+def pseudo_collection(
+    queries: pa.Table, collection: Collection, *, split: str = "generated", cloze: bool = False
+) -> Collection:
     """The generated queries as a training collection: the corpus of ``collection`` and each query's
-    source passage as its one pseudo-judgement (relevance 1)."""
+    source passage as its one pseudo-judgement (relevance 1).
+
+    ``cloze``: the inverse cloze task (Lee et al., arXiv 1906.00300): each source passage loses the
+    text of its queries (a :class:`ClozeCorpus`), so that an extractive query (a sentence, a span,
+    the title) is not found word for word in its pseudo-positive. A query that leaves its passage
+    empty is dropped; one not found in its passage (an LLM's) leaves the passage as it is.
+    """
     qids = queries.column("qid").to_pylist()
     pids = queries.column("pid").to_pylist()
     texts = queries.column("query").to_pylist()
     if not qids:
         raise InputError("no generated queries to train on (all were filtered out, or none was generated)")
+    corpus: Mapping[str, Document] = collection.corpus
+    if cloze:
+        cuts: dict[str, list[str]] = {}
+        for pid, text in zip(pids, texts, strict=True):
+            cuts.setdefault(pid, []).append(text)
+        corpus = ClozeCorpus(collection.corpus, cuts)
+        emptied = corpus.emptied
+        if emptied:
+            keep = [i for i, pid in enumerate(pids) if pid not in emptied]
+            logger.info("cloze: %d queries dropped (their passage held nothing else)", len(qids) - len(keep))
+            qids, pids, texts = ([xs[i] for i in keep] for xs in (qids, pids, texts))
+            if not qids:
+                raise InputError("cloze: every generated query was its whole passage; nothing is left to train on")
+        logger.info(
+            "cloze: the queries cut out of %d source passages (%d not found in theirs, left whole)",
+            len(corpus.patched),
+            corpus.not_found,
+        )
     return Collection(
-        corpus=collection.corpus,
+        corpus=corpus,
         queries=dict(zip(qids, texts, strict=True)),
         qrels={q: {p: 1} for q, p in zip(qids, pids, strict=True)},
         name=collection.name,
         split=split,
+    )
+
+
+def cut_out(text: str, piece: str) -> tuple[str, bool]:
+    """``text`` without its first occurrence of ``piece`` (white space between the words of
+    ``piece`` may differ), and whether it occurred; the seam's white space is tidied."""
+    words = piece.split()
+    if not words:
+        return text, False
+    pattern = r"\s+".join(re.escape(w) for w in words)
+    match = re.search(pattern, text)
+    if match is None:
+        return text, False
+    return " ".join((text[: match.start()] + " " + text[match.end() :]).split()), True
+
+
+class ClozeCorpus(Mapping[str, Document]):
+    """``base`` with given pieces of text cut out of some passages: what the inverse cloze task
+    trains on (:func:`pseudo_collection` with ``cloze=True``).
+
+    A passage's pieces are cut from its title and its text. The corpus keeps ``base``'s ids and
+    rows and the row interface training reads (``rows_of``, ``doc_id``, ``texts``), so a
+    memory-mapped store stays memory-mapped; only the patched passages are held in memory.
+    Teachers are built on :attr:`base` (its statistics and cached embeddings) and score the
+    patched texts as passages outside it.
+
+    Attributes:
+        patched: ``pid -> Document`` of the passages that lost text.
+        emptied: the pids whose pieces were all there was (left out of :attr:`patched`).
+        not_found: how many pieces did not occur in their passage (left whole).
+    """
+
+    def __init__(self, base: Mapping[str, Document], cuts: Mapping[str, Sequence[str]]) -> None:
+        from irdistill.data.store import corpus_rows
+
+        self.base = base
+        self._rows = corpus_rows(base)
+        self.patched: dict[str, Document] = {}
+        self.emptied: set[str] = set()
+        self.not_found = 0
+        for pid, pieces in cuts.items():
+            doc = base[pid]
+            title, text, changed = doc.title, doc.text, False
+            for piece in pieces:
+                text, found = cut_out(text, piece)
+                if not found:
+                    title, found = cut_out(title, piece)
+                changed |= found
+                self.not_found += not found
+            if not changed:
+                continue
+            if not (title.strip() or text.strip()):
+                self.emptied.add(pid)
+                continue
+            self.patched[pid] = Document(text=text, title=title)
+        ids = list(self.patched)
+        self._patched_rows = dict(zip(self._rows.rows_of(ids).tolist(), ids, strict=True))
+
+    def __getitem__(self, doc_id: str) -> Document:
+        patched = self.patched.get(doc_id)
+        return patched if patched is not None else self.base[doc_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self.base
+
+    def rows_of(self, doc_ids: Iterable[str]) -> np.ndarray:
+        return self._rows.rows_of(doc_ids)
+
+    def doc_id(self, row: int) -> str:
+        return self._rows.doc_id(row)
+
+    def texts(self, rows: Iterable[int]) -> list[str]:
+        rows = [int(r) for r in rows]
+        texts = self._rows.texts(rows)
+        for i, row in enumerate(rows):
+            pid = self._patched_rows.get(row)
+            if pid is not None:
+                texts[i] = self.patched[pid].full_text()
+        return texts
+
+    def full_texts(self) -> list[str]:
+        return self.texts(range(len(self)))
+
+
+def unpatched(collection: Collection) -> Collection:
+    """``collection`` over the corpus its :class:`ClozeCorpus` patches (itself when none): what a
+    teacher is built on, so that its statistics and cached embeddings are the corpus's own."""
+    base = getattr(collection.corpus, "base", None)
+    if base is None:
+        return collection
+    return Collection(
+        corpus=base, queries=collection.queries, qrels=collection.qrels, name=collection.name, split=collection.split
     )
 
 

@@ -35,7 +35,9 @@ loudly if they touch them). Two stages come first::
 and the train split is called ``generated``. Keys::
 
     generate: {generator: {generator: llm, model: SmolLM2-135M-Instruct, examples: [...]},
-               per_passage: 1, max_passages: 1000, seed: 1, chunk_passages: 128}
+               per_passage: 1, max_passages: 1000, seed: 1, chunk_passages: 128,
+               cloze: false}   # true: the inverse cloze task, each query cut out of its source
+                               # passage for the teacher and the student (pseudo_collection)
     filter: {retriever: bm25, k: 3}   # null: keep every generated query
 """
 
@@ -57,7 +59,7 @@ from irdistill.paths import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
-GENERATE_KEYS = {"generator", "per_passage", "max_passages", "seed", "chunk_passages"}
+GENERATE_KEYS = {"generator", "per_passage", "max_passages", "seed", "chunk_passages", "cloze"}
 
 BUILT_KINDS = ("distill-vq", "sparse")
 """Index kinds the index stage builds with the index workflow (saved under ``eval/index``); the
@@ -220,6 +222,7 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     from irdistill.candidates import write_candidates
     from irdistill.data import load_collection, read_run
     from irdistill.evaluation import evaluate_retrieval
+    from irdistill.generation import unpatched
     from irdistill.teachers.factory import build_teacher
     from irdistill.workflows.scoring import score_candidates
     from irdistill.workflows.training import TrainConfig, train_student, training_collection
@@ -252,7 +255,7 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     with _stage("candidates", cand_path) as todo:
         if todo:
             write_candidates(
-                train_c,
+                unpatched(train_c),  # the corpus's own index (a cloze run's patched passages are positives)
                 cand_path,
                 cfg.candidates.get("retriever", "bm25"),
                 cfg.candidates.get("k", 100),
@@ -264,7 +267,9 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     scores_dir = out / f"scores.{cfg.train_split}"
     # always entered: the score store itself resumes, and refuses a folder holding another job
     with _stage("teacher scores"):
-        teacher = build_teacher(cfg.teacher, train_c, show_progress_bar=show_progress_bar)
+        # built on the corpus as it is (its BM25 statistics, its cached embeddings); a cloze run's
+        # patched passages are scored as passages outside it
+        teacher = build_teacher(cfg.teacher, unpatched(train_c), show_progress_bar=show_progress_bar)
         cands = _candidates_dict(read_run(cand_path), train_c, None, positives=True)
         score_candidates(teacher, train_c, cands, scores_dir, show_progress_bar=show_progress_bar)
         # the teacher's models, index and corpus embeddings are not needed again: freed before
@@ -358,7 +363,7 @@ def _generated_queries(cfg: RunConfig, out: Path, show_progress_bar: bool) -> An
                 k=int(flt.get("k", 1)),
                 show_progress_bar=show_progress_bar,
             )
-    train_c = pseudo_collection(read_queries(kept_path), corpus)
+    train_c = pseudo_collection(read_queries(kept_path), corpus, cloze=bool(options.get("cloze", False)))
     if cfg.max_train_queries is not None:
         train_c = train_c.subset(query_ids=train_c.query_ids[: cfg.max_train_queries])
     logger.info("train (generated): %r", train_c)
