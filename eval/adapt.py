@@ -18,7 +18,9 @@ copied into every row that uses them (``--generate-only`` makes them alone, e.g.
 Rows: ``untrained`` (all-MiniLM-L6-v2 as is), ``title``, ``sentence`` (inverse cloze), ``span``,
 ``smollm2`` (SmolLM2-135M-Instruct with the few-shot examples of
 ``eval/recipes/adapt/<name>_examples.yaml``, written for irdistill and taken from no collection),
-``gemma`` (gemma-3-270m, a base model: plain few-shot text), each also with ``+bm25``.
+``gemma`` (gemma-3-270m, a base model: plain few-shot text), each also with ``+bm25``; and
+``title+cloze``, ``sentence+cloze``, ``span+cloze``: the inverse cloze task, each query cut out of
+its source passage before the teacher scores it and the student trains on it (``cloze: true``).
 JSON keys per row: ``ndcg@10``, ``recall@100``, ``mrr@10``, ``queries`` (``generated``, ``kept``),
 ``labels_used`` (0: the run's stages before the evaluation hold sealed judgements),
 ``p_vs_untrained`` (paired t-test over the test queries' nDCG@10), ``queries_per_s`` and
@@ -54,7 +56,19 @@ GENERATORS: dict[str, dict[str, Any]] = {
     "smollm2": {"generator": "llm", "model": "SmolLM2-135M-Instruct", **LLM},
     "gemma": {"generator": "llm", "model": "gemma-3-270m", "chat": False, **LLM},
 }
-ROWS = ["untrained", *[f"{g}{f}" for g in GENERATORS for f in ("", "+bm25")]]
+EXTRACTIVE = ("title", "sentence", "span")
+"""Generators whose queries are text of their passage: the ones ``+cloze`` (the inverse cloze task) cuts out."""
+ROWS = [
+    "untrained",
+    *[f"{g}{f}" for g in GENERATORS for f in ("", "+bm25")],
+    *[f"{g}+cloze" for g in EXTRACTIVE],
+]
+
+
+def row_parts(row: str) -> tuple[str, bool, bool]:
+    """``(generator row, round-trip filtered, cloze)`` of a row name such as ``sentence+bm25+cloze``."""
+    name, *flags = row.split("+")
+    return name, "bm25" in flags, "cloze" in flags
 
 
 def short_name(dataset: str) -> str:
@@ -64,7 +78,7 @@ def short_name(dataset: str) -> str:
 def row_recipe(row: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The label-free recipe of one row."""
     base = yaml.safe_load((RECIPES / "base.yaml").read_text())
-    name, _, filtered = row.partition("+")
+    name, filtered, cloze = row_parts(row)
     generator = dict(GENERATORS[name])
     if generator["generator"] == "llm":
         generator["examples"] = yaml.safe_load((RECIPES / f"{short_name(args.dataset)}_examples.yaml").read_text())[
@@ -80,6 +94,7 @@ def row_recipe(row: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
             "max_passages": args.max_passages,
             "seed": args.seed,
             "chunk_passages": 32,
+            **({"cloze": True} if cloze else {}),
         },
         "filter": {"retriever": "bm25", "k": args.filter_k} if filtered else None,
     }
@@ -246,7 +261,8 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
         "",
         f"Produced by `python eval/adapt.py --dataset {args.dataset}` (budget tag `{tag}`). Queries generated "
         f"for {args.max_passages} passages of the corpus (the same sample for every row, one query each), "
-        f"`+bm25`: kept when BM25 ranks the source passage in its top {args.filter_k}; teacher: BM25 + "
+        f"`+bm25`: kept when BM25 ranks the source passage in its top {args.filter_k}; `+cloze`: the query "
+        "cut out of its source passage for the teacher and the student (inverse cloze task); teacher: BM25 + "
         f"all-mpnet-base-v2 z-score ensemble on the BM25 top 100, source passage as pseudo-positive; "
         f"student: all-MiniLM-L6-v2, loss {args.loss}, {args.epochs} epochs, 128 training tokens, seed "
         f"{args.seed}; evaluation at 256 tokens on the judged test queries, the only stage that reads "

@@ -202,3 +202,19 @@ def test_adapt_difficulty_ranks_the_positive_and_measures_its_margin(
     # q1: positive first, margin 2.0; q2: positive second, margin -0.5; q3: no other candidate
     got = adapt_difficulty.difficulty(store, {"q1": {"a"}, "q2": {"a"}, "q3": {"x"}})
     assert got == {"queries": 2, "positive_first": 0.5, "mean_rank": 1.5, "mean_margin": 0.75}
+
+
+def test_adapt_rows_name_their_filter_and_cloze(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    monkeypatch.syspath_prepend(str(ROOT / "eval"))
+    import adapt
+
+    args = argparse.Namespace(dataset="beir/scifact", max_passages=10, seed=1, filter_k=3, loss="hybrid", epochs=1)
+    assert adapt.row_parts("sentence+bm25+cloze") == ("sentence", True, True)
+    cloze = adapt.row_recipe("sentence+cloze", args, tmp_path)
+    assert cloze["generate"]["cloze"] is True and cloze["filter"] is None
+    filtered = adapt.row_recipe("sentence+bm25", args, tmp_path)
+    assert "cloze" not in filtered["generate"] and filtered["filter"] == {"retriever": "bm25", "k": 3}
+    assert {"title+cloze", "sentence+cloze", "span+cloze"} <= set(adapt.ROWS)
+    assert adapt.shared_queries("sentence+cloze", args) == adapt.shared_queries("sentence", args)  # same queries
