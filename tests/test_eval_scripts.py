@@ -210,7 +210,9 @@ def test_adapt_rows_name_their_filter_and_cloze(tmp_path: Path, monkeypatch: pyt
     monkeypatch.syspath_prepend(str(ROOT / "eval"))
     import adapt
 
-    args = argparse.Namespace(dataset="beir/scifact", max_passages=10, seed=1, filter_k=3, loss="hybrid", epochs=1)
+    args = argparse.Namespace(
+        dataset="beir/scifact", max_passages=10, seed=1, filter_k=3, loss="hybrid", epochs=1, runs=str(tmp_path)
+    )
     assert adapt.row_parts("sentence+bm25+cloze") == ("sentence", True, True)
     cloze = adapt.row_recipe("sentence+cloze", args, tmp_path)
     assert cloze["generate"]["cloze"] is True and cloze["filter"] is None
