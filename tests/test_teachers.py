@@ -115,6 +115,27 @@ def test_dense_teacher_uses_the_collection_cache(tiny_model_dir: Path, beir_dir:
     assert len(list((cache_dir / "embeddings").glob("*.npy"))) == 1
 
 
+def test_dense_teacher_encodes_a_passage_outside_its_collection_once(
+    tiny_model_dir: Path, beir_dir: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import irdistill.teachers.dense as dense
+
+    monkeypatch.setattr(dense, "OUTSIDE_MEMO", 2)
+    collection = load_collection(beir_dir)
+    teacher = DenseTeacher(str(tiny_model_dir), collection=collection)
+    doc = collection.corpus["d1"].full_text()
+    encoded: list[str] = []
+    embed = teacher._embed
+    monkeypatch.setattr(teacher, "_embed", lambda texts, side: (encoded.extend(texts), embed(texts, side))[1])
+    first = teacher.score(["vaccine", "vaccine", "vaccine"], [doc, "outside one", "outside two"])
+    again = teacher.score(["vaccine", "brain"], ["outside two", "outside one"])
+    assert encoded == ["vaccine", "outside one", "outside two", "vaccine", "brain"]  # passages once each
+    assert again[0] == pytest.approx(first[2])
+    teacher.score(["brain"], ["outside three"])  # a third: the least recently used ("two") goes
+    teacher.score(["brain", "brain"], ["outside one", "outside two"])
+    assert encoded[-4:] == ["brain", "outside three", "brain", "outside two"]
+
+
 def test_bm25_teacher_agrees_with_bm25_retrieval(beir_dir: Path) -> None:
     collection = load_collection(beir_dir)
     teacher = BM25Teacher(collection)

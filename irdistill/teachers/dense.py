@@ -7,6 +7,7 @@ of a collection come from the embedding cache the evaluation harness already fil
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ from irdistill.teachers.base import (
     check_pairs,
     check_scores,
 )
+
+OUTSIDE_MEMO = 20_000
+"""Embeddings of passages outside the collection a :class:`DenseTeacher` keeps (60 MiB at 768-d)."""
 
 
 @TEACHERS.register("dense")
@@ -67,6 +71,7 @@ class DenseTeacher(PointwiseTeacher):
         self._rows: Callable[[Sequence[str]], np.ndarray] | None = None
         self._corpus: np.ndarray | None = None
         self._scale: ScoreScale | None = None
+        self._outside: OrderedDict[str, np.ndarray] = OrderedDict()
         self._collection = collection  # its corpus is encoded at the first score: a score job that
         # resumes a complete store never pays for it
 
@@ -100,6 +105,23 @@ class DenseTeacher(PointwiseTeacher):
         resumption works by chunk, not by embedding."""
         return self.encoder.embed(texts, side)  # type: ignore[arg-type]
 
+    def _outside_embeddings(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Embeddings of passages outside the collection, kept in memory for later calls (the
+        ``OUTSIDE_MEMO`` most recently used): a score job meets the same ones again, e.g. the passages a
+        label-free cloze run cut its queries out of, which are candidates of other queries too."""
+        found: dict[str, np.ndarray] = {}
+        for text in texts:
+            if text in self._outside:
+                self._outside.move_to_end(text)  # the least recently used goes first
+                found[text] = self._outside[text]
+        todo = [t for t in texts if t not in found]
+        if todo:
+            for text, embedding in zip(todo, self._embed(todo, "document"), strict=True):
+                found[text] = self._outside[text] = embedding
+            while len(self._outside) > OUTSIDE_MEMO:
+                self._outside.popitem(last=False)
+        return found
+
     def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         check_pairs(queries, passages)
         if not queries:
@@ -110,11 +132,10 @@ class DenseTeacher(PointwiseTeacher):
         lookup = self._corpus_rows()
         rows = lookup(passages) if lookup is not None else np.full(len(passages), -1, dtype=np.int64)
         missing = list(dict.fromkeys(p for p, r in zip(passages, rows.tolist(), strict=True) if r < 0))
-        extra = self._embed(missing, "document") if missing else None
-        extra_row = {p: i for i, p in enumerate(missing)}
+        outside = self._outside_embeddings(missing)
         p_emb = np.stack(
             [
-                self._corpus[r] if r >= 0 and self._corpus is not None else extra[extra_row[p]]  # type: ignore[index]
+                self._corpus[r] if r >= 0 and self._corpus is not None else outside[p]
                 for p, r in zip(passages, rows.tolist(), strict=True)
             ]
         )
