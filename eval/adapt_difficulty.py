@@ -68,6 +68,9 @@ def main() -> None:
         judged = {q: {p for p, rel in docs.items() if rel > 0} for q, docs in qrels.items()}
         rows["real train queries (judged positive)"] = difficulty(train, judged)
     for folder in sorted(runs.glob("*/scores.generated")):
+        if not (folder / "scores.parquet").is_file():
+            print(f"{folder}: the teacher's scores are not complete yet, left out")
+            continue
         kept = pq.read_table(folder.parent / "queries.kept.parquet", columns=["qid", "pid"]).to_pylist()
         rows[f"generated: {folder.parent.name} (source passage)"] = difficulty(
             folder, {row["qid"]: {row["pid"]} for row in kept}
