@@ -328,3 +328,6 @@ def test_label_free_recipe_refuses_judged_training_queries(
     path.write_text(path.read_text().replace("train_split: train\n", "").replace("generator: sentence", "seed_: 1"))
     assert main(["run", str(path)]) == 2
     assert "generate needs a generator" in capsys.readouterr().err
+    path.write_text(path.read_text().replace("seed_: 1", "generator: sentence, cloze: 'no'"))
+    assert main(["run", str(path)]) == 2
+    assert "generate.cloze must be true or false, got 'no'" in capsys.readouterr().err

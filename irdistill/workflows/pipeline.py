@@ -144,6 +144,8 @@ class RunConfig:
             raise InputError(
                 f"run: unknown generate key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(GENERATE_KEYS))}"
             )
+        if not isinstance(self.generate.get("cloze", False), bool):
+            raise InputError(f"run: generate.cloze must be true or false, got {self.generate['cloze']!r}")
         if self.train_split != "generated":
             raise InputError(
                 f"run: train_split {self.train_split!r} names judged training queries, which a label-free run "
