@@ -136,12 +136,12 @@ class BM25Retriever(Retriever):
         query_tokens = self._bm25s.tokenize(
             [query], stopwords=self.params.stopwords, stemmer=self._stemmer, return_ids=False, show_progress=False
         )[0]
-        ids = [vocab[t] for t in query_tokens if t in vocab]
+        terms = [t for t in query_tokens if t in vocab]
         out = np.zeros(len(texts), dtype=np.float64)
-        if not ids or not texts:
+        if not terms or not texts:
             return out
         indptr = np.asarray(self._retriever.scores["indptr"])
-        term_ids = np.asarray(ids)
+        term_ids = np.asarray([vocab[t] for t in terms])
         df = (indptr[term_ids + 1] - indptr[term_ids]).astype(np.float64)
         idf = np.log1p((self.num_docs - df + 0.5) / (df + 0.5))
         k1, b = self.params.k1, self.params.b
@@ -152,7 +152,7 @@ class BM25Retriever(Retriever):
             counts: dict[str, int] = {}
             for token in doc:
                 counts[token] = counts.get(token, 0) + 1
-            tf = np.array([counts.get(t, 0) for t in query_tokens if t in vocab], dtype=np.float64)
+            tf = np.array([counts.get(t, 0) for t in terms], dtype=np.float64)
             norm = k1 * (1 - b + b * len(doc) / self.avg_doc_len)
             out[i] = float((idf * tf / (tf + norm)).sum())
         return out
