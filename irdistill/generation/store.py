@@ -381,7 +381,8 @@ class ClozeCorpus(Mapping[str, Document]):
                 continue
             self.patched[pid] = Document(text=text, title=title)
         ids = list(self.patched)
-        self._patched_rows = dict(zip(self._rows.rows_of(ids).tolist(), ids, strict=True))
+        rows = self._rows.rows_of(ids).tolist()
+        self._patched_texts = {row: self.patched[pid].full_text() for row, pid in zip(rows, ids, strict=True)}
 
     def __getitem__(self, doc_id: str) -> Document:
         patched = self.patched.get(doc_id)
@@ -404,12 +405,7 @@ class ClozeCorpus(Mapping[str, Document]):
 
     def texts(self, rows: Iterable[int]) -> list[str]:
         rows = [int(r) for r in rows]
-        texts = self._rows.texts(rows)
-        for i, row in enumerate(rows):
-            pid = self._patched_rows.get(row)
-            if pid is not None:
-                texts[i] = self.patched[pid].full_text()
-        return texts
+        return [self._patched_texts.get(row, text) for row, text in zip(rows, self._rows.texts(rows), strict=True)]
 
     def full_texts(self) -> list[str]:
         return self.texts(range(len(self)))
