@@ -17,10 +17,11 @@ Every trained method gets the same budget: the recipe ``eval/recipes/scifact_stu
 training for every method alike, and the same ``--seeds``; every row, ``untrained`` included, is
 evaluated at ``--eval-max-seq-length`` tokens. Rows: ``untrained``, ``teacher`` (its reranking of
 the test BM25 top 100), ``infonce`` (judgements only), ``margin-mse``, ``tas-balanced``,
-``listwise-kl``, ``hybrid`` and ``hybrid-denoised`` (hybrid without the pairs whose teacher margin
-is negative). Per row: nDCG@10 mean ± sd over the seeds, recall@100, MRR@10,
-Kendall τ with the teacher on the test candidates, training examples/s, and paired t-tests per
-query (each query's nDCG@10 averaged over the seeds) against ``infonce`` and ``untrained``.
+``listwise-kl``, ``hybrid``, ``hybrid-denoised`` (hybrid without the pairs whose teacher margin
+is negative) and ``hybrid-kl`` (listwise-kl's lists, KL plus InfoNCE on the judged positive). Per
+row: nDCG@10 mean ± sd over the seeds, recall@100, MRR@10, Kendall τ with the teacher on the
+test candidates, training examples/s, and paired t-tests per query (each query's nDCG@10
+averaged over the seeds) against ``infonce`` and ``untrained``.
 
 Resumable: every (method, seed) is trained into ``--runs/<method>/<budget>/seed<S>/model`` (training
 itself resumes from its checkpoints) and evaluated into ``.../eval``; a finished cell is recorded
@@ -68,6 +69,9 @@ METHODS: dict[str, dict[str, Any]] = {
     # the same, with the pairs the teacher orders against the label dropped from both terms
     # (RocketQA's denoised hard negatives): about 15 % of the TAS-Balanced rows on SciFact train
     "hybrid-denoised": {"loss": "hybrid", "sampler": "tas-balanced", "disagreement_weight": 0.0},
+    # listwise-kl's lists (positive + 3 hard + 4 random negatives, in-batch negatives) with InfoNCE
+    # on the judged positive added (RocketQAv2's listwise distillation joined with the labels)
+    "hybrid-kl": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8},
 }
 USES_TEACHER = {
     "untrained": False,
@@ -78,6 +82,7 @@ USES_TEACHER = {
     "listwise-kl": True,
     "hybrid": True,
     "hybrid-denoised": True,
+    "hybrid-kl": True,
 }
 
 

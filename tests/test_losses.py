@@ -22,6 +22,7 @@ from irdistill.errors import InputError, UnknownNameError
 from irdistill.losses import (
     LOSSES,
     FrozenBiEncoderTeacher,
+    HybridListwiseLoss,
     HybridLoss,
     InfoNCELoss,
     ListwiseKLLoss,
@@ -46,10 +47,10 @@ def random_columns(batch: int, n_columns: int, dim: int, seed: int, dtype=torch.
 
 
 def test_registry_names_and_unknown() -> None:
-    assert LOSSES.names() == ["hybrid", "infonce", "listwise-kl", "margin-mse", "tas-balanced"]
+    assert LOSSES.names() == ["hybrid", "hybrid-kl", "infonce", "listwise-kl", "margin-mse", "tas-balanced"]
     assert LOSSES.get("Margin-MSE") is MarginMSELoss
     assert LOSSES.get("tas-balanced") is TASBalancedLoss
-    with pytest.raises(UnknownNameError, match="known: hybrid, infonce, listwise-kl, margin-mse, tas-balanced"):
+    with pytest.raises(UnknownNameError, match="known: hybrid, hybrid-kl, infonce, listwise-kl"):
         LOSSES.get("margin-mae")
     with pytest.raises(InputError, match="unknown similarity 'l2'; known: cosine, dot"):
         MarginMSELoss(None, similarity_fct="l2")
@@ -527,6 +528,71 @@ def test_hybrid_errors() -> None:
         HybridLoss(None).compute_loss_from_embeddings(emb, torch.zeros(2))
     with pytest.raises(InputError, match="HybridLoss needs teacher labels"):
         HybridLoss(None).compute_loss_from_embeddings(emb[:3], None)
+
+
+# --- hybrid over lists (hybrid-kl) ----------------------------------------------------------------
+
+
+def test_hybrid_kl_is_listwise_kl_plus_beta_infonce_on_the_first_candidate() -> None:
+    # 2 queries, lists of 2, dot product everywhere, τ = 1 (as in the in-batch listwise test)
+    q = t([[1, 0], [0, 1]])
+    c1, c2 = t([[3, 1], [-1, -1]]), t([[1, 0], [2, 0]])  # row 0's list: (3,1), (-1,-1); row 1's: (1,0), (2,0)
+    labels = t([[2, 0, -1], [1, 2, 0]])  # two teacher scores, then the floor
+    kl_only = ListwiseKLLoss(None, temperature=1.0, scale_by_temperature_squared=False, in_batch_negatives=True)
+    loss = HybridListwiseLoss(
+        None,
+        temperature=1.0,
+        scale_by_temperature_squared=False,
+        in_batch_negatives=True,
+        beta=0.5,
+        contrastive_temperature=1.0,
+        contrastive_similarity="dot",
+    )
+    parts = loss.compute_loss_from_embeddings([q, c1, c2], labels)
+    assert isinstance(parts, LossParts) and set(parts) == {"distill", "contrastive"}
+    assert parts["distill"].item() == pytest.approx(kl_only.compute_loss_from_embeddings([q, c1, c2], labels).item())
+    # the batch's passages in row order: (3,1), (1,0) of row 0, then (-1,-1), (2,0) of row 1;
+    # query 0 scores them 3, 1, -1, 2 and its positive is the 1st; query 1: 1, 0, -1, 0, positive the 3rd
+    expected = (-math.log(math.exp(3) / sum(map(math.exp, [3, 1, -1, 2])))) + (
+        -math.log(math.exp(-1) / sum(map(math.exp, [1, 0, -1, 0])))
+    )
+    assert parts["contrastive"].item() == pytest.approx(0.5 * expected / 2, rel=1e-5)
+    # without in-batch negatives each query's softmax runs over its own list only
+    own = HybridListwiseLoss(None, beta=1.0, contrastive_temperature=1.0, contrastive_similarity="dot")
+    alone = own.compute_loss_from_embeddings([q, c1, c2], labels[:, :2])["contrastive"].item()
+    expected_own = (-math.log(math.exp(3) / (math.exp(3) + math.exp(1)))) + (
+        -math.log(math.exp(-1) / (math.exp(-1) + math.exp(0)))
+    )
+    assert alone == pytest.approx(expected_own / 2, rel=1e-5)
+    # β = 0 is listwise KL alone
+    zero = HybridListwiseLoss(
+        None, temperature=1.0, scale_by_temperature_squared=False, in_batch_negatives=True, beta=0
+    )
+    assert zero.compute_loss_from_embeddings([q, c1, c2], labels).total.item() == pytest.approx(parts["distill"].item())
+
+
+def test_hybrid_kl_gradient_pulls_the_positive_up() -> None:
+    emb = [e.requires_grad_() for e in random_columns(4, 5, 8, seed=11)]
+    labels = torch.zeros(4, 4)  # a flat teacher: only the contrastive term prefers c_1
+    loss = HybridListwiseLoss(None, beta=1.0, temperature=1.0, scale_by_temperature_squared=False)
+    loss.compute_loss_from_embeddings(emb, labels).total.backward()
+    query, positive = emb[0], emb[1]
+    # a step against the gradient raises the queries' mean cosine with their own judged positives
+    step = 1e-2
+    before = F.cosine_similarity(query, positive).mean()
+    after = F.cosine_similarity(query - step * query.grad, positive - step * positive.grad).mean()
+    assert after.item() > before.item() + 1e-3
+
+
+def test_hybrid_kl_errors_and_config() -> None:
+    with pytest.raises(InputError, match="beta .* must be >= 0"):
+        HybridListwiseLoss(None, beta=-1)
+    with pytest.raises(InputError, match="contrastive_temperature must be > 0"):
+        HybridListwiseLoss(None, contrastive_temperature=0)
+    with pytest.raises(ValueError, match=r"= \(2, 3\).*got none"):
+        HybridListwiseLoss(None).compute_loss_from_embeddings(random_columns(2, 4, 4, seed=6), None)
+    config = HybridListwiseLoss(None, beta=0.25, in_batch_negatives=True).get_config_dict()
+    assert config["beta"] == 0.25 and config["contrastive_similarity"] == "cosine" and config["in_batch_negatives"]
 
 
 def run_hybrid(model: torch.nn.Module, inputs: torch.Tensor, margins: torch.Tensor, weight: float = 1.0):

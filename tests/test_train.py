@@ -51,6 +51,7 @@ def config(tiny_model_dir: Path, beir_dir: Path, scores: Path, out: Path, **kw) 
         ("listwise-kl", "random"),
         ("infonce", "random"),
         ("hybrid", "tas-balanced"),
+        ("hybrid-kl", "random"),
     ],
 )
 def test_each_loss_trains_and_saves_a_loadable_model(

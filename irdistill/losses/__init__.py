@@ -4,15 +4,16 @@ Each is an ``nn.Module`` built from the student model like the sentence-transfor
 ``forward(sentence_features, labels)`` embeds the input columns and calls a pure
 ``compute_loss_from_embeddings(embeddings, labels)``, which dense and sparse students share.
 
-==================  ========================  =================================================
-name                class                     method
-==================  ========================  =================================================
-``"margin-mse"``    :class:`MarginMSELoss`    Margin-MSE (arXiv 2010.02666)
-``"tas-balanced"``  :class:`TASBalancedLoss`  pair + α · in-batch Margin-MSE (arXiv 2104.06967)
-``"listwise-kl"``   :class:`ListwiseKLLoss`   KL / ListNet over a candidate list
-``"infonce"``       :class:`InfoNCELoss`      InfoNCE with in-batch negatives (no teacher)
-``"hybrid"``        :class:`HybridLoss`       Margin-MSE + β · InfoNCE on the judged positive
-==================  ========================  =================================================
+==================  ============================  ==================================================
+name                class                         method
+==================  ============================  ==================================================
+``"margin-mse"``    :class:`MarginMSELoss`        Margin-MSE (arXiv 2010.02666)
+``"tas-balanced"``  :class:`TASBalancedLoss`      pair + α · in-batch Margin-MSE (arXiv 2104.06967)
+``"listwise-kl"``   :class:`ListwiseKLLoss`       KL / ListNet over a candidate list
+``"infonce"``       :class:`InfoNCELoss`          InfoNCE with in-batch negatives (no teacher)
+``"hybrid"``        :class:`HybridLoss`           Margin-MSE + β · InfoNCE on the judged positive
+``"hybrid-kl"``     :class:`HybridListwiseLoss`   listwise KL + β · InfoNCE on the judged positive
+==================  ============================  ==================================================
 
 ``IDFWeightedFlopsLoss`` (:mod:`.flops`) is a document regulariser of sparse students inside
 sentence-transformers' ``SpladeLoss``, not a distillation loss, so it is not registered.
@@ -26,6 +27,7 @@ from __future__ import annotations
 from irdistill.losses.base import LOSSES, LossParts, Rows
 from irdistill.losses.flops import IDFWeightedFlopsLoss
 from irdistill.losses.hybrid import HybridLoss
+from irdistill.losses.hybrid_listwise import HybridListwiseLoss
 from irdistill.losses.infonce import InfoNCELoss
 from irdistill.losses.listwise_kl import ListwiseKLLoss
 from irdistill.losses.margin_mse import MarginMSELoss
@@ -46,6 +48,7 @@ __all__ = [
     "ListwiseKLLoss",
     "InfoNCELoss",
     "HybridLoss",
+    "HybridListwiseLoss",
     "IDFWeightedFlopsLoss",
     "inbatch_margin_mse",
     "inbatch_teacher_scores",

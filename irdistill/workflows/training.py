@@ -15,11 +15,12 @@ loss               rows                         label
 ``listwise-kl``    query, c_1 .. c_L            teacher scores of the L candidates, then the query's floor
 ``infonce``        query, positive, negative    none (label-only baseline; the negative is a candidate)
 ``hybrid``         query, positive, negative    the margin (Margin-MSE), plus InfoNCE of the judged positive
+``hybrid-kl``      query, c_1 .. c_L            as listwise-kl (KL), plus InfoNCE of the judged positive c_1
 =================  ===========================  ============================================================
 
 ``margin-mse``, ``tas-balanced`` and ``hybrid`` take their (query, positive, negative) rows from a pair
 sampler (``tas-balanced`` or ``random``, :mod:`irdistill.sampling`), planned for every epoch
-up front so the trainer replays exactly the sampler's batches. ``listwise-kl`` lists (the judged
+up front so the trainer replays exactly the sampler's batches. ``listwise-kl`` and ``hybrid-kl`` lists (the judged
 positive, hard and random negatives; :mod:`irdistill.sampling.lists`) are drawn afresh for every
 epoch, batched without repeated texts, and the temperature is read from the teacher's spread
 on them unless ``temperature`` is set.
@@ -103,35 +104,39 @@ class TrainConfig:
     n_bins: int = option(10, group=SAMPLING, help="tas-balanced: margin bins per query")
     inbatch_teacher: str | None = option(None, group=LOSS, help="tas-balanced: dense model scoring in-batch pairs")
     alpha: float = option(0.75, group=LOSS, help="tas-balanced: weight of the in-batch term")
-    list_size: int = option(8, group=LOSS, help="listwise-kl: passages per list, the judged positive included")
+    list_size: int = option(
+        8, group=LOSS, help="listwise-kl, hybrid-kl: passages per list, the judged positive included"
+    )
     hard_negatives: int | None = option(
         None,
         group=LOSS,
-        help="listwise-kl: negatives drawn from the teacher's "
+        help="listwise-kl, hybrid-kl: negatives drawn from the teacher's "
         "top --hard-depth (default: half of the list's negatives, rounded "
         "down); the rest are drawn below it",
     )
-    hard_depth: int = option(20, group=LOSS, help="listwise-kl: depth of the hard region in the teacher's ranking")
+    hard_depth: int = option(
+        20, group=LOSS, help="listwise-kl, hybrid-kl: depth of the hard region in the teacher's ranking"
+    )
     in_batch_negatives: bool = option(
         True,
         group=LOSS,
         negate="--no-in-batch-negatives",
-        help="listwise-kl: keep the other rows' passages out of each query's "
+        help="listwise-kl, hybrid-kl: keep the other rows' passages out of each query's "
         "softmax (by default they join it at the query's floor score)",
     )
     temperature: float | None = option(
         None,
         group=LOSS,
-        help="listwise-kl: softmax temperature (default: the "
+        help="listwise-kl, hybrid-kl: KL softmax temperature (default: the "
         "median sd of the scaled teacher scores within a list, "
         "irdistill.sampling.lists.spread_temperature)",
     )
     student_temperature: float | None = option(
-        None, group=LOSS, help="listwise-kl: temperature on the student side (default: --temperature)"
+        None, group=LOSS, help="listwise-kl, hybrid-kl: temperature on the student side (default: --temperature)"
     )
     label_scale: float = option(1.0, help="multiply the stored teacher scores, to match the student's scale")
-    beta: float = option(1.0, group=LOSS, help="hybrid: weight of the contrastive term")
-    contrastive_temperature: float = option(0.05, group=LOSS, help="hybrid: InfoNCE temperature (cosine)")
+    beta: float = option(1.0, group=LOSS, help="hybrid, hybrid-kl: weight of the contrastive term")
+    contrastive_temperature: float = option(0.05, group=LOSS, help="hybrid, hybrid-kl: InfoNCE temperature (cosine)")
     disagreement_weight: float = option(
         1.0,
         group=LOSS,
