@@ -119,7 +119,7 @@ def test_a_new_loss_is_one_registered_class(
             )
     finally:
         LOSSES.unregister("toy-margin")
-    with pytest.raises(InputError, match="unknown loss 'toy-margin'; known: hybrid, infonce"):
+    with pytest.raises(InputError, match="unknown loss 'toy-margin'; known: hybrid, hybrid-kl, infonce"):
         config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="toy-margin").validate()
 
 
