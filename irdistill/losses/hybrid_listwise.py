@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from irdistill.errors import InputError
-from irdistill.losses.base import LOSSES, LossParts, Rows, SimilarityFn, matrix_similarity
+from irdistill.losses.base import LOSSES, LossParts, Rows, SimilarityFn
+from irdistill.losses.infonce import InfoNCELoss
 from irdistill.losses.listwise_kl import ListwiseKLLoss
 
 __all__ = ["HybridListwiseLoss"]
@@ -37,12 +38,13 @@ class HybridListwiseLoss(ListwiseKLLoss):
     Args:
         model: the student ``SentenceTransformer``; ``None`` when only
             :meth:`compute_loss_from_embeddings` is used.
-        temperature, similarity_fct, student_temperature, teacher_temperature,
-            scale_by_temperature_squared, in_batch_negatives: the KL term's, as in
-            :class:`~irdistill.losses.ListwiseKLLoss`.
+        temperature, similarity_fct: the KL term's, as in :class:`~irdistill.losses.ListwiseKLLoss`.
+        **listwise: its other keywords (``student_temperature``, ``teacher_temperature``,
+            ``scale_by_temperature_squared``, ``in_batch_negatives``).
         beta: weight of the contrastive term (>= 0; 0 is listwise KL alone).
         contrastive_temperature: ``τ'``.
-        contrastive_similarity: ``"cosine"`` (default) or ``"dot"``, or a matrix callable.
+        contrastive_similarity: ``"cosine"`` (default) or ``"dot"``, or a matrix callable; the
+            contrastive term is :class:`~irdistill.losses.InfoNCELoss` with these two.
 
     References:
         Ren et al., "RocketQAv2", arXiv 2110.07367 (listwise distillation over hard and random
@@ -77,55 +79,41 @@ class HybridListwiseLoss(ListwiseKLLoss):
         beta: float = 1.0,
         contrastive_temperature: float = 0.05,
         contrastive_similarity: str | SimilarityFn = "cosine",
-        student_temperature: float | None = None,
-        teacher_temperature: float | None = None,
-        scale_by_temperature_squared: bool = True,
-        in_batch_negatives: bool = False,
+        **listwise: Any,
     ) -> None:
-        super().__init__(
-            model,
-            temperature,
-            similarity_fct,
-            student_temperature=student_temperature,
-            teacher_temperature=teacher_temperature,
-            scale_by_temperature_squared=scale_by_temperature_squared,
-            in_batch_negatives=in_batch_negatives,
-        )
+        super().__init__(model, temperature, similarity_fct, **listwise)
         if not beta >= 0:
             raise InputError(f"beta (weight of the contrastive term) must be >= 0, got {beta}")
         if not contrastive_temperature > 0:
             raise InputError(f"contrastive_temperature must be > 0, got {contrastive_temperature}")
         self.beta = float(beta)
-        self.contrastive_temperature = float(contrastive_temperature)
-        self.contrastive_similarity = matrix_similarity(contrastive_similarity)
-        self.contrastive_name = contrastive_similarity if isinstance(contrastive_similarity, str) else None
-
-    def forward(self, sentence_features: Any, labels: Tensor | None) -> LossParts:  # type: ignore[override]
-        embeddings = [self.model(features)["sentence_embedding"] for features in sentence_features]
-        return self.compute_loss_from_embeddings(embeddings, labels)
+        # with in-batch negatives the contrastive term is InfoNCE over the columns [query, c_1, ..., c_L]
+        self.contrastive = InfoNCELoss(
+            model, temperature=contrastive_temperature, similarity_fct=contrastive_similarity
+        )
 
     def compute_loss_from_embeddings(self, embeddings: Sequence[Tensor], labels: Tensor | None) -> LossParts:  # type: ignore[override]
         """The weighted parts for columns ``[query, c_1 (judged positive), c_2, ..., c_L]``."""
         embeddings = list(embeddings)
         distill = super().compute_loss_from_embeddings(embeddings, labels)  # checks columns and labels
-        query = embeddings[0]
-        batch, width = int(query.size(0)), len(embeddings) - 1
-        passages = torch.stack(embeddings[1:], dim=1)  # (batch, L, dim): row r's list
         if self.in_batch_negatives:
-            logits = self.contrastive_similarity(query, passages.reshape(batch * width, -1))
-            target = torch.arange(batch, device=query.device) * width  # row r's c_1
-        else:
-            logits = torch.stack([self.contrastive_similarity(query[r : r + 1], passages[r])[0] for r in range(batch)])
-            target = torch.zeros(batch, dtype=torch.long, device=query.device)
-        contrastive = nn.functional.cross_entropy(logits / self.contrastive_temperature, target)
+            contrastive = self.contrastive.compute_loss_from_embeddings(embeddings, None)
+        else:  # each query against its own list: the diagonal blocks of the batch's score matrix
+            query = embeddings[0]
+            batch, width = int(query.size(0)), len(embeddings) - 1
+            passages = torch.stack(embeddings[1:], dim=1).reshape(batch * width, -1)  # row r's list in turn
+            scores = self.contrastive.similarity_fct(query, passages).view(batch, batch, width)
+            rows = torch.arange(batch, device=query.device)
+            logits = scores[rows, rows] * self.contrastive.scale
+            contrastive = nn.functional.cross_entropy(logits, torch.zeros_like(rows))
         return LossParts(distill=distill, contrastive=self.beta * contrastive)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
             **super().get_config_dict(),
             "beta": self.beta,
-            "contrastive_temperature": self.contrastive_temperature,
-            "contrastive_similarity": self.contrastive_name,
+            "contrastive_temperature": self.contrastive.temperature,
+            "contrastive_similarity": self.contrastive.similarity_name,
         }
 
     @property
