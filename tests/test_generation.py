@@ -286,12 +286,20 @@ def test_label_free_run_reads_no_judgement_before_the_evaluation(
 
 
 def test_label_free_cloze_run_scores_and_trains_on_passages_without_their_queries(
-    beir_dir: Path, tiny_model_dir: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+    beir_dir: Path,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``cloze: true``: the BM25 teacher scores each source passage with its sentence cut out
     (lower than the whole passage, which holds every query word), and the run completes."""
+    from irdistill.teachers.base import Teacher
     from irdistill.teachers.bm25 import BM25Teacher
 
+    added: list[dict[str, Document]] = []
+    monkeypatch.setattr(Teacher, "add_passages", lambda self, documents: added.append(dict(documents)))
     path = label_free_recipe(tmp_path, beir_dir, tiny_model_dir)
     path.write_text(path.read_text().replace("chunk_passages: 3}", "chunk_passages: 3, cloze: true}"))
     assert main(["-q", "run", str(path)]) == 0
@@ -315,8 +323,9 @@ def test_label_free_cloze_run_scores_and_trains_on_passages_without_their_querie
         expected, full = teacher.score([row["query"]] * 2, [patched, whole])
         assert score[(row["qid"], row["pid"])] == pytest.approx(expected, rel=1e-5)
         assert expected < full
+        assert added[0][row["pid"]].full_text() == patched  # handed to the teacher before scoring
         checked += 1
-    assert checked >= 1
+    assert checked >= 1 and len(added) == 1
 
 
 def test_label_free_recipe_refuses_judged_training_queries(

@@ -136,6 +136,63 @@ def test_dense_teacher_encodes_a_passage_outside_its_collection_once(
     assert encoded[-4:] == ["brain", "outside three", "brain", "outside two"]
 
 
+def test_dense_teacher_encodes_added_passages_once_through_the_cache_and_resumes_by_block(
+    tiny_model_dir: Path, beir_dir: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``add_passages`` (a cloze run's patched passages): encoded once, block by block into the
+    embedding cache, looked up by text at every call; a teacher built again after a stop encodes
+    only the blocks the first one did not finish, and the scores equal a direct encoding."""
+    import irdistill.teachers.dense as dense
+    from irdistill.data.collection import Document
+
+    monkeypatch.setattr(dense, "ADDED_BLOCK_ROWS", 1)
+    collection = load_collection(beir_dir)
+    added = {"x": Document(text="outside one"), "y": Document(text="outside two", title="Titled")}
+    texts = [doc.full_text() for doc in added.values()]
+    corpus_doc = collection.corpus["d1"].full_text()
+
+    def built(fail_on: str | None = None) -> tuple[DenseTeacher, list[str]]:
+        teacher = DenseTeacher(str(tiny_model_dir), collection=collection)
+        teacher.add_passages(added)
+        seen: list[str] = []
+        embed = teacher.encoder.embed
+
+        def spy(batch: list[str], side: str, **kw: object) -> np.ndarray:
+            if fail_on in batch:
+                raise KeyboardInterrupt  # the job is stopped while it encodes this block
+            seen.extend(batch)
+            return embed(batch, side, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(teacher.encoder, "embed", spy)
+        return teacher, seen
+
+    teacher, seen = built(fail_on=texts[1])
+    with pytest.raises(KeyboardInterrupt):
+        teacher.score(["vaccine"], [texts[0]])
+    teacher, seen = built()
+    scores = teacher.score(["vaccine"] * 3, [texts[1], corpus_doc, texts[0]])
+    assert texts[0] not in seen and seen.count(texts[1]) == 1  # its block was kept; the second block only
+    teacher.score(["brain", "brain"], texts)
+    assert seen.count(texts[1]) == 1 and seen[-1] == "brain"  # later calls read them: only the query
+    model = teacher.encoder.model
+    q = model.encode(["vaccine"], normalize_embeddings=True)[0]
+    d = model.encode([texts[1], corpus_doc, texts[0]], normalize_embeddings=True)
+    np.testing.assert_allclose(scores, d @ q, atol=1e-5)
+    teacher, seen = built()
+    teacher.score(["vaccine"], [texts[1]])
+    assert seen == ["vaccine"]  # a third teacher: both read from the cache
+
+
+def test_ensemble_passes_added_passages_to_its_members(tiny_model_dir: Path, beir_dir: Path) -> None:
+    from irdistill.data.collection import Document
+
+    collection = load_collection(beir_dir)
+    dense_member = DenseTeacher(str(tiny_model_dir), collection=collection)
+    added = {"x": Document(text="outside one")}
+    EnsembleTeacher([BM25Teacher(collection), dense_member]).add_passages(added)
+    assert dense_member._added is added
+
+
 def test_bm25_teacher_agrees_with_bm25_retrieval(beir_dir: Path) -> None:
     collection = load_collection(beir_dir)
     teacher = BM25Teacher(collection)

@@ -11,14 +11,17 @@ raw scores and normalises only where a method asks for it (see
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from irdistill.errors import InputError
 from irdistill.registry import Registry
+
+if TYPE_CHECKING:
+    from irdistill.data.collection import Document
 
 
 class ScoreScale(str, Enum):
@@ -59,6 +62,15 @@ class Teacher(ABC):
         values only: the score store fingerprints a job with them, so a re-run with other
         settings is refused instead of mixing scores. Override it in every teacher with settings."""
         return {}
+
+    def add_passages(self, documents: Mapping[str, Document]) -> None:
+        """Passages outside the teacher's collection that later calls will score, e.g. a cloze
+        run's patched passages (:class:`~irdistill.generation.ClozeCorpus`). A teacher that embeds
+        passages (:class:`~irdistill.teachers.dense.DenseTeacher`) encodes them once through its
+        embedding cache, so a stopped score job keeps them; an ensemble passes them to its members.
+        A teacher that reads each pair afresh (BM25, a cross-encoder, an LLM) has nothing to
+        prepare and keeps this default, which ignores them."""
+        del documents
 
 
 class PointwiseTeacher(Teacher):

@@ -15,13 +15,16 @@ query, so the ensemble is a listwise teacher.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from irdistill.errors import InputError
 from irdistill.teachers.base import TEACHERS, ListwiseTeacher, ScoreScale, Teacher, check_scores
+
+if TYPE_CHECKING:
+    from irdistill.data.collection import Document
 
 Normalization = Literal["minmax", "zscore", "rr"]
 NORMALIZATIONS = ("minmax", "zscore", "rr")
@@ -88,6 +91,11 @@ class EnsembleTeacher(ListwiseTeacher):
             "weights": self.weights.tolist(),
             "members": members,
         }
+
+    def add_passages(self, documents: Mapping[str, Document]) -> None:
+        """Passes the passages outside the collection to every member (:meth:`Teacher.add_passages`)."""
+        for teacher in self.teachers:
+            teacher.add_passages(documents)
 
     def rank(self, query: str, passages: Sequence[str]) -> np.ndarray:
         total = np.zeros(len(passages), dtype=np.float64)

@@ -272,6 +272,9 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
         # built on the corpus as it is (its BM25 statistics, its cached embeddings); a cloze run's
         # patched passages are scored as passages outside it
         teacher = build_teacher(cfg.teacher, unpatched(train_c), show_progress_bar=show_progress_bar)
+        patched = getattr(train_c.corpus, "patched", None)
+        if patched:  # candidates of other queries too: encoded once, through the cache, not per chunk
+            teacher.add_passages(patched)
         cands = _candidates_dict(read_run(cand_path), train_c, None, positives=True)
         score_candidates(teacher, train_c, cands, scores_dir, show_progress_bar=show_progress_bar)
         # the teacher's models, index and corpus embeddings are not needed again: freed before
