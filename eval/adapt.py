@@ -294,8 +294,9 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
     if others:
         lines += [
             "",
-            "Other budgets measured (same passages, queries, candidates and teacher scores; the tag names "
-            "the loss): nDCG@10 / recall@100, p vs untrained:",
+            "Other budgets measured: the tag `p<passages>-k<filter k>-<loss>-e<epochs>-s<sample seed>` names "
+            "them; tags with the same passages and seed share their queries, candidates and teacher scores. "
+            "nDCG@10 / recall@100, p vs untrained:",
             "",
         ]
         for other, row in others:
