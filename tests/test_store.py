@@ -594,6 +594,28 @@ def test_text_layout_maps_texts_to_the_collection_ids(tmp_path, cache_dir, store
         import_msmarco_scores(path, out, "ce", layout="text")
 
 
+@pytest.mark.parametrize("collide", [False, True])
+@pytest.mark.parametrize("store", [False, True])
+def test_text_rows_finds_the_first_row_of_a_text(tmp_path, cache_dir, store, collide, monkeypatch):
+    """Full texts to rows, white space normalised, -1 for a text the corpus lacks, the first row of
+    a repeated text; with every hash key equal the texts themselves still decide."""
+    import irdistill.data.store as store_module
+    from irdistill.data.store import build_corpus_store, text_rows
+
+    if collide:
+        monkeypatch.setattr(store_module, "_hash_key", lambda text: 7)
+    corpus = {
+        "d1": Document(text="alpha beta"),
+        "d2": Document(text="gamma  delta", title="T"),
+        "d3": Document(text="alpha beta"),
+        "d4": Document(text="eps"),
+    }
+    if store:
+        corpus = build_corpus_store(((k, d.title, d.text) for k, d in corpus.items()), tmp_path / "store")
+    rows = text_rows(corpus)(["eps", "T gamma delta", "alpha\nbeta", "not there", "alpha beta"])
+    assert rows.tolist() == [3, 1, 0, -1, 0]
+
+
 def test_duplicate_check_names_the_pair_whose_second_row_comes_first():
     from irdistill.scores.table import validate_scores
 

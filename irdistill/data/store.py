@@ -306,15 +306,23 @@ def corpus_rows(corpus: Mapping[str, Document]) -> Any:
 
 
 def text_rows(corpus: Mapping[str, Document]) -> Callable[[Sequence[str]], np.ndarray]:
-    """A lookup ``full texts -> rows`` (-1 where none matches; white space normalised) over
-    ``corpus``: the store's text index (16 bytes a document, on disk) for a store, a dict of the
-    texts for a dict corpus."""
+    """A lookup ``full texts -> rows`` (-1 where none matches; white space normalised; the first
+    row of a repeated text) over ``corpus``: the store's text index (16 bytes a document, on
+    disk) for a store; for a dict corpus the same index in memory (the texts' hash keys, sorted,
+    compared with the documents' own texts), not a second copy of every text."""
     if isinstance(corpus, CorpusStore):
         return corpus.rows_of_texts
-    rows: dict[str, int] = {}
-    for i, doc in enumerate(corpus.values()):
-        rows.setdefault(_normalised(doc.full_text()), i)  # the first row of a repeated text, as the store
-    return lambda texts: np.fromiter((rows.get(_normalised(t), -1) for t in texts), dtype=np.int64, count=len(texts))
+    docs = list(corpus.values())
+    keys = np.fromiter((_hash_key(_normalised(d.full_text())) for d in docs), dtype=np.uint64, count=len(docs))
+    order = np.argsort(keys, kind="stable")  # equal keys keep their rows in order: the first row is found first
+    keys, rows = keys[order], order.astype(np.int64)
+
+    def lookup(texts: Sequence[str]) -> np.ndarray:
+        wanted = [_normalised(t) for t in texts]
+        hashed = np.fromiter((_hash_key(t) for t in wanted), dtype=np.uint64, count=len(wanted))
+        return _find(keys, rows, hashed, lambda i, row: _normalised(docs[row].full_text()) == wanted[i])
+
+    return lookup
 
 
 def build_corpus_store(
