@@ -381,8 +381,7 @@ class ClozeCorpus(Mapping[str, Document]):
                 continue
             self.patched[pid] = Document(text=text, title=title)
         ids = list(self.patched)
-        rows = self._rows.rows_of(ids).tolist()
-        self._patched_texts = {row: self.patched[pid].full_text() for row, pid in zip(rows, ids, strict=True)}
+        self._patched_ids = dict(zip(self._rows.rows_of(ids).tolist(), ids, strict=True))  # row -> pid
 
     def __getitem__(self, doc_id: str) -> Document:
         patched = self.patched.get(doc_id)
@@ -405,7 +404,10 @@ class ClozeCorpus(Mapping[str, Document]):
 
     def texts(self, rows: Iterable[int]) -> list[str]:
         rows = [int(r) for r in rows]
-        return [self._patched_texts.get(row, text) for row, text in zip(rows, self._rows.texts(rows), strict=True)]
+        return [
+            self.patched[self._patched_ids[row]].full_text() if row in self._patched_ids else text
+            for row, text in zip(rows, self._rows.texts(rows), strict=True)
+        ]
 
     def full_texts(self) -> list[str]:
         return self.texts(range(len(self)))
