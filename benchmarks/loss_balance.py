@@ -1,0 +1,163 @@
+"""How much of a composite loss's gradient each of its parts makes: the student's gradient norm
+per named part (``distill``, ``contrastive``, ...) on the first batches a SciFact training run
+would see, and the cosine between the parts' gradients.
+
+A hybrid loss is ``distill + β · contrastive``; its logged values say little about which term
+steers training, since the two terms' gradients scale differently (a τ² factor, a temperature of
+0.05, a label scale). This measures it on the student's parameters, with the rows, batch size,
+temperature and label scale that ``eval/students_scifact.py`` trains with.
+
+    python benchmarks/loss_balance.py --method hybrid [--batches 3] [--set beta=0.05]
+        [--loss-option scale_by_temperature_squared=false] [--label NAME]
+
+``--set`` overrides a training option of the recipe (repeatable), ``--loss-option`` a keyword of
+the loss class. Writes one row per ``--label`` (default: method and overrides) into
+``eval/results/loss_balance_scifact.{json,md}``; a recorded row is not measured again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "eval"))
+
+RESULTS = ROOT / "eval" / "results"
+
+
+def _value(text: str) -> Any:
+    """``key=value`` right-hand sides read as YAML scalars (numbers, booleans, strings)."""
+    return yaml.safe_load(text)
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{flag} takes key=value, got {item!r}")
+        out[key] = _value(value)
+    return out
+
+
+def measure(method: str, overrides: dict[str, Any], loss_options: dict[str, Any], batches: int) -> dict[str, Any]:
+    """Gradient norms per part over the first ``batches`` batches of ``method``'s training rows."""
+    import torch
+    from students_scifact import HERE, METHODS, TEACHER_SCORES
+
+    from irdistill.config import build_config, load_yaml
+    from irdistill.workflows.training import TrainConfig, _loss, build_training_data, load_student, training_collection
+
+    base = load_yaml(HERE / "recipes" / "scifact_student_base.yaml")
+    values = {
+        **base,
+        **METHODS[method],
+        "epochs": 1,
+        "max_seq_length": 128,
+        "seed": 1,
+        "scores": str(TEACHER_SCORES / "train"),
+        "out": "/dev/null",
+        **overrides,
+    }
+    if loss_options:
+        values["loss_options"] = {**values.get("loss_options", {}), **loss_options}
+    cfg = build_config(TrainConfig, values, source=method)
+    collection = training_collection(cfg)
+    data = build_training_data(cfg, collection)
+    model = load_student(cfg)
+    model.train()
+    loss = _loss(cfg, model, data.loss_options)
+    params = [p for p in model.parameters() if p.requires_grad]
+    columns = [c for c in data.dataset.column_names if c != "label"]
+    size = cfg.batch_size
+    norms: dict[str, list[float]] = {}
+    cosines: list[float] = []
+    values_seen: dict[str, list[float]] = {}
+    for b in range(batches):
+        rows = data.dataset[b * size : (b + 1) * size]
+        labels = torch.tensor(rows["label"], dtype=torch.float32)
+        features = [model.tokenize(rows[c]) for c in columns]
+        embeddings = [model(f)["sentence_embedding"] for f in features]
+        parts = loss.compute_loss_from_embeddings(embeddings, labels)
+        if not isinstance(parts, dict):
+            parts = {"loss": parts}
+        grads = {}
+        for name, part in parts.items():
+            g = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
+            pieces = [(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, params, strict=True)]
+            flat = torch.cat(pieces)
+            grads[name] = flat
+            norms.setdefault(name, []).append(float(flat.norm()))
+            values_seen.setdefault(name, []).append(float(part.detach()))
+        if len(grads) == 2:
+            a, c = grads.values()
+            cosines.append(float(torch.nn.functional.cosine_similarity(a, c, dim=0)))
+        logging.info("batch %d: %s", b + 1, {k: round(v[-1], 4) for k, v in norms.items()})
+    row: dict[str, Any] = {
+        "method": method,
+        "overrides": overrides,
+        "loss_options": loss_options,
+        "loss_config": {k: v for k, v in loss.get_config_dict().items() if isinstance(v, (int, float, str, bool))},
+        "batches": batches,
+        "batch_size": size,
+        "grad_norm": {k: round(statistics.fmean(v), 4) for k, v in norms.items()},
+        "value": {k: round(statistics.fmean(v), 4) for k, v in values_seen.items()},
+    }
+    total = sum(row["grad_norm"].values())
+    row["grad_share"] = {k: round(v / total, 3) for k, v in row["grad_norm"].items()}
+    if cosines:
+        row["grad_cosine"] = round(statistics.fmean(cosines), 3)
+    return row
+
+
+def write_md(table: dict[str, Any]) -> None:
+    lines = [
+        "# Gradient share of each part of the composite losses (SciFact train, all-MiniLM-L6-v2)",
+        "",
+        "Produced by `python benchmarks/loss_balance.py` (see its docstring): the norm of the student's "
+        "gradient from each named part of the loss, averaged over the first batches of a training run "
+        "(the untrained student, 128 tokens, the recipe's batch size and label scale), its share of the "
+        "sum of the parts' norms, and the cosine between the two parts' gradients.",
+        "",
+        "| row | loss settings | batches | part: value / grad norm (share) | cosine |",
+        "|---|---|---|---|---|",
+    ]
+    for label, r in table.items():
+        settings = ", ".join(f"{k}={v}" for k, v in {**r["overrides"], **r["loss_options"]}.items()) or "defaults"
+        parts = "; ".join(
+            f"{k}: {r['value'][k]} / {r['grad_norm'][k]} ({100 * r['grad_share'][k]:.1f} %)" for k in r["grad_norm"]
+        )
+        lines.append(f"| {label} | {settings} | {r['batches']} | {parts} | {r.get('grad_cosine', '-')} |")
+    (RESULTS / "loss_balance_scifact.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", required=True, help="a method of eval/students_scifact.py")
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a training option")
+    parser.add_argument("--loss-option", action="append", default=[], metavar="KEY=VALUE", help="a loss keyword")
+    parser.add_argument("--label", help="row name (default: method and overrides)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    overrides, loss_options = _pairs(args.set, "--set"), _pairs(args.loss_option, "--loss-option")
+    label = args.label or " ".join([args.method, *args.set, *args.loss_option])
+    path = RESULTS / "loss_balance_scifact.json"
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    if label not in table:
+        table[label] = measure(args.method, overrides, loss_options, args.batches)
+        path.write_text(json.dumps(table, indent=2) + "\n")
+    write_md(table)
+    print((RESULTS / "loss_balance_scifact.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
