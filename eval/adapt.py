@@ -99,6 +99,8 @@ def row_recipe(row: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "filter": {"retriever": "bm25", "k": args.filter_k} if filtered else None,
     }
     recipe["train"] = {**base["train"], "loss": args.loss, "epochs": args.epochs, "seed": args.seed}
+    if args.beta is not None:
+        recipe["train"]["beta"] = args.beta
     if args.loss == "tas-balanced":  # its in-batch teacher, as in eval/students_scifact.py
         recipe["train"]["inbatch_teacher"] = "sentence-transformers/all-mpnet-base-v2"
     return recipe
@@ -130,12 +132,48 @@ def generate_only(row: str, args: argparse.Namespace) -> None:
     )
 
 
+STORES = (
+    "queries.generated",
+    "queries.filter.json",
+    "queries.kept.parquet",
+    "candidates.generated.trec",
+    "scores.generated",
+)
+"""A row's stages before training, in its run folder: what ``--stores-from`` copies."""
+
+
+def budget_tag(args: argparse.Namespace) -> str:
+    """``p<passages>-k<filter k>-<loss>[-b<beta>]-e<epochs>-s<sample seed>``."""
+    beta = "" if args.beta is None else f"-b{args.beta:g}"
+    return f"p{args.max_passages}-k{args.filter_k}-{args.loss}{beta}-e{args.epochs}-s{args.seed}"
+
+
+def copy_stores(row: str, args: argparse.Namespace, runs: Path) -> None:
+    """Start ``row``'s run folder from the stores of the same row under ``--stores-from``, a tag
+    with the same passages, filter and seed (they differ only after the teacher's scores)."""
+    source = runs.parent / args.stores_from / row
+    same = (f"p{args.max_passages}-k{args.filter_k}-", f"-s{args.seed}")
+    if not (args.stores_from.startswith(same[0]) and args.stores_from.endswith(same[1])):
+        raise SystemExit(f"--stores-from {args.stores_from}: not the passages, filter and seed of {budget_tag(args)}")
+    if not (source / "scores.generated").is_dir():
+        raise SystemExit(f"--stores-from: {source} holds no teacher scores")
+    out = runs / row
+    out.mkdir(parents=True, exist_ok=True)
+    for name in STORES:
+        if (source / name).is_dir():
+            shutil.copytree(source / name, out / name, dirs_exist_ok=True)
+        elif (source / name).is_file():
+            shutil.copy2(source / name, out / name)
+
+
 def run_row(row: str, args: argparse.Namespace, runs: Path) -> dict[str, Any]:
     """Run (or finish) one row's recipe in a fresh process; its metrics and label-free counts."""
     out = runs / row
     metrics = out / "eval" / "metrics.json"
     shared = shared_queries(row, args)
     if not metrics.is_file():
+        if args.stores_from and not out.exists():
+            copy_stores(row, args, runs)
         out.mkdir(parents=True, exist_ok=True)
         if (shared / "queries.parquet").is_file() and not (out / "queries.generated").exists():
             shutil.copytree(shared, out / "queries.generated")
@@ -174,10 +212,19 @@ def main() -> None:
     parser.add_argument("--max-passages", type=int, default=500, help="passages queries are generated for")
     parser.add_argument("--filter-k", type=int, default=3, help="depth of the round-trip filter (+bm25 rows)")
     parser.add_argument("--loss", default="hybrid", help="student loss (every row alike)")
+    parser.add_argument(
+        "--beta", type=float, help="hybrid: weight of the contrastive term (default: the recipe's; named in the tag)"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", default="runs/adapt", help="folder of the rows' run folders")
     parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument(
+        "--stores-from",
+        metavar="TAG",
+        help="start each row from the queries, candidates and teacher scores of the same row under another "
+        "tag with the same passages, filter and seed (e.g. to train the same data at another budget)",
+    )
     parser.add_argument(
         "--generate-only", action="store_true", help="only generate the rows' queries (shared by their rows)"
     )
@@ -188,7 +235,7 @@ def main() -> None:
         return
 
     name = short_name(args.dataset)
-    tag = f"p{args.max_passages}-k{args.filter_k}-{args.loss}-e{args.epochs}-s{args.seed}"
+    tag = budget_tag(args)
     runs = Path(args.runs) / name / tag
     test = load_collection(args.dataset, split="test")
     cells_path = Path(args.results) / f"adapt_{name}_cells.json"
@@ -239,6 +286,7 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
     rows = {k.split("|")[0]: v for k, v in cells.items() if k.split("|")[1] == tag}
     base = rows.get("untrained")
     table: dict[str, Any] = {}
+    beta = "" if args.beta is None else f" (contrastive weight β = {args.beta:g})"
     for row in ROWS:
         if row not in rows:
             continue
@@ -264,7 +312,7 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
         f"`+bm25`: kept when BM25 ranks the source passage in its top {args.filter_k}; `+cloze`: the query "
         "cut out of its source passage for the teacher and the student (inverse cloze task); teacher: BM25 + "
         f"all-mpnet-base-v2 z-score ensemble on the BM25 top 100, source passage as pseudo-positive; "
-        f"student: all-MiniLM-L6-v2, loss {args.loss}, {args.epochs} epochs, 128 training tokens, seed "
+        f"student: all-MiniLM-L6-v2, loss {args.loss}{beta}, {args.epochs} epochs, 128 training tokens, seed "
         f"{args.seed}; evaluation at 256 tokens on the judged test queries, the only stage that reads "
         "judgements. p: paired t-test of per-query nDCG@10 against untrained. One seed.",
         "",
@@ -294,8 +342,9 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
     if others:
         lines += [
             "",
-            "Other budgets measured: the tag `p<passages>-k<filter k>-<loss>-e<epochs>-s<sample seed>` names "
-            "them; tags with the same passages and seed share their queries, candidates and teacher scores. "
+            "Other budgets measured: the tag `p<passages>-k<filter k>-<loss>[-b<beta>]-e<epochs>-s<sample seed>` "
+            "names them (`b`: the hybrid's contrastive weight, 1 when absent); tags with the same passages and "
+            "seed share their queries, candidates and teacher scores. "
             "nDCG@10 / recall@100, p vs untrained:",
             "",
         ]

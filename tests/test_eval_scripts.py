@@ -211,7 +211,14 @@ def test_adapt_rows_name_their_filter_and_cloze(tmp_path: Path, monkeypatch: pyt
     import adapt
 
     args = argparse.Namespace(
-        dataset="beir/scifact", max_passages=10, seed=1, filter_k=3, loss="hybrid", epochs=1, runs=str(tmp_path)
+        dataset="beir/scifact",
+        max_passages=10,
+        seed=1,
+        filter_k=3,
+        loss="hybrid",
+        epochs=1,
+        runs=str(tmp_path),
+        beta=None,
     )
     assert adapt.row_parts("sentence+bm25+cloze") == ("sentence", True, True)
     cloze = adapt.row_recipe("sentence+cloze", args, tmp_path)
@@ -220,3 +227,36 @@ def test_adapt_rows_name_their_filter_and_cloze(tmp_path: Path, monkeypatch: pyt
     assert "cloze" not in filtered["generate"] and filtered["filter"] == {"retriever": "bm25", "k": 3}
     assert {"title+cloze", "sentence+cloze", "span+cloze"} <= set(adapt.ROWS)
     assert adapt.shared_queries("sentence+cloze", args) == adapt.shared_queries("sentence", args)  # same queries
+
+
+def test_adapt_beta_names_its_tag_and_reuses_another_tags_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    monkeypatch.syspath_prepend(str(ROOT / "eval"))
+    import adapt
+
+    args = argparse.Namespace(
+        dataset="beir/scifact", max_passages=10, seed=1, filter_k=3, loss="hybrid", epochs=1, beta=None
+    )
+    assert adapt.budget_tag(args) == "p10-k3-hybrid-e1-s1"
+    assert "beta" not in adapt.row_recipe("title+cloze", args, tmp_path)["train"]
+    args.beta, args.stores_from = 0.07, "p10-k3-hybrid-e3-s1"
+    assert adapt.budget_tag(args) == "p10-k3-hybrid-b0.07-e1-s1"
+    assert adapt.row_recipe("title+cloze", args, tmp_path)["train"]["beta"] == 0.07
+
+    runs = tmp_path / "scifact" / adapt.budget_tag(args)
+    source = tmp_path / "scifact" / "p10-k3-hybrid-e3-s1" / "title+cloze"
+    (source / "scores.generated").mkdir(parents=True)
+    (source / "scores.generated" / "part-0.parquet").write_bytes(b"scores")
+    (source / "candidates.generated.trec").write_text("q 0 d 1 1.0 bm25\n")
+    (source / "student").mkdir()  # trained at the other budget: not copied
+    adapt.copy_stores("title+cloze", args, runs)
+    copied = runs / "title+cloze"
+    assert (copied / "scores.generated" / "part-0.parquet").read_bytes() == b"scores"
+    assert (copied / "candidates.generated.trec").read_text() == "q 0 d 1 1.0 bm25\n"
+    assert not (copied / "student").exists()
+    args.stores_from = "p20-k3-hybrid-e3-s1"  # other passages: other queries
+    with pytest.raises(SystemExit, match="not the passages"):
+        adapt.copy_stores("title+cloze", args, runs)
