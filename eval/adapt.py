@@ -14,6 +14,10 @@ trained at one budget for every row, and the evaluation on the collection's judg
 the only stage that reads judgements. A row whose run folder is complete is not run again, so the
 table fills over several sittings. A generator's queries are kept in ``runs/adapt/<name>/queries/`` and
 copied into every row that uses them (``--generate-only`` makes them alone, e.g. beside other work).
+The budget tag (``p<passages>-k<filter k>-<loss>[-b<beta>]-e<epochs>-s<seed>``) names each run's
+folder; ``--stores-from TAG`` starts a row from the queries, candidates and teacher scores of the
+same row under another tag with the same passages, filter and seed, so that another training budget
+(``--epochs``, ``--beta``: the hybrid's contrastive weight) costs only its training and evaluation.
 
 Rows: ``untrained`` (all-MiniLM-L6-v2 as is), ``title``, ``sentence`` (inverse cloze), ``span``,
 ``smollm2`` (SmolLM2-135M-Instruct with the few-shot examples of

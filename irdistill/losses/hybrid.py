@@ -53,6 +53,13 @@ class HybridLoss(nn.Module):
     The two terms are returned as named parts (``distill``, ``contrastive``, already weighted),
     which the sentence-transformers trainer logs separately and sums.
 
+    **Choosing β.** The terms' values say little about which one steers the student: InfoNCE at
+    τ = 0.05 multiplies its gradient by 1 / τ = 20, while Margin-MSE's is twice a margin error of
+    order 0.1 on a cosine student. On SciFact train with all-MiniLM-L6-v2 and the z-scored ensemble
+    teacher at ``label_scale`` 0.15, InfoNCE makes 93 % of the gradient norm at β = 1 and half of it
+    at β = 0.07 (``benchmarks/loss_balance.py``, ``eval/results/loss_balance_scifact.md``); measure
+    it for another student, teacher or label scale before reading a β as a mixing ratio.
+
     Args:
         model: the student ``SentenceTransformer``; ``None`` when only
             :meth:`compute_loss_from_embeddings` is used.
