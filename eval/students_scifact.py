@@ -18,7 +18,9 @@ training for every method alike, and the same ``--seeds``; every row, ``untraine
 evaluated at ``--eval-max-seq-length`` tokens. Rows: ``untrained``, ``teacher`` (its reranking of
 the test BM25 top 100), ``infonce`` (judgements only), ``margin-mse``, ``tas-balanced``,
 ``listwise-kl``, ``hybrid``, ``hybrid-denoised`` (hybrid without the pairs whose teacher margin
-is negative) and ``hybrid-kl`` (listwise-kl's lists, KL plus InfoNCE on the judged positive). Per
+is negative), ``hybrid-beta0.07`` and ``hybrid-beta0.2`` (hybrid with the contrastive weight β lowered
+from 1, so that the teacher's term makes about a half and a quarter of the student's gradient; see
+``benchmarks/loss_balance.py``) and ``hybrid-kl`` (listwise-kl's lists, KL plus InfoNCE on the judged positive). Per
 row: nDCG@10 mean ± sd over the seeds, recall@100, MRR@10, Kendall τ with the teacher on the
 test candidates, training examples/s, and paired t-tests per query (each query's nDCG@10
 averaged over the seeds) against ``infonce`` and ``untrained``.
@@ -210,6 +212,13 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
             f"{r['kendall_tau'] if r['kendall_tau'] is not None else '-'} | "
             f"{r['train_examples_per_s'] if r['train_examples_per_s'] is not None else '-'} |"
         )
+    if any(m.startswith("hybrid-beta") for m in table):
+        lines += [
+            "",
+            "`hybrid-beta<β>`: the hybrid with the contrastive weight β (1 in `hybrid`). At β = 1 InfoNCE makes 93 % "
+            "of the student's gradient norm on the first batches, at β = 0.07 half "
+            "(`python benchmarks/loss_balance.py`, `eval/results/loss_balance_scifact.md`).",
+        ]
     missing = [m for m in ["untrained", "teacher", *METHODS] if m not in table]
     if missing:
         lines += ["", f"Not measured yet: {', '.join(missing)}."]
