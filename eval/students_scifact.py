@@ -212,6 +212,12 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
             f"{r['kendall_tau'] if r['kendall_tau'] is not None else '-'} | "
             f"{r['train_examples_per_s'] if r['train_examples_per_s'] is not None else '-'} |"
         )
+    lines += [
+        "",
+        "Train examples/s come from cells run in different sittings, some with glibc's default heap "
+        "(`IRDISTILL_MMAP_THRESHOLD=off`) and some with irdistill's fixed mmap threshold, which made the "
+        "same method's training up to 1.8x slower here: they are not a timing comparison.",
+    ]
     if any(m.startswith("hybrid-beta") for m in table):
         lines += [
             "",
