@@ -48,6 +48,25 @@ def _pairs(items: list[str], flag: str) -> dict[str, Any]:
     return out
 
 
+def part_gradients(model: Any, loss: Any, columns: list[list[str]], labels: Any) -> dict[str, tuple[float, Any]]:
+    """For one batch (``columns``: the texts of each input column), every named part of ``loss``:
+    its value and the flattened gradient it alone gives the model's trainable parameters. A loss
+    that returns one tensor has the one part ``loss``."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    embeddings = [model(model.tokenize(texts))["sentence_embedding"] for texts in columns]
+    parts = loss.compute_loss_from_embeddings(embeddings, labels)
+    if not isinstance(parts, dict):
+        parts = {"loss": parts}
+    out = {}
+    for name, part in parts.items():
+        grads = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
+        pieces = [(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params, strict=True)]
+        out[name] = (float(part.detach()), torch.cat(pieces))
+    return out
+
+
 def measure(method: str, overrides: dict[str, Any], loss_options: dict[str, Any], batches: int) -> dict[str, Any]:
     """Gradient norms per part over the first ``batches`` batches of ``method``'s training rows."""
     import torch
@@ -75,7 +94,6 @@ def measure(method: str, overrides: dict[str, Any], loss_options: dict[str, Any]
     model = load_student(cfg)
     model.train()
     loss = _loss(cfg, model, data.loss_options)
-    params = [p for p in model.parameters() if p.requires_grad]
     columns = [c for c in data.dataset.column_names if c != "label"]
     size = cfg.batch_size
     norms: dict[str, list[float]] = {}
@@ -84,21 +102,12 @@ def measure(method: str, overrides: dict[str, Any], loss_options: dict[str, Any]
     for b in range(batches):
         rows = data.dataset[b * size : (b + 1) * size]
         labels = torch.tensor(rows["label"], dtype=torch.float32)
-        features = [model.tokenize(rows[c]) for c in columns]
-        embeddings = [model(f)["sentence_embedding"] for f in features]
-        parts = loss.compute_loss_from_embeddings(embeddings, labels)
-        if not isinstance(parts, dict):
-            parts = {"loss": parts}
-        grads = {}
-        for name, part in parts.items():
-            g = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
-            pieces = [(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, params, strict=True)]
-            flat = torch.cat(pieces)
-            grads[name] = flat
-            norms.setdefault(name, []).append(float(flat.norm()))
-            values_seen.setdefault(name, []).append(float(part.detach()))
-        if len(grads) == 2:
-            a, c = grads.values()
+        parts = part_gradients(model, loss, [rows[c] for c in columns], labels)
+        for name, (value, grad) in parts.items():
+            norms.setdefault(name, []).append(float(grad.norm()))
+            values_seen.setdefault(name, []).append(value)
+        if len(parts) == 2:
+            (_, a), (_, c) = parts.values()
             cosines.append(float(torch.nn.functional.cosine_similarity(a, c, dim=0)))
         logging.info("batch %d: %s", b + 1, {k: round(v[-1], 4) for k, v in norms.items()})
     row: dict[str, Any] = {

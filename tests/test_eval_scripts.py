@@ -261,3 +261,38 @@ def test_adapt_beta_names_its_tag_and_reuses_another_tags_stores(
     args.stores_from = "p20-k3-hybrid-e3-s1"  # other passages: other queries
     with pytest.raises(SystemExit, match="not the passages"):
         adapt.copy_stores("title+cloze", args, runs)
+
+
+def test_loss_balance_measures_each_parts_own_gradient(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from irdistill.losses import HybridLoss
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import loss_balance
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    model.eval()  # no dropout: every call sees the same embeddings
+    columns = [
+        ["what binds the receptor", "how do cells divide"],
+        ["the ligand binds the receptor", "mitosis divides a cell"],
+        ["rainfall in the tropics", "a receptor for growth"],
+    ]
+    labels = torch.tensor([0.4, -0.2])
+    one = loss_balance.part_gradients(model, HybridLoss(model, beta=1.0), columns, labels)
+    two = loss_balance.part_gradients(model, HybridLoss(model, beta=2.0), columns, labels)
+    assert set(one) == {"distill", "contrastive"}
+    # the contrastive part's gradient doubles with beta; the distillation part's does not move
+    assert torch.allclose(two["contrastive"][1], 2 * one["contrastive"][1], rtol=1e-4, atol=1e-7)
+    assert torch.allclose(two["distill"][1], one["distill"][1], rtol=1e-4, atol=1e-7)
+    assert two["contrastive"][0] == pytest.approx(2 * one["contrastive"][0], rel=1e-5)
+    # the parts' gradients add up to the gradient of the whole loss
+    params = [p for p in model.parameters() if p.requires_grad]
+    embeddings = [model(model.tokenize(texts))["sentence_embedding"] for texts in columns]
+    total = HybridLoss(model, beta=1.0).compute_loss_from_embeddings(embeddings, labels).total
+    grads = torch.autograd.grad(total, params, allow_unused=True)  # the BERT pooler is not used
+    pieces = [(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params, strict=True)]
+    whole = torch.cat(pieces)
+    assert torch.allclose(one["distill"][1] + one["contrastive"][1], whole, rtol=1e-4, atol=1e-6)
+    assert one["distill"][1].norm() > 0 and one["contrastive"][1].norm() > 0
