@@ -92,7 +92,8 @@ def measure(method: str, overrides: dict[str, Any], loss_options: dict[str, Any]
     collection = training_collection(cfg)
     data = build_training_data(cfg, collection)
     model = load_student(cfg)
-    model.train()
+    model.train()  # dropout on, as in training; seeded so that a row can be measured again
+    torch.manual_seed(cfg.seed)
     loss = _loss(cfg, model, data.loss_options)
     columns = [c for c in data.dataset.column_names if c != "label"]
     size = cfg.batch_size
