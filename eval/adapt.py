@@ -290,6 +290,39 @@ def _first_queries(path: Path, n: int = 5) -> list[str]:
     return pq.read_table(path).column("query").to_pylist()[:n]
 
 
+def seedless(tag: str) -> str:
+    """A budget tag without its sample seed: ``p500-k3-hybrid-e3-s2`` -> ``p500-k3-hybrid-e3``."""
+    return tag.rsplit("-s", 1)[0]
+
+
+def across_seeds(cells: dict[str, Any], row: str, tag: str, base: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``row`` at ``tag``'s budget over every sample seed measured (each seed samples other
+    passages and trains from another seed): nDCG@10 mean ± sd, recall@100 mean, the seeds' own
+    nDCG@10, and a paired t-test of each query's nDCG@10 averaged over the seeds against untrained.
+    ``None`` below two seeds."""
+    import statistics
+
+    found = {
+        int(k.split("|")[1].rsplit("-s", 1)[1]): v
+        for k, v in cells.items()
+        if k.split("|")[0] == row and seedless(k.split("|")[1]) == seedless(tag)
+    }
+    if len(found) < 2:
+        return None
+    seeds = sorted(found)
+    ndcg = [found[s]["ndcg@10"] for s in seeds]
+    queries = sorted(set().union(*(found[s]["per_query_ndcg@10"] for s in seeds)))
+    averaged = {q: statistics.fmean(found[s]["per_query_ndcg@10"].get(q, 0.0) for s in seeds) for q in queries}
+    return {
+        "seeds": seeds,
+        "ndcg@10": round(statistics.fmean(ndcg), 4),
+        "ndcg@10_sd": round(statistics.stdev(ndcg), 4),
+        "recall@100": round(statistics.fmean(found[s]["recall@100"] for s in seeds), 4),
+        "ndcg@10_per_seed": [round(x, 4) for x in ndcg],
+        "p_vs_untrained": None if base is None else paired_p(averaged, base["per_query_ndcg@10"]),
+    }
+
+
 def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args: argparse.Namespace) -> None:
     rows = {k.split("|")[0]: v for k, v in cells.items() if k.split("|")[1] == tag}
     base = rows.get("untrained")
@@ -310,6 +343,8 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
         for key in ("queries_per_s", "generation_seconds", "generation_peak_rss_gib", "filter", "examples"):
             if key in cell:
                 out[key] = cell[key]
+        if row != "untrained" and (seeds := across_seeds(cells, row, tag, base)):
+            out["across_seeds"] = seeds
         table[row] = out
     write_text_atomic(folder / f"adapt_{name}.json", json.dumps(table, indent=2) + "\n")
     lines = [
@@ -322,7 +357,8 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
         f"all-mpnet-base-v2 z-score ensemble on the BM25 top 100, source passage as pseudo-positive; "
         f"student: all-MiniLM-L6-v2, loss {args.loss}{beta}, {args.epochs} epochs, 128 training tokens, seed "
         f"{args.seed}; evaluation at 256 tokens on the judged test queries, the only stage that reads "
-        "judgements. p: paired t-test of per-query nDCG@10 against untrained. One seed.",
+        "judgements. p: paired t-test of per-query nDCG@10 against untrained. One sample seed per row"
+        + (" (rows measured at several, below)." if any("across_seeds" in r for r in table.values()) else "."),
         "",
         "| row | nDCG@10 | recall@100 | MRR@10 | queries generated / kept | labels used | p vs untrained | "
         "generation queries/s | generation peak GiB |",
@@ -342,6 +378,24 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
     for row, r in table.items():
         if r.get("examples"):
             lines.append(f"- **{row}**: " + " · ".join(f"“{q}”" for q in r["examples"][:5]))
+    spread = {row: r["across_seeds"] for row, r in table.items() if "across_seeds" in r}
+    if spread:
+        lines += [
+            "",
+            f"Across sample seeds at this budget (`{seedless(tag)}-s<seed>`, run with `--seed <seed>`: each "
+            "seed samples other passages and trains from another seed): nDCG@10 mean ± sd, recall@100 mean, "
+            "p of each query's nDCG@10 averaged over the seeds against untrained:",
+            "",
+            "| row | seeds | nDCG@10 | recall@100 | per seed | p vs untrained |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row, r in spread.items():
+            p = r["p_vs_untrained"]
+            lines.append(
+                f"| {row} | {', '.join(map(str, r['seeds']))} | {r['ndcg@10']:.4f} ± {r['ndcg@10_sd']:.4f} | "
+                f"{r['recall@100']:.4f} | {', '.join(f'{x:.4f}' for x in r['ndcg@10_per_seed'])} | "
+                f"{'-' if p is None else ('<0.0001' if p < 1e-4 else f'{p:.4f}')} |"
+            )
     missing = [r for r in ROWS if r not in table]
     if missing:
         lines += ["", f"Not measured yet at this budget: {', '.join(missing)}."]

@@ -263,6 +263,36 @@ def test_adapt_beta_names_its_tag_and_reuses_another_tags_stores(
         adapt.copy_stores("title+cloze", args, runs)
 
 
+def test_adapt_averages_a_row_over_its_sample_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "eval"))
+    import adapt
+
+    untrained = {"ndcg@10": 0.5, "recall@100": 0.9, "per_query_ndcg@10": {"a": 0.5, "b": 0.5, "c": 0.5}}
+
+    def cell(ndcg: dict[str, float]) -> dict:
+        return {"ndcg@10": sum(ndcg.values()) / 3, "recall@100": 0.9, "per_query_ndcg@10": ndcg}
+
+    cells = {
+        "untrained|p10-k3-hybrid-e3-s1": untrained,
+        "title+cloze|p10-k3-hybrid-e3-s1": cell({"a": 0.6, "b": 0.7, "c": 0.8}),
+        "title+cloze|p10-k3-hybrid-e3-s2": cell({"a": 0.8, "b": 0.7, "c": 0.9}),
+        "title+cloze|p10-k3-hybrid-e1-s3": cell({"a": 0.0, "b": 0.0, "c": 0.0}),  # another budget
+        "sentence|p10-k3-hybrid-e3-s2": cell({"a": 0.0, "b": 0.0, "c": 0.0}),  # another row
+    }
+    assert adapt.seedless("p10-k3-hybrid-b0.07-e3-s12") == "p10-k3-hybrid-b0.07-e3"
+    got = adapt.across_seeds(cells, "title+cloze", "p10-k3-hybrid-e3-s1", untrained)
+    assert got is not None
+    assert got["seeds"] == [1, 2]
+    assert got["ndcg@10"] == pytest.approx(0.75, abs=1e-4)
+    assert got["ndcg@10_sd"] == pytest.approx(0.0707, abs=1e-4)  # sd of 0.7 and 0.8
+    assert got["ndcg@10_per_seed"] == [0.7, 0.8]
+    # the test pairs each query's nDCG@10 averaged over the seeds (0.7, 0.7, 0.85) with untrained's
+    from scipy.stats import ttest_rel
+
+    assert got["p_vs_untrained"] == pytest.approx(ttest_rel([0.7, 0.7, 0.85], [0.5, 0.5, 0.5]).pvalue, rel=1e-2)
+    assert adapt.across_seeds(cells, "sentence", "p10-k3-hybrid-e3-s2", untrained) is None  # one seed
+
+
 def test_loss_balance_measures_each_parts_own_gradient(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
