@@ -20,10 +20,11 @@ the test BM25 top 100), ``infonce`` (judgements only), ``margin-mse``, ``tas-bal
 ``listwise-kl``, ``hybrid``, ``hybrid-denoised`` (hybrid without the pairs whose teacher margin
 is negative), ``hybrid-beta0.07`` and ``hybrid-beta0.2`` (hybrid with the contrastive weight β lowered
 from 1, so that the teacher's term makes about a half and a quarter of the student's gradient; see
-``benchmarks/loss_balance.py``) and ``hybrid-kl`` (listwise-kl's lists, KL plus InfoNCE on the judged positive). Per
-row: nDCG@10 mean ± sd over the seeds, recall@100, MRR@10, Kendall τ with the teacher on the
-test candidates, training examples/s, and paired t-tests per query (each query's nDCG@10
-averaged over the seeds) against ``infonce`` and ``untrained``.
+``benchmarks/loss_balance.py``), ``hybrid-kl`` (listwise-kl's lists, KL plus InfoNCE on the judged
+positive) and its control ``infonce-lists`` (InfoNCE over the same lists, the KL weighted 0: the
+teacher only picks the hard negatives). Per row: nDCG@10 mean ± sd over the seeds, recall@100,
+MRR@10, Kendall τ with the teacher on the test candidates, training examples/s, and paired t-tests
+per query (each query's nDCG@10 averaged over the seeds) against ``infonce`` and ``untrained``.
 
 Resumable: every (method, seed) is trained into ``--runs/<method>/<budget>/seed<S>/model`` (training
 itself resumes from its checkpoints) and evaluated into ``.../eval``; a finished cell is recorded
@@ -74,6 +75,9 @@ METHODS: dict[str, dict[str, Any]] = {
     # listwise-kl's lists (positive + 3 hard + 4 random negatives, in-batch negatives) with InfoNCE
     # on the judged positive added (RocketQAv2's listwise distillation joined with the labels)
     "hybrid-kl": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8},
+    # the control of hybrid-kl: the same lists and InfoNCE, the KL term weighted 0, so the teacher
+    # only picks each list's hard negatives; hybrid-kl minus this is what fitting its scores adds
+    "infonce-lists": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8, "distill_weight": 0.0},
     # hybrid with the teacher's term given a real share of the gradient: at beta 1 the contrastive
     # term makes 93 % of the student's gradient norm on the first batches (eval/results/
     # loss_balance_scifact.md); beta 0.07 evens the two, beta 0.2 leaves the teacher about a quarter
@@ -90,6 +94,7 @@ USES_TEACHER = {
     "hybrid": True,
     "hybrid-denoised": True,
     "hybrid-kl": True,
+    "infonce-lists": True,  # the teacher's ranking picks the hard negatives; its scores are not fit
     "hybrid-beta0.07": True,
     "hybrid-beta0.2": True,
 }

@@ -569,6 +569,25 @@ def test_hybrid_kl_is_listwise_kl_plus_beta_infonce_on_the_first_candidate() -> 
         None, temperature=1.0, scale_by_temperature_squared=False, in_batch_negatives=True, beta=0
     )
     assert zero.compute_loss_from_embeddings([q, c1, c2], labels).total.item() == pytest.approx(parts["distill"].item())
+    # α scales the KL part; α = 0 is InfoNCE over the teacher's lists, whose scores then go unused
+    for alpha in (0.0, 2.0):
+        scaled = HybridListwiseLoss(
+            None,
+            temperature=1.0,
+            scale_by_temperature_squared=False,
+            in_batch_negatives=True,
+            beta=0.5,
+            contrastive_temperature=1.0,
+            contrastive_similarity="dot",
+            distill_weight=alpha,
+        ).compute_loss_from_embeddings([q, c1, c2], labels)
+        assert scaled["distill"].item() == pytest.approx(alpha * parts["distill"].item())
+        assert scaled["contrastive"].item() == pytest.approx(parts["contrastive"].item())
+    infonce = InfoNCELoss(None, temperature=1.0, similarity_fct="dot").compute_loss_from_embeddings([q, c1, c2])
+    lists_only = HybridListwiseLoss(
+        None, in_batch_negatives=True, contrastive_temperature=1.0, contrastive_similarity="dot", distill_weight=0
+    )
+    assert lists_only.compute_loss_from_embeddings([q, c1, c2], labels).total.item() == pytest.approx(infonce.item())
 
 
 def test_hybrid_kl_gradient_pulls_the_positive_up() -> None:
@@ -589,10 +608,15 @@ def test_hybrid_kl_errors_and_config() -> None:
         HybridListwiseLoss(None, beta=-1)
     with pytest.raises(InputError, match="contrastive_temperature must be > 0"):
         HybridListwiseLoss(None, contrastive_temperature=0)
+    with pytest.raises(InputError, match="distill_weight .* must be >= 0"):
+        HybridListwiseLoss(None, distill_weight=-0.5)
+    with pytest.raises(InputError, match="both 0"):
+        HybridListwiseLoss(None, beta=0, distill_weight=0)
     with pytest.raises(ValueError, match=r"= \(2, 3\).*got none"):
         HybridListwiseLoss(None).compute_loss_from_embeddings(random_columns(2, 4, 4, seed=6), None)
-    config = HybridListwiseLoss(None, beta=0.25, in_batch_negatives=True).get_config_dict()
-    assert config["beta"] == 0.25 and config["contrastive_similarity"] == "cosine" and config["in_batch_negatives"]
+    config = HybridListwiseLoss(None, beta=0.25, in_batch_negatives=True, distill_weight=0.5).get_config_dict()
+    assert config["beta"] == 0.25 and config["distill_weight"] == 0.5
+    assert config["contrastive_similarity"] == "cosine" and config["in_batch_negatives"]
 
 
 def run_hybrid(model: torch.nn.Module, inputs: torch.Tensor, margins: torch.Tensor, weight: float = 1.0):

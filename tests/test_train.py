@@ -459,3 +459,17 @@ def test_max_queries_trains_on_the_first_queries_of_a_whole_split_store(
 
     dataset, _ = build_train_dataset(cfg, training_collection(cfg))
     assert set(dataset["query"]) <= {collection.queries[q] for q in first} and len(dataset) > 0
+
+
+def test_distill_weight_reaches_the_hybrid_kl_loss(
+    tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path
+) -> None:
+    from irdistill.losses import HybridListwiseLoss
+    from irdistill.workflows.training import _loss
+
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="hybrid-kl", distill_weight=0.0)
+    cfg.validate()
+    loss = _loss(cfg, None, {"temperature": 0.2})
+    assert isinstance(loss, HybridListwiseLoss) and loss.distill_weight == 0.0 and loss.beta == 1.0
+    with pytest.raises(InputError, match="distill_weight must be >= 0, got -1.0"):
+        config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="hybrid-kl", distill_weight=-1.0).validate()

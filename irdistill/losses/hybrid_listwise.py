@@ -18,7 +18,7 @@ __all__ = ["HybridListwiseLoss"]
 
 @LOSSES.register("hybrid-kl")
 class HybridListwiseLoss(ListwiseKLLoss):
-    """``L = L_KL + β · L_contrastive`` over ``(query, c_1, ..., c_L)`` lists whose ``c_1`` is the
+    """``L = α · L_KL + β · L_contrastive`` over ``(query, c_1, ..., c_L)`` lists whose ``c_1`` is the
     judged positive (the rows of :mod:`irdistill.sampling.lists`).
 
     ``L_KL`` is :class:`~irdistill.losses.ListwiseKLLoss` (the teacher's softmax over the list,
@@ -49,6 +49,9 @@ class HybridListwiseLoss(ListwiseKLLoss):
         **listwise: its other keywords (``student_temperature``, ``teacher_temperature``,
             ``scale_by_temperature_squared``, ``in_batch_negatives``).
         beta: weight of the contrastive term (>= 0; 0 is listwise KL alone).
+        distill_weight: ``α``, weight of the KL term (>= 0, default 1). 0 is InfoNCE over the
+            teacher's lists: the teacher picks the hard negatives but its scores are not fit,
+            the control that tells the KL's share of a gain from the lists' share.
         contrastive_temperature: ``τ'``.
         contrastive_similarity: ``"cosine"`` (default) or ``"dot"``, or a matrix callable; the
             contrastive term is :class:`~irdistill.losses.InfoNCELoss` with these two.
@@ -75,6 +78,7 @@ class HybridListwiseLoss(ListwiseKLLoss):
         **ListwiseKLLoss.recipe_options,
         "beta": "beta",
         "contrastive_temperature": "contrastive_temperature",
+        "distill_weight": "distill_weight",
     }
 
     def __init__(
@@ -86,14 +90,19 @@ class HybridListwiseLoss(ListwiseKLLoss):
         beta: float = 1.0,
         contrastive_temperature: float = 0.05,
         contrastive_similarity: str | SimilarityFn = "cosine",
+        distill_weight: float = 1.0,
         **listwise: Any,
     ) -> None:
         super().__init__(model, temperature, similarity_fct, **listwise)
         if not beta >= 0:
             raise InputError(f"beta (weight of the contrastive term) must be >= 0, got {beta}")
+        if not distill_weight >= 0:
+            raise InputError(f"distill_weight (weight of the KL term) must be >= 0, got {distill_weight}")
+        if beta == 0 and distill_weight == 0:
+            raise InputError("beta and distill_weight are both 0: the loss would be 0")
         if not contrastive_temperature > 0:
             raise InputError(f"contrastive_temperature must be > 0, got {contrastive_temperature}")
-        self.beta = float(beta)
+        self.beta, self.distill_weight = float(beta), float(distill_weight)
         # with in-batch negatives the contrastive term is InfoNCE over the columns [query, c_1, ..., c_L]
         self.contrastive = InfoNCELoss(
             model, temperature=contrastive_temperature, similarity_fct=contrastive_similarity
@@ -113,12 +122,13 @@ class HybridListwiseLoss(ListwiseKLLoss):
             rows = torch.arange(batch, device=query.device)
             logits = scores[rows, rows] * self.contrastive.scale
             contrastive = nn.functional.cross_entropy(logits, torch.zeros_like(rows))
-        return LossParts(distill=distill, contrastive=self.beta * contrastive)
+        return LossParts(distill=self.distill_weight * distill, contrastive=self.beta * contrastive)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
             **super().get_config_dict(),
             "beta": self.beta,
+            "distill_weight": self.distill_weight,
             "contrastive_temperature": self.contrastive.temperature,
             "contrastive_similarity": self.contrastive.similarity_name,
         }

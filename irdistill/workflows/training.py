@@ -136,6 +136,12 @@ class TrainConfig:
     )
     label_scale: float = option(1.0, help="multiply the stored teacher scores, to match the student's scale")
     beta: float = option(1.0, group=LOSS, help="hybrid, hybrid-kl: weight of the contrastive term")
+    distill_weight: float = option(
+        1.0,
+        group=LOSS,
+        help="hybrid-kl: weight of the KL term (0: InfoNCE over the teacher's lists; the teacher then only "
+        "picks the negatives)",
+    )
     contrastive_temperature: float = option(0.05, group=LOSS, help="hybrid, hybrid-kl: InfoNCE temperature (cosine)")
     disagreement_weight: float = option(
         1.0,
@@ -208,6 +214,8 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "list_size", "n_clusters", "logging_steps", "hard_depth"):
             if getattr(self, key) < 1:
                 raise InputError(f"train: {key} must be >= 1, got {getattr(self, key)}")
+        if self.distill_weight < 0:
+            raise InputError(f"train: distill_weight must be >= 0, got {self.distill_weight}")
         if self.beta < 0 or not 0 <= self.disagreement_weight <= 1 or self.contrastive_temperature <= 0:
             raise InputError(
                 f"train: hybrid needs beta >= 0, disagreement_weight in [0, 1] and "
