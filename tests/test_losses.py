@@ -539,16 +539,20 @@ def test_hybrid_kl_is_listwise_kl_plus_beta_infonce_on_the_first_candidate() -> 
     c1, c2 = t([[3, 1], [-1, -1]]), t([[1, 0], [2, 0]])  # row 0's list: (3,1), (-1,-1); row 1's: (1,0), (2,0)
     labels = t([[2, 0, -1], [1, 2, 0]])  # two teacher scores, then the floor
     kl_only = ListwiseKLLoss(None, temperature=1.0, scale_by_temperature_squared=False, in_batch_negatives=True)
-    loss = HybridListwiseLoss(
-        None,
-        temperature=1.0,
-        scale_by_temperature_squared=False,
-        in_batch_negatives=True,
-        beta=0.5,
-        contrastive_temperature=1.0,
-        contrastive_similarity="dot",
-    )
-    parts = loss.compute_loss_from_embeddings([q, c1, c2], labels)
+
+    def hybrid(distill_weight: float = 1.0) -> HybridListwiseLoss:
+        return HybridListwiseLoss(
+            None,
+            temperature=1.0,
+            scale_by_temperature_squared=False,
+            in_batch_negatives=True,
+            beta=0.5,
+            contrastive_temperature=1.0,
+            contrastive_similarity="dot",
+            distill_weight=distill_weight,
+        )
+
+    parts = hybrid().compute_loss_from_embeddings([q, c1, c2], labels)
     assert isinstance(parts, LossParts) and set(parts) == {"distill", "contrastive"}
     assert parts["distill"].item() == pytest.approx(kl_only.compute_loss_from_embeddings([q, c1, c2], labels).item())
     # the batch's passages in row order: (3,1), (1,0) of row 0, then (-1,-1), (2,0) of row 1;
@@ -571,16 +575,7 @@ def test_hybrid_kl_is_listwise_kl_plus_beta_infonce_on_the_first_candidate() -> 
     assert zero.compute_loss_from_embeddings([q, c1, c2], labels).total.item() == pytest.approx(parts["distill"].item())
     # α scales the KL part; α = 0 is InfoNCE over the teacher's lists, whose scores then go unused
     for alpha in (0.0, 2.0):
-        scaled = HybridListwiseLoss(
-            None,
-            temperature=1.0,
-            scale_by_temperature_squared=False,
-            in_batch_negatives=True,
-            beta=0.5,
-            contrastive_temperature=1.0,
-            contrastive_similarity="dot",
-            distill_weight=alpha,
-        ).compute_loss_from_embeddings([q, c1, c2], labels)
+        scaled = hybrid(alpha).compute_loss_from_embeddings([q, c1, c2], labels)
         assert scaled["distill"].item() == pytest.approx(alpha * parts["distill"].item())
         assert scaled["contrastive"].item() == pytest.approx(parts["contrastive"].item())
     infonce = InfoNCELoss(None, temperature=1.0, similarity_fct="dot").compute_loss_from_embeddings([q, c1, c2])
