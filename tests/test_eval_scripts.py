@@ -329,3 +329,48 @@ def test_loss_balance_measures_each_parts_own_gradient(tiny_model_dir: Path, mon
     whole = torch.cat(pieces)
     assert torch.allclose(one["distill"][1] + one["contrastive"][1], whole, rtol=1e-4, atol=1e-6)
     assert one["distill"][1].norm() > 0 and one["contrastive"][1].norm() > 0
+
+
+def test_truncation_profiles_lengths_and_compares_margins_per_cut(
+    beir_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import truncation
+
+    profile = truncation.length_profile(np.array([10, 20, 30, 40]), [15, 30])
+    assert profile["median_tokens"] == 25 and profile["longer_than"] == {"15": 0.75, "30": 0.25}
+    assert profile["tokens_kept"] == {"15": round(55 / 100, 4), "30": round(90 / 100, 4)}
+    # margins that follow the teacher better at the longer cut: the interval lies above 0
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=400)
+    margins = {8: teacher + rng.normal(scale=3, size=400), 64: teacher + rng.normal(scale=0.3, size=400)}
+    low, high = truncation.bootstrap_gain(margins, teacher, np.arange(400) // 4, rounds=200, seed=1)["64"]
+    assert 0 < low < high
+
+    from irdistill.data import load_collection
+    from irdistill.teachers.bm25 import BM25Teacher
+    from irdistill.workflows.scoring import score_candidates
+
+    collection = load_collection(beir_dir, split="test")
+    scores = score_candidates(
+        BM25Teacher(collection),
+        collection,
+        {q: collection.doc_ids for q in collection.queries},
+        tmp_path / "scores",
+        show_progress_bar=False,
+    )
+    truncation.main(
+        [
+            "--dataset", str(beir_dir), "--split", "test", "--scores", str(scores), "--student",
+            str(tiny_model_dir), "--lengths", "8", "32", "--queries", "3", "--pairs-per-query", "3",
+            "--bootstrap", "20", "--results", str(tmp_path / "results"),
+        ]
+    )  # fmt: skip
+    data = json.loads((tmp_path / "results" / f"truncation_{beir_dir.name}.json").read_text())
+    assert 0 < data["pairs"]["queries"] <= 3 and 0 < data["pairs"]["pairs"] <= 9
+    assert data["corpus"]["passages"] == len(collection.corpus)
+    rows = data["untrained_student_vs_teacher_margins"]
+    assert set(rows) == {"8", "32"} and "spearman_gain_ci95" in rows["32"]
+    assert all(-1 <= r["spearman"] <= 1 and 0 <= r["same_order"] <= 1 for r in rows.values())
