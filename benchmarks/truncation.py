@@ -14,7 +14,7 @@ margin comes from text past the cut asks the student to fit what it cannot read.
    agree with the teacher's more when it reads more, the teacher's margins depend on text a
    128-token student never sees.
 
-    python benchmarks/truncation.py [--dataset beir/scifact] [--lengths 128 256 512] [--queries 200]
+    python benchmarks/truncation.py [--dataset beir/scifact] [--lengths 128 256 512] [--queries 150]
 
 Writes ``eval/results/truncation_<dataset>.{json,md}``.
 """
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scores", default=str(DEFAULT_SCORES), help="the teacher's store for that split")
     parser.add_argument("--student", default="sentence-transformers/all-MiniLM-L6-v2")
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512])
-    parser.add_argument("--queries", type=int, default=200, help="training queries the pairs are drawn for")
+    parser.add_argument("--queries", type=int, default=150, help="training queries the pairs are drawn for")
     parser.add_argument("--pairs-per-query", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the queries for the intervals")
