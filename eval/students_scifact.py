@@ -142,6 +142,14 @@ def mean_per_query(cells: list[dict[str, Any]]) -> dict[str, float]:
     return {q: statistics.fmean(c["per_query_ndcg@10"].get(q, 0.0) for c in cells) for q in queries}
 
 
+def texts_per_row(method: str) -> int | None:
+    """Texts the student encodes for one training row: the query and its list, or query, positive
+    and negative (``None`` for the rows that do not train)."""
+    if method not in METHODS:
+        return None
+    return 1 + METHODS[method]["list_size"] if METHODS[method].get("list_size") else 3
+
+
 def build_table(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
     by_method: dict[str, list[dict[str, Any]]] = {}
     for key, cell in cells.items():
@@ -175,6 +183,7 @@ def build_table(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int])
                 if all("train_examples_per_s" in c for c in group)
                 else None
             ),
+            "texts_per_row": texts_per_row(method),
         }
         for other in ("infonce", "untrained"):
             if other in per_query and other != method:
@@ -204,8 +213,8 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
         "averaged over the seeds; Kendall τ is with the teacher on the test BM25 top 100.",
         "",
         "| method | uses teacher | seeds | nDCG@10 | recall@100 | MRR@10 | p vs infonce | p vs untrained | "
-        "Kendall τ | train examples/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "Kendall τ | train examples/s | texts a row |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, r in table.items():
         sd = f" ± {r['ndcg@10_sd']:.4f}" if r["seeds"] > 1 else ""
@@ -215,7 +224,8 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
             f"{_p(r['p_vs_infonce'])} | "
             f"{_p(r['p_vs_untrained'])} | "
             f"{r['kendall_tau'] if r['kendall_tau'] is not None else '-'} | "
-            f"{r['train_examples_per_s'] if r['train_examples_per_s'] is not None else '-'} |"
+            f"{r['train_examples_per_s'] if r['train_examples_per_s'] is not None else '-'} | "
+            f"{r['texts_per_row'] or '-'} |"
         )
     lines += [
         "",
@@ -229,6 +239,20 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
             "`hybrid-beta<β>`: the hybrid with the contrastive weight β (1 in `hybrid`). At β = 1 InfoNCE makes 93 % "
             "of the student's gradient norm on the first batches, at β = 0.07 half "
             "(`python benchmarks/loss_balance.py`, `eval/results/loss_balance_scifact.md`).",
+        ]
+    lists = [m for m in table if METHODS.get(m, {}).get("list_size")]
+    if lists:
+        lines += [
+            "",
+            f"{', '.join(f'`{m}`' for m in lists)} train on lists of the judged positive and 7 negatives (3 from "
+            "the teacher's top 20, 4 below it), one list per judged pair and epoch (919 on SciFact train); "
+            "`infonce` on one (query, positive, candidate) row per judged pair and epoch, the pair samplers' "
+            "methods on about 2,500 (query, positive, negative) rows an epoch. Every method has the same "
+            "epochs and 32 rows a batch, but not the same encoder work: the lists encode about 3x "
+            "`infonce`'s texts and about as many as `hybrid`'s. "
+            "In `hybrid-kl` the KL term makes 0.4 % of the student's gradient norm at β = 1 "
+            "(`eval/results/loss_balance_scifact.md`); `infonce-lists` (KL weighted 0) tells what fitting "
+            "the teacher's scores adds to what the teacher's choice of negatives does.",
         ]
     missing = [m for m in ["untrained", "teacher", *METHODS] if m not in table]
     if missing:
