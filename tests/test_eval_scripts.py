@@ -14,24 +14,30 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def test_students_table_resumes_cell_by_cell(
-    beir_dir: Path, tiny_model_dir: Path, tmp_path: Path, cache_dir: Path
-) -> None:
-    """2 methods x 2 seeds at one budget; a second call with one more seed trains only the new
-    cells, and the table holds mean, sd, seeds and paired p-values per row."""
+def bm25_store(beir_dir: Path, out: Path) -> tuple[object, Path]:
+    """The tiny collection's test split and BM25 scores of all its (query, document) pairs."""
     from irdistill.data import load_collection
     from irdistill.teachers.bm25 import BM25Teacher
     from irdistill.workflows.scoring import score_candidates
 
-    # the tiny folder's "test" split doubles as the training split: score all pairs with BM25
     collection = load_collection(beir_dir, split="test")
     scores = score_candidates(
         BM25Teacher(collection),
         collection,
         {q: collection.doc_ids for q in collection.queries},
-        tmp_path / "scores",
+        out,
         show_progress_bar=False,
     )
+    return collection, scores
+
+
+def test_students_table_resumes_cell_by_cell(
+    beir_dir: Path, tiny_model_dir: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """2 methods x 2 seeds at one budget; a second call with one more seed trains only the new
+    cells, and the table holds mean, sd, seeds and paired p-values per row."""
+    # the tiny folder's "test" split doubles as the training split: score all pairs with BM25
+    _, scores = bm25_store(beir_dir, tmp_path / "scores")
     (beir_dir / "qrels" / "train.tsv").write_text((beir_dir / "qrels" / "test.tsv").read_text())
     results, runs = tmp_path / "results", tmp_path / "runs"
 
@@ -349,18 +355,7 @@ def test_truncation_profiles_lengths_and_compares_margins_per_cut(
     low, high = truncation.bootstrap_gain(margins, teacher, np.arange(400) // 4, rounds=200, seed=1)["64"]
     assert 0 < low < high
 
-    from irdistill.data import load_collection
-    from irdistill.teachers.bm25 import BM25Teacher
-    from irdistill.workflows.scoring import score_candidates
-
-    collection = load_collection(beir_dir, split="test")
-    scores = score_candidates(
-        BM25Teacher(collection),
-        collection,
-        {q: collection.doc_ids for q in collection.queries},
-        tmp_path / "scores",
-        show_progress_bar=False,
-    )
+    collection, scores = bm25_store(beir_dir, tmp_path / "scores")
     truncation.main(
         [
             "--dataset", str(beir_dir), "--split", "test", "--scores", str(scores), "--student",
