@@ -22,10 +22,12 @@ Writes ``eval/results/truncation_<dataset>.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +38,15 @@ RESULTS = ROOT / "eval" / "results"
 DEFAULT_SCORES = ROOT / "eval" / "teacher_scores" / "scifact" / "train"
 
 
-def token_lengths(tokenizer: Any, texts: list[str], batch: int = 512) -> np.ndarray:
-    """Tokens of each text, special tokens included, without a cut."""
+def token_lengths(tokenizer: Any, texts: Iterable[str], batch: int = 512) -> np.ndarray:
+    """Tokens of each text, special tokens included, without a cut; ``texts`` is read a batch at a
+    time, so a corpus streams through."""
     out: list[int] = []
-    for start in range(0, len(texts), batch):
-        encoded = tokenizer(texts[start : start + batch], add_special_tokens=True, truncation=False)["input_ids"]
+    it = iter(texts)
+    while chunk := list(itertools.islice(it, batch)):
+        encoded = tokenizer(chunk, add_special_tokens=True, truncation=False)["input_ids"]
         out.extend(len(ids) for ids in encoded)
-    return np.asarray(out)
+    return np.asarray(out, dtype=np.int32)
 
 
 def length_profile(lengths: np.ndarray, cuts: list[int]) -> dict[str, Any]:
@@ -132,13 +136,12 @@ def main(argv: list[str] | None = None) -> None:
     collection = load_collection(args.dataset, split=args.split)
     model = SentenceTransformer(resolve_model(args.student), device="cpu")
     cuts = sorted(set(args.lengths))
-    profile = length_profile(token_lengths(model.tokenizer, collection.doc_texts()), cuts)
+    profile = length_profile(token_lengths(model.tokenizer, (d.full_text() for d in collection.corpus.values())), cuts)
 
     run = scores_to_run(args.scores)
     rng = random.Random(args.seed)
     queries = sorted(q for q in run if q in collection.queries)
     pairs = sample_pairs(run, rng.sample(queries, min(args.queries, len(queries))), args.pairs_per_query, rng)
-    texts = {pid: doc.full_text() for pid, doc in collection.corpus.items()}
     pids = sorted({p for _, a, b, _ in pairs for p in (a, b)})
     qids = sorted({q for q, *_ in pairs})
     teacher = np.asarray([m for *_, m in pairs])
@@ -148,13 +151,14 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         model.max_seq_length = cut
         qv = model.encode_query([collection.queries[x] for x in qids], normalize_embeddings=True)
-        dv = model.encode_document([texts[x] for x in pids], normalize_embeddings=True)
+        dv = model.encode_document([collection.corpus[x].full_text() for x in pids], normalize_embeddings=True)
         q, d = dict(zip(qids, qv, strict=True)), dict(zip(pids, dv, strict=True))
         student = margins[cut] = np.asarray([float(q[x] @ d[a] - q[x] @ d[b]) for x, a, b, _ in pairs])
         rows[str(cut)] = {**agreement(student, teacher), "seconds": round(time.perf_counter() - start, 1)}
         print(f"{cut} tokens: {rows[str(cut)]}", flush=True)
 
-    groups = np.asarray([qids.index(x) for x, *_ in pairs])
+    position = {x: i for i, x in enumerate(qids)}
+    groups = np.asarray([position[x] for x, *_ in pairs])
     intervals = bootstrap_gain(margins, teacher, groups, args.bootstrap, args.seed) if len(cuts) > 1 else {}
     for cut, interval in intervals.items():
         rows[cut]["spearman_gain_ci95"] = interval

@@ -290,9 +290,15 @@ def _first_queries(path: Path, n: int = 5) -> list[str]:
     return pq.read_table(path).column("query").to_pylist()[:n]
 
 
+def split_seed(tag: str) -> tuple[str, int]:
+    """A budget tag and its sample seed apart: ``p500-k3-hybrid-e3-s2`` -> ``("p500-k3-hybrid-e3", 2)``."""
+    budget, seed = tag.rsplit("-s", 1)
+    return budget, int(seed)
+
+
 def seedless(tag: str) -> str:
     """A budget tag without its sample seed: ``p500-k3-hybrid-e3-s2`` -> ``p500-k3-hybrid-e3``."""
-    return tag.rsplit("-s", 1)[0]
+    return split_seed(tag)[0]
 
 
 def across_seeds(cells: dict[str, Any], row: str, tag: str, base: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -302,11 +308,13 @@ def across_seeds(cells: dict[str, Any], row: str, tag: str, base: dict[str, Any]
     ``None`` below two seeds."""
     import statistics
 
-    found = {
-        int(k.split("|")[1].rsplit("-s", 1)[1]): v
-        for k, v in cells.items()
-        if k.split("|")[0] == row and seedless(k.split("|")[1]) == seedless(tag)
-    }
+    budget = seedless(tag)
+    found = {}
+    for key, cell in cells.items():
+        name, other = key.split("|")
+        other_budget, seed = split_seed(other)
+        if name == row and other_budget == budget:
+            found[seed] = cell
     if len(found) < 2:
         return None
     seeds = sorted(found)
