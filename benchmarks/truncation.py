@@ -127,21 +127,32 @@ def main(argv: list[str] | None = None) -> None:
     if any(n < 8 for n in args.lengths) or args.queries < 2 or args.pairs_per_query < 1:
         parser.error("--lengths must be >= 8, --queries >= 2 and --pairs-per-query >= 1")
 
+    import pyarrow as pa
+    import pyarrow.compute as pc
     from sentence_transformers import SentenceTransformer
 
     from irdistill.data import load_collection
     from irdistill.paths import resolve_model, write_text_atomic
-    from irdistill.scores import scores_to_run
+    from irdistill.scores.table import scores_by_query, scores_table, select_teacher
 
     collection = load_collection(args.dataset, split=args.split)
     model = SentenceTransformer(resolve_model(args.student), device="cpu")
     cuts = sorted(set(args.lengths))
-    profile = length_profile(token_lengths(model.tokenizer, (d.full_text() for d in collection.corpus.values())), cuts)
-
-    run = scores_to_run(args.scores)
+    # only the sampled queries' rows leave Arrow: a store of MS MARCO's size stays a table
+    table, _ = select_teacher(scores_table(args.scores), None)
     rng = random.Random(args.seed)
-    queries = sorted(q for q in run if q in collection.queries)
-    pairs = sample_pairs(run, rng.sample(queries, min(args.queries, len(queries))), args.pairs_per_query, rng)
+    queries = sorted(set(pc.unique(table.column("qid")).to_pylist()) & set(collection.queries))
+    chosen = rng.sample(queries, min(args.queries, len(queries)))
+    pairs = []
+    if chosen:
+        run = scores_by_query(table.filter(pc.is_in(table.column("qid"), value_set=pa.array(chosen, pa.string()))))
+        pairs = sample_pairs(run, chosen, args.pairs_per_query, rng)
+    if not pairs:
+        raise SystemExit(
+            f"truncation: no candidate pair to compare: {args.scores} holds no query of {args.dataset} "
+            f"{args.split} with two differently scored candidates"
+        )
+    profile = length_profile(token_lengths(model.tokenizer, (d.full_text() for d in collection.corpus.values())), cuts)
     pids = sorted({p for _, a, b, _ in pairs for p in (a, b)})
     qids = sorted({q for q, *_ in pairs})
     teacher = np.asarray([m for *_, m in pairs])

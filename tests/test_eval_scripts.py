@@ -369,3 +369,14 @@ def test_truncation_profiles_lengths_and_compares_margins_per_cut(
     rows = data["untrained_student_vs_teacher_margins"]
     assert set(rows) == {"8", "32"} and "spearman_gain_ci95" in rows["32"]
     assert all(-1 <= r["spearman"] <= 1 and 0 <= r["same_order"] <= 1 for r in rows.values())
+    # a store of other queries: one clear error, no table written
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    other = tmp_path / "other.parquet"
+    stray = {"qid": ["nope"] * 2, "pid": ["d1", "d2"], "score": [1.0, 0.0], "teacher": ["t"] * 2}
+    pq.write_table(pa.table(stray), other)
+    with pytest.raises(SystemExit, match="no candidate pair to compare: .*other.parquet holds no query"):
+        truncation.main(["--dataset", str(beir_dir), "--split", "test", "--scores", str(other), "--student",
+                         str(tiny_model_dir), "--results", str(tmp_path / "empty")])  # fmt: skip
+    assert not (tmp_path / "empty").exists()
