@@ -229,9 +229,12 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
         )
     lines += [
         "",
-        "Train examples/s come from cells run in different sittings, some with glibc's default heap "
+        "Train examples/s: rows trained (every epoch's) over the trainer's running time. They come from "
+        "cells run in different sittings, some with glibc's default heap "
         "(`IRDISTILL_MMAP_THRESHOLD=off`) and some with irdistill's fixed mmap threshold, which made the "
-        "same method's training up to 1.8x slower here: they are not a timing comparison.",
+        "same method's training up to 1.8x slower here, some alone and some beside another cell: they "
+        "are not a timing comparison. (The pair methods' cells were first recorded at 3x, the trainer "
+        "counting their 3-epoch plan once an epoch, and divided by 3 when that was fixed.)",
     ]
     if any(m.startswith("hybrid-beta") for m in table):
         lines += [
@@ -247,9 +250,10 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
             f"{', '.join(f'`{m}`' for m in lists)} train on lists of the judged positive and 7 negatives (3 from "
             "the teacher's top 20, 4 below it), one list per judged pair and epoch (919 on SciFact train); "
             "`infonce` on one (query, positive, candidate) row per judged pair and epoch, the pair samplers' "
-            "methods on about 2,500 (query, positive, negative) rows an epoch. Every method has the same "
-            "epochs and 32 rows a batch, but not the same encoder work: the lists encode about 3x "
-            "`infonce`'s texts and about as many as `hybrid`'s. "
+            "methods on about 830 (query, positive, negative) rows an epoch (TAS-Balanced: 26 batches of 32). "
+            "Every method has the same epochs and 32 rows a batch, so about the same steps (87 for the lists "
+            "and `infonce`, 78 for the TAS-Balanced rows), but not the same encoder work: a list row is 9 "
+            "texts, the others 3, so the lists encode 3x `infonce`'s texts and 3.3x `hybrid`'s. "
             "In `hybrid-kl` the KL term makes 0.4 % of the student's gradient norm at β = 1 "
             "(`eval/results/loss_balance_scifact.md`); `infonce-lists` (KL weighted 0) tells what fitting "
             "the teacher's scores adds to what the teacher's choice of negatives does.",

@@ -72,6 +72,27 @@ def test_each_loss_trains_and_saves_a_loadable_model(
     assert not list(tmp_path.glob(".student*"))  # checkpoints and staging removed after success
 
 
+@pytest.mark.parametrize(
+    ("loss", "sampler"), [("margin-mse", "random"), ("infonce", "random"), ("hybrid-kl", "random")]
+)
+def test_examples_are_the_rows_of_every_epoch_once(
+    loss: str, sampler: str, tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """Pair datasets hold the whole plan and lists every epoch, triples one epoch: at 3 epochs the
+    run trains on 3 epochs' rows whatever the layout, and the rate is those rows over the trainer's
+    running time (the trainer alone counts the pair plan 3 times)."""
+    collection = load_collection(beir_dir, split="test")
+    kw = dict(loss=loss, sampler=sampler, list_size=3)
+    one = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "one", **kw)
+    per_epoch = len(build_train_dataset(one, collection)[0])  # at 1 epoch every layout holds one epoch
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", epochs=3, **kw)
+    result = train_student(cfg, show_progress_bar=False)
+    assert result.examples == 3 * per_epoch
+    report = json.loads((tmp_path / "student" / "irdistill_training.json").read_text())
+    runtime = report["log_history"][-1]["train_runtime"]
+    assert result.examples_per_second == pytest.approx(result.examples / runtime, rel=0.02)
+
+
 def test_a_new_loss_is_one_registered_class(
     tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
 ) -> None:

@@ -262,6 +262,9 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """A finished training run: ``examples`` are the rows trained on over every epoch, and
+    ``examples_per_second`` those rows over the trainer's own running time."""
+
     path: Path
     examples: int
     seconds: float
@@ -613,10 +616,13 @@ class HarnessEvaluator:
 @dataclass
 class TrainingData:
     """What :func:`train_student` hands the trainer: the dataset, the trainer arguments it needs,
-    and loss options the rows settled (listwise-kl's ``temperature``)."""
+    the rows the whole run trains on (every epoch; the pair and listwise datasets already hold
+    every epoch, the triples one, which the trainer passes ``epochs`` times), and loss options
+    the rows settled (listwise-kl's ``temperature``)."""
 
     dataset: Any
     arguments: dict[str, Any]
+    rows: int
     loss_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -654,19 +660,23 @@ def build_training_data(cfg: TrainConfig, collection: Collection, show_progress_
             from irdistill.sampling.st_integration import one_label_a_row
 
             inputs.relabel(one_label_a_row(inputs.margins() * scale))
-        return TrainingData(inputs.dataset, inputs.training_arguments())
+        return TrainingData(inputs.dataset, inputs.training_arguments(), len(inputs.dataset))
     if rows is Rows.LISTS:
         columns, temperature = _listwise_rows(cfg, collection)
         sampler = BatchSamplers.NO_DUPLICATES if cfg.in_batch_negatives else BatchSamplers.BATCH_SAMPLER
+        dataset = Dataset.from_dict(columns)
         return TrainingData(
-            Dataset.from_dict(columns),
+            dataset,
             {"per_device_train_batch_size": cfg.batch_size, "num_train_epochs": 1, "batch_sampler": sampler},
+            len(dataset),
             {"temperature": temperature},
         )
     if rows is Rows.TRIPLES:
+        dataset = Dataset.from_dict(_infonce_rows(cfg, collection))
         return TrainingData(
-            Dataset.from_dict(_infonce_rows(cfg, collection)),
+            dataset,
             {"per_device_train_batch_size": cfg.batch_size, "num_train_epochs": cfg.epochs},
+            len(dataset) * cfg.epochs,
         )
     raise InputError(f"train: loss {cfg.loss!r} consumes rows {rows!r}, which the driver cannot build")
 
@@ -770,13 +780,18 @@ def train_student(
     output = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     best = trainer.state.best_model_checkpoint
-    examples = len(dataset)
+    examples = data.rows
     metrics = output.metrics
+    # the trainer counts len(dataset) x num_train_epochs samples (over the share of the steps this
+    # call ran), which is every epoch's rows again for the pair losses, whose dataset holds the
+    # whole plan and whose batch sampler takes one epoch of it at a time: rescaled to the rows
+    counted = len(dataset) * args.num_train_epochs
+    rate = metrics.get("train_samples_per_second")
     result = TrainResult(
         path=out,
         examples=examples,
         seconds=seconds,
-        examples_per_second=float(metrics.get("train_samples_per_second", examples / seconds)),
+        examples_per_second=float(rate * examples / counted if rate is not None else examples / seconds),
         train_loss=float(output.training_loss),
         best_checkpoint=best,
     )
@@ -845,17 +860,18 @@ def _train_sparse(cfg: TrainConfig, collection: Collection, show_progress_bar: b
     )
     seconds = time.perf_counter() - start
     out = Path(cfg.out)
+    examples = len(dataset) * cfg.epochs  # one epoch's rows, passed over epochs times
     record = {
         "config": asdict(cfg),
-        "examples": len(dataset),
+        "examples": examples,
         "seconds": round(seconds, 2),
-        "examples_per_second": len(dataset) * cfg.epochs / seconds if seconds > 0 else 0.0,
+        "examples_per_second": examples / seconds if seconds > 0 else 0.0,
     }
     save_model_atomic(student, out, {"irdistill_training.json": json.dumps(record, indent=2) + "\n"})
     logger.info("sparse student trained: %d rows in %.0f s -> %s", len(dataset), seconds, out)
     return TrainResult(
         path=out,
-        examples=len(dataset),
+        examples=examples,
         seconds=seconds,
         examples_per_second=record["examples_per_second"],
         train_loss=float("nan"),
