@@ -45,7 +45,7 @@ from typing import Any
 import yaml
 
 from irdistill.data import load_collection, read_run
-from irdistill.evaluation import evaluate_retrieval, per_query_scores
+from irdistill.evaluation import evaluate_retrieval, paired_t_test, per_query_scores
 from irdistill.paths import update_json_table, write_text_atomic
 
 HERE = Path(__file__).parent
@@ -200,13 +200,9 @@ def run_row(row: str, args: argparse.Namespace, runs: Path) -> dict[str, Any]:
 
 
 def paired_p(a: dict[str, float], b: dict[str, float]) -> float | None:
-    from scipy.stats import ttest_rel
-
-    queries = sorted(set(a) | set(b))
-    x, y = [a.get(q, 0.0) for q in queries], [b.get(q, 0.0) for q in queries]
-    if len(queries) < 2 or x == y:
-        return None
-    return float(f"{ttest_rel(x, y).pvalue:.3g}")
+    """:func:`irdistill.evaluation.paired_t_test` at 3 significant digits."""
+    p = paired_t_test(a, b)
+    return None if p is None else float(f"{p:.3g}")
 
 
 def main() -> None:

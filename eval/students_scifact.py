@@ -44,7 +44,7 @@ from typing import Any
 
 from irdistill.config import build_config, load_yaml
 from irdistill.data import load_collection
-from irdistill.evaluation import evaluate_retrieval, evaluate_run, per_query_scores
+from irdistill.evaluation import evaluate_retrieval, evaluate_run, paired_t_test, per_query_scores
 from irdistill.evaluation.fidelity import teacher_fidelity
 from irdistill.paths import update_json_table, write_text_atomic
 from irdistill.scores.table import read_scores, scores_to_run
@@ -126,17 +126,6 @@ def evaluate_cell(
     }
 
 
-def paired_p(a: dict[str, float], b: dict[str, float]) -> float | None:
-    """Two-sided paired t-test over the queries both hold (scipy), ``None`` when undefined."""
-    from scipy.stats import ttest_rel
-
-    queries = sorted(set(a) & set(b))
-    x, y = [a[q] for q in queries], [b[q] for q in queries]
-    if len(queries) < 2 or x == y:
-        return None
-    return float(ttest_rel(x, y).pvalue)
-
-
 def mean_per_query(cells: list[dict[str, Any]]) -> dict[str, float]:
     queries = cells[0]["per_query_ndcg@10"]
     return {q: statistics.fmean(c["per_query_ndcg@10"].get(q, 0.0) for c in cells) for q in queries}
@@ -187,7 +176,7 @@ def build_table(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int])
         }
         for other in ("infonce", "untrained"):
             if other in per_query and other != method:
-                p = paired_p(per_query[method], per_query[other])
+                p = paired_t_test(per_query[method], per_query[other])
                 row[f"p_vs_{other}"] = None if p is None else float(f"{p:.3g}")
         table[method] = row
     return table

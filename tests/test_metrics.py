@@ -12,7 +12,7 @@ import pytest
 from irdistill.data import read_run, read_trec_qrels
 from irdistill.data.collection import Qrels, Run
 from irdistill.errors import InputError
-from irdistill.evaluation import evaluate_run, parse_metric, parse_metrics, per_query_scores
+from irdistill.evaluation import evaluate_run, paired_t_test, parse_metric, parse_metrics, per_query_scores
 
 RUN_TEXT = """\
 q1 Q0 d1 1 3.0 t
@@ -198,3 +198,18 @@ def test_per_query_scores_average_to_the_mean(metric: str) -> None:
     assert per_query["q3"] == per_query["q17"] == 0.0
     mean = evaluate_run(qrels, run, [metric])[metric]
     assert sum(per_query.values()) / len(per_query) == pytest.approx(mean, abs=1e-12)
+
+
+def test_paired_t_test_by_hand_with_a_missing_query_at_zero() -> None:
+    from scipy.stats import t as student_t
+
+    a = {"q1": 0.9, "q2": 0.4, "q3": 0.7, "q4": 0.2}
+    b = {"q1": 0.5, "q2": 0.5, "q3": 0.1}  # q4 unanswered: 0
+    d = [0.4, -0.1, 0.6, 0.2]
+    mean = sum(d) / 4
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 3)
+    t = mean / (sd / math.sqrt(4))
+    assert paired_t_test(a, b) == pytest.approx(2 * student_t.sf(abs(t), df=3))
+    assert paired_t_test(a, b) == pytest.approx(paired_t_test(b, a))
+    assert paired_t_test(a, dict(a)) is None  # no difference anywhere
+    assert paired_t_test({"q1": 1.0}, {"q1": 0.0}) is None  # one query

@@ -11,6 +11,7 @@ from irdistill.evaluation.harness import EvaluationResult, Performance, evaluate
 from irdistill.evaluation.metrics import (
     DEFAULT_METRICS,
     evaluate_run,
+    paired_t_test,
     parse_metric,
     parse_metrics,
     per_query_scores,
@@ -27,6 +28,7 @@ __all__ = [
     "Performance",
     "evaluate_retrieval",
     "evaluate_run",
+    "paired_t_test",
     "parse_metric",
     "parse_metrics",
     "per_query_scores",

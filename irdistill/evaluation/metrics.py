@@ -114,3 +114,22 @@ def per_query_scores(qrels: Qrels, run: Run, metric: str) -> dict[str, float]:
     ranx_qrels, ranx_run = _ranx_inputs(qrels, run)
     values = evaluate(ranx_qrels, ranx_run, name, return_mean=False, make_comparable=True)
     return {qid: float(v) for qid, v in zip(ranx_run.keys(), values, strict=True)}
+
+
+def paired_t_test(a: dict[str, float], b: dict[str, float]) -> float | None:
+    """Two-sided paired t-test (scipy) of two systems' per-query scores, such as
+    :func:`per_query_scores` gives: over every query either holds, a query one of them lacks
+    scoring 0 there (as a query without results does in every metric here). ``None`` when the
+    test is undefined: fewer than two queries, or the same score on every query.
+
+    Example:
+        >>> round(paired_t_test({"q1": 1.0, "q2": 0.5, "q3": 0.0}, {"q1": 0.5, "q2": 0.5}), 4)
+        0.4226
+    """
+    from scipy.stats import ttest_rel
+
+    queries = sorted(set(a) | set(b))
+    x, y = [a.get(q, 0.0) for q in queries], [b.get(q, 0.0) for q in queries]
+    if len(queries) < 2 or x == y:
+        return None
+    return float(ttest_rel(x, y).pvalue)
