@@ -97,7 +97,8 @@ class TrainConfig:
     sampler: str = option(
         "tas-balanced",
         group=SAMPLING,
-        help="a pair sampler registered in irdistill.sampling.SAMPLERS (an unknown name lists the known ones)",
+        help="a pair sampler registered in irdistill.sampling.SAMPLERS (an unknown name lists the known ones); "
+        "the pair losses only: listwise-kl, hybrid-kl and infonce draw their own rows",
     )
     n_clusters: int = option(32, group=SAMPLING, help="tas-balanced: query clusters")
     clusters_per_batch: int = option(1, group=SAMPLING, help="tas-balanced: clusters a batch draws from")
@@ -652,6 +653,8 @@ def build_training_data(cfg: TrainConfig, collection: Collection, show_progress_
 
     rows = loss_class(cfg.loss).rows
     scale = cfg.label_scale
+    if rows in (Rows.LISTS, Rows.TRIPLES):
+        logger.info("train: %s draws its own rows; the %s sampler is not used", cfg.loss, cfg.sampler)
     if rows in (Rows.PAIRS, Rows.PAIRS_INBATCH):
         inputs = _pair_inputs(cfg, collection, show_progress_bar)
         if rows is Rows.PAIRS_INBATCH:
