@@ -189,7 +189,31 @@ def _p(value: float | None) -> str:
     return "<0.0001" if value < 1e-4 else f"{value:.4f}"
 
 
-def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], seeds: list[int]) -> None:
+def same_seeds(cells: dict[str, Any], budget: dict[str, Any], a: str, b: str) -> str | None:
+    """``a`` against ``b`` on the seeds both have: the per-seed nDCG@10 pairs, the mean difference
+    and the paired t-test of the seed-averaged per-query nDCG@10 (``None`` when no seed is shared)."""
+    tag = budget_tag(budget)
+    seeds = sorted(
+        int(k.rsplit("seed", 1)[1])
+        for k in cells
+        if k.startswith(f"{a}|{tag}|seed") and f"{b}|{tag}|seed{k.rsplit('seed', 1)[1]}" in cells
+    )
+    if not seeds:
+        return None
+    ga = [cells[cell_key(a, s, budget)] for s in seeds]
+    gb = [cells[cell_key(b, s, budget)] for s in seeds]
+    pairs = ", ".join(f"{x['ndcg@10']:.4f} / {y['ndcg@10']:.4f}" for x, y in zip(ga, gb, strict=True))
+    diff = statistics.fmean(x["ndcg@10"] - y["ndcg@10"] for x, y in zip(ga, gb, strict=True))
+    p = paired_t_test(mean_per_query(ga), mean_per_query(gb))
+    return (
+        f"`{a}` against `{b}` on the seeds both have ({', '.join(map(str, seeds))}): nDCG@10 {pairs} per seed, "
+        f"mean difference {diff:+.4f}, paired p {_p(p)}."
+    )
+
+
+def write_tables(
+    folder: Path, table: dict[str, Any], budget: dict[str, Any], seeds: list[int], cells: dict[str, Any] | None = None
+) -> None:
     write_text_atomic(folder / "students_scifact.json", json.dumps(table, indent=2) + "\n")
     lines = [
         "# Students on SciFact test: one budget, several seeds",
@@ -247,6 +271,9 @@ def write_tables(folder: Path, table: dict[str, Any], budget: dict[str, Any], se
             "(`eval/results/loss_balance_scifact.md`); `infonce-lists` (KL weighted 0) tells what fitting "
             "the teacher's scores adds to what the teacher's choice of negatives does.",
         ]
+        control = same_seeds(cells, budget, "hybrid-kl", "infonce-lists") if cells else None
+        if control:
+            lines += ["", control]
     missing = [m for m in ["untrained", "teacher", *METHODS] if m not in table]
     if missing:
         lines += ["", f"Not measured yet: {', '.join(missing)}."]
@@ -305,7 +332,7 @@ def main() -> None:
     def record(key: str, cell: dict[str, Any]) -> None:
         nonlocal cells
         cells = update_json_table(cells_path, key, cell)
-        write_tables(results, build_table(cells, budget, args.seeds), budget, args.seeds)
+        write_tables(results, build_table(cells, budget, args.seeds), budget, args.seeds, cells)
 
     if not args.table_only:
         base = load_yaml(HERE / "recipes" / "scifact_student_base.yaml")
@@ -359,7 +386,7 @@ def main() -> None:
                 cell["train_seconds"] = info["seconds"]
                 record(key, cell)
                 logging.info("%s: nDCG@10 %.4f", key, cell["ndcg@10"])
-    write_tables(results, build_table(cells, budget, args.seeds), budget, args.seeds)
+    write_tables(results, build_table(cells, budget, args.seeds), budget, args.seeds, cells)
     print((results / "students_scifact.md").read_text())
 
 

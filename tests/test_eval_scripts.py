@@ -380,3 +380,35 @@ def test_truncation_profiles_lengths_and_compares_margins_per_cut(
         truncation.main(["--dataset", str(beir_dir), "--split", "test", "--scores", str(other), "--student",
                          str(tiny_model_dir), "--results", str(tmp_path / "empty")])  # fmt: skip
     assert not (tmp_path / "empty").exists()
+
+
+def test_students_control_line_pairs_only_the_shared_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "eval"))
+    import students_scifact
+
+    from irdistill.evaluation import paired_t_test
+
+    budget = {"epochs": 3, "max_seq_length": 128, "eval_max_seq_length": 256}
+
+    def cell(ndcg: dict[str, float]) -> dict:
+        return {"ndcg@10": sum(ndcg.values()) / 3, "per_query_ndcg@10": ndcg}
+
+    a1, a2 = {"x": 0.9, "y": 0.5, "z": 0.7}, {"x": 0.8, "y": 0.6, "z": 0.7}
+    b1, b2 = {"x": 0.5, "y": 0.5, "z": 0.6}, {"x": 0.6, "y": 0.4, "z": 0.5}
+    cells = {
+        "hybrid-kl|e3-len128-eval256|seed1": cell(a1),
+        "hybrid-kl|e3-len128-eval256|seed2": cell(a2),
+        "hybrid-kl|e3-len128-eval256|seed3": cell({"x": 0.0, "y": 0.0, "z": 0.0}),  # no partner
+        "infonce-lists|e3-len128-eval256|seed1": cell(b1),
+        "infonce-lists|e3-len128-eval256|seed2": cell(b2),
+        "infonce-lists|e1-len128-eval256|seed3": cell({"x": 1.0, "y": 1.0, "z": 1.0}),  # another budget
+    }
+    line = students_scifact.same_seeds(cells, budget, "hybrid-kl", "infonce-lists")
+    mean = {q: (a1[q] + a2[q]) / 2 for q in a1}, {q: (b1[q] + b2[q]) / 2 for q in b1}
+    p = paired_t_test(*mean)
+    diff = (sum(a1.values()) + sum(a2.values()) - sum(b1.values()) - sum(b2.values())) / 6
+    assert line == (
+        "`hybrid-kl` against `infonce-lists` on the seeds both have (1, 2): nDCG@10 0.7000 / 0.5333, "
+        f"0.7000 / 0.5000 per seed, mean difference {diff:+.4f}, paired p {p:.4f}."
+    )
+    assert students_scifact.same_seeds(cells, budget, "hybrid-kl", "hybrid") is None
