@@ -22,7 +22,9 @@ is negative), ``hybrid-beta0.07`` and ``hybrid-beta0.2`` (hybrid with the contra
 from 1, so that the teacher's term makes about a half and a quarter of the student's gradient; see
 ``benchmarks/loss_balance.py``), ``hybrid-kl`` (listwise-kl's lists, KL plus InfoNCE on the judged
 positive) and its control ``infonce-lists`` (InfoNCE over the same lists, the KL weighted 0: the
-teacher only picks the hard negatives). Per row: nDCG@10 mean ± sd over the seeds, recall@100,
+teacher only picks the hard negatives), and ``bm25-lists`` (the same with BM25's ranking of the same
+train pairs picking the negatives, ``eval/teacher_scores/scifact/train-bm25``, which ``--scores`` does
+not replace: labels and BM25, no teacher). Per row: nDCG@10 mean ± sd over the seeds, recall@100,
 MRR@10, Kendall τ with the teacher on the test candidates, training examples/s, and paired t-tests
 per query (each query's nDCG@10 averaged over the seeds) against ``infonce`` and ``untrained``.
 
@@ -78,6 +80,16 @@ METHODS: dict[str, dict[str, Any]] = {
     # the control of hybrid-kl: the same lists and InfoNCE, the KL term weighted 0, so the teacher
     # only picks each list's hard negatives; hybrid-kl minus this is what fitting its scores adds
     "infonce-lists": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8, "distill_weight": 0.0},
+    # the same lists ranked by BM25 instead of the teacher (its scores of the same train pairs,
+    # eval/teacher_scores/scifact/train-bm25): labels and BM25's negatives, no teacher anywhere;
+    # infonce-lists minus this is what the teacher's choice of negatives adds
+    "bm25-lists": {
+        "loss": "hybrid-kl",
+        "sampler": "random",
+        "list_size": 8,
+        "distill_weight": 0.0,
+        "scores": str(TEACHER_SCORES / "train-bm25"),
+    },
     # hybrid with the teacher's term given a real share of the gradient: at beta 1 the contrastive
     # term makes 93 % of the student's gradient norm on the first batches (eval/results/
     # loss_balance_scifact.md); beta 0.07 evens the two, beta 0.2 leaves the teacher about a quarter
@@ -95,6 +107,7 @@ USES_TEACHER = {
     "hybrid-denoised": True,
     "hybrid-kl": True,
     "infonce-lists": True,  # the teacher's ranking picks the hard negatives; its scores are not fit
+    "bm25-lists": False,
     "hybrid-beta0.07": True,
     "hybrid-beta0.2": True,
 }
@@ -269,11 +282,14 @@ def write_tables(
             "texts, the others 3, so the lists encode 3x `infonce`'s texts and 3.3x `hybrid`'s. "
             "In `hybrid-kl` the KL term makes 0.4 % of the student's gradient norm at β = 1 "
             "(`eval/results/loss_balance_scifact.md`); `infonce-lists` (KL weighted 0) tells what fitting "
-            "the teacher's scores adds to what the teacher's choice of negatives does.",
+            "the teacher's scores adds to what the teacher's choice of negatives does; `bm25-lists` draws "
+            "the same lists from BM25's ranking of the same pairs instead (no teacher), which tells what the "
+            "teacher's choice of negatives adds to the lists' length.",
         ]
-        control = same_seeds(cells, budget, "hybrid-kl", "infonce-lists") if cells else None
-        if control:
-            lines += ["", control]
+        for a, b in (("hybrid-kl", "infonce-lists"), ("infonce-lists", "bm25-lists")):
+            control = same_seeds(cells, budget, a, b) if cells else None
+            if control:
+                lines += ["", control]
     missing = [m for m in ["untrained", "teacher", *METHODS] if m not in table]
     if missing:
         lines += ["", f"Not measured yet: {', '.join(missing)}."]
@@ -376,7 +392,7 @@ def main() -> None:
                         **train_budget,
                         **overrides(method),
                         "seed": seed,
-                        "scores": args.scores,
+                        "scores": METHODS[method].get("scores", args.scores),
                         "out": str(model),
                     }
                     train_student(build_config(TrainConfig, values, source=method), show_progress_bar=False)

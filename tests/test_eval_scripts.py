@@ -115,8 +115,8 @@ def test_students_table_resumes_cell_by_cell(
     markdown = (results / "students_scifact.md").read_text()
     assert "| hybrid | yes | 3 |" in markdown
     missing = (
-        "margin-mse, tas-balanced, listwise-kl, hybrid-denoised, hybrid-kl, infonce-lists, hybrid-beta0.07, "
-        "hybrid-beta0.2"
+        "margin-mse, tas-balanced, listwise-kl, hybrid-denoised, hybrid-kl, infonce-lists, bm25-lists, "
+        "hybrid-beta0.07, hybrid-beta0.2"
     )
     assert f"Not measured yet: {missing}." in markdown
 
@@ -412,3 +412,15 @@ def test_students_control_line_pairs_only_the_shared_seeds(monkeypatch: pytest.M
         f"0.7000 / 0.5000 per seed, mean difference {diff:+.4f}, paired p {p:.4f}."
     )
     assert students_scifact.same_seeds(cells, budget, "hybrid-kl", "hybrid") is None
+
+
+def test_bm25_lists_scores_the_teachers_train_pairs_with_bm25() -> None:
+    """The committed BM25 store of the bm25-lists row holds exactly the teacher store's pairs."""
+    import pyarrow.parquet as pq
+
+    folder = ROOT / "eval" / "teacher_scores" / "scifact"
+    teacher = pq.read_table(folder / "train" / "scores.parquet")
+    bm25 = pq.read_table(folder / "train-bm25" / "scores.parquet")
+    pairs = set(zip(teacher["qid"].to_pylist(), teacher["pid"].to_pylist(), strict=True))
+    assert set(zip(bm25["qid"].to_pylist(), bm25["pid"].to_pylist(), strict=True)) == pairs
+    assert bm25.num_rows == teacher.num_rows and set(bm25["teacher"].to_pylist()) == {"bm25"}
