@@ -202,15 +202,11 @@ def _p(value: float | None) -> str:
     return "<0.0001" if value < 1e-4 else f"{value:.4f}"
 
 
-def same_seeds(cells: dict[str, Any], budget: dict[str, Any], a: str, b: str) -> str | None:
-    """``a`` against ``b`` on the seeds both have: the per-seed nDCG@10 pairs, the mean difference
-    and the paired t-test of the seed-averaged per-query nDCG@10 (``None`` when no seed is shared)."""
-    tag = budget_tag(budget)
-    seeds = sorted(
-        int(k.rsplit("seed", 1)[1])
-        for k in cells
-        if k.startswith(f"{a}|{tag}|seed") and f"{b}|{tag}|seed{k.rsplit('seed', 1)[1]}" in cells
-    )
+def same_seeds(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int], a: str, b: str) -> str | None:
+    """``a`` against ``b`` on those of ``seeds`` both have: the per-seed nDCG@10 pairs, the mean
+    difference and the paired t-test of the seed-averaged per-query nDCG@10 (``None`` when no seed
+    is shared)."""
+    seeds = [s for s in seeds if cell_key(a, s, budget) in cells and cell_key(b, s, budget) in cells]
     if not seeds:
         return None
     ga = [cells[cell_key(a, s, budget)] for s in seeds]
@@ -287,7 +283,7 @@ def write_tables(
             "teacher's choice of negatives adds to the lists' length.",
         ]
         for a, b in (("hybrid-kl", "infonce-lists"), ("infonce-lists", "bm25-lists")):
-            control = same_seeds(cells, budget, a, b) if cells else None
+            control = same_seeds(cells, budget, seeds, a, b) if cells else None
             if control:
                 lines += ["", control]
     missing = [m for m in ["untrained", "teacher", *METHODS] if m not in table]
