@@ -11,10 +11,13 @@
 # Offline machines: IRDISTILL_DATA and IRDISTILL_MODELS must be set (absolute paths).
 # Set NO_RECORD=1 to leave eval/results alone (CI); KEEP_FRESH=1 keeps the clone, virtualenv and cache.
 # Exits with irdistill's status.
-# REUSE_TEACHER=DIR copies DIR/candidates.train.trec, DIR/scores.train and DIR/fidelity-scores.test
-# (an earlier run's out folder) into the fresh run's out folder first, so the run measures every stage after
-# the teacher's (the row is keyed "RECIPE (teacher scores reused)"): the main job's memory
-# after a change to training, without its 51-minute teacher stage.
+# REUSE_TEACHER=DIR copies DIR/scores.train, and DIR/candidates.train.trec and DIR/fidelity-scores.test
+# where they exist (an earlier run's out folder), into the fresh run's out folder first, so the run
+# measures every stage after the teacher's (the row is keyed "RECIPE (teacher scores reused)"): the
+# main job's time and memory after a change to training, without its 30-minute teacher stage. For the
+# main job, DIR can be made from the committed stores (the same job's, eval/teacher_scores/README.md):
+#   mkdir -p DIR/scores.train DIR/fidelity-scores.test
+#   cp eval/teacher_scores/scifact/train/* DIR/scores.train/; cp eval/teacher_scores/scifact/test/* DIR/fidelity-scores.test/
 set -euo pipefail
 recipe="${1:?usage: fresh_run.sh RECIPE}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -35,7 +38,8 @@ key="$recipe"
 if [ -n "${REUSE_TEACHER:-}" ]; then
   out="$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['out'])" "$recipe")"
   mkdir -p "$out"
-  cp -r "$REUSE_TEACHER/candidates.train.trec" "$REUSE_TEACHER/scores.train" "$out/"
+  cp -r "$REUSE_TEACHER/scores.train" "$out/"
+  if [ -f "$REUSE_TEACHER/candidates.train.trec" ]; then cp "$REUSE_TEACHER/candidates.train.trec" "$out/"; fi
   if [ -d "$REUSE_TEACHER/fidelity-scores.test" ]; then cp -r "$REUSE_TEACHER/fidelity-scores.test" "$out/"; fi
   key="$recipe (teacher scores reused)"
 fi

@@ -74,10 +74,14 @@ def open_job(
     merged: str,
     what: str,
     differences: Callable[[Mapping[str, Any], Mapping[str, Any]], str],
-) -> None:
+) -> bool:
     """Write the manifest of a new job, or check that the folder holds this same job (the
     manifest's ``fingerprint``); ``merged`` names the job's final file, ``what`` its contents and
-    ``differences(old, new)`` says how two manifests differ."""
+    ``differences(old, new)`` says how two manifests differ.
+
+    Returns ``True`` when the folder already holds this job's merged file: the job is finished,
+    with or without its shards (a store copied as its manifest and merged file alone, as
+    ``eval/teacher_scores`` keeps them, is not done again)."""
     path = out / MANIFEST_NAME
     if not path.exists():
         leftovers = sorted(p.name for p in out.glob("shard-*.parquet")) + ([merged] if (out / merged).exists() else [])
@@ -95,6 +99,7 @@ def open_job(
             f"{out} holds {what} of a different job ({differences(old, manifest)}); "
             f"use a new output folder, or overwrite=True to discard the {what} there"
         )
+    return (out / merged).exists()
 
 
 def missing_shards(out: Path, count: int) -> list[int]:

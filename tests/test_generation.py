@@ -120,6 +120,19 @@ def test_generation_resumes_after_an_interruption_with_the_same_queries(tmp_path
         generate_queries(SentenceGenerator(min_words=3), corpus(), tmp_path / "whole", per_passage=2, seed=4)
 
 
+def test_generated_queries_kept_without_their_shards_are_not_generated_again(tmp_path: Path) -> None:
+    path = generate_queries(
+        SentenceGenerator(min_words=3), corpus(), tmp_path / "q", per_passage=2, chunk_passages=1, seed=3
+    )
+    before = pq.read_table(path)
+    for shard in (tmp_path / "q").glob("shard-*.parquet"):
+        shard.unlink()
+    again = Failing(0)
+    assert generate_queries(again, corpus(), tmp_path / "q", per_passage=2, chunk_passages=1, seed=3) == path
+    assert again.calls == 0
+    assert pq.read_table(path).equals(before)
+
+
 def test_merge_drops_a_query_repeated_for_another_passage(tmp_path: Path) -> None:
     docs = {**DOCS, "e": Document("Other text.", "Cancer")}  # the same title as "a"
     collection = Collection(corpus=docs, queries={}, qrels={}, name="toy")

@@ -140,6 +140,29 @@ def test_full_run_rows_order_values(collection, tmp_path):
     assert again.calls == 0
 
 
+def test_a_store_kept_as_manifest_and_scores_alone_is_complete(collection, tmp_path):
+    """eval/teacher_scores keeps a store as its manifest and scores.parquet: copied into a run's
+    folder it is that job finished, not a job with every shard missing (scored again before)."""
+    path = score_candidates(
+        OverlapTeacher(), collection, CANDIDATES, tmp_path / "job", chunk_queries=2, show_progress_bar=False
+    )
+    before = pq.read_table(path)
+    for shard in (tmp_path / "job").glob("shard-*.parquet"):
+        shard.unlink()
+    again = OverlapTeacher()
+    assert (
+        score_candidates(again, collection, CANDIDATES, tmp_path / "job", chunk_queries=2, show_progress_bar=False)
+        == path
+    )
+    assert again.calls == 0
+    assert pq.read_table(path).equals(before)
+    # the merged file of another job is still refused by its manifest
+    with pytest.raises(InputError, match="teacher scores of a different job"):
+        score_candidates(
+            OverlapTeacher(), collection, CANDIDATES, tmp_path / "job", chunk_queries=1, show_progress_bar=False
+        )
+
+
 def test_listwise_teacher_ranks_each_query(collection, tmp_path):
     teacher = ListOverlapTeacher()
     path = score_candidates(teacher, collection, CANDIDATES, tmp_path / "job", chunk_queries=2, show_progress_bar=False)

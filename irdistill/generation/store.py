@@ -164,7 +164,9 @@ def generate_queries(
         clear(out, QUERIES_NAME)
         (out / SUMMARY_NAME).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    open_job(out, manifest, merged=QUERIES_NAME, what="generated queries", differences=_differences)
+    if open_job(out, manifest, merged=QUERIES_NAME, what="generated queries", differences=_differences):
+        logger.info("%s: already complete", out / QUERIES_NAME)
+        return out / QUERIES_NAME
     remove_stale_temp_files(out, rank, world_size, QUERIES_NAME)
 
     mine = [i for i in range(len(chunks)) if i % world_size == rank]

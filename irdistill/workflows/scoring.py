@@ -136,7 +136,9 @@ def score_candidates(
     if overwrite:
         clear(out, SCORES_NAME)
     out.mkdir(parents=True, exist_ok=True)
-    open_job(out, manifest, merged=SCORES_NAME, what="teacher scores", differences=_differences)
+    if open_job(out, manifest, merged=SCORES_NAME, what="teacher scores", differences=_differences):
+        logger.info("%s: already complete", out / SCORES_NAME)
+        return out / SCORES_NAME
     remove_stale_temp_files(out, rank, world_size, SCORES_NAME)
 
     mine = [i for i in range(len(chunks)) if i % world_size == rank]
