@@ -197,8 +197,6 @@ def generate_queries(
     if missing_shards(out, len(chunks)):
         logger.info("%s: shards of other ranks are still missing; rank 0 merges once all exist", out)
         return target
-    if target.exists():
-        return target
     return merge_query_shards(out)
 
 

@@ -187,9 +187,6 @@ def score_candidates(
             str(out),
         )
         return scores
-    if scores.exists():
-        logger.info("%s: already complete", scores)
-        return scores
     return merge_shards(out)
 
 
