@@ -4,8 +4,10 @@
 
 ``WORK`` is the run's folder (``time.txt`` from ``/usr/bin/time -v``, ``times.json`` from
 ``stream_times.py``, ``summary.json`` printed by ``irdistill run``); ``T0``, ``T1``, ``T2`` are the
-Unix times before the install, before ``irdistill run`` and after it. With ``NO_RECORD`` set the
-row is printed only.
+Unix times before the install, before ``irdistill run`` and after it. ``RECIPE`` is the row's key:
+the recipe's path, with `` (teacher scores reused)`` after it for a ``REUSE_TEACHER`` run. The row
+names the commit the fresh clone was at and the recipe's student loss, so that a row measured before
+the recipe changed says so. With ``NO_RECORD`` set the row is printed only.
 """
 
 from __future__ import annotations
@@ -13,8 +15,21 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
+
+import yaml
+
+
+def clone_facts(work: Path, key: str) -> dict:
+    """The commit of the fresh clone in ``work`` and the student loss of the key's recipe there."""
+    clone = work / "irdistill"
+    commit = subprocess.run(
+        ["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    recipe = yaml.safe_load((clone / key.split(" (")[0]).read_text())
+    return {"commit": commit, "loss": (recipe.get("train") or {}).get("loss")}
 
 
 def row_of(work: Path, t0: float, t1: float, t2: float, status: int) -> dict:
@@ -53,14 +68,15 @@ def write_markdown(table: dict, path: Path) -> None:
         "pip install -e .`, empty embedding cache, then `irdistill run RECIPE`. Times in seconds from the "
         "start of `irdistill run`; peak RSS of the `irdistill run` process.",
         "",
-        "| recipe | cores | exit | install s | first output s | first progress bar s | wall s | peak RSS GiB "
-        "| nDCG@10 | recall@100 | Kendall τ with teacher |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| recipe | commit | loss | cores | exit | install s | first output s | first progress bar s | wall s "
+        "| peak RSS GiB | nDCG@10 | recall@100 | Kendall τ with teacher |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in table.items():
         m, f = r.get("metrics") or {}, r.get("fidelity") or {}
         lines.append(
-            f"| {name} | {r['cores']} | {r['exit_status']} | {r['install_s']} | {r['first_output_s']} | "
+            f"| {name} | {r.get('commit', '-')} | {r.get('loss', '-')} | {r['cores']} | {r['exit_status']} | "
+            f"{r['install_s']} | {r['first_output_s']} | "
             f"{r['first_progress_bar_s']} | {r['wall_s']} | {r['peak_rss_gib']} | {fmt(m.get('ndcg@10'))} | "
             f"{fmt(m.get('recall@100'))} | {fmt(f.get('kendall_tau'))} |"
         )
@@ -77,7 +93,7 @@ def write_markdown(table: dict, path: Path) -> None:
 
 def main() -> None:
     repo, recipe, work, t0, t1, t2, status = sys.argv[1:]
-    row = row_of(Path(work), float(t0), float(t1), float(t2), int(status))
+    row = {**clone_facts(Path(work), recipe), **row_of(Path(work), float(t0), float(t1), float(t2), int(status))}
     print(json.dumps(row, indent=1))
     if os.environ.get("NO_RECORD"):
         return
