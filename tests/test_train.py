@@ -197,17 +197,42 @@ def test_freeze_documents_keeps_the_document_tower(
 
 
 def test_gradient_checkpointing_trains_the_same_model(
-    tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+    tiny_model_dir: Path,
+    beir_dir: Path,
+    bm25_scores: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Recomputing activations in the backward pass changes memory and time, not the result."""
+    """Recomputing activations in the backward pass changes memory and time, not the result;
+    the trainer really turns it on, without transformers' warning about a deprecated name."""
+    import warnings
+
     from sentence_transformers import SentenceTransformer
 
+    hook = next(
+        name
+        for name in ("activation_checkpointing_enable", "gradient_checkpointing_enable")
+        if hasattr(SentenceTransformer, name)
+    )
+    enable = getattr(SentenceTransformer, hook)
+    calls: list[bool] = []
+
+    def spy(self: SentenceTransformer, *args: object, **kwargs: object) -> object:
+        calls.append(True)
+        return enable(self, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformer, hook, spy)
     texts = ["protein folding", "a different sentence"]
     vectors = []
     for flag in (False, True):
         cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / f"gc{flag}", sampler="random")
         cfg.gradient_checkpointing = flag
-        train_student(cfg, show_progress_bar=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train_student(cfg, show_progress_bar=False)
+        assert calls == [True] * flag
+        assert not [w for w in caught if "gradient_checkpointing" in str(w.message)]
         vectors.append(SentenceTransformer(str(tmp_path / f"gc{flag}"), device="cpu").encode_document(texts))
     start = SentenceTransformer(str(tiny_model_dir), device="cpu").encode_document(texts)
     assert not np.allclose(vectors[0], start, atol=1e-4)  # it trained

@@ -684,15 +684,27 @@ def build_training_data(cfg: TrainConfig, collection: Collection, show_progress_
     raise InputError(f"train: loss {cfg.loss!r} consumes rows {rows!r}, which the driver cannot build")
 
 
-def _warmup(ratio: float) -> dict[str, float]:
-    """The trainer's warm-up as a share of its own total steps: ``warmup_ratio`` where the
-    installed transformers has it (4.x), else ``warmup_steps`` below 1, its ratio form (5.x)."""
+def _argument_names() -> set[str]:
+    """The fields of the installed transformers' ``TrainingArguments``."""
     import dataclasses
 
     from transformers import TrainingArguments
 
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    return {"warmup_ratio": ratio} if "warmup_ratio" in names else {"warmup_steps": ratio}
+    return {f.name for f in dataclasses.fields(TrainingArguments)}
+
+
+def _warmup(ratio: float) -> dict[str, float]:
+    """The trainer's warm-up as a share of its own total steps: ``warmup_ratio`` where the
+    installed transformers has it (4.x), else ``warmup_steps`` below 1, its ratio form (5.x)."""
+    return {"warmup_ratio": ratio} if "warmup_ratio" in _argument_names() else {"warmup_steps": ratio}
+
+
+def _checkpointing(enabled: bool) -> dict[str, bool]:
+    """Activation checkpointing under the name the installed transformers reads without a
+    warning: ``activation_checkpointing`` where it exists (late 5.x, where the old name is a
+    deprecated alias that warns), else ``gradient_checkpointing``."""
+    name = "activation_checkpointing" if "activation_checkpointing" in _argument_names() else "gradient_checkpointing"
+    return {name: enabled}
 
 
 def _last_checkpoint(folder: Path) -> str | None:
@@ -758,7 +770,7 @@ def train_student(
         **_warmup(cfg.warmup_ratio),
         seed=cfg.seed,
         bf16=use_bf16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        **_checkpointing(cfg.gradient_checkpointing),
         logging_steps=cfg.logging_steps,
         save_strategy="steps",
         save_steps=save_steps,
