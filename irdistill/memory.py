@@ -7,10 +7,11 @@ backward pass (blocks of 1-30 MiB whose sizes change with each batch's padded le
 heap, where freed blocks of the wrong size pile up. On the main job's training, resident memory
 climbed step by step from 1.2 to over 2.8 GiB while the live tensors stayed near 1.2 GiB. A fixed
 threshold sends those blocks to mmap, which returns them to the OS on free. Measured over 10 steps
-of the main job's student shape, medians of 3 fresh processes each (``eval/results/malloc_steps.md``):
-peak RSS 1.33 against 2.64 GiB, but 1.32x the time per step (the kernel zeroes the pages of every new
-block); on the teacher's mpnet encoding 1.25 against 1.45 GiB at 1.14x the time. The main job: 1.70
-against 3.99 GiB, 45 against 38 min. ``IRDISTILL_MMAP_THRESHOLD=off`` trades the memory back for time.
+of the main job's student shape at the time (the hybrid recipe), medians of 3 fresh processes each
+(``eval/results/malloc_steps.md``): peak RSS 1.33 against 2.64 GiB, but 1.32x the time per step (the
+kernel zeroes the pages of every new block); on the teacher's mpnet encoding 1.25 against 1.45 GiB at
+1.14x the time. The main job, then the hybrid recipe: 1.70 against 3.99 GiB, 45 against 38 min.
+``IRDISTILL_MMAP_THRESHOLD=off`` trades the memory back for time.
 """
 
 from __future__ import annotations
