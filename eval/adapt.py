@@ -327,6 +327,22 @@ def across_seeds(cells: dict[str, Any], row: str, tag: str, base: dict[str, Any]
     }
 
 
+def other_spreads(
+    cells: dict[str, Any], tag: str, base: dict[str, Any] | None
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(budget, row, across_seeds)`` for every row measured at two or more sample seeds of a budget
+    other than ``tag``'s, so the table shows their spread beside the current budget's."""
+    found = sorted({(seedless(k.split("|")[1]), k.split("|")[0]) for k in cells})
+    out = []
+    for budget, row in found:
+        if budget == seedless(tag) or row == "untrained":
+            continue
+        seed = min(split_seed(k.split("|")[1])[1] for k in cells if k.startswith(f"{row}|{budget}-s"))
+        if spread := across_seeds(cells, row, f"{budget}-s{seed}", base):
+            out.append((budget, row, spread))
+    return out
+
+
 def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args: argparse.Namespace) -> None:
     rows = {k.split("|")[0]: v for k, v in cells.items() if k.split("|")[1] == tag}
     base = rows.get("untrained")
@@ -418,6 +434,12 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
             cell = cells[f"{row}|{other}"]
             p = paired_p(cell["per_query_ndcg@10"], base["per_query_ndcg@10"]) if base else None
             lines.append(f"- `{other}` {row}: {cell['ndcg@10']:.4f} / {cell['recall@100']:.4f}, p = {p}")
+        for budget, row, s in other_spreads(cells, tag, base):
+            lines.append(
+                f"- `{budget}` {row} over seeds {', '.join(map(str, s['seeds']))}: nDCG@10 {s['ndcg@10']:.4f} ± "
+                f"{s['ndcg@10_sd']:.4f}, recall@100 {s['recall@100']:.4f}, p = {s['p_vs_untrained']} (each query's "
+                "nDCG@10 averaged over the seeds)"
+            )
     write_text_atomic(folder / f"adapt_{name}.md", "\n".join(lines) + "\n")
 
 

@@ -300,6 +300,9 @@ def test_adapt_averages_a_row_over_its_sample_seeds(monkeypatch: pytest.MonkeyPa
 
     assert got["p_vs_untrained"] == pytest.approx(ttest_rel([0.7, 0.7, 0.85], [0.5, 0.5, 0.5]).pvalue, rel=1e-2)
     assert adapt.across_seeds(cells, "sentence", "p10-k3-hybrid-e3-s2", untrained) is None  # one seed
+    # seen from another budget, the spread of this one is listed; rows at one seed are not
+    assert adapt.other_spreads(cells, "p10-k3-hybrid-e1-s3", untrained) == [("p10-k3-hybrid-e3", "title+cloze", got)]
+    assert adapt.other_spreads(cells, "p10-k3-hybrid-e3-s1", untrained) == []
 
 
 def test_loss_balance_measures_each_parts_own_gradient(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
