@@ -298,13 +298,17 @@ def seedless(tag: str) -> str:
 
 
 def across_seeds(cells: dict[str, Any], row: str, tag: str, base: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``row`` at ``tag``'s budget over every sample seed measured (each seed samples other
+    """``row`` at ``tag``'s budget over every sample seed measured: :func:`budget_spread`."""
+    return budget_spread(cells, row, seedless(tag), base)
+
+
+def budget_spread(cells: dict[str, Any], row: str, budget: str, base: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``row`` at a seedless ``budget`` over every sample seed measured (each seed samples other
     passages and trains from another seed): nDCG@10 mean ± sd, recall@100 mean, the seeds' own
     nDCG@10, and a paired t-test of each query's nDCG@10 averaged over the seeds against untrained.
     ``None`` below two seeds."""
     import statistics
 
-    budget = seedless(tag)
     found = {}
     for key, cell in cells.items():
         name, other = key.split("|")
@@ -337,8 +341,7 @@ def other_spreads(
     for budget, row in found:
         if budget == seedless(tag) or row == "untrained":
             continue
-        seed = min(split_seed(k.split("|")[1])[1] for k in cells if k.startswith(f"{row}|{budget}-s"))
-        if spread := across_seeds(cells, row, f"{budget}-s{seed}", base):
+        if spread := budget_spread(cells, row, budget, base):
             out.append((budget, row, spread))
     return out
 
