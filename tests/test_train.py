@@ -239,6 +239,55 @@ def test_gradient_checkpointing_trains_the_same_model(
     np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-5)
 
 
+@pytest.mark.parametrize(("requested", "native", "expected"), [("auto", "avx512_bf16", "bf16"), ("auto", None, "fp32")])
+def test_precision_auto_trains_in_bf16_where_the_cpu_has_it(
+    tiny_model_dir: Path,
+    beir_dir: Path,
+    bm25_scores: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    requested: str,
+    native: str | None,
+    expected: str,
+) -> None:
+    """``precision: auto`` asks the trainer for bf16 mixed precision on a CPU with native bf16: the
+    student's forward passes run under bf16 autocast while its weights stay fp32, and the choice is
+    recorded with the model; without native bf16 it trains in fp32."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from irdistill import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_instructions", lambda: native)
+    forward = SentenceTransformer.forward
+    seen: list[tuple[bool, torch.dtype]] = []
+
+    def spy(self: SentenceTransformer, *args: object, **kwargs: object) -> object:
+        if self.training:
+            seen.append((torch.is_autocast_enabled("cpu"), next(self.parameters()).dtype))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformer, "forward", spy)
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", sampler="random", precision=requested)
+    train_student(cfg, show_progress_bar=False)
+    record = json.loads((tmp_path / "student" / "irdistill_training.json").read_text())
+    assert record["precision"] == expected and record["config"]["precision"] == requested
+    assert seen and set(seen) == {(expected == "bf16", torch.float32)}  # fp32 master weights either way
+    texts = ["protein folding", "a different sentence"]
+    start = SentenceTransformer(str(tiny_model_dir), device="cpu").encode_document(texts)
+    assert not np.allclose(SentenceTransformer(str(tmp_path / "student"), device="cpu").encode_document(texts), start)
+
+
+def test_precision_recipe_errors(tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown precision 'fp16'; known: auto, bf16, fp32"):
+        config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "m", precision="fp16").validate()
+    with pytest.raises(InputError, match="splade student trains in fp32"):
+        config(
+            tiny_model_dir, beir_dir, bm25_scores, tmp_path / "m", student_kind="splade", precision="bf16"
+        ).validate()
+
+
 def test_bad_recipes_fail_before_training(
     tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path
 ) -> None:

@@ -185,7 +185,13 @@ class TrainConfig:
     eval_steps: int | None = option(None, help="evaluate every N steps (default: at every checkpoint)")
     save_steps: int | None = option(None, help="checkpoint every N steps (default: twice per epoch)")
     logging_steps: int = option(10, help="log the loss every N steps")
-    bf16: bool | None = option(None, help="bfloat16 mixed precision (default: when the GPU supports it)")
+    precision: str = option(
+        "auto",
+        choices=("auto", "bf16", "fp32"),
+        help="training precision: bf16 mixed precision (fp32 master weights) or fp32; auto takes bf16 where the "
+        "hardware computes it natively (a bf16 GPU; a CPU with AMX or AVX-512 BF16) and fp32 elsewhere "
+        "(irdistill.precision)",
+    )
     resume: bool = option(
         True, negate="--no-resume", help="start afresh instead of resuming from the last complete checkpoint"
     )
@@ -238,6 +244,12 @@ class TrainConfig:
             raise InputError("train: learning_rate and temperature must be positive")
         if self.student_temperature is not None and self.student_temperature <= 0:
             raise InputError("train: student_temperature must be positive")
+        from irdistill.precision import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise InputError(f"train: unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
+        if self.student_kind != "dense" and self.precision == "bf16":
+            raise InputError(f"train: a {self.student_kind} student trains in fp32; set precision: fp32 or auto")
         if self.max_queries is not None and self.max_queries < 1:
             raise InputError(f"train: max_queries must be >= 1, got {self.max_queries}")
         if not np.isfinite(self.label_scale) or self.label_scale <= 0:
@@ -742,6 +754,7 @@ def train_student(
     )
 
     from irdistill.data import load_collection
+    from irdistill.precision import resolve_precision
 
     if collection is None:
         collection = training_collection(cfg)
@@ -763,13 +776,13 @@ def train_student(
     # the pair losses' dataset holds every planned epoch, and under DDP each rank takes
     # 1 / world_size of the batches.
     save_steps: float = cfg.save_steps or 1 / (2 * cfg.epochs)  # twice per epoch
-    use_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) if cfg.bf16 is None else cfg.bf16
+    precision = resolve_precision(cfg.precision, device=None if torch.cuda.is_available() else "cpu")
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
         learning_rate=cfg.learning_rate,
         **_warmup(cfg.warmup_ratio),
         seed=cfg.seed,
-        bf16=use_bf16,
+        bf16=precision.bf16,
         **_checkpointing(cfg.gradient_checkpointing),
         logging_steps=cfg.logging_steps,
         save_strategy="steps",
@@ -820,6 +833,8 @@ def train_student(
             "examples_per_second": result.examples_per_second,
             "train_loss": result.train_loss,
             "world_size": trainer.args.world_size,
+            "precision": precision.name,
+            "precision_reason": precision.reason,
             "best_checkpoint": best,
             "resumed_from": resume,
             "log_history": trainer.state.log_history,
