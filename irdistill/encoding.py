@@ -28,6 +28,8 @@ from irdistill.paths import atomic_path, cache_dir, model_fingerprint, resolve_m
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from irdistill.backends import ReducedChoice
+
 logger = logging.getLogger(__name__)
 
 Side = Literal["query", "document"]
@@ -77,8 +79,11 @@ class DenseEncoder:
             product search equals cosine; ``True`` / ``False`` force it.
         device: torch device for the model; ``None`` lets sentence-transformers pick.
         backend: inference backend (:mod:`irdistill.backends`): ``torch`` (default), ``onnx``,
-            ``onnx-O2``, ``onnx-int8``, ``openvino`` or ``auto``. A backend other than torch is part
-            of the cache key (torch's keys are those of earlier versions).
+            ``onnx-O2``, ``onnx-int8``, ``openvino``, ``openvino-bf16``, ``auto`` or ``auto-bf16``. A
+            backend other than torch is part of the cache key (torch's keys are those of earlier
+            versions), with its precision when that is not fp32; ``auto-bf16`` is keyed by what it
+            resolved to on this machine (:meth:`resolved_backend`), so bf16 and fp32 embeddings never
+            share a cache entry.
         cache: read and write the embedding cache.
         cache_root: the cache folder (default ``$IRDISTILL_CACHE``).
 
@@ -117,6 +122,7 @@ class DenseEncoder:
         self.show_progress_bar = show_progress_bar
         self._model: SentenceTransformer | None = None
         self._fingerprint: str | None = None
+        self._reduced: ReducedChoice | None = None
 
     @classmethod
     def from_model(
@@ -133,7 +139,7 @@ class DenseEncoder:
         encoder.max_seq_length, encoder.normalize, encoder.device = None, normalize, None
         encoder.backend = "torch"
         encoder.cache, encoder.cache_root, encoder.show_progress_bar = False, cache_dir(), False
-        encoder._model, encoder._fingerprint = model, None
+        encoder._model, encoder._fingerprint, encoder._reduced = model, None, None
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         return encoder
@@ -142,11 +148,31 @@ class DenseEncoder:
     def model(self) -> SentenceTransformer:
         if self._model is None:
             self._model = load_sentence_transformer(
-                self.path, device=self.device, backend=self.backend, cache_root=self.cache_root
+                self.path, device=self.device, backend=self.resolved_backend(), cache_root=self.cache_root
             )
             if self.max_seq_length is not None:
                 self._model.max_seq_length = self.max_seq_length
         return self._model
+
+    def resolved_backend(self) -> str:
+        """:attr:`backend`, except that ``auto-bf16`` is decided here (once; the decision is cached per
+        machine, :func:`irdistill.backends.decide_reduced`): ``openvino-bf16`` or ``auto``."""
+        if self.backend != "auto-bf16":
+            return self.backend
+        if self._reduced is None:
+            from irdistill.backends import decide_reduced
+
+            self._reduced = decide_reduced(
+                "sentence-transformer", self.path, device=self.device, cache_root=self.cache_root
+            )
+        return self._reduced.backend
+
+    @property
+    def precision_check(self) -> dict[str, Any] | None:
+        """The reduced-precision backend's agreement with fp32 torch on the probe (Kendall τ, max
+        |diff|), when ``auto-bf16`` chose one; ``None`` otherwise."""
+        self.resolved_backend()
+        return self._reduced.check if self._reduced is not None and self._reduced.backend != "auto" else None
 
     @property
     def backend_used(self) -> str:
@@ -294,8 +320,14 @@ class DenseEncoder:
             "normalize": self.normalize,
             "texts": texts_key,
         }
-        if self.backend != "torch":  # torch keeps the keys of the caches written before backends existed
-            settings["backend"] = self.backend
+        backend = self.resolved_backend()
+        if backend != "torch":  # torch keeps the keys of the caches written before backends existed
+            settings["backend"] = backend
+            from irdistill.backends import parse_backend
+
+            reduced = parse_backend(backend).quantization
+            if reduced:  # the arithmetic the embeddings were computed in, named on its own
+                settings["precision"] = reduced
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
 
     def forward_batch_size(self) -> int:

@@ -542,3 +542,73 @@ def test_architecture_fingerprint_ignores_weights_files_and_length_but_not_shape
     assert fingerprint("cross-encoder", str(tmp_path / "saved")) == base
     assert fingerprint("cross-encoder", str(deeper)) != base
     assert fingerprint("sentence-transformer", tiny_models["sentence-transformer"]) not in (None, base)
+
+
+# ----------------------------------------------------------------------------- auto-bf16
+
+REDUCED_PROBLEM = backends.reduced_precision_problem()
+
+
+def test_auto_bf16_is_a_name_not_a_quantised_backend() -> None:
+    spec = parse_backend("Auto-BF16")
+    assert spec == BackendSpec("auto", quantization="bf16") and str(spec) == "auto-bf16"
+    assert not spec.quantized  # it may settle on fp32: not reduced precision by name
+    assert check_backend("auto-bf16") == spec  # never refused: it falls back
+
+
+def test_auto_bf16_falls_back_to_auto_and_keys_the_cache_so(
+    tiny_models: dict[str, str], cache_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from irdistill.encoding import DenseEncoder
+    from irdistill.teachers.dense import DenseTeacher
+
+    path = tiny_models["sentence-transformer"]
+    monkeypatch.setattr(backends, "reduced_precision_problem", lambda: "this CPU has no bf16 support in OpenVINO")
+    with caplog.at_level(logging.INFO, logger="irdistill.backends"):
+        encoder = DenseEncoder(path, backend="auto-bf16")
+        assert encoder.resolved_backend() == "auto" and encoder.precision_check is None
+    assert "auto-bf16 for" in caplog.text and "no bf16 support" in caplog.text and "using auto" in caplog.text
+    key = encoder.cache_key(["a"], ["text"], "query")
+    assert key == DenseEncoder(path, backend="auto").cache_key(["a"], ["text"], "query")
+    config = DenseTeacher(path, backend="auto-bf16").config()
+    assert config["backend"] == "auto" and config["backend_requested"] == "auto-bf16"
+    assert "precision_check" not in config
+
+
+def test_auto_bf16_refuses_a_backend_that_reorders_the_probe(
+    tiny_models: dict[str, str], cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backends, "reduced_precision_problem", lambda: None)
+    poor = {"backend": "openvino-bf16", "reference": "torch fp32", "kendall_tau": 0.7, "max_abs_diff": 0.2, "pairs": 24}
+    monkeypatch.setattr(backends, "precision_check", lambda *a, **k: poor)
+    choice = backends.decide_reduced("sentence-transformer", tiny_models["sentence-transformer"])
+    assert choice.backend == "auto" and "0.7000" in choice.reason and choice.check == poor
+
+
+@pytest.mark.skipif(REDUCED_PROBLEM is not None, reason=f"openvino-bf16 cannot run here: {REDUCED_PROBLEM}")
+def test_auto_bf16_takes_openvino_bf16_checks_it_once_and_fingerprints_it(
+    tiny_models: dict[str, str], cache_dir: Path, one_torch_thread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from irdistill.encoding import DenseEncoder
+    from irdistill.teachers.dense import DenseTeacher
+
+    path = tiny_models["sentence-transformer"]
+    encoder = DenseEncoder(path, backend="auto-bf16", device="cpu")
+    assert encoder.resolved_backend() == "openvino-bf16"
+    check = encoder.precision_check
+    assert check is not None and check["pairs"] == len(backends.PROBE_QUERIES) * len(backends.PROBE_DOCUMENTS)
+    assert backends.MIN_REDUCED_TAU <= check["kendall_tau"] <= 1 and 0 < check["max_abs_diff"] < 0.05
+    assert backend_of(encoder.model) == "openvino-bf16"
+    # bf16 embeddings are keyed as the explicit backend's, apart from torch's and fp32 OpenVINO's
+    key = encoder.cache_key(["a"], ["text"], "query")
+    assert key == DenseEncoder(path, backend="openvino-bf16").cache_key(["a"], ["text"], "query")
+    assert key not in {DenseEncoder(path, backend=b).cache_key(["a"], ["text"], "query") for b in ("torch", "openvino")}
+    # decided once per machine: a second teacher reads the check without loading any model
+    monkeypatch.setattr(backends, "load_model", lambda *a, **k: pytest.fail("the precision check ran again"))
+    config = DenseTeacher(path, backend="auto-bf16").config()
+    assert config["backend"] == "openvino-bf16" and config["backend_requested"] == "auto-bf16"
+    assert config["precision_check"] == {
+        "reference": "torch fp32",
+        "kendall_tau": round(check["kendall_tau"], 3),
+        "pairs": check["pairs"],
+    }

@@ -126,6 +126,11 @@ class CrossEncoderTeacher(PointwiseTeacher):
         }
         if self.backend != "torch":  # absent for torch: earlier score stores still resume
             config["backend"] = self.backend
+        from irdistill.backends import fingerprint_check, precision_check_of
+
+        check = fingerprint_check(precision_check_of(self.cross_encoder))
+        if check is not None:  # auto-bf16 chose reduced precision: its probe agreement is part of the identity
+            config["precision_check"] = check
         if self.dtype in ("bfloat16", "float16"):
             config["dtype"] = self.dtype
         return config

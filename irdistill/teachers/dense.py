@@ -119,8 +119,24 @@ class DenseTeacher(PointwiseTeacher):
         config: dict[str, Any] = {"teacher": "dense", "model": self.model_name}
         if self.max_seq_length is not None:  # absent when unset: earlier score stores still resume
             config["max_seq_length"] = self.max_seq_length
-        if self.encoder.backend != "torch":
-            config["backend"] = self.encoder.backend
+        backend = self.encoder.resolved_backend()
+        if backend != "torch":
+            config["backend"] = backend
+        if backend != self.encoder.backend:  # auto-bf16, decided on this machine
+            config["backend_requested"] = self.encoder.backend
+        check = self.encoder.precision_check
+        if check is not None:  # reduced precision: its ranking agreement with fp32 is part of the store's identity
+            from irdistill.backends import fingerprint_check
+
+            config["precision_check"] = fingerprint_check(check)
+            logger.info(
+                "%s encodes with %s: Kendall τ %.4f with fp32 torch on %d probe pairs (max |diff| %.2e)",
+                self.name,
+                backend,
+                check["kendall_tau"],
+                check["pairs"],
+                check["max_abs_diff"],
+            )
         return config
 
     def _embed(self, texts: list[str], side: str) -> np.ndarray:

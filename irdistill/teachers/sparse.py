@@ -73,6 +73,11 @@ class SparseTeacher(PointwiseTeacher):
             out["max_seq_length"] = self.max_seq_length
         if self.backend != "torch":  # absent for torch: earlier score stores still resume
             out["backend"] = self.backend
+        from irdistill.backends import fingerprint_check, precision_check_of
+
+        check = fingerprint_check(precision_check_of(self.model))
+        if check is not None:  # auto-bf16 chose reduced precision: its probe agreement is part of the identity
+            out["precision_check"] = check
         return out
 
     def _rows(self, texts: Sequence[str], side: str) -> Any:
