@@ -14,10 +14,9 @@
 # REUSE_TEACHER=DIR copies DIR/scores.train, and DIR/candidates.train.trec and DIR/fidelity-scores.test
 # where they exist (an earlier run's out folder), into the fresh run's out folder first, so the run
 # measures every stage after the teacher's (the row is keyed "RECIPE (teacher scores reused)"): the
-# main job's time and memory after a change to training, without its 30-minute teacher stage. For the
-# main job, DIR can be made from the committed stores (the same job's, eval/teacher_scores/README.md):
-#   mkdir -p DIR/scores.train DIR/fidelity-scores.test
-#   cp eval/teacher_scores/scifact/train/* DIR/scores.train/; cp eval/teacher_scores/scifact/test/* DIR/fidelity-scores.test/
+# main job's time and memory after a change to training, without its teacher stage. DIR must hold the
+# same teacher's stores: an earlier run of the same recipe (the committed eval/teacher_scores are the
+# fp32 torch teacher's, not the main job's auto-bf16 one, and are refused as another job).
 set -euo pipefail
 recipe="${1:?usage: fresh_run.sh RECIPE}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"

@@ -23,13 +23,29 @@ import yaml
 
 
 def clone_facts(work: Path, key: str) -> dict:
-    """The commit of the fresh clone in ``work`` and the student loss of the key's recipe there."""
+    """The commit of the fresh clone in ``work``, the student loss of the key's recipe there, the
+    teacher's encoder backend as the score store's manifest records it (the dense members' resolved
+    backends; ``torch`` when none is named) and the training precision the student records."""
     clone = work / "irdistill"
     commit = subprocess.run(
         ["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     recipe = yaml.safe_load((clone / key.split(" (")[0]).read_text())
-    return {"commit": commit, "loss": (recipe.get("train") or {}).get("loss")}
+    out = clone / recipe["out"]
+    backends = []
+    for manifest in sorted(out.glob("scores.*/manifest.json")):
+        config = json.loads(manifest.read_text())["teacher"]["config"]
+        for member in config.get("members", [config]):
+            if member.get("teacher") in ("dense", "cross-encoder", "sparse"):
+                backends.append(member.get("backend", "torch"))
+    record = out / "student" / "irdistill_training.json"
+    precision = json.loads(record.read_text()).get("precision", "fp32") if record.is_file() else None
+    return {
+        "commit": commit,
+        "loss": (recipe.get("train") or {}).get("loss"),
+        "backend": ", ".join(dict.fromkeys(backends)) or None,
+        "train_precision": precision,
+    }
 
 
 def row_of(work: Path, t0: float, t1: float, t2: float, status: int) -> dict:
@@ -68,14 +84,15 @@ def write_markdown(table: dict, path: Path) -> None:
         "pip install -e .`, empty embedding cache, then `irdistill run RECIPE`. Times in seconds from the "
         "start of `irdistill run`; peak RSS of the `irdistill run` process.",
         "",
-        "| recipe | commit | loss | cores | exit | install s | first output s | first progress bar s | wall s "
-        "| peak RSS GiB | nDCG@10 | recall@100 | Kendall τ with teacher |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| recipe | commit | loss | teacher backend | train precision | cores | exit | install s | first output s "
+        "| first progress bar s | wall s | peak RSS GiB | nDCG@10 | recall@100 | Kendall τ with teacher |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in table.items():
         m, f = r.get("metrics") or {}, r.get("fidelity") or {}
         lines.append(
-            f"| {name} | {r.get('commit', '-')} | {r.get('loss', '-')} | {r['cores']} | {r['exit_status']} | "
+            f"| {name} | {r.get('commit', '-')} | {r.get('loss', '-')} | {r.get('backend') or '-'} | "
+            f"{r.get('train_precision') or '-'} | {r['cores']} | {r['exit_status']} | "
             f"{r['install_s']} | {r['first_output_s']} | "
             f"{r['first_progress_bar_s']} | {r['wall_s']} | {r['peak_rss_gib']} | {fmt(m.get('ndcg@10'))} | "
             f"{fmt(m.get('recall@100'))} | {fmt(f.get('kendall_tau'))} |"

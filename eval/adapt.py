@@ -47,6 +47,7 @@ import yaml
 from irdistill.data import load_collection, read_run
 from irdistill.evaluation import evaluate_retrieval, paired_t_test, per_query_scores
 from irdistill.paths import update_json_table, write_text_atomic
+from irdistill.precision import resolve_precision
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -103,11 +104,23 @@ def row_recipe(row: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "filter": {"retriever": "bm25", "k": args.filter_k} if filtered else None,
     }
     recipe["train"] = {**base["train"], "loss": args.loss, "epochs": args.epochs, "seed": args.seed}
+    recipe["train"]["precision"] = args.precision
+    if args.precision == "bf16":  # the fast paths of the main job: bf16 training, the teacher on auto-bf16
+        recipe["teacher"] = fast_teacher(HERE.parent / base["teacher"])
     if args.beta is not None:
         recipe["train"]["beta"] = args.beta
     if args.loss == "tas-balanced":  # its in-batch teacher, as in eval/students_scifact.py
         recipe["train"]["inbatch_teacher"] = "sentence-transformers/all-mpnet-base-v2"
     return recipe
+
+
+def fast_teacher(path: Path) -> dict[str, Any]:
+    """The teacher recipe at ``path`` with every dense member encoding on ``auto-bf16``."""
+    teacher = yaml.safe_load(path.read_text())
+    for member in teacher.get("members", [teacher]):
+        if member.get("teacher") == "dense":
+            member["backend"] = "auto-bf16"
+    return teacher
 
 
 def shared_queries(row: str, args: argparse.Namespace) -> Path:
@@ -147,9 +160,11 @@ STORES = (
 
 
 def budget_tag(args: argparse.Namespace) -> str:
-    """``p<passages>-k<filter k>-<loss>[-b<beta>]-e<epochs>-s<sample seed>``."""
+    """``p<passages>-k<filter k>-<loss>[-b<beta>]-e<epochs>[-bf16]-s<sample seed>`` (``-bf16``: bf16
+    training and the teacher on ``auto-bf16``; the fp32 rows keep the tags they had before)."""
     beta = "" if args.beta is None else f"-b{args.beta:g}"
-    return f"p{args.max_passages}-k{args.filter_k}-{args.loss}{beta}-e{args.epochs}-s{args.seed}"
+    fast = "-bf16" if args.precision == "bf16" else ""
+    return f"p{args.max_passages}-k{args.filter_k}-{args.loss}{beta}-e{args.epochs}{fast}-s{args.seed}"
 
 
 def copy_stores(row: str, args: argparse.Namespace, runs: Path) -> None:
@@ -217,6 +232,13 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "bf16", "fp32"],
+        help="auto: bf16 training and the teacher on auto-bf16 where the CPU has native bf16 (rows tagged -bf16), "
+        "else fp32; fp32 reproduces the rows measured before (irdistill.precision)",
+    )
     parser.add_argument("--runs", default="runs/adapt", help="folder of the rows' run folders")
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument(
@@ -229,6 +251,7 @@ def main() -> None:
         "--generate-only", action="store_true", help="only generate the rows' queries (shared by their rows)"
     )
     args = parser.parse_args()
+    args.precision = resolve_precision(args.precision).name
     if args.generate_only:
         for row in dict.fromkeys(r.partition("+")[0] for r in args.rows if r != "untrained"):
             generate_only(row, args)

@@ -28,6 +28,11 @@ not replace: labels and BM25, no teacher). Per row: nDCG@10 mean ± sd over the 
 MRR@10, Kendall τ with the teacher on the test candidates, training examples/s, and paired t-tests
 per query (each query's nDCG@10 averaged over the seeds) against ``infonce`` and ``untrained``.
 
+``--precision`` (default ``auto``: bf16 on a CPU with native bf16, :mod:`irdistill.precision`) is the
+training precision of every cell of a sitting. bf16 cells are keyed ``<budget>-bf16`` and tabled in
+``students_scifact_bf16.md``; fp32 cells keep their keys and ``students_scifact.md``; the untrained
+and teacher rows do not train and are shared. ``eval/precision_scifact.py`` sets the two side by side.
+
 Resumable: every (method, seed) is trained into ``--runs/<method>/<budget>/seed<S>/model`` (training
 itself resumes from its checkpoints) and evaluated into ``.../eval``; a finished cell is recorded
 in ``eval/results/students_scifact_cells.json`` at once, and the table is rebuilt from the cells
@@ -49,6 +54,7 @@ from irdistill.data import load_collection
 from irdistill.evaluation import evaluate_retrieval, evaluate_run, paired_t_test, per_query_scores
 from irdistill.evaluation.fidelity import teacher_fidelity
 from irdistill.paths import update_json_table, write_text_atomic
+from irdistill.precision import resolve_precision
 from irdistill.scores.table import read_scores, scores_to_run
 from irdistill.workflows.pipeline import student_scores
 from irdistill.workflows.training import TrainConfig, train_student
@@ -113,16 +119,27 @@ USES_TEACHER = {
 }
 
 
-def budget_tag(budget: dict[str, Any]) -> str:
+def base_tag(budget: dict[str, Any]) -> str:
     """``e<epochs>-len<train tokens>``, plus ``-eval<tokens>`` when evaluation cuts elsewhere."""
     tag = f"e{budget['epochs']}-len{budget['max_seq_length']}"
     evaluated = budget.get("eval_max_seq_length") or budget["max_seq_length"]
     return tag if evaluated == budget["max_seq_length"] else f"{tag}-eval{evaluated}"
 
 
+def budget_tag(budget: dict[str, Any]) -> str:
+    """:func:`base_tag`, plus ``-bf16`` for cells trained in bf16 (fp32 cells keep the keys they had
+    before training precision was a setting)."""
+    return base_tag(budget) + ("-bf16" if budget.get("precision") == "bf16" else "")
+
+
 def cell_key(method: str, seed: int | None, budget: dict[str, Any]) -> str:
-    tag = budget_tag(budget)
-    return f"{method}|{tag}" if seed is None else f"{method}|{tag}|seed{seed}"
+    """Rows that do not train (``untrained``, ``teacher``) are keyed without the training precision."""
+    return f"{method}|{base_tag(budget)}" if seed is None else f"{method}|{budget_tag(budget)}|seed{seed}"
+
+
+def table_name(budget: dict[str, Any]) -> str:
+    """``students_scifact`` for the fp32 table, ``students_scifact_bf16`` for the bf16 one."""
+    return "students_scifact" + ("_bf16" if budget.get("precision") == "bf16" else "")
 
 
 def evaluate_cell(
@@ -156,7 +173,7 @@ def build_table(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int])
     by_method: dict[str, list[dict[str, Any]]] = {}
     for key, cell in cells.items():
         method, tag, *seed = key.split("|")
-        if tag == budget_tag(budget) and (not seed or int(seed[0][4:]) in seeds):
+        if (tag == budget_tag(budget) and seed and int(seed[0][4:]) in seeds) or (not seed and tag == base_tag(budget)):
             by_method.setdefault(method, []).append(cell)
     per_query = {m: mean_per_query(c) for m, c in by_method.items()}
     table: dict[str, Any] = {}
@@ -223,12 +240,15 @@ def same_seeds(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int], 
 def write_tables(
     folder: Path, table: dict[str, Any], budget: dict[str, Any], seeds: list[int], cells: dict[str, Any] | None = None
 ) -> None:
-    write_text_atomic(folder / "students_scifact.json", json.dumps(table, indent=2) + "\n")
+    name = table_name(budget)
+    write_text_atomic(folder / f"{name}.json", json.dumps(table, indent=2) + "\n")
+    precision = budget.get("precision") or "fp32"
     lines = [
-        "# Students on SciFact test: one budget, several seeds",
+        "# Students on SciFact test: one budget, several seeds" + (" (bf16 training)" if precision == "bf16" else ""),
         "",
-        "Produced by `python eval/students_scifact.py` (see its docstring for the inputs). Every trained "
-        f"method: {budget['epochs']} epochs, texts cut at {budget['max_seq_length']} tokens in training and "
+        f"Produced by `python eval/students_scifact.py --precision {precision}` (see its docstring for the inputs). "
+        f"Every trained method in {precision}: {budget['epochs']} epochs, texts cut at {budget['max_seq_length']} "
+        "tokens in training and "
         f"{budget['eval_max_seq_length'] or budget['max_seq_length']} in evaluation (every row alike), the schedule of "
         f"`eval/recipes/scifact_student_base.yaml`, seeds {', '.join(map(str, seeds))}. nDCG@10 is the mean "
         "± sd over the seeds; p-values are paired t-tests over the 300 queries of each query's nDCG@10 "
@@ -291,7 +311,7 @@ def write_tables(
     missing = [m for m in ["untrained", "teacher", *METHODS] if m not in table]
     if missing:
         lines += ["", f"Not measured yet: {', '.join(missing)}."]
-    write_text_atomic(folder / "students_scifact.md", "\n".join(lines) + "\n")
+    write_text_atomic(folder / f"{name}.md", "\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -317,17 +337,26 @@ def main() -> None:
     parser.add_argument("--dataset", default="beir/scifact", help="collection (train and test splits)")
     parser.add_argument("--student", help="start model (default: the base recipe's all-MiniLM-L6-v2)")
     parser.add_argument("--inbatch-teacher", help="tas-balanced's in-batch teacher (default all-mpnet-base-v2)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "bf16", "fp32"],
+        help="training precision (irdistill.precision): auto is bf16 on a CPU with native bf16; bf16 cells are "
+        "keyed <budget>-bf16 and tabled in students_scifact_bf16.md, fp32 cells in students_scifact.md",
+    )
     parser.add_argument("--results", default=str(RESULTS), help="folder of the result tables")
     parser.add_argument("--table-only", action="store_true", help="rebuild the table from recorded cells")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    precision = resolve_precision(args.precision).name
     budget = {
         "epochs": args.epochs,
         "max_seq_length": args.max_seq_length,
         "eval_max_seq_length": args.eval_max_seq_length,
+        "precision": precision,
     }
-    train_budget = {"epochs": args.epochs, "max_seq_length": args.max_seq_length}
+    train_budget = {"epochs": args.epochs, "max_seq_length": args.max_seq_length, "precision": precision}
     eval_len = args.eval_max_seq_length or args.max_seq_length
     tag = budget_tag(budget)
     results = Path(args.results)
@@ -401,7 +430,7 @@ def main() -> None:
                 record(key, cell)
                 logging.info("%s: nDCG@10 %.4f", key, cell["ndcg@10"])
     write_tables(results, build_table(cells, budget, args.seeds), budget, args.seeds, cells)
-    print((results / "students_scifact.md").read_text())
+    print((results / f"{table_name(budget)}.md").read_text())
 
 
 if __name__ == "__main__":

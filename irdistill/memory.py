@@ -1,17 +1,20 @@
-"""The process's memory: its peak, handing freed heap back to the OS, and keeping glibc's heap from
-growing past what a CPU training step really holds.
+"""The process's memory: its peak, handing freed heap back to the OS, and (on request) keeping glibc's
+heap from growing past what a CPU training step really holds.
 
-Why :func:`limit_heap_growth`: glibc raises its mmap threshold each time a large mmapped block is
-freed (up to 32 MiB), so from the first training step on, the activations of a CPU forward and
-backward pass (blocks of 1-30 MiB whose sizes change with each batch's padded length) come from the
-heap, where freed blocks of the wrong size pile up. On the main job's training, resident memory
-climbed step by step from 1.2 to over 2.8 GiB while the live tensors stayed near 1.2 GiB. A fixed
-threshold sends those blocks to mmap, which returns them to the OS on free. Measured over 10 steps
-of the main job's student shape at the time (the hybrid recipe), medians of 3 fresh processes each
-(``eval/results/malloc_steps.md``): peak RSS 1.33 against 2.64 GiB, but 1.32x the time per step (the
-kernel zeroes the pages of every new block); on the teacher's mpnet encoding 1.25 against 1.45 GiB at
-1.14x the time. The main job, then the hybrid recipe: 1.70 against 3.99 GiB, 45 against 38 min.
-``IRDISTILL_MMAP_THRESHOLD=off`` trades the memory back for time.
+glibc raises its mmap threshold each time a large mmapped block is freed (up to 32 MiB), so from the
+first training step on, the activations of a CPU forward and backward pass (blocks of 1-30 MiB whose
+sizes change with each batch's padded length) come from the heap, where freed blocks of the wrong
+size pile up: resident memory climbs above what the live tensors hold. :func:`limit_heap_growth`
+fixes the threshold, which sends those blocks to mmap and returns them to the OS on free, at the
+price of time (the kernel zeroes the pages of every new block).
+
+The default is glibc's own heap: it is the fastest setting within 6 GiB. Measured on the main job's
+student step (all-MiniLM-L6-v2, hybrid-kl rows, bf16, activation checkpointing;
+``benchmarks/bench_precision.py``, ``eval/results/precision_steps.md``): glibc's default heap is the
+faster and the fixed 4 MiB threshold the smaller per step (its table gives both); earlier, in fp32,
+``eval/results/malloc_steps.md``: 1.32x the time per step for half the peak.
+``IRDISTILL_MMAP_THRESHOLD=on`` (4 MiB) or a number of bytes buys the memory back on a machine
+where it is short.
 """
 
 from __future__ import annotations
@@ -63,9 +66,10 @@ def release_memory() -> None:
 
 
 def limit_heap_growth(threshold: int | None = None) -> int | None:
-    """Fix glibc's mmap threshold at ``threshold`` bytes (default :data:`MMAP_THRESHOLD`, or the
-    ``IRDISTILL_MMAP_THRESHOLD`` environment variable; ``0`` or ``off`` there leaves glibc alone).
-    Returns the threshold in force, or ``None`` where nothing was changed: not glibc, switched off,
+    """Fix glibc's mmap threshold at ``threshold`` bytes when given, else as the
+    ``IRDISTILL_MMAP_THRESHOLD`` environment variable says: unset, empty, ``0`` or ``off`` leave
+    glibc alone (the default), ``on`` fixes it at :data:`MMAP_THRESHOLD`, a number at that many bytes.
+    Returns the threshold in force, or ``None`` where nothing was changed: not glibc, not asked for,
     or ``MALLOC_MMAP_THRESHOLD_`` already set by the user (glibc read it at start; it wins).
     Called by the CLI at start and by CPU training; idempotent."""
     global _applied
@@ -74,14 +78,16 @@ def limit_heap_growth(threshold: int | None = None) -> int | None:
     raw = os.environ.get("IRDISTILL_MMAP_THRESHOLD", "")
     setting = raw.strip().lower()
     if threshold is None:
-        if setting in ("0", "off", "false", "no"):
+        if setting in ("", "0", "off", "false", "no"):
             return None
         try:
-            threshold = int(setting) if setting else MMAP_THRESHOLD
+            threshold = MMAP_THRESHOLD if setting in ("on", "true", "yes") else int(setting)
         except ValueError:
-            raise InputError(f"IRDISTILL_MMAP_THRESHOLD must be a number of bytes, or 0 / off; got {raw!r}") from None
+            raise InputError(
+                f"IRDISTILL_MMAP_THRESHOLD must be on, off / 0, or a number of bytes; got {raw!r}"
+            ) from None
         if threshold < 1:
-            raise InputError(f"IRDISTILL_MMAP_THRESHOLD must be >= 1 byte, or 0 / off; got {raw!r}")
+            raise InputError(f"IRDISTILL_MMAP_THRESHOLD must be on, off / 0, or >= 1 byte; got {raw!r}")
     if threshold < 1:
         raise ValueError(f"threshold must be >= 1 byte, got {threshold}")
     if _applied == threshold:

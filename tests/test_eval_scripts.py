@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +64,8 @@ def test_students_table_resumes_cell_by_cell(
                 "1",
                 "--max-seq-length",
                 "32",
+                "--precision",
+                "fp32",
                 "--runs",
                 str(runs),
                 "--results",
@@ -430,3 +433,49 @@ def test_bm25_lists_scores_the_teachers_train_pairs_with_bm25() -> None:
     pairs = set(zip(teacher["qid"].to_pylist(), teacher["pid"].to_pylist(), strict=True))
     assert set(zip(bm25["qid"].to_pylist(), bm25["pid"].to_pylist(), strict=True)) == pairs
     assert bm25.num_rows == teacher.num_rows and set(bm25["teacher"].to_pylist()) == {"bm25"}
+
+
+def test_precision_table_pairs_seeds_and_tests_over_queries_and_seeds(tmp_path: Path) -> None:
+    """bf16 cells exactly 0.002 above their fp32 twins on every query: the difference, its CI (which
+    cannot straddle 0), equivalence within 0.01 and the bench_training keys; an unpaired seed is left out."""
+    rng = np.random.default_rng(0)
+    queries = [f"q{i}" for i in range(60)]
+    cells = {}
+    for seed in (1, 2, 3):
+        base = {q: float(x) for q, x in zip(queries, rng.uniform(0.3, 0.9, len(queries)), strict=True)}
+        for tag, shift in (("e3-len128-eval256", 0.0), ("e3-len128-eval256-bf16", 0.002)):
+            if seed == 3 and shift:
+                continue  # fp32 only: not paired
+            per_query = {q: v + shift for q, v in base.items()}
+            cells[f"hybrid-kl|{tag}|seed{seed}"] = {
+                "ndcg@10": float(np.mean(list(per_query.values()))),
+                "kendall_tau": 0.5,
+                "per_query_ndcg@10": per_query,
+                "train_seconds": 100.0,
+            }
+    (tmp_path / "students_scifact_cells.json").write_text(json.dumps(cells))
+    (tmp_path / "precision_steps.json").write_text(
+        json.dumps(
+            {
+                "rows": [
+                    {"setting": "fp32 ckpt fixed", "repeat": 0, "steps": 5, "s_per_step": 40.0, "peak_rss_gib": 3.0},
+                    {"setting": "bf16 no-ckpt default", "repeat": 0, "steps": 5, "s_per_step": 8.0, "peak_rss_gib": 5},
+                    {"setting": "bf16 ckpt fixed", "repeat": 0, "steps": 5, "s_per_step": 4.0, "peak_rss_gib": 9.0},
+                ]
+            }
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "eval" / "precision_scifact.py"), "--results", str(tmp_path), "--resamples", "500"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads((tmp_path / "precision_scifact.json").read_text())["rows"][0]
+    assert row["seeds"] == [1, 2] and row["fp32_seeds_all"] == 3
+    assert row["difference"] == pytest.approx(0.002) and row["ci95"] == pytest.approx([0.002, 0.002], abs=1e-9)
+    assert row["p"] == 0.0 and row["equivalent"] is True
+    bench = json.loads((tmp_path / "bench_training.json").read_text())
+    assert bench["bf16"] == {"examples_per_s": 4.0, "setting": "bf16 no-ckpt default"}  # 9 GiB: over the limit
+    assert bench["fp32"]["examples_per_s"] == 0.8 and bench["ndcg@10_bf16"] > bench["ndcg@10_fp32"]

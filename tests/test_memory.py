@@ -26,9 +26,13 @@ PROBE = textwrap.dedent(
     libc.mallinfo2.restype = MallInfo2
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
+    import os
+    from irdistill.memory import limit_heap_growth
     if {limit}:
-        from irdistill.memory import limit_heap_growth
+        os.environ["IRDISTILL_MMAP_THRESHOLD"] = "on"
         assert limit_heap_growth() == 4 * 2**20
+    else:  # the default: glibc's own heap
+        assert limit_heap_growth() is None
     size = 6 * 2**20
     libc.free(libc.malloc(size))
     block = libc.malloc(size)
@@ -60,6 +64,8 @@ def test_limit_heap_growth_sends_large_blocks_to_mmap(limit: bool) -> None:
 
 
 def test_limit_heap_growth_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IRDISTILL_MMAP_THRESHOLD", raising=False)
+    assert limit_heap_growth() is None  # glibc's heap unless asked: the faster setting within 6 GiB
     monkeypatch.setenv("IRDISTILL_MMAP_THRESHOLD", "off")
     assert limit_heap_growth() is None
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")  # the user's own glibc setting wins
@@ -72,6 +78,8 @@ def test_limit_heap_growth_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(InputError, match="IRDISTILL_MMAP_THRESHOLD must be"):
             limit_heap_growth()
     if _glibc_with_mallinfo2():
+        monkeypatch.setenv("IRDISTILL_MMAP_THRESHOLD", "on")
+        assert limit_heap_growth() == MMAP_THRESHOLD
         monkeypatch.setenv("IRDISTILL_MMAP_THRESHOLD", str(2 * MMAP_THRESHOLD))
         assert limit_heap_growth() == 2 * MMAP_THRESHOLD
         assert limit_heap_growth(MMAP_THRESHOLD) == MMAP_THRESHOLD  # back to the default for later tests

@@ -640,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     from irdistill.memory import limit_heap_growth
 
     try:
-        limit_heap_growth()  # CPU training's heap: see irdistill.memory
+        limit_heap_growth()  # IRDISTILL_MMAP_THRESHOLD=on trades time for memory: see irdistill.memory
         with logging_redirect_tqdm():  # log lines print above the progress bars, not through them
             return COMMANDS[args.command](args)
     except (InputError, MissingDependencyError) as err:

@@ -173,8 +173,9 @@ class TrainConfig:
     warmup_ratio: float = option(0.1, help="share of the optimizer steps for linear warm-up")
     gradient_checkpointing: bool = option(
         False,
-        help="recompute the encoder's activations in the backward pass: the same training at about "
-        "60%% of the memory and 1.5x the step time (SciFact main job: 4.1 -> 2.6 GiB)",
+        help="recompute the encoder's activations in the backward pass: the same training at a third of the "
+        "memory and about 1.4x the step time (SciFact main job's step in bf16: 3.4 against 9.6 GiB; "
+        "eval/results/precision_steps.md)",
     )
     max_seq_length: int | None = option(256, help="student truncation length in tokens")
     freeze_documents: bool = option(False, help="train the query tower only against a frozen document tower")
@@ -746,7 +747,7 @@ def train_student(
     cfg.check_inputs()  # before the imports below, which fail without accelerate
     from irdistill.memory import limit_heap_growth
 
-    limit_heap_growth()  # CPU steps' activations otherwise pile up in glibc's heap (irdistill.memory)
+    limit_heap_growth()  # only where IRDISTILL_MMAP_THRESHOLD asks: glibc's heap is the faster (irdistill.memory)
     import torch
     from sentence_transformers import (
         SentenceTransformerTrainer,

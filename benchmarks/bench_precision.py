@@ -1,0 +1,180 @@
+"""CPU training steps by precision, activation recomputation and glibc's heap setting.
+
+Each measurement is a fresh process running ``--steps`` optimizer steps of the main job's student
+shape (all-MiniLM-L6-v2, hybrid-kl rows: 32 queries, each with a list of 8 passages, so 288 texts
+a step at 128 tokens; KL over each query's list plus InfoNCE over the batch's 256 passages; AdamW
+on fp32 weights) on SciFact texts. The first two steps are warm-up and not timed. Settings:
+
+- precision ``fp32`` or ``bf16``: bf16 runs the forward pass under ``torch.autocast("cpu",
+  torch.bfloat16)``, as the trainer does with ``bf16=True`` on a CPU (accelerate's mixed
+  precision: fp32 master weights, bf16 matrix products);
+- ``ckpt`` on or off: activation checkpointing (recompute in the backward pass);
+- ``heap`` ``fixed`` (irdistill's 4 MiB mmap threshold, :mod:`irdistill.memory`) or ``default``
+  (``IRDISTILL_MMAP_THRESHOLD=off``, glibc's own dynamic threshold).
+
+The settings alternate within each repeat, so a slow spell of the machine hits all of them; the
+table gives the median seconds per step and peak RSS per setting, and each setting's median
+ratio to the first one (paired by repeat). Resumable: each finished process is a row of the JSON.
+
+    python benchmarks/bench_precision.py [--steps 5] [--repeats 3]
+Writes eval/results/precision_steps.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "eval" / "results"
+SETTINGS = {
+    # name: (precision, checkpointing, heap)
+    "fp32 ckpt fixed": ("fp32", True, "fixed"),  # the main job before bf16: the reference row
+    "fp32 no-ckpt default": ("fp32", False, "default"),
+    "bf16 ckpt fixed": ("bf16", True, "fixed"),
+    "bf16 ckpt default": ("bf16", True, "default"),
+    "bf16 no-ckpt fixed": ("bf16", False, "fixed"),
+    "bf16 no-ckpt default": ("bf16", False, "default"),
+}
+QUERIES, LIST_SIZE, LENGTH = 32, 8, 128
+
+
+def train_steps(steps: int, precision: str, checkpointing: bool) -> dict[str, float]:
+    """The child: ``steps`` steps of the hybrid-kl shape; the first two are warm-up."""
+    import contextlib
+    import random
+    import resource
+    import time
+
+    import torch
+
+    from irdistill.data import load_collection
+    from irdistill.memory import limit_heap_growth
+    from irdistill.paths import resolve_model
+
+    limited = limit_heap_growth()
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    from sentence_transformers import SentenceTransformer
+
+    c = load_collection("beir/scifact/train")
+    texts, queries = c.doc_texts(), c.query_texts()
+    model = SentenceTransformer(str(resolve_model("sentence-transformers/all-MiniLM-L6-v2")), device="cpu")
+    model.max_seq_length = LENGTH
+    if checkpointing:
+        model[0].auto_model.gradient_checkpointing_enable()
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-5)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+    def embed(batch: list[str]) -> torch.Tensor:
+        return model(model.tokenize(batch))["sentence_embedding"]
+
+    start = 0.0
+    for step in range(steps):
+        if step == 2:
+            start = time.perf_counter()
+        with autocast:
+            q = embed(rng.sample(queries, QUERIES))
+            d = embed(rng.sample(texts, QUERIES * LIST_SIZE))
+        q, d = q.float(), d.float()
+        q, d = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(d, dim=-1)
+        scores = q @ d.T * 20  # every query against every passage of the batch
+        positives = torch.arange(QUERIES) * LIST_SIZE
+        contrastive = torch.nn.functional.cross_entropy(scores, positives)
+        own = scores.view(QUERIES, QUERIES, LIST_SIZE)[torch.arange(QUERIES), torch.arange(QUERIES)]
+        target = torch.softmax(torch.randn(QUERIES, LIST_SIZE), dim=-1)
+        kl = torch.nn.functional.kl_div(torch.log_softmax(own, -1), target, reduction="batchmean")
+        (contrastive + kl).backward()
+        opt.step()
+        opt.zero_grad()
+    return {
+        "threshold": limited or 0,
+        "s_per_step": (time.perf_counter() - start) / (steps - 2),
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def table(rows: list[dict], steps: int, repeats: int) -> str:
+    mine = [r for r in rows if r["steps"] == steps]
+    reference = next(iter(SETTINGS))
+    lines = [
+        "# CPU training steps: precision, activation recomputation, glibc's heap",
+        "",
+        f"`python benchmarks/bench_precision.py --steps {steps} --repeats {repeats}`: fresh processes, the settings "
+        f"alternating within each repeat. The main job's student shape: all-MiniLM-L6-v2, hybrid-kl rows ({QUERIES} "
+        f"queries x a list of {LIST_SIZE} passages = {QUERIES * (1 + LIST_SIZE)} texts a step at {LENGTH} tokens), "
+        "KL over each list + InfoNCE over the batch, AdamW on fp32 weights; SciFact texts; 2 warm-up steps untimed. "
+        "bf16: `torch.autocast('cpu', torch.bfloat16)` around the forward pass, what the trainer's `bf16=True` does "
+        f"on a CPU. ckpt: activation checkpointing. heap fixed: irdistill's 4 MiB mmap threshold; default: "
+        f"`IRDISTILL_MMAP_THRESHOLD=off`. {os.cpu_count()} cores.",
+        "",
+        f"| setting | runs | s per step (median) | peak RSS GiB (median) | time / `{reference}` | all s per step | "
+        "all peaks |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in SETTINGS:
+        got = [r for r in mine if r["setting"] == name]
+        if not got:
+            continue
+        pairs = [
+            (r["s_per_step"], b["s_per_step"])
+            for r in got
+            for b in mine
+            if b["setting"] == reference and b["repeat"] == r["repeat"]
+        ]
+        ratio = f"{statistics.median(a / b for a, b in pairs):.3f}x" if pairs else "-"
+        lines.append(
+            f"| {name} | {len(got)} | {statistics.median(r['s_per_step'] for r in got):.2f} | "
+            f"{statistics.median(r['peak_rss_gib'] for r in got):.2f} | {ratio} | "
+            + ", ".join(f"{r['s_per_step']:.2f}" for r in got)
+            + " | "
+            + ", ".join(f"{r['peak_rss_gib']:.2f}" for r in got)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=5, help="optimizer steps per process (2 of them warm-up)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--child", choices=list(SETTINGS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.steps < 3:
+        parser.error("--steps must be >= 3 (two warm-up steps and at least one timed)")
+    if args.child:
+        precision, checkpointing, _ = SETTINGS[args.child]
+        print(json.dumps(train_steps(args.steps, precision, checkpointing)))
+        return
+    path = Path(args.results) / "precision_steps.json"
+    rows: list[dict] = json.loads(path.read_text())["rows"] if path.is_file() else []
+    for repeat in range(args.repeats):
+        for name in args.settings:
+            if any((r["setting"], r["repeat"], r["steps"]) == (name, repeat, args.steps) for r in rows):
+                continue
+            env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+            env["IRDISTILL_MMAP_THRESHOLD"] = "on" if SETTINGS[name][2] == "fixed" else "off"
+            cmd = [sys.executable, __file__, "--child", name, "--steps", str(args.steps)]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if out.returncode != 0:
+                raise SystemExit(f"{name} failed:\n{out.stderr[-2000:]}")
+            row = {"setting": name, "repeat": repeat, "steps": args.steps, **json.loads(out.stdout.splitlines()[-1])}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+    text = table(rows, args.steps, args.repeats)
+    (Path(args.results) / "precision_steps.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
