@@ -475,7 +475,9 @@ def test_precision_table_pairs_seeds_and_tests_over_queries_and_seeds(tmp_path: 
     row = json.loads((tmp_path / "precision_scifact.json").read_text())["rows"][0]
     assert row["seeds"] == [1, 2] and row["fp32_seeds_all"] == 3
     assert row["difference"] == pytest.approx(0.002) and row["ci95"] == pytest.approx([0.002, 0.002], abs=1e-9)
-    assert row["p"] == 0.0 and row["equivalent"] is True
+    assert row["ci95_t_seeds"] == pytest.approx([0.002, 0.002], abs=1e-9)  # the same shift at every seed
+    assert row["p"] == pytest.approx(2 / 501) and row["equivalent"] is True
+    assert row["warning"] == "fewer than 3 paired seeds"
     bench = json.loads((tmp_path / "bench_training.json").read_text())
     assert bench["bf16"] == {"examples_per_s": 4.0, "setting": "bf16 no-ckpt default"}  # 9 GiB: over the limit
     assert bench["fp32"]["examples_per_s"] == 0.8 and bench["ndcg@10_bf16"] > bench["ndcg@10_fp32"]
