@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "eval" / "results"
@@ -44,8 +45,9 @@ SETTINGS = {
 QUERIES, LIST_SIZE, LENGTH = 32, 8, 128
 
 
-def train_steps(steps: int, precision: str, checkpointing: bool) -> dict[str, float]:
-    """The child: ``steps`` steps of the hybrid-kl shape; the first two are warm-up."""
+def train_steps(steps: int, precision: str, checkpointing: bool, profile: bool = False) -> dict[str, Any]:
+    """The child: ``steps`` steps of the hybrid-kl shape; the first two are warm-up. ``profile``: the
+    last step runs under ``torch.profiler`` and the operators with the most self CPU time are returned."""
     import contextlib
     import random
     import resource
@@ -76,9 +78,16 @@ def train_steps(steps: int, precision: str, checkpointing: bool) -> dict[str, fl
         return model(model.tokenize(batch))["sentence_embedding"]
 
     start = 0.0
+    profiler: Any = None
     for step in range(steps):
         if step == 2:
             start = time.perf_counter()
+        if profile and step == steps - 1:
+            from torch.profiler import ProfilerActivity
+            from torch.profiler import profile as torch_profile
+
+            profiler = torch_profile(activities=[ProfilerActivity.CPU])
+            profiler.__enter__()
         with autocast:
             q = embed(rng.sample(queries, QUERIES))
             d = embed(rng.sample(texts, QUERIES * LIST_SIZE))
@@ -93,14 +102,29 @@ def train_steps(steps: int, precision: str, checkpointing: bool) -> dict[str, fl
         (contrastive + kl).backward()
         opt.step()
         opt.zero_grad()
-    return {
+    out: dict[str, Any] = {
         "threshold": limited or 0,
         "s_per_step": (time.perf_counter() - start) / (steps - 2),
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
+    if profiler is not None:
+        profiler.__exit__(None, None, None)
+        events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in events)
+        out["profile"] = [
+            {
+                "op": e.key,
+                "self_s": round(e.self_cpu_time_total / 1e6, 2),
+                "share": round(e.self_cpu_time_total / total, 3),
+            }
+            for e in events[:12]
+        ]
+        math = next((e for e in events if e.key == "aten::_scaled_dot_product_attention_math"), None)
+        out["attention_math_share"] = round(math.cpu_time_total / total, 3) if math else 0.0
+    return out
 
 
-def table(rows: list[dict], steps: int, repeats: int) -> str:
+def table(rows: list[dict], steps: int, repeats: int, profiles: dict[str, Any] | None = None) -> str:
     mine = [r for r in rows if r["steps"] == steps]
     reference = next(iter(SETTINGS))
     lines = [
@@ -137,6 +161,17 @@ def table(rows: list[dict], steps: int, repeats: int) -> str:
             + ", ".join(f"{r['peak_rss_gib']:.2f}" for r in got)
             + " |"
         )
+    for name, got in (profiles or {}).items():
+        lines += [
+            "",
+            f"Profile of one `{name}` step (`python benchmarks/bench_precision.py --profile '{name}'`; torch.profiler, "
+            f"self CPU time; the profiler's overhead makes the step {got['s_per_step']:.1f} s): "
+            f"`aten::_scaled_dot_product_attention_math` and what it calls take {got['attention_math_share']:.0%} "
+            "of the step (attention on the unfused math path: training-time attention dropout draws a mask for every "
+            "attention probability, `aten::bernoulli_`). Top operators: "
+            + ", ".join(f"`{e['op']}` {e['share']:.0%}" for e in got["profile"][:8])
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -146,16 +181,37 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument(
+        "--profile",
+        choices=list(SETTINGS),
+        help="instead of timing: profile the last step of one process at this setting and keep its top operators",
+    )
     parser.add_argument("--child", choices=list(SETTINGS), help=argparse.SUPPRESS)
+    parser.add_argument("--child-profile", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.steps < 3:
         parser.error("--steps must be >= 3 (two warm-up steps and at least one timed)")
     if args.child:
         precision, checkpointing, _ = SETTINGS[args.child]
-        print(json.dumps(train_steps(args.steps, precision, checkpointing)))
+        print(json.dumps(train_steps(args.steps, precision, checkpointing, profile=args.child_profile)))
         return
     path = Path(args.results) / "precision_steps.json"
-    rows: list[dict] = json.loads(path.read_text())["rows"] if path.is_file() else []
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    rows: list[dict] = saved.get("rows", [])
+    profiles: dict[str, Any] = saved.get("profiles", {})
+    if args.profile:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        env["IRDISTILL_MMAP_THRESHOLD"] = "on" if SETTINGS[args.profile][2] == "fixed" else "off"
+        cmd = [sys.executable, __file__, "--child", args.profile, "--steps", "3", "--child-profile"]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"{args.profile} failed:\n{out.stderr[-2000:]}")
+        profiles[args.profile] = json.loads(out.stdout.splitlines()[-1])
+        path.write_text(json.dumps({"rows": rows, "profiles": profiles}, indent=1) + "\n")
+        text = table(rows, args.steps, args.repeats, profiles)
+        (Path(args.results) / "precision_steps.md").write_text(text)
+        print(text)
+        return
     for repeat in range(args.repeats):
         for name in args.settings:
             if any((r["setting"], r["repeat"], r["steps"]) == (name, repeat, args.steps) for r in rows):
@@ -170,8 +226,8 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
-    text = table(rows, args.steps, args.repeats)
+            path.write_text(json.dumps({"rows": rows, "profiles": profiles}, indent=1) + "\n")
+    text = table(rows, args.steps, args.repeats, profiles)
     (Path(args.results) / "precision_steps.md").write_text(text)
     print(text)
 

@@ -6,7 +6,7 @@
 # as one row of eval/results/fresh_run.{md,json} (keyed by recipe).
 #
 #   bash benchmarks/fresh_run.sh eval/recipes/scifact_quick.yaml    # ~10 min on 2 cores
-#   bash benchmarks/fresh_run.sh eval/recipes/scifact_distill.yaml  # the main job, ~75 min
+#   bash benchmarks/fresh_run.sh eval/recipes/scifact_distill.yaml  # the main job, ~63 min (bf16 CPU)
 #
 # Offline machines: IRDISTILL_DATA and IRDISTILL_MODELS must be set (absolute paths).
 # Set NO_RECORD=1 to leave eval/results alone (CI); KEEP_FRESH=1 keeps the clone, virtualenv and cache.

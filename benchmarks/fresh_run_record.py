@@ -48,6 +48,19 @@ def clone_facts(work: Path, key: str) -> dict:
     }
 
 
+def cpu_model() -> str | None:
+    """This machine's CPU model and its native bf16 instructions (rows measured on different
+    machines are not a timing comparison)."""
+    from irdistill.precision import cpu_bf16_instructions
+
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():
+        return None
+    names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines() if line.startswith("model name")]
+    name = names[0] if names else "?"
+    return f"{name} ({cpu_bf16_instructions() or 'no native bf16'})"
+
+
 def row_of(work: Path, t0: float, t1: float, t2: float, status: int) -> dict:
     text = (work / "time.txt").read_text()
     rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
@@ -68,6 +81,7 @@ def row_of(work: Path, t0: float, t1: float, t2: float, status: int) -> dict:
         "peak_rss_gib": round(rss_kib / 2**20, 2),
         "stages": times.get("stages", {}),
         "cores": os.cpu_count(),
+        "cpu": cpu_model(),
         "metrics": summary.get("metrics", {}),
         "fidelity": summary.get("fidelity"),
     }
@@ -84,15 +98,16 @@ def write_markdown(table: dict, path: Path) -> None:
         "pip install -e .`, empty embedding cache, then `irdistill run RECIPE`. Times in seconds from the "
         "start of `irdistill run`; peak RSS of the `irdistill run` process.",
         "",
-        "| recipe | commit | loss | teacher backend | train precision | cores | exit | install s | first output s "
-        "| first progress bar s | wall s | peak RSS GiB | nDCG@10 | recall@100 | Kendall τ with teacher |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| recipe | commit | loss | teacher backend | train precision | cores | CPU | exit | install s "
+        "| first output s | first progress bar s | wall s | peak RSS GiB | nDCG@10 | recall@100 "
+        "| Kendall τ with teacher |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in table.items():
         m, f = r.get("metrics") or {}, r.get("fidelity") or {}
         lines.append(
             f"| {name} | {r.get('commit', '-')} | {r.get('loss', '-')} | {r.get('backend') or '-'} | "
-            f"{r.get('train_precision') or '-'} | {r['cores']} | {r['exit_status']} | "
+            f"{r.get('train_precision') or '-'} | {r['cores']} | {r.get('cpu') or '-'} | {r['exit_status']} | "
             f"{r['install_s']} | {r['first_output_s']} | "
             f"{r['first_progress_bar_s']} | {r['wall_s']} | {r['peak_rss_gib']} | {fmt(m.get('ndcg@10'))} | "
             f"{fmt(m.get('recall@100'))} | {fmt(f.get('kendall_tau'))} |"
@@ -110,11 +125,11 @@ def write_markdown(table: dict, path: Path) -> None:
 
 def main() -> None:
     repo, recipe, work, t0, t1, t2, status = sys.argv[1:]
+    sys.path.insert(0, repo)
     row = {**clone_facts(Path(work), recipe), **row_of(Path(work), float(t0), float(t1), float(t2), int(status))}
     print(json.dumps(row, indent=1))
     if os.environ.get("NO_RECORD"):
         return
-    sys.path.insert(0, repo)
     from irdistill.paths import update_json_table
 
     table = update_json_table(Path(repo) / "eval/results/fresh_run.json", recipe, row)

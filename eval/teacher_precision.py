@@ -53,9 +53,16 @@ def fidelity(reference: Path, candidate: Path) -> dict[str, Any]:
     values = teacher_fidelity(bf16, fp32, k=10)
     manifest = candidate / "manifest.json" if candidate.is_dir() else None
     teacher = json.loads(manifest.read_text())["teacher"] if manifest and manifest.is_file() else None
+
+    def shown(path: Path) -> str:  # relative to the repository where it lies inside
+        try:
+            return str(path.resolve().relative_to(HERE.parent.resolve()))
+        except ValueError:
+            return str(path)
+
     return {
-        "reference": str(reference),
-        "candidate": str(candidate),
+        "reference": shown(reference),
+        "candidate": shown(candidate),
         "queries": int(values["queries"]),
         "pairs": sum(len(d) for d in fp32.values()),
         "kendall_tau": round(values["kendall_tau"], 4),

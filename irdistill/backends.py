@@ -362,7 +362,8 @@ def load_model(
             model.to(device)  # the features follow the model's device; the graph runs where its provider is
     model._irdistill_backend = str(spec)
     if spec.quantized:
-        logger.info("%s runs on %s: int8-quantised weights, scores differ from fp32", path, spec)
+        what = "int8-quantised weights" if spec.quantization == "int8" else f"{spec.quantization} arithmetic"
+        logger.info("%s runs on %s: %s, scores differ from fp32", path, spec, what)
     return model
 
 

@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         "corpus with it and evaluate, plus teacher fidelity. A stage whose output exists is skipped, "
         "so an interrupted run continues where it stopped.",
         epilog="examples:\n  irdistill run eval/recipes/scifact_quick.yaml     # every stage in ~10 min on 2 "
-        "cores\n  irdistill run eval/recipes/scifact_distill.yaml   # the main job, ~75 min on 2 cores\n\n"
+        "cores\n  irdistill run eval/recipes/scifact_distill.yaml   # the main job, ~63 min on 2 cores with bf16\n\n"
         "Each stage logs one line when it starts and when it is done (with its wall time); -q keeps "
         "only warnings. Models, the teacher recipe and the packages training needs are checked "
         "before any work.",

@@ -174,7 +174,7 @@ class TrainConfig:
     gradient_checkpointing: bool = option(
         False,
         help="recompute the encoder's activations in the backward pass: the same training at a third of the "
-        "memory and about 1.4x the step time (SciFact main job's step in bf16: 3.4 against 9.6 GiB; "
+        "memory and about 1.3x the step time (SciFact main job's step in bf16: 3.4 against 9.6 GiB; "
         "eval/results/precision_steps.md)",
     )
     max_seq_length: int | None = option(256, help="student truncation length in tokens")
