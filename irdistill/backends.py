@@ -19,7 +19,7 @@ A backend is named by one string, parsed in one place (:func:`parse_backend`):
                   ranking on the probe keeps Kendall τ >= 0.98 with fp32 torch (the check is
                   logged, cached per machine and model, and carried into a teacher's score-store
                   fingerprint); otherwise what ``auto`` picks, with a log line saying why.
-                  What the main and quick recipes' teachers encode with: 3.2x torch fp32 on
+                  What the main and quick recipes' teachers encode with: 2.85x torch fp32 on
                   all-mpnet-base-v2 on an AVX-512 BF16 CPU
 ================  =====================================================================
 
