@@ -232,6 +232,7 @@ def test_adapt_rows_name_their_filter_and_cloze(tmp_path: Path, monkeypatch: pyt
         epochs=1,
         runs=str(tmp_path),
         beta=None,
+        precision="fp32",
     )
     assert adapt.row_parts("sentence+bm25+cloze") == ("sentence", True, True)
     cloze = adapt.row_recipe("sentence+cloze", args, tmp_path)
@@ -251,9 +252,22 @@ def test_adapt_beta_names_its_tag_and_reuses_another_tags_stores(
     import adapt
 
     args = argparse.Namespace(
-        dataset="beir/scifact", max_passages=10, seed=1, filter_k=3, loss="hybrid", epochs=1, beta=None
+        dataset="beir/scifact",
+        max_passages=10,
+        seed=1,
+        filter_k=3,
+        loss="hybrid",
+        epochs=1,
+        beta=None,
+        precision="bf16",
     )
+    fast = adapt.row_recipe("title+cloze", args, tmp_path)  # bf16 rows: their own tag, bf16 training, fast teacher
+    assert adapt.budget_tag(args) == "p10-k3-hybrid-e1-bf16-s1" and fast["train"]["precision"] == "bf16"
+    assert [m.get("backend") for m in fast["teacher"]["members"]] == [None, "auto-bf16"]
+    args.precision = "fp32"  # the rows measured before precision was a setting keep their tags and teacher
     assert adapt.budget_tag(args) == "p10-k3-hybrid-e1-s1"
+    plain = adapt.row_recipe("title+cloze", args, tmp_path)
+    assert plain["teacher"] == "teachers/ensemble_bm25_mpnet.yaml" and plain["train"]["precision"] == "fp32"
     assert "beta" not in adapt.row_recipe("title+cloze", args, tmp_path)["train"]
     args.beta, args.stores_from = 0.07, "p10-k3-hybrid-e3-s1"
     assert adapt.budget_tag(args) == "p10-k3-hybrid-b0.07-e1-s1"
