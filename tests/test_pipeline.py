@@ -177,3 +177,30 @@ def test_the_teacher_is_freed_before_training(
     path = recipe(tmp_path, beir_dir, tiny_model_dir, train_split="test")
     assert main(["-q", "run", str(path)]) == 0
     assert built and alive_at_training == [False]
+
+
+def test_precision_twins_share_every_stage_before_training(
+    beir_dir: Path, tiny_model_dir: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eval/precision_twins.py: the fp32 twin reuses the bf16 run's candidates and teacher scores
+    (its teacher stage is skipped), each student records its precision, and the comparison is written."""
+    import sys
+
+    from irdistill import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_instructions", lambda: "avx512_bf16")  # bf16 allowed on any CI CPU
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "eval"))
+    import precision_twins
+
+    path = recipe(tmp_path, beir_dir, tiny_model_dir, train_split="test")
+    runs, results = tmp_path / "twins", tmp_path / "results"
+    monkeypatch.setattr(
+        sys, "argv", ["precision_twins.py", "--recipe", str(path), "--runs", str(runs), "--results", str(results)]
+    )
+    precision_twins.main()
+    store = "scores.test/scores.parquet"
+    assert (runs / "fp32" / store).read_bytes() == (runs / "bf16" / store).read_bytes()
+    result = json.loads((results / "precision_twins.json").read_text())
+    assert result["precision_recorded"] == {"bf16": "bf16", "fp32": "fp32"}
+    assert -1.0 <= result["kendall_tau_bf16_vs_fp32"] <= 1.0 and result["queries"] >= 1
+    assert "Kendall τ" in (results / "precision_twins.md").read_text()
