@@ -47,7 +47,7 @@ import yaml
 from irdistill.data import load_collection, read_run
 from irdistill.evaluation import evaluate_retrieval, paired_t_test, per_query_scores
 from irdistill.paths import update_json_table, write_text_atomic
-from irdistill.precision import resolve_precision
+from irdistill.precision import PRECISIONS, resolve_precision
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -235,7 +235,7 @@ def main() -> None:
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "bf16", "fp32"],
+        choices=PRECISIONS,
         help="auto: bf16 training and the teacher on auto-bf16 where the CPU has native bf16 (rows tagged -bf16), "
         "else fp32; fp32 reproduces the rows measured before (irdistill.precision)",
     )

@@ -54,7 +54,7 @@ from irdistill.data import load_collection
 from irdistill.evaluation import evaluate_retrieval, evaluate_run, paired_t_test, per_query_scores
 from irdistill.evaluation.fidelity import teacher_fidelity
 from irdistill.paths import update_json_table, write_text_atomic
-from irdistill.precision import resolve_precision
+from irdistill.precision import PRECISIONS, resolve_precision
 from irdistill.scores.table import read_scores, scores_to_run
 from irdistill.workflows.pipeline import student_scores
 from irdistill.workflows.training import TrainConfig, train_student
@@ -340,7 +340,7 @@ def main() -> None:
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "bf16", "fp32"],
+        choices=PRECISIONS,
         help="training precision (irdistill.precision): auto is bf16 on a CPU with native bf16; bf16 cells are "
         "keyed <budget>-bf16 and tabled in students_scifact_bf16.md, fp32 cells in students_scifact.md",
     )

@@ -128,15 +128,7 @@ class DenseTeacher(PointwiseTeacher):
         if check is not None:  # reduced precision: its ranking agreement with fp32 is part of the store's identity
             from irdistill.backends import fingerprint_check
 
-            config["precision_check"] = fingerprint_check(check)
-            logger.info(
-                "%s encodes with %s: Kendall τ %.4f with fp32 torch on %d probe pairs (max |diff| %.2e)",
-                self.name,
-                backend,
-                check["kendall_tau"],
-                check["pairs"],
-                check["max_abs_diff"],
-            )
+            config["precision_check"] = fingerprint_check(check)  # decide_reduced logged it once
         return config
 
     def _embed(self, texts: list[str], side: str) -> np.ndarray:

@@ -50,6 +50,7 @@ from irdistill.config import option
 from irdistill.data.collection import Collection
 from irdistill.errors import InputError
 from irdistill.paths import resolve_model, save_model_atomic
+from irdistill.precision import PRECISIONS
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class TrainConfig:
     logging_steps: int = option(10, help="log the loss every N steps")
     precision: str = option(
         "auto",
-        choices=("auto", "bf16", "fp32"),
+        choices=PRECISIONS,
         help="training precision: bf16 mixed precision (fp32 master weights) or fp32; auto takes bf16 where the "
         "hardware computes it natively (a bf16 GPU; a CPU with AMX or AVX-512 BF16) and fp32 elsewhere "
         "(irdistill.precision)",
@@ -245,8 +246,6 @@ class TrainConfig:
             raise InputError("train: learning_rate and temperature must be positive")
         if self.student_temperature is not None and self.student_temperature <= 0:
             raise InputError("train: student_temperature must be positive")
-        from irdistill.precision import PRECISIONS
-
         if self.precision not in PRECISIONS:
             raise InputError(f"train: unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         if self.student_kind != "dense" and self.precision == "bf16":
@@ -777,7 +776,7 @@ def train_student(
     # the pair losses' dataset holds every planned epoch, and under DDP each rank takes
     # 1 / world_size of the batches.
     save_steps: float = cfg.save_steps or 1 / (2 * cfg.epochs)  # twice per epoch
-    precision = resolve_precision(cfg.precision, device=None if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision(cfg.precision)  # CUDA when available, else the CPU
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
         learning_rate=cfg.learning_rate,
