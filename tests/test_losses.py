@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -112,7 +113,7 @@ def test_margin_mse_label_shape_errors() -> None:
 
 
 def kl(p: list[float], q: list[float]) -> float:
-    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True) if pi > 0)
 
 
 def test_listwise_kl_two_candidates_by_hand() -> None:
@@ -180,21 +181,38 @@ def test_listwise_kl_in_batch_negatives_by_hand() -> None:
     expected = (
         kl(softmax([3, 1, -1, -1]), softmax([2, 0, 0, 1])) + kl(softmax([-2, -2, 2, 0]), softmax([0, 1, 2, 1]))
     ) / 2
-    loss = ListwiseKLLoss(None, temperature=1.0, scale_by_temperature_squared=False, in_batch_negatives=True)
+    loss = ListwiseKLLoss(
+        None, temperature=1.0, scale_by_temperature_squared=False, in_batch_negatives=True, in_batch_target="floor"
+    )
     assert loss.compute_loss_from_embeddings([q, c1, c2], labels).item() == pytest.approx(expected, rel=1e-5)
+    # the default target gives the other row's passages no mass: the teacher's softmax over the own
+    # list, 0 elsewhere, against the student's softmax over all four
+    own0, own1 = softmax([3, 1]), softmax([2, 0])
+    zero_expected = (kl([*own0, 0, 0], softmax([2, 0, 0, 1])) + kl([0, 0, *own1], softmax([0, 1, 2, 1]))) / 2
+    zero = ListwiseKLLoss(None, temperature=1.0, in_batch_negatives=True)
+    assert zero.in_batch_target == "zero"
+    assert zero.compute_loss_from_embeddings([q, c1, c2], labels).item() == pytest.approx(zero_expected, rel=1e-5)
+    # exclude: the plain KL over the own list, the floor column ignored
+    excluded = ListwiseKLLoss(None, temperature=1.0, in_batch_negatives=True, in_batch_target="exclude")
     # without in-batch negatives the same lists give a different value (only a, b and c, d)
     plain = (kl(softmax([3, 1]), softmax([2, 0])) + kl(softmax([2, 0]), softmax([2, 1]))) / 2
     assert abs(plain - expected) > 0.05
     listwise = ListwiseKLLoss(None, temperature=1.0, scale_by_temperature_squared=False)
     assert listwise.compute_loss_from_embeddings([q, c1, c2], labels[:, :2]).item() == pytest.approx(plain, rel=1e-5)
+    assert excluded.compute_loss_from_embeddings([q, c1, c2], labels).item() == pytest.approx(plain, rel=1e-5)
     # τ = 0.5 on both sides and the τ² factor: 0.25 x the KL of the doubled logits
-    half = ListwiseKLLoss(None, temperature=0.5, in_batch_negatives=True)
+    half = ListwiseKLLoss(
+        None, temperature=0.5, in_batch_negatives=True, in_batch_target="floor", temperature_scaling="squared"
+    )
     expected_half = (
         0.25
         * (kl(softmax([6, 2, -2, -2]), softmax([4, 0, 0, 2])) + kl(softmax([-4, -4, 4, 0]), softmax([0, 2, 4, 2])))
         / 2
     )
     assert half.compute_loss_from_embeddings([q, c1, c2], labels).item() == pytest.approx(expected_half, rel=1e-5)
+    # the default (Hinton's max(τ, 1)²) leaves a τ below 1 unshrunk: 4x the squared value at τ = 0.5
+    hinton = ListwiseKLLoss(None, temperature=0.5, in_batch_negatives=True, in_batch_target="floor")
+    assert hinton.compute_loss_from_embeddings([q, c1, c2], labels).item() == pytest.approx(4 * expected_half, rel=1e-5)
     with pytest.raises(ValueError, match=r"\(batch, list_len \+ 1 \(the floor\)\) = \(2, 3\).*got \(2, 2\)"):
         loss.compute_loss_from_embeddings([q, c1, c2], labels[:, :2])
     with pytest.raises(ValueError, match="in-batch negatives need a named similarity"):
@@ -530,6 +548,43 @@ def test_hybrid_errors() -> None:
         HybridLoss(None).compute_loss_from_embeddings(emb[:3], None)
 
 
+def test_listwise_kl_target_puts_no_mass_outside_the_list() -> None:
+    torch.manual_seed(0)
+    labels = torch.randn(4, 9)  # 4 rows, lists of 8, then the floor
+    labels[:, -1] = labels[:, :-1].min(dim=1).values
+    zero = ListwiseKLLoss(None, temperature=0.2, in_batch_negatives=True).in_batch_target_probs(labels)
+    own = torch.zeros(4, 32, dtype=torch.bool)
+    for r in range(4):
+        own[r, r * 8 : (r + 1) * 8] = True
+    assert torch.all(zero[~own] == 0)
+    # and the mass on the list is the teacher's softmax of it
+    expected = torch.softmax(labels[:, :8] / 0.2, dim=1)
+    torch.testing.assert_close(zero[own].view(4, 8), expected)
+    # the first version's floor target gives the 24 other passages a share of the mass (at τ = 1 here)
+    floor = ListwiseKLLoss(None, temperature=1.0, in_batch_negatives=True, in_batch_target="floor")
+    assert floor.in_batch_target_probs(labels)[~own].sum().item() > 0.1
+
+
+@pytest.mark.parametrize("in_batch_target", ["zero", "exclude"])
+def test_listwise_kl_student_follows_the_teacher_against_the_labels(in_batch_target: str) -> None:
+    # 6 queries with lists of 3; the teacher ranks c_3 first, c_1 (the judged positive) last.
+    # A student with free query and passage vectors, trained on the KL alone, ends up with the
+    # teacher's order, not the labels'.
+    torch.manual_seed(3)
+    queries = torch.nn.Parameter(torch.randn(6, 8) * 0.1)
+    passages = torch.nn.Parameter(torch.randn(6, 3, 8) * 0.1)
+    labels = torch.tensor([[0.0, 1.0, 2.0, -1.0]]).repeat(6, 1)  # c_1 0, c_2 1, c_3 2, floor -1
+    loss_fn = ListwiseKLLoss(None, temperature=0.5, in_batch_negatives=True, in_batch_target=in_batch_target)
+    optimiser = torch.optim.SGD([queries, passages], lr=0.5)
+    for _ in range(300):
+        optimiser.zero_grad()
+        loss = loss_fn.compute_loss_from_embeddings([queries, *passages.unbind(dim=1)], labels)
+        loss.backward()
+        optimiser.step()
+    scores = torch.einsum("qd,qld->ql", queries.detach(), passages.detach())
+    assert torch.all(scores.argsort(dim=1, descending=True) == torch.tensor([2, 1, 0]))
+
+
 # --- hybrid over lists (hybrid-kl) ----------------------------------------------------------------
 
 
@@ -537,10 +592,11 @@ def test_hybrid_kl_is_listwise_kl_plus_beta_infonce_on_the_first_candidate() -> 
     # 2 queries, lists of 2, dot product everywhere, τ = 1 (as in the in-batch listwise test)
     q = t([[1, 0], [0, 1]])
     c1, c2 = t([[3, 1], [-1, -1]]), t([[1, 0], [2, 0]])  # row 0's list: (3,1), (-1,-1); row 1's: (1,0), (2,0)
-    labels = t([[2, 0, -1], [1, 2, 0]])  # two teacher scores, then the floor
-    kl_only = ListwiseKLLoss(None, temperature=1.0, scale_by_temperature_squared=False, in_batch_negatives=True)
+    labels = t([[3, 0, -1], [1, 2, 0]])  # two teacher scores, then the floor
+    # by default the KL runs over each query's own list, the in-batch negatives serving InfoNCE only
+    kl_only = ListwiseKLLoss(None, temperature=1.0, scale_by_temperature_squared=False)
 
-    def hybrid(distill_weight: float = 1.0) -> HybridListwiseLoss:
+    def hybrid(distill_weight: float = 1.0, **options: Any) -> HybridListwiseLoss:
         return HybridListwiseLoss(
             None,
             temperature=1.0,
@@ -550,11 +606,20 @@ def test_hybrid_kl_is_listwise_kl_plus_beta_infonce_on_the_first_candidate() -> 
             contrastive_temperature=1.0,
             contrastive_similarity="dot",
             distill_weight=distill_weight,
+            **options,
         )
 
     parts = hybrid().compute_loss_from_embeddings([q, c1, c2], labels)
     assert isinstance(parts, LossParts) and set(parts) == {"distill", "contrastive"}
-    assert parts["distill"].item() == pytest.approx(kl_only.compute_loss_from_embeddings([q, c1, c2], labels).item())
+    own_kl = kl_only.compute_loss_from_embeddings([q, c1, c2], labels[:, :2]).item()
+    assert parts["distill"].item() == pytest.approx(own_kl) and own_kl > 0.01
+    # the first version's KL (the other row's passages at the floor) is there on request
+    floor_kl = ListwiseKLLoss(
+        None, temperature=1.0, scale_by_temperature_squared=False, in_batch_negatives=True, in_batch_target="floor"
+    ).compute_loss_from_embeddings([q, c1, c2], labels)
+    floor_parts = hybrid(in_batch_target="floor").compute_loss_from_embeddings([q, c1, c2], labels)
+    assert floor_parts["distill"].item() == pytest.approx(floor_kl.item()) and floor_kl.item() > 0.1
+    assert floor_parts["contrastive"].item() == pytest.approx(parts["contrastive"].item())
     # the batch's passages in row order: (3,1), (1,0) of row 0, then (-1,-1), (2,0) of row 1;
     # query 0 scores them 3, 1, -1, 2 and its positive is the 1st; query 1: 1, 0, -1, 0, positive the 3rd
     expected = (-math.log(math.exp(3) / sum(map(math.exp, [3, 1, -1, 2])))) + (

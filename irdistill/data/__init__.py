@@ -9,6 +9,7 @@ from pathlib import Path
 
 from irdistill.data.beir import load_beir_folder, read_beir_qrels, read_corpus, read_queries
 from irdistill.data.collection import Collection, Document, Qrels, Run
+from irdistill.data.holdout import split_part, take_part
 from irdistill.data.msmarco import load_msmarco_folder
 from irdistill.data.trec import read_run, read_trec_qrels, write_run, write_trec_qrels
 from irdistill.errors import InputError
@@ -61,6 +62,13 @@ def _load_folder(folder: Path, split: str | None, name: str) -> Collection:
     )
 
 
+def _spec_split(text: str) -> str | None:
+    """The split a name such as ``beir/scifact/train:dev`` ends in (a folder path has none)."""
+    if Path(text).expanduser().exists():
+        return None
+    return parse_dataset_spec(text)[1]
+
+
 def load_collection(spec: str | os.PathLike[str], split: str | None = None) -> Collection:
     """Load corpus, queries and qrels of one split.
 
@@ -69,7 +77,9 @@ def load_collection(spec: str | os.PathLike[str], split: str | None = None) -> C
             or ``beir/scifact/test`` (looked up as ``$IRDISTILL_DATA/scifact`` first), or any
             ir_datasets id.
         split: the split (``test``, ``train``, ``dev`` ...); overrides one named in ``spec``.
-            Defaults to ``test`` for BEIR folders and ``dev`` for MS MARCO folders.
+            Defaults to ``test`` for BEIR folders and ``dev`` for MS MARCO folders. A split
+            ending in ``:dev`` or ``:fit`` (``train:dev``) is that part of the fixed dev split
+            of :mod:`irdistill.data.holdout`.
 
     Example:
         >>> collection = load_collection("beir/scifact", split="test")  # doctest: +SKIP
@@ -77,6 +87,10 @@ def load_collection(spec: str | os.PathLike[str], split: str | None = None) -> C
         (300, 5183)
     """
     text = str(spec)
+    base_split, part = split_part(split if split is not None else _spec_split(text))
+    if part is not None:
+        whole = load_collection(text if split is not None else text.rsplit(":", 1)[0], base_split)
+        return take_part(whole, part)
     path = Path(text).expanduser()
     if path.exists():
         if not path.is_dir():

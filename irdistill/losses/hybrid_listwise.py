@@ -21,9 +21,10 @@ class HybridListwiseLoss(ListwiseKLLoss):
     """``L = α · L_KL + β · L_contrastive`` over ``(query, c_1, ..., c_L)`` lists whose ``c_1`` is the
     judged positive (the rows of :mod:`irdistill.sampling.lists`).
 
-    ``L_KL`` is :class:`~irdistill.losses.ListwiseKLLoss` (the teacher's softmax over the list,
-    the other rows' candidates at the query's floor with in-batch negatives), so the whole list's
-    order comes from the teacher, not only one pair's margin as in :class:`~irdistill.losses.HybridLoss`.
+    ``L_KL`` is :class:`~irdistill.losses.ListwiseKLLoss` over the query's own list (by default;
+    ``in_batch_target`` ``zero`` or ``floor`` lets the other rows' passages into it too), so the whole
+    list's order comes from the teacher, not only one pair's margin as in
+    :class:`~irdistill.losses.HybridLoss`; the in-batch negatives serve the contrastive term.
 
     ``L_contrastive = -mean_i log( exp(s'(q_i, c_i1) / τ') / sum_{p in P_i} exp(s'(q_i, p) / τ') )``
     keeps the judged positive above the rest: ``P_i`` is every passage of the batch (all rows'
@@ -35,19 +36,20 @@ class HybridListwiseLoss(ListwiseKLLoss):
     The two terms come back as named parts (``distill``, ``contrastive``, already weighted),
     which the sentence-transformers trainer logs separately and sums.
 
-    **Choosing β.** With the KL's ``τ²`` factor and a temperature read from the teacher's spread
-    (0.2 on SciFact's z-scored ensemble at ``label_scale`` 0.15), the KL's gradient is a few
-    thousandths of InfoNCE's at τ' = 0.05: 0.4 % of the gradient norm at β = 1 on SciFact train,
-    9.5 % with ``scale_by_temperature_squared=False`` (``benchmarks/loss_balance.py``). At β = 1
-    this loss trains much like InfoNCE over the lists; lower β (or drop the ``τ²`` factor) to let
-    the teacher's order count, and measure the share for your student and teacher.
+    **Choosing β and α.** The two terms' gradients scale differently (the KL's temperature and
+    factor, InfoNCE's τ' = 0.05 on cosines, the label scale), so the weights say little on their
+    own: measure each part's share of the student's gradient norm with
+    ``benchmarks/loss_balance.py`` and choose on a dev split. The first version (in-batch passages
+    at the floor in the KL's target, a ``τ²`` factor at τ ≈ 0.2) left the KL 0.4 % of the gradient
+    on SciFact train and trained like InfoNCE over the lists.
 
     Args:
         model: the student ``SentenceTransformer``; ``None`` when only
             :meth:`compute_loss_from_embeddings` is used.
         temperature, similarity_fct: the KL term's, as in :class:`~irdistill.losses.ListwiseKLLoss`.
         **listwise: its other keywords (``student_temperature``, ``teacher_temperature``,
-            ``scale_by_temperature_squared``, ``in_batch_negatives``).
+            ``temperature_scaling``, ``in_batch_negatives``, ``in_batch_target``: default
+            ``exclude`` here).
         beta: weight of the contrastive term (>= 0; 0 is listwise KL alone).
         distill_weight: ``α``, weight of the KL term (>= 0, default 1). 0 is InfoNCE over the
             teacher's lists: the teacher picks the hard negatives but its scores are not fit,
@@ -65,7 +67,7 @@ class HybridListwiseLoss(ListwiseKLLoss):
         >>> import torch
         >>> from irdistill.losses import HybridListwiseLoss
         >>> loss = HybridListwiseLoss(None, temperature=1.0, beta=1.0, contrastive_temperature=1.0,
-        ...                           contrastive_similarity="dot", scale_by_temperature_squared=False)
+        ...                           contrastive_similarity="dot")
         >>> q = torch.tensor([[1.0, 0.0]])
         >>> c1, c2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])  # student scores 1, 0
         >>> parts = loss.compute_loss_from_embeddings([q, c1, c2], torch.tensor([[1.0, 0.0]]))
@@ -80,6 +82,7 @@ class HybridListwiseLoss(ListwiseKLLoss):
         "contrastive_temperature": "contrastive_temperature",
         "distill_weight": "distill_weight",
     }
+    default_in_batch_target: ClassVar[str] = "exclude"
 
     def __init__(
         self,

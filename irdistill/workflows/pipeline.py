@@ -130,10 +130,34 @@ class RunConfig:
             check_backend(self.evaluate["backend"], what="run: evaluate.backend")
         if self.max_train_queries is not None and self.max_train_queries < 1:
             raise InputError(f"run: max_train_queries must be >= 1, got {self.max_train_queries}")
+        self._validate_selection()
         if self.generate is None and self.filter is not None:
             raise InputError("run: filter applies to generated queries; add a generate section or remove filter")
         if self.generate is not None:
             self._validate_generation()
+
+    def _validate_selection(self) -> None:
+        """Best-checkpoint selection (``train.eval_dataset``) reads judgements: never the split this
+        recipe reports on, never inside its training split, and not at all in a label-free run."""
+        from irdistill.data.holdout import check_selection_split
+
+        judged = [k for k in ("eval_dataset", "eval_split") if self.train.get(k)]
+        if not judged:
+            return
+        if self.generate is not None:
+            raise InputError(
+                f"run: train.{judged[0]} reads judgements to choose a checkpoint, which a label-free run "
+                "(generate) must not do; remove it (the run keeps its last checkpoint)"
+            )
+        if not self.train.get("eval_dataset"):
+            raise InputError("run: train.eval_split without train.eval_dataset")
+        check_selection_split(
+            str(self.train["eval_dataset"]),
+            self.train.get("eval_split"),
+            train=(self.dataset, self.train_split),
+            evaluated=(self.dataset, self.test_split),
+            where="run",
+        )
 
     def _validate_generation(self) -> None:
         assert self.generate is not None

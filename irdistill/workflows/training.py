@@ -48,6 +48,7 @@ import pyarrow as pa
 
 from irdistill.config import option
 from irdistill.data.collection import Collection
+from irdistill.data.holdout import check_selection_split, split_part
 from irdistill.errors import InputError
 from irdistill.paths import resolve_model, save_model_atomic
 from irdistill.precision import PRECISIONS
@@ -135,6 +136,19 @@ class TrainConfig:
     )
     student_temperature: float | None = option(
         None, group=LOSS, help="listwise-kl, hybrid-kl: temperature on the student side (default: --temperature)"
+    )
+    in_batch_target: str | None = option(
+        None,
+        group=LOSS,
+        help="listwise-kl, hybrid-kl: the other rows' passages in the KL's target: zero (no mass; listwise-kl's "
+        "default), floor (at the query's lowest teacher score, the first version), exclude (the KL over the "
+        "query's own list; hybrid-kl's default, whose in-batch negatives then serve InfoNCE only)",
+    )
+    temperature_scaling: str | None = option(
+        None,
+        group=LOSS,
+        help="listwise-kl, hybrid-kl: factor on the KL: hinton (default) max(tau, 1)^2, squared tau^2 "
+        "(the first version; shrinks the term below tau = 1), none",
     )
     label_scale: float = option(1.0, help="multiply the stored teacher scores, to match the student's scale")
     beta: float = option(1.0, group=LOSS, help="hybrid, hybrid-kl: weight of the contrastive term")
@@ -246,6 +260,11 @@ class TrainConfig:
             raise InputError("train: learning_rate and temperature must be positive")
         if self.student_temperature is not None and self.student_temperature <= 0:
             raise InputError("train: student_temperature must be positive")
+        from irdistill.losses.listwise_kl import IN_BATCH_TARGETS, TEMPERATURE_SCALINGS
+
+        for key, known in (("in_batch_target", IN_BATCH_TARGETS), ("temperature_scaling", TEMPERATURE_SCALINGS)):
+            if getattr(self, key) is not None and getattr(self, key) not in known:
+                raise InputError(f"train: unknown {key} {getattr(self, key)!r}; known: {', '.join(known)}")
         if self.precision not in PRECISIONS:
             raise InputError(f"train: unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         if self.student_kind != "dense" and self.precision == "bf16":
@@ -254,6 +273,12 @@ class TrainConfig:
             raise InputError(f"train: max_queries must be >= 1, got {self.max_queries}")
         if not np.isfinite(self.label_scale) or self.label_scale <= 0:
             raise InputError(f"train: label_scale must be a positive number, got {self.label_scale}")
+        if self.eval_dataset:
+            check_selection_split(
+                self.eval_dataset, self.eval_split, train=(self.dataset, self.split or "train"), where="train"
+            )
+        elif self.eval_split:
+            raise InputError("train: eval_split without eval_dataset; name the collection to choose checkpoints on")
 
     def check_inputs(self) -> None:
         """:meth:`validate`, then what can be checked before any work: the packages training
@@ -300,7 +325,10 @@ def _scores_by_query(cfg: TrainConfig, collection: Collection) -> dict[str, dict
         out = scores_by_query(path, cfg.teacher)
     except InputError as err:
         raise InputError(f"{cfg.scores}: {err}") from None
-    if cfg.max_queries is not None:  # the store covers the whole split; training sees the first queries
+    part = split_part(collection.split)[1]
+    if cfg.max_queries is not None or part is not None:
+        # the store covers the whole split; training sees its first queries, or one part of it
+        # (the dev queries of a ``train:fit`` run never reach the rows)
         out = {qid: docs for qid, docs in out.items() if qid in collection.queries}
     for qid, docs in out.items():
         if qid not in collection.queries:
