@@ -1,4 +1,5 @@
-"""SciFact test: the all-MiniLM-L6-v2 student per training method, at one budget, over seeds.
+"""SciFact test (or the dev split, ``--on dev``): the all-MiniLM-L6-v2 student per training method,
+at one budget, over seeds.
 
 Usage::
 
@@ -33,6 +34,12 @@ training precision of every cell of a sitting. bf16 cells are keyed ``<budget>-b
 ``students_scifact_bf16.md``; fp32 cells keep their keys and ``students_scifact.md``; the untrained
 and teacher rows do not train and are shared. ``eval/precision_scifact.py`` sets the two side by side.
 
+``--on dev`` is where methods and settings are chosen: every trained row learns from the train
+split without its fixed dev part (``train:fit``, 653 queries; :mod:`irdistill.data.holdout`) and is
+measured on the 156 dev queries (``train:dev``), the teacher row reranking their BM25 top 100 with
+the scores of the train store. Its cells, runs and tables are separate (``students_scifact_dev*``,
+``runs/students/scifact-dev``); the test table is made once, with the settings dev chose.
+
 Resumable: every (method, seed) is trained into ``--runs/<method>/<budget>/seed<S>/model`` (training
 itself resumes from its checkpoints) and evaluated into ``.../eval``; a finished cell is recorded
 in ``eval/results/students_scifact_cells.json`` at once, and the table is rebuilt from the cells
@@ -51,7 +58,7 @@ from typing import Any
 
 from irdistill.config import build_config, load_yaml
 from irdistill.data import load_collection
-from irdistill.evaluation import evaluate_retrieval, evaluate_run, paired_t_test, per_query_scores
+from irdistill.evaluation import evaluate_retrieval, evaluate_run, per_query_scores
 from irdistill.evaluation.fidelity import teacher_fidelity
 from irdistill.paths import update_json_table, write_text_atomic
 from irdistill.precision import PRECISIONS, resolve_precision
@@ -66,6 +73,9 @@ TEACHER_SCORES = HERE / "teacher_scores" / "scifact"
 different machines) learn from the same scores; ``eval/teacher_scores/README.md`` says how they
 were made."""
 METRICS = ["ndcg@10", "recall@100", "mrr@10"]
+FIRST_KL = {"in_batch_target": "floor", "temperature_scaling": "squared"}
+"""The listwise KL as the committed ``listwise-kl`` / ``hybrid-kl`` cells were trained: the other
+rows' passages at the query's floor in the target and a τ² factor (0.04 at τ ≈ 0.2)."""
 METHODS: dict[str, dict[str, Any]] = {
     "infonce": {"loss": "infonce", "sampler": "random"},
     "margin-mse": {"loss": "margin-mse", "sampler": "random"},
@@ -74,18 +84,19 @@ METHODS: dict[str, dict[str, Any]] = {
         "sampler": "tas-balanced",
         "inbatch_teacher": "sentence-transformers/all-mpnet-base-v2",
     },
-    # positive + 3 hard + 4 random negatives, in-batch negatives, temperature from the teacher's spread
-    "listwise-kl": {"loss": "listwise-kl", "sampler": "random", "list_size": 8},
+    # positive + 3 hard + 4 random negatives, in-batch negatives, temperature from the teacher's spread;
+    # the KL as first built (FIRST_KL): the other rows' passages at the query's floor in the target, τ²
+    "listwise-kl": {"loss": "listwise-kl", "sampler": "random", "list_size": 8, **FIRST_KL},
     "hybrid": {"loss": "hybrid", "sampler": "tas-balanced"},
     # the same, with the pairs the teacher orders against the label dropped from both terms
     # (RocketQA's denoised hard negatives): about 15 % of the TAS-Balanced rows on SciFact train
     "hybrid-denoised": {"loss": "hybrid", "sampler": "tas-balanced", "disagreement_weight": 0.0},
     # listwise-kl's lists (positive + 3 hard + 4 random negatives, in-batch negatives) with InfoNCE
     # on the judged positive added (RocketQAv2's listwise distillation joined with the labels)
-    "hybrid-kl": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8},
+    "hybrid-kl": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8, **FIRST_KL},
     # the control of hybrid-kl: the same lists and InfoNCE, the KL term weighted 0, so the teacher
     # only picks each list's hard negatives; hybrid-kl minus this is what fitting its scores adds
-    "infonce-lists": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8, "distill_weight": 0.0},
+    "infonce-lists": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8, "distill_weight": 0.0, **FIRST_KL},
     # the same lists ranked by BM25 instead of the teacher (its scores of the same train pairs,
     # eval/teacher_scores/scifact/train-bm25): labels and BM25's negatives, no teacher anywhere;
     # infonce-lists minus this is what the teacher's choice of negatives adds
@@ -95,13 +106,37 @@ METHODS: dict[str, dict[str, Any]] = {
         "list_size": 8,
         "distill_weight": 0.0,
         "scores": str(TEACHER_SCORES / "train-bm25"),
+        **FIRST_KL,
     },
     # hybrid with the teacher's term given a real share of the gradient: at beta 1 the contrastive
     # term makes 93 % of the student's gradient norm on the first batches (eval/results/
     # loss_balance_scifact.md); beta 0.07 evens the two, beta 0.2 leaves the teacher about a quarter
     "hybrid-beta0.07": {"loss": "hybrid", "sampler": "tas-balanced", "beta": 0.07},
     "hybrid-beta0.2": {"loss": "hybrid", "sampler": "tas-balanced", "beta": 0.2},
+    # the KL as it is now (irdistill.losses.ListwiseKLLoss): no mass on the other rows' passages
+    # (listwise-kl) or the KL over the query's own list with the in-batch negatives left to InfoNCE
+    # (hybrid-kl), and no τ² shrink below τ = 1
+    "listwise-kl-v2": {"loss": "listwise-kl", "sampler": "random", "list_size": 8},
+    "hybrid-kl-v2": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8},
 }
+CHOSEN_ON = {
+    m: "test"
+    for m in (
+        "infonce",
+        "margin-mse",
+        "tas-balanced",
+        "listwise-kl",
+        "hybrid",
+        "hybrid-denoised",
+        "hybrid-kl",
+        "infonce-lists",
+        "bm25-lists",
+        "hybrid-beta0.07",
+        "hybrid-beta0.2",
+    )
+}
+"""The split on which each method's settings were chosen. The first methods' settings (and the main
+recipe's choice of hybrid-kl) were read off the test table; the v2 rows are chosen on dev."""
 USES_TEACHER = {
     "untrained": False,
     "teacher": True,
@@ -116,6 +151,8 @@ USES_TEACHER = {
     "bm25-lists": False,
     "hybrid-beta0.07": True,
     "hybrid-beta0.2": True,
+    "listwise-kl-v2": True,
+    "hybrid-kl-v2": True,
 }
 
 
@@ -138,8 +175,34 @@ def cell_key(method: str, seed: int | None, budget: dict[str, Any]) -> str:
 
 
 def table_name(budget: dict[str, Any]) -> str:
-    """``students_scifact`` for the fp32 table, ``students_scifact_bf16`` for the bf16 one."""
-    return "students_scifact" + ("_bf16" if budget.get("precision") == "bf16" else "")
+    """``students_scifact`` for the fp32 table, ``students_scifact_bf16`` for the bf16 one; ``_dev``
+    after ``students_scifact`` for the dev split's."""
+    on = "_dev" if budget.get("on") == "dev" else ""
+    return f"students_scifact{on}" + ("_bf16" if budget.get("precision") == "bf16" else "")
+
+
+def cells_name(on: str) -> str:
+    """The cells file of the test (``students_scifact_cells.json``) or the dev split."""
+    return "students_scifact_dev_cells.json" if on == "dev" else "students_scifact_cells.json"
+
+
+def dev_candidates(dataset: str, scores: str, k: int = 100) -> tuple[Any, dict[str, dict[str, float]]]:
+    """The dev part of the train split and the teacher's run over its BM25 top ``k``: the queries
+    and candidates the main job scores (BM25, k 100), read from the committed train store, without
+    the judged positives the store adds below the top ``k``."""
+    from irdistill.candidates import mine_candidates
+
+    dev = load_collection(dataset, split="train:dev")
+    path = Path(scores)
+    stored = scores_to_run(read_scores(path / "scores.parquet" if path.is_dir() else path))
+    bm25 = mine_candidates(dev, "bm25", k=k, show_progress_bar=False)
+    run = {}
+    for qid, hits in bm25.items():
+        missing = [p for p in hits if p not in stored.get(qid, {})]
+        if missing:
+            raise SystemExit(f"{scores}: dev query {qid} lacks teacher scores of {len(missing)} BM25 candidates")
+        run[qid] = {p: stored[qid][p] for p in hits}
+    return dev, run
 
 
 def evaluate_cell(
@@ -169,13 +232,50 @@ def texts_per_row(method: str) -> int | None:
     return 1 + METHODS[method]["list_size"] if METHODS[method].get("list_size") else 3
 
 
+LABEL_ONLY = "bm25-lists"
+"""The label-only reference every distilled row is compared with: the same lists, sampler, steps
+and negatives redrawn each epoch as the list methods, drawn from BM25's ranking; no teacher."""
+EQUIVALENCE_MARGIN = 0.01
+"""nDCG@10 within which two rows are called level (TOST), fixed before looking."""
+
+
+def per_seed_runs(cells: dict[str, Any], method: str, budget: dict[str, Any], seeds: list[int]) -> dict[int, Any]:
+    """``seed -> per-query nDCG@10`` of ``method``'s recorded cells among ``seeds``."""
+    out = {}
+    for seed in seeds:
+        cell = cells.get(cell_key(method, seed, budget))
+        if cell is not None:
+            out[seed] = cell["per_query_ndcg@10"]
+    return out
+
+
+def seed_aware(
+    cells: dict[str, Any], budget: dict[str, Any], seeds: list[int], method: str, other: str
+) -> dict[str, Any] | None:
+    """``method - other`` over queries and the seeds both have (``irdistill.evaluation.seeds``);
+    a row that does not train (``untrained``) stands for itself at every seed. ``None`` below two
+    shared seeds."""
+    from irdistill.evaluation.seeds import compare_over_seeds
+
+    mine = per_seed_runs(cells, method, budget, seeds)
+    if other in METHODS:
+        theirs = per_seed_runs(cells, other, budget, seeds)
+    else:
+        fixed = cells.get(cell_key(other, None, budget))
+        theirs = {s: fixed["per_query_ndcg@10"] for s in mine} if fixed else {}
+    if len(set(mine) & set(theirs)) < 2:
+        return None
+    return compare_over_seeds(mine, theirs, resamples=10_000, margin=EQUIVALENCE_MARGIN).brief()
+
+
 def build_table(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+    from irdistill.evaluation.seeds import holm
+
     by_method: dict[str, list[dict[str, Any]]] = {}
     for key, cell in cells.items():
         method, tag, *seed = key.split("|")
         if (tag == budget_tag(budget) and seed and int(seed[0][4:]) in seeds) or (not seed and tag == base_tag(budget)):
             by_method.setdefault(method, []).append(cell)
-    per_query = {m: mean_per_query(c) for m, c in by_method.items()}
     table: dict[str, Any] = {}
     for method in ["untrained", "teacher", *METHODS]:
         group = by_method.get(method)
@@ -204,11 +304,22 @@ def build_table(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int])
             ),
             "texts_per_row": texts_per_row(method),
         }
-        for other in ("infonce", "untrained"):
-            if other in per_query and other != method:
-                p = paired_t_test(per_query[method], per_query[other])
-                row[f"p_vs_{other}"] = None if p is None else float(f"{p:.3g}")
+        if method in METHODS:
+            row["seed_ndcg@10"] = [round(c["ndcg@10"], 4) for c in group]
+            if budget.get("on") != "dev":  # the dev table is where choices are made
+                row["chosen_on"] = CHOSEN_ON.get(method, "dev")
+            for other, key in (("infonce", "p_vs_infonce"), ("untrained", "p_vs_untrained")):
+                found = seed_aware(cells, budget, seeds, method, other) if other != method else None
+                row[key] = found["p"] if found else None
+            for other, key in ((LABEL_ONLY, "vs_label_only"), ("untrained", "vs_untrained")):
+                found = seed_aware(cells, budget, seeds, method, other) if other != method else None
+                if found:
+                    row[key] = found
         table[method] = row
+    for key in ("vs_label_only", "vs_untrained"):  # Holm over each family of the table
+        family = {m: r[key]["p"] for m, r in table.items() if key in r}
+        for m, adjusted in holm(family).items():
+            table[m][key]["p_holm"] = float(f"{adjusted:.3g}")
     return table
 
 
@@ -221,8 +332,8 @@ def _p(value: float | None) -> str:
 
 def same_seeds(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int], a: str, b: str) -> str | None:
     """``a`` against ``b`` on those of ``seeds`` both have: the per-seed nDCG@10 pairs, the mean
-    difference and the paired t-test of the seed-averaged per-query nDCG@10 (``None`` when no seed
-    is shared)."""
+    difference and, from two shared seeds, its 95 % CI and p over queries and seeds
+    (:func:`seed_aware`); ``None`` when no seed is shared."""
     seeds = [s for s in seeds if cell_key(a, s, budget) in cells and cell_key(b, s, budget) in cells]
     if not seeds:
         return None
@@ -230,10 +341,15 @@ def same_seeds(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int], 
     gb = [cells[cell_key(b, s, budget)] for s in seeds]
     pairs = ", ".join(f"{x['ndcg@10']:.4f} / {y['ndcg@10']:.4f}" for x, y in zip(ga, gb, strict=True))
     diff = statistics.fmean(x["ndcg@10"] - y["ndcg@10"] for x, y in zip(ga, gb, strict=True))
-    p = paired_t_test(mean_per_query(ga), mean_per_query(gb))
+    found = seed_aware(cells, budget, seeds, a, b)
+    test = (
+        f", 95 % CI over queries and seeds [{found['ci95'][0]:+.4f}, {found['ci95'][1]:+.4f}], p {_p(found['p'])}"
+        if found
+        else " (one seed: no test over seeds)"
+    )
     return (
         f"`{a}` against `{b}` on the seeds both have ({', '.join(map(str, seeds))}): nDCG@10 {pairs} per seed, "
-        f"mean difference {diff:+.4f}, paired p {_p(p)}."
+        f"mean difference {diff:+.4f}{test}."
     )
 
 
@@ -243,28 +359,44 @@ def write_tables(
     name = table_name(budget)
     write_text_atomic(folder / f"{name}.json", json.dumps(table, indent=2) + "\n")
     precision = budget.get("precision") or "fp32"
+    dev = budget.get("on") == "dev"
+    split = "dev (156 train queries; models train on the other 653, `train:fit`)" if dev else "test"
+    queries = "156 dev queries" if dev else "300 queries"
     lines = [
-        "# Students on SciFact test: one budget, several seeds" + (" (bf16 training)" if precision == "bf16" else ""),
+        f"# Students on SciFact {split}: one budget, several seeds"
+        + (" (bf16 training)" if precision == "bf16" else ""),
         "",
-        f"Produced by `python eval/students_scifact.py --precision {precision}` (see its docstring for the inputs). "
+        f"Produced by `python eval/students_scifact.py --precision {precision}{' --on dev' if dev else ''}` "
+        "(see its docstring for the inputs). "
         f"Every trained method in {precision}: {budget['epochs']} epochs, texts cut at {budget['max_seq_length']} "
         "tokens in training and "
         f"{budget['eval_max_seq_length'] or budget['max_seq_length']} in evaluation (every row alike), the schedule of "
         f"`eval/recipes/scifact_student_base.yaml`, seeds {', '.join(map(str, seeds))}. nDCG@10 is the mean "
-        "± sd over the seeds; p-values are paired t-tests over the 300 queries of each query's nDCG@10 "
-        "averaged over the seeds; Kendall τ is with the teacher on the test BM25 top 100.",
+        f"± sd over the seeds. Each trained row is compared with `{LABEL_ONLY}` (the label-only reference: the "
+        "same lists, sampler and steps, BM25's negatives, no teacher) and with `untrained`, over the "
+        f"{queries} and the seeds both rows have (`irdistill.evaluation.seeds`: a two-level bootstrap and a "
+        "t-interval over seeds, the wider reported): the mean nDCG@10 difference, its 95 % CI, p, and p after "
+        "Holm's correction over the column's family. Kendall τ is with the teacher on the "
+        f"{'dev' if dev else 'test'} BM25 top 100.",
         "",
-        "| method | uses teacher | seeds | nDCG@10 | recall@100 | MRR@10 | p vs infonce | p vs untrained | "
-        "Kendall τ | train examples/s | texts a row |",
+        f"| method | uses teacher | seeds | nDCG@10 | recall@100 | MRR@10 | vs {LABEL_ONLY}: Δ [95 % CI] p (Holm) | "
+        "vs untrained: Δ [95 % CI] p (Holm) | Kendall τ | train examples/s | texts a row |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def versus(found: dict[str, Any] | None) -> str:
+        if not found:
+            return "-"
+        low, high = found["ci95"]
+        return f"{found['diff']:+.4f} [{low:+.4f}, {high:+.4f}] {_p(found['p'])} ({_p(found.get('p_holm'))})"
+
     for method, r in table.items():
         sd = f" ± {r['ndcg@10_sd']:.4f}" if r["seeds"] > 1 else ""
         lines.append(
             f"| {method} | {'yes' if r['uses_teacher'] else 'no'} | {r['seeds'] or '-'} | "
             f"{r['ndcg@10']:.4f}{sd} | {r['recall@100']:.4f} | {r['mrr@10']:.4f} | "
-            f"{_p(r['p_vs_infonce'])} | "
-            f"{_p(r['p_vs_untrained'])} | "
+            f"{versus(r.get('vs_label_only'))} | "
+            f"{versus(r.get('vs_untrained'))} | "
             f"{r['kendall_tau'] if r['kendall_tau'] is not None else '-'} | "
             f"{r['train_examples_per_s'] if r['train_examples_per_s'] is not None else '-'} | "
             f"{r['texts_per_row'] or '-'} |"
@@ -333,7 +465,14 @@ def main() -> None:
     parser.add_argument(
         "--eval-max-seq-length", type=int, help="evaluation length, every row alike (default: --max-seq-length)"
     )
-    parser.add_argument("--runs", default="runs/students/scifact")
+    parser.add_argument(
+        "--on",
+        default="test",
+        choices=["test", "dev"],
+        help="test: train on SciFact train, measure on test (the final table); dev: train on train:fit, measure "
+        "on train:dev (irdistill.data.holdout), where methods and settings are chosen",
+    )
+    parser.add_argument("--runs", help="run folders (default runs/students/scifact, -dev on dev)")
     parser.add_argument("--dataset", default="beir/scifact", help="collection (train and test splits)")
     parser.add_argument("--student", help="start model (default: the base recipe's all-MiniLM-L6-v2)")
     parser.add_argument("--inbatch-teacher", help="tas-balanced's in-batch teacher (default all-mpnet-base-v2)")
@@ -355,12 +494,14 @@ def main() -> None:
         "max_seq_length": args.max_seq_length,
         "eval_max_seq_length": args.eval_max_seq_length,
         "precision": precision,
+        "on": args.on,
     }
     train_budget = {"epochs": args.epochs, "max_seq_length": args.max_seq_length, "precision": precision}
     eval_len = args.eval_max_seq_length or args.max_seq_length
     tag = budget_tag(budget)
     results = Path(args.results)
-    cells_path = results / "students_scifact_cells.json"
+    cells_path = results / cells_name(args.on)
+    args.runs = args.runs or ("runs/students/scifact-dev" if args.on == "dev" else "runs/students/scifact")
 
     def overrides(method: str) -> dict[str, Any]:
         out: dict[str, Any] = {"dataset": args.dataset}
@@ -379,12 +520,15 @@ def main() -> None:
 
     if not args.table_only:
         base = load_yaml(HERE / "recipes" / "scifact_student_base.yaml")
-        test = load_collection(args.dataset, split="test")
         student = args.student or base["student"]
-        teacher_path = Path(args.teacher_test_scores)
-        teacher_run = scores_to_run(
-            read_scores(teacher_path / "scores.parquet" if teacher_path.is_dir() else teacher_path)
-        )
+        if args.on == "dev":
+            test, teacher_run = dev_candidates(args.dataset, args.scores)
+        else:
+            test = load_collection(args.dataset, split="test")
+            teacher_path = Path(args.teacher_test_scores)
+            teacher_run = scores_to_run(
+                read_scores(teacher_path / "scores.parquet" if teacher_path.is_dir() else teacher_path)
+            )
         cands = {q: list(d) for q, d in teacher_run.items()}
         key = cell_key("teacher", None, budget)
         if key not in cells:
@@ -419,6 +563,7 @@ def main() -> None:
                         **train_budget,
                         **overrides(method),
                         "seed": seed,
+                        "split": "train:fit" if args.on == "dev" else "train",
                         "scores": METHODS[method].get("scores", args.scores),
                         "out": str(model),
                     }

@@ -406,7 +406,7 @@ def test_students_control_line_pairs_only_the_shared_seeds(monkeypatch: pytest.M
     monkeypatch.syspath_prepend(str(ROOT / "eval"))
     import students_scifact
 
-    from irdistill.evaluation import paired_t_test
+    from irdistill.evaluation.seeds import compare_over_seeds
 
     budget = {"epochs": 3, "max_seq_length": 128, "eval_max_seq_length": 256}
 
@@ -424,16 +424,20 @@ def test_students_control_line_pairs_only_the_shared_seeds(monkeypatch: pytest.M
         "infonce-lists|e1-len128-eval256|seed3": cell({"x": 1.0, "y": 1.0, "z": 1.0}),  # another budget
     }
     line = students_scifact.same_seeds(cells, budget, [1, 2, 3], "hybrid-kl", "infonce-lists")
-    mean = {q: (a1[q] + a2[q]) / 2 for q in a1}, {q: (b1[q] + b2[q]) / 2 for q in b1}
-    p = paired_t_test(*mean)
+    found = compare_over_seeds({1: a1, 2: a2}, {1: b1, 2: b2}, resamples=10_000, margin=0.01)
     diff = (sum(a1.values()) + sum(a2.values()) - sum(b1.values()) - sum(b2.values())) / 6
+    assert found.difference == pytest.approx(diff)
+    low, high = (round(x, 4) for x in found.ci95)
+    p = float(f"{found.p:.3g}")
     assert line == (
         "`hybrid-kl` against `infonce-lists` on the seeds both have (1, 2): nDCG@10 0.7000 / 0.5333, "
-        f"0.7000 / 0.5000 per seed, mean difference {diff:+.4f}, paired p {p:.4f}."
+        f"0.7000 / 0.5000 per seed, mean difference {diff:+.4f}, 95 % CI over queries and seeds "
+        f"[{low:+.4f}, {high:+.4f}], p {p:.4f}."
     )
     assert students_scifact.same_seeds(cells, budget, [1, 2, 3], "hybrid-kl", "hybrid") is None
-    assert students_scifact.same_seeds(cells, budget, [2], "hybrid-kl", "infonce-lists").startswith(
-        "`hybrid-kl` against `infonce-lists` on the seeds both have (2): nDCG@10 0.7000 / 0.5000 per seed"
+    assert students_scifact.same_seeds(cells, budget, [2], "hybrid-kl", "infonce-lists") == (
+        "`hybrid-kl` against `infonce-lists` on the seeds both have (2): nDCG@10 0.7000 / 0.5000 per seed, "
+        "mean difference +0.2000 (one seed: no test over seeds)."
     )
 
 
