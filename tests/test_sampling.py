@@ -546,3 +546,52 @@ def test_pairs_from_a_compact_read_equal_the_plain_ones(tmp_path: Path) -> None:
     pq.write_table(repeated, tmp_path / "scores.parquet", row_group_size=500)
     with pytest.raises(InputError, match="rows 0 and 3000"):
         read_scores(tmp_path, compact=True)
+
+
+def shared_positive_pairs(n_topics: int, per_topic: int, seed: int = 0) -> tuple[list[str], dict, np.ndarray]:
+    """SciFact-shaped: the queries of a topic share their judged positives (each the positive of 3
+    queries of the topic) and draw negatives from the topic's own pool, so that topic batches meet
+    the same passages again and again; embeddings cluster by topic."""
+    rng = np.random.default_rng(seed)
+    qids, pairs = [], {}
+    for t in range(n_topics):
+        pool = [f"t{t}-d{j}" for j in range(60)]
+        for i in range(per_topic):
+            q = f"t{t}-q{i}"
+            qids.append(q)
+            positive = f"t{t}-pos{i // 3}"
+            negatives = rng.choice(pool, size=8, replace=False)
+            pairs[q] = [Pair(positive, str(n), float(rng.uniform(0, 5))) for n in negatives]
+    return qids, pairs, blobs([per_topic] * n_topics, dim=16)
+
+
+def test_tas_batches_hold_no_passage_twice_with_shared_positives() -> None:
+    qids, pairs, embeddings = shared_positive_pairs(n_topics=6, per_topic=40)
+    first = TASBalancedSampler(qids, pairs, embeddings, batch_size=8, n_clusters=6, seed=1, distinct_passages=False)
+    first.plan(0)
+    assert first.last_plan["repeated_passages"] > 30  # the first version: topic batches repeat positives
+    tas = TASBalancedSampler(qids, pairs, embeddings, batch_size=8, n_clusters=6, seed=1)
+    for epoch in range(3):
+        plan = tas.plan(epoch)
+        assert len(plan) == len(tas) == 30 and all(len(b) == 8 for b in plan)
+        for batch in plan:
+            passages = [p for e in batch for p in (e.positive, e.negative)]
+            assert len(passages) == len(set(passages))  # no passage twice, so no positive as a negative
+            assert len({e.qid for e in batch}) == len(batch)
+        stats = tas.last_plan
+        assert stats["repeated_passages"] == 0 and stats["batches"] == 30 and stats["deferred"] > 0
+        # every query is placed once or counted as left out (a top-up repeats a placed one)
+        assert len({e.qid for b in plan for e in b}) + stats["left_out"] == len(qids)
+        assert stats["left_out"] <= 3 and stats["topped_up"] == stats["left_out"]
+        assert stats["single_topic"] >= 20  # a batch fills from its own topic before others
+
+
+def test_tas_auto_clusters_hold_several_batches() -> None:
+    from irdistill.sampling.tas_balanced import BATCHES_PER_CLUSTER, auto_clusters
+
+    assert auto_clusters(809, 32) == 6 and auto_clusters(10, 32) == 1 and BATCHES_PER_CLUSTER == 4
+    qids, pairs = make_pairs(200)
+    tas = TASBalancedSampler(qids, pairs, blobs([50] * 4, dim=16), batch_size=10, seed=0)
+    assert tas.n_clusters == 5  # 200 / (4 x 10)
+    tas.plan(0)
+    assert tas.last_plan["single_topic"] >= 12  # of 20 batches; clusters of ~40-50 hold 4 batches each

@@ -281,6 +281,8 @@ def build_trainer_inputs(
     total = 0
     for epoch in range(epochs):
         plan = sampler.plan(epoch)
+        if getattr(sampler, "last_plan", None):
+            logger.info("sampler, epoch %d: %s", epoch, sampler.last_plan)
         pad = -len(plan) % world_size
         plan = plan + [plan[i % len(plan)] for i in range(pad)]
         examples = [example for batch in plan for example in batch]

@@ -53,6 +53,17 @@ Here an epoch is finite and reproducible so that it plugs into the Hugging Face 
 - With ``k > 1`` the ``k`` chunks of a batch are ``k`` random chunks (usually of ``k``
   different clusters, not always).
 - Queries whose pairs all share one margin are kept (one bin); the reference code drops them.
+- **No passage twice in a batch** (``distinct_passages``, default on). Queries that share a
+  judged positive cluster together (on SciFact 248 abstracts are the positive of two or more
+  train claims), so in a topic batch one query's positive is often another's, an in-batch
+  "negative" for it. Each query's pair is drawn (balanced, as above) among the pairs whose two
+  passages the batch does not hold yet; a query with none left waits for a later batch, which
+  takes waiting queries after its own; a batch still short is topped up with queries that fit.
+  A query that fits no batch of the epoch is left out of it (counted). :attr:`last_plan`
+  records, per plan, the share of single-topic batches and those counts.
+- ``n_clusters=None`` sizes the clusters to hold about :data:`BATCHES_PER_CLUSTER` batches each
+  (SciFact: 809 queries, batches of 32, 6 clusters); with clusters smaller than a batch, few
+  batches can be single-topic (32 clusters of ~25 queries gave 7-10 of 26 an epoch).
 
 Reused: faiss k-means (``faiss.Kmeans``), :class:`~irdistill.encoding.DenseEncoder` and its
 embedding cache, NumPy's ``SeedSequence`` generators.
@@ -72,9 +83,27 @@ from irdistill.sampling.base import SAMPLERS, Batch, PairSampler, check_positive
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TASBalancedSampler", "margin_bins", "kmeans_clusters", "encode_queries"]
+__all__ = [
+    "BATCHES_PER_CLUSTER",
+    "TASBalancedSampler",
+    "auto_clusters",
+    "encode_queries",
+    "kmeans_clusters",
+    "margin_bins",
+]
 
 _NONE = np.empty(0, dtype=np.int64)
+
+BATCHES_PER_CLUSTER = 4
+"""With ``n_clusters=None``: queries / (this x batch size) clusters, at least 1."""
+
+FIT_DRAWS = 8
+"""Balanced draws tried for a query before its fitting pairs are scanned in random order."""
+
+
+def auto_clusters(n_queries: int, batch_size: int) -> int:
+    """The number of clusters that gives each about :data:`BATCHES_PER_CLUSTER` batches."""
+    return max(1, round(n_queries / (BATCHES_PER_CLUSTER * batch_size)))
 
 
 def margin_bins(margins: Sequence[float] | np.ndarray, n_bins: int = 10) -> np.ndarray:
@@ -146,7 +175,8 @@ class TASBalancedSampler(PairSampler):
             sentence-transformers model (a folder, a name under ``$IRDISTILL_MODELS`` or a hub
             id) to encode ``query_texts`` with.
         batch_size: queries (examples) per batch; a multiple of ``clusters_per_batch``.
-        n_clusters: k-means clusters; at most the number of queries.
+        n_clusters: k-means clusters; at most the number of queries. ``None``:
+            :func:`auto_clusters` (about :data:`BATCHES_PER_CLUSTER` batches a cluster).
         clusters_per_batch: clusters each batch draws from, with equal shares.
         n_bins: margin bins per query (the paper's ``h = 10``).
         seed: seeds the k-means and every draw (``>= 0``).
@@ -157,6 +187,9 @@ class TASBalancedSampler(PairSampler):
         kmeans_iterations: Lloyd iterations of the k-means.
         kmeans_restarts: k-means runs from different random starts; the one with the lowest
             objective is kept.
+        distinct_passages: no passage twice in a batch (see the module's text); ``False`` is
+            the first version, whose topic batches often held one query's positive as another's
+            negative.
 
     Attributes:
         assignments: ``qid -> k-means cluster id``.
@@ -164,6 +197,10 @@ class TASBalancedSampler(PairSampler):
         clusters: the non-empty clusters as arrays of query positions (in ``query_ids``).
         cluster_ids: the k-means id of each entry of ``clusters``.
         share: queries per cluster in a batch, ``batch_size / clusters_per_batch``.
+        last_plan: counts of the latest :meth:`plan`: ``batches``, ``single_topic`` (batches
+            whose queries share one cluster), ``deferred`` (queries moved to a later batch),
+            ``topped_up``, ``left_out``, ``repeated_passages`` (a passage's extra copies in a
+            batch, summed; 0 with ``distinct_passages``).
 
     Raises:
         InputError: a bad size or count, a query without pairs (named), a non-finite margin,
@@ -182,6 +219,7 @@ class TASBalancedSampler(PairSampler):
         "n_clusters": "n_clusters",
         "clusters_per_batch": "clusters_per_batch",
         "n_bins": "n_bins",
+        "distinct_passages": "distinct_passages",
     }
 
     @classmethod
@@ -207,7 +245,7 @@ class TASBalancedSampler(PairSampler):
             .encode(qids, [query_texts[q] for q in qids], side="query")
             .embeddings
         )
-        if "n_clusters" in options:
+        if options.get("n_clusters") is not None:
             options["n_clusters"] = min(options["n_clusters"], len(qids))
         return cls(qids, pairs_by_query, embeddings, batch_size, seed=seed, **options)
 
@@ -217,7 +255,7 @@ class TASBalancedSampler(PairSampler):
         pairs_by_query: Mapping[str, Sequence[tuple[str, str, float]]],
         query_embeddings: np.ndarray | str,
         batch_size: int,
-        n_clusters: int,
+        n_clusters: int | None = None,
         clusters_per_batch: int = 1,
         n_bins: int = 10,
         seed: int = 0,
@@ -226,10 +264,15 @@ class TASBalancedSampler(PairSampler):
         encoder_options: Mapping[str, Any] | None = None,
         kmeans_iterations: int = 20,
         kmeans_restarts: int = 5,
+        distinct_passages: bool = True,
     ) -> None:
         super().__init__(query_ids, pairs_by_query, batch_size, seed)
         n_queries = len(self.query_ids)
+        if n_clusters is None:
+            n_clusters = min(auto_clusters(n_queries, self.batch_size), n_queries)
         self.n_clusters = check_positive_int("n_clusters", n_clusters)
+        self.distinct_passages = bool(distinct_passages)
+        self.last_plan: dict[str, int] = {}
         self.clusters_per_batch = check_positive_int("clusters_per_batch", clusters_per_batch)
         self.n_bins = check_positive_int("n_bins", n_bins)
         kmeans_iterations = check_positive_int("kmeans_iterations", kmeans_iterations)
@@ -257,6 +300,7 @@ class TASBalancedSampler(PairSampler):
             restarts=check_positive_int("kmeans_restarts", kmeans_restarts),
         )
         self.assignments = dict(zip(self.query_ids, assign.tolist(), strict=True))
+        self._cluster_of = np.asarray(assign, dtype=np.int64)
         ids = np.unique(assign)
         self.cluster_ids = ids
         self.clusters = [np.flatnonzero(assign == c) for c in ids]
@@ -307,9 +351,81 @@ class TASBalancedSampler(PairSampler):
         groups = [flat[i : i + self.batch_size] for i in range(0, len(flat), self.batch_size)]
         if len(groups[-1]) < self.batch_size:
             groups[-1] = self._top_up(groups[-1], rng)
-        return [[self._example(int(q), self._draw(int(q), rng)) for q in rng.permutation(group)] for group in groups]
+        if self.distinct_passages:
+            batches = self._distinct(groups, rng)
+        else:
+            batches = [[self._example(int(q), self._draw(int(q), rng)) for q in rng.permutation(g)] for g in groups]
+            self.last_plan = {"deferred": 0, "topped_up": 0, "left_out": 0}
+        assign = self.assignments
+        self.last_plan["batches"] = len(batches)
+        self.last_plan["single_topic"] = sum(len({assign[e.qid] for e in b}) == 1 for b in batches)
+        self.last_plan["repeated_passages"] = sum(
+            2 * len(b) - len({p for e in b for p in (e.positive, e.negative)}) for b in batches
+        )
+        logger.debug("TAS-Balanced epoch %d: %s", epoch, self.last_plan)
+        return batches
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _fitting_pair(self, query: int, used: set[str], rng: np.random.Generator) -> int | None:
+        """A pair of ``query`` whose passages are not in ``used``: a balanced draw when one of
+        :data:`FIT_DRAWS` fits, else a random fitting pair; ``None`` when none fits."""
+        pairs = self.pairs[query]
+        for _ in range(FIT_DRAWS):
+            pair = self._draw(query, rng)
+            pos, neg, _ = pairs[pair]
+            if pos not in used and neg not in used:
+                return pair
+        for pair in rng.permutation(len(pairs)).tolist():
+            pos, neg, _ = pairs[pair]
+            if pos not in used and neg not in used:
+                return int(pair)
+        return None
+
+    def _distinct(self, groups: list[np.ndarray], rng: np.random.Generator) -> list[Batch]:
+        """``groups`` as batches of the same sizes without a passage twice in a batch.
+
+        A batch takes its own queries that fit, then queries of its topic (the group's most common
+        cluster) not placed yet this epoch, then unplaced queries of other topics, then, if still
+        short, any query that fits (a repeat in the epoch, as the last batch's top-up is). A query
+        that a batch could not take is placed by a later one; one that fits none is left out."""
+        unplaced = np.ones(len(self.query_ids), dtype=bool)
+        batches: list[Batch] = []
+        deferred = topped_up = 0
+        for group in groups:
+            used: set[str] = set()
+            batch: Batch = []
+            members: set[int] = set()
+            topic = int(np.bincount(self._cluster_of[group]).argmax())
+            own = [int(q) for q in rng.permutation(group)]
+            pool = np.flatnonzero(unplaced)
+            pool = pool[rng.permutation(len(pool))]
+            same = pool[self._cluster_of[pool] == topic].tolist()
+            other = pool[self._cluster_of[pool] != topic].tolist()
+            everyone = rng.permutation(len(self.query_ids)).tolist()
+            stages = ((own, False), (same, False), (other, False), (everyone, True))
+            for candidates, repeat in stages:
+                for q in candidates:
+                    if len(batch) == len(group):
+                        break
+                    if q in members or (not repeat and not unplaced[q]):
+                        continue
+                    pair = self._fitting_pair(q, used, rng)
+                    if pair is None:
+                        continue
+                    example = self._example(q, pair)
+                    batch.append(example)
+                    members.add(q)
+                    used.update((example.positive, example.negative))
+                    topped_up += bool(repeat and not unplaced[q])
+                    unplaced[q] = False
+            deferred += sum(1 for q in own if q not in members and unplaced[q])
+            batches.append(batch)
+        left_out = int(unplaced.sum())
+        self.last_plan = {"deferred": deferred, "topped_up": topped_up, "left_out": left_out}
+        if left_out:
+            logger.info("TAS-Balanced: %d queries fit no batch of this epoch without a repeated passage", left_out)
+        return batches
 
     def _top_up(self, group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``group`` filled to ``batch_size`` with queries not in it, without replacement (all

@@ -102,7 +102,19 @@ class TrainConfig:
         help="a pair sampler registered in irdistill.sampling.SAMPLERS (an unknown name lists the known ones); "
         "the pair losses only: listwise-kl, hybrid-kl and infonce draw their own rows",
     )
-    n_clusters: int = option(32, group=SAMPLING, help="tas-balanced: query clusters")
+    n_clusters: int | None = option(
+        None,
+        group=SAMPLING,
+        help="tas-balanced: query clusters (default: about 4 batches of queries a cluster, "
+        "irdistill.sampling.tas_balanced.auto_clusters)",
+    )
+    distinct_passages: bool = option(
+        True,
+        group=SAMPLING,
+        negate="--repeat-passages",
+        help="tas-balanced: no passage twice in a batch (so no query meets its own positive as another's "
+        "in-batch negative); --repeat-passages is the first version",
+    )
     clusters_per_batch: int = option(1, group=SAMPLING, help="tas-balanced: clusters a batch draws from")
     n_bins: int = option(10, group=SAMPLING, help="tas-balanced: margin bins per query")
     inbatch_teacher: str | None = option(None, group=LOSS, help="tas-balanced: dense model scoring in-batch pairs")
@@ -235,7 +247,7 @@ class TrainConfig:
         if rows is Rows.PAIRS_INBATCH and not self.inbatch_teacher:
             raise InputError(f"train: {self.loss} needs inbatch_teacher (a dense model scoring in-batch pairs)")
         for key in ("epochs", "batch_size", "list_size", "n_clusters", "logging_steps", "hard_depth"):
-            if getattr(self, key) < 1:
+            if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise InputError(f"train: {key} must be >= 1, got {getattr(self, key)}")
         if self.distill_weight < 0:
             raise InputError(f"train: distill_weight must be >= 0, got {self.distill_weight}")
