@@ -67,6 +67,34 @@ def part_gradients(model: Any, loss: Any, columns: list[list[str]], labels: Any)
     return out
 
 
+def target_mass(loss: Any, labels: Any) -> dict[str, float]:
+    """For a listwise KL (lists whose first candidate is the judged positive): the mean share of
+    the teacher's target on the positive, on the list's negatives and on the other rows' passages
+    (``target_*``); nothing for other losses."""
+    import torch
+
+    from irdistill.losses import ListwiseKLLoss
+
+    if not isinstance(loss, ListwiseKLLoss):
+        return {}
+    batch = int(labels.size(0))
+    if loss.in_batch_negatives and loss.in_batch_target != "exclude":
+        probs = loss.in_batch_target_probs(labels)
+        width = int(labels.size(1)) - 1
+        starts = torch.arange(batch) * width
+        own = torch.stack([probs[r, s : s + width] for r, s in enumerate(starts.tolist())])
+    else:
+        width = int(labels.size(1)) - (1 if loss.in_batch_negatives else 0)
+        own = torch.softmax(labels[:, :width] / loss.teacher_temperature, dim=1)
+    positive = float(own[:, 0].mean())
+    negatives = float(own[:, 1:].sum(dim=1).mean())
+    return {
+        "target_positive": positive,
+        "target_list_negatives": negatives,
+        "target_in_batch": 1 - positive - negatives,
+    }
+
+
 def measure(method: str, overrides: dict[str, Any], loss_options: dict[str, Any], batches: int) -> dict[str, Any]:
     """Gradient norms per part over the first ``batches`` batches of ``method``'s training rows."""
     import torch
@@ -107,6 +135,8 @@ def measure(method: str, overrides: dict[str, Any], loss_options: dict[str, Any]
         for name, (value, grad) in parts.items():
             norms.setdefault(name, []).append(float(grad.norm()))
             values_seen.setdefault(name, []).append(value)
+        for name, value in target_mass(loss, labels).items():
+            values_seen.setdefault(name, []).append(value)
         if len(parts) == 2:
             (_, a), (_, c) = parts.values()
             cosines.append(float(torch.nn.functional.cosine_similarity(a, c, dim=0)))
@@ -119,8 +149,11 @@ def measure(method: str, overrides: dict[str, Any], loss_options: dict[str, Any]
         "batches": batches,
         "batch_size": size,
         "grad_norm": {k: round(statistics.fmean(v), 4) for k, v in norms.items()},
-        "value": {k: round(statistics.fmean(v), 4) for k, v in values_seen.items()},
+        "value": {k: round(statistics.fmean(v), 4) for k, v in values_seen.items() if k in norms},
     }
+    mass = {k: round(statistics.fmean(v), 3) for k, v in values_seen.items() if k.startswith("target_")}
+    if mass:
+        row["target_mass"] = mass
     total = sum(row["grad_norm"].values())
     row["grad_share"] = {k: round(v / total, 3) for k, v in row["grad_norm"].items()}
     if cosines:
@@ -137,15 +170,32 @@ def write_md(table: dict[str, Any]) -> None:
         "(the untrained student, 128 tokens, the recipe's batch size and label scale), its share of the "
         "sum of the parts' norms, and the cosine between the two parts' gradients.",
         "",
-        "| row | loss settings | batches | part: value / grad norm (share) | cosine |",
-        "|---|---|---|---|---|",
+        "A listwise KL's row also gives where its teacher target puts the mass, averaged over the rows of "
+        "those batches: on the judged positive / the list's negatives / the other rows' passages.",
+        "",
+        "| row | loss settings | batches | part: value / grad norm (share) | cosine | target mass: positive / "
+        "list negatives / in-batch |",
+        "|---|---|---|---|---|---|",
     ]
     for label, r in table.items():
         settings = ", ".join(f"{k}={v}" for k, v in {**r["overrides"], **r["loss_options"]}.items()) or "defaults"
         parts = "; ".join(
             f"{k}: {r['value'][k]} / {r['grad_norm'][k]} ({100 * r['grad_share'][k]:.1f} %)" for k in r["grad_norm"]
         )
-        lines.append(f"| {label} | {settings} | {r['batches']} | {parts} | {r.get('grad_cosine', '-')} |")
+        mass = r.get("target_mass")
+        shares = (
+            f"{mass['target_positive']:.3f} / {mass['target_list_negatives']:.3f} / {mass['target_in_batch']:.3f}"
+            if mass
+            else "-"
+        )
+        lines.append(f"| {label} | {settings} | {r['batches']} | {parts} | {r.get('grad_cosine', '-')} | {shares} |")
+    lines += [
+        "",
+        "Rows are `eval/students_scifact.py` methods: `hybrid-kl` and `listwise-kl` train with the KL as first "
+        "built (its `FIRST_KL`: the other rows' passages at the query's floor in the target, a τ² factor), the "
+        "`-v2` rows with the KL as it is now (hybrid-kl: over the query's own list; listwise-kl: no target mass "
+        "on the other rows' passages; no τ² below τ = 1). 'defaults' means the method's own settings.",
+    ]
     (RESULTS / "loss_balance_scifact.md").write_text("\n".join(lines) + "\n")
 
 
