@@ -300,3 +300,44 @@ def test_write_comparison_json_is_strict_with_infinite_latency(tmp_path: Path) -
     write_comparison(comparison, tmp_path)
     data = json.loads((tmp_path / "compare.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert data["latency_ms"]["a"] is None and data["p_values"]["a"]["b"]["ndcg@10"] is None
+
+
+def test_compare_over_seeds_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two methods, three seeds each, written as TREC files: a name repeated per seed makes the
+    CLI compare over queries and seeds; the better method's gain and its CI come out."""
+    from irdistill.cli.main import main
+
+    collection = synthetic(tmp_path, n=40)
+    paths = []
+    for method, ranks in (("good", (1, 1, 2)), ("poor", (3, 4, 3))):
+        for seed, shift in enumerate(ranks, start=1):
+            run = ranked_run(40, lambda i, shift=shift: shift + (i % 2))
+            path = tmp_path / f"{method}-s{seed}.trec"
+            write_run(run, path)
+            paths.append(str(path))
+    out = tmp_path / "cmp"
+    code = main(
+        [
+            "compare",
+            *paths,
+            "--names",
+            *(["good"] * 3 + ["poor"] * 3),
+            "--dataset",
+            str(tmp_path / "synthetic"),
+            "--metrics",
+            "ndcg@10,mrr@10",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| good | 3 |" in printed and "| good vs poor |" in printed
+    result = json.loads((out / "compare.json").read_text())
+    pair = result["pairs"]["good vs poor"]["ndcg@10"]
+    assert pair["diff"] > 0.1 and pair["seeds"] == [0, 1, 2] and pair["p_holm"] == pair["p"]
+    assert len(result["means"]["good"]["mrr@10"]) == 3
+    with pytest.raises(InputError, match="has one run"):
+        from irdistill.evaluation import compare_seeded
+
+        compare_seeded(collection, {"a": [RunEntry("a", {})], "b": [RunEntry("b", {}), RunEntry("b", {})]})

@@ -63,7 +63,15 @@ class CompareConfig:
     runs: list[str] = option(default_factory=list, cli=False, help="TREC run files or evaluate --out folders")
     dataset: str = option("", help="collection the runs were made on")
     split: str | None = option(None, help="split (test, train, dev ...); overrides one in --dataset")
-    names: list[str] | None = option(None, parse="nargs", help="display names, one per run")
+    names: list[str] | None = option(
+        None,
+        parse="nargs",
+        help="display names, one per run; a name given to several runs makes them one method's seeds, "
+        "compared over queries and seeds (irdistill.evaluation.seeds)",
+    )
+    margin: float | None = option(
+        None, help="with seeds: equivalence margin; pairs whose 90 %% intervals lie inside it are called level"
+    )
     metrics: list[str] = option(
         default_factory=lambda: ["ndcg@10", "mrr@10", "recall@100"], parse="comma", help="comma-separated ranx metrics"
     )

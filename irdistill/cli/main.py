@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Score several runs on one collection with ranx, test every pair (paired t-test by "
             "default) and plot quality against latency. A RUN is a TREC run file or an `irdistill "
             "evaluate --out` folder (whose perf.json gives the latency).",
-            "example: irdistill compare runs/bm25 runs/minilm --dataset beir/scifact/test --out runs/cmp",
+            "example: irdistill compare runs/bm25 runs/minilm --dataset beir/scifact/test --out runs/cmp\n"
+            "several seeds a method (a name repeated once per seed; tested over queries and seeds):\n"
+            "  irdistill compare a/s1 a/s2 a/s3 b/s1 b/s2 b/s3 --names A A A B B B --dataset beir/scifact/train:dev",
         ),
         (
             "candidates",
@@ -332,6 +334,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     collection = load_collection(cfg.dataset, split=cfg.split)
     names = cfg.names or [None] * len(cfg.runs)
     entries = [load_run_entry(path, name) for path, name in zip(cfg.runs, names, strict=True)]
+    if cfg.names and len(set(cfg.names)) < len(cfg.names):  # a repeated name: that method's seeds
+        from irdistill.evaluation import compare_seeded, write_seeded_comparison
+
+        groups: dict[str, list] = {}
+        for entry in entries:
+            groups.setdefault(entry.name, []).append(entry)
+        seeded = compare_seeded(collection, groups, cfg.metrics, margin=cfg.margin)
+        if cfg.out:
+            write_seeded_comparison(seeded, cfg.out)
+        print(seeded.to_markdown())
+        return 0
     comparison = compare_runs(collection, entries, cfg.metrics, cfg.stat_test, cfg.max_p)
     if cfg.out:
         write_comparison(comparison, cfg.out)

@@ -1,11 +1,15 @@
-"""Evaluation: the retrieval harness, ranx metrics, run comparison with significance tests."""
+"""Evaluation: the retrieval harness, ranx metrics, run comparison with significance tests (over
+queries, and over queries and seeds)."""
 
 from irdistill.evaluation.compare import (
     Comparison,
     RunEntry,
+    SeededComparison,
     compare_runs,
+    compare_seeded,
     load_run_entry,
     write_comparison,
+    write_seeded_comparison,
 )
 from irdistill.evaluation.harness import EvaluationResult, Performance, evaluate_retrieval
 from irdistill.evaluation.metrics import (
@@ -16,6 +20,7 @@ from irdistill.evaluation.metrics import (
     parse_metrics,
     per_query_scores,
 )
+from irdistill.evaluation.seeds import SeedComparison, compare_over_seeds, holm
 
 __all__ = [
     "Comparison",
@@ -32,4 +37,10 @@ __all__ = [
     "parse_metric",
     "parse_metrics",
     "per_query_scores",
+    "SeededComparison",
+    "compare_seeded",
+    "write_seeded_comparison",
+    "SeedComparison",
+    "compare_over_seeds",
+    "holm",
 ]

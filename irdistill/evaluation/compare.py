@@ -1,4 +1,5 @@
-"""Compare several runs on one collection: metrics, paired significance tests, a plot.
+"""Compare several runs on one collection: metrics, paired significance tests, a plot; or
+several methods given as several runs (seeds) each, compared over queries and seeds.
 
 Reused: ``ranx.compare`` (paired Student's t-test, Fisher's randomisation test or Tukey's
 HSD, with per-metric p-values). A run is a TREC run file, or a folder written by
@@ -11,6 +12,7 @@ import json
 import logging
 import math
 import os
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,3 +206,108 @@ def write_comparison(comparison: Comparison, out: str | os.PathLike[str]) -> Non
     write_text_atomic(folder / "compare.json", json.dumps(clean, indent=2) + "\n")
     write_text_atomic(folder / "compare.md", comparison.to_markdown())
     plot_comparison(comparison, folder / "compare.png")
+
+
+@dataclass
+class SeededComparison:
+    """Methods with several runs (seeds) each, compared over queries and seeds."""
+
+    metrics: list[str]
+    seeds: dict[str, int]
+    """method -> runs (seeds) given."""
+    means: dict[str, dict[str, list[float]]]
+    """method -> metric -> per-seed means."""
+    pairs: dict[str, dict[str, dict[str, Any]]]
+    """``"a vs b"`` -> metric -> :meth:`SeedComparison.brief` plus ``p_holm``."""
+    margin: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, "seeds": self.seeds, "means": self.means, "pairs": self.pairs}
+
+    def to_markdown(self) -> str:
+        lines = ["| method | seeds | " + " | ".join(f"{m} (mean ± sd)" for m in self.metrics) + " |"]
+        lines.append("|---|---|" + "---|" * len(self.metrics))
+        for name, per_metric in self.means.items():
+            cells = []
+            for metric in self.metrics:
+                values = per_metric[metric]
+                sd = statistics.stdev(values) if len(values) > 1 else 0.0
+                cells.append(f"{statistics.fmean(values):.4f} ± {sd:.4f}")
+            lines.append(f"| {name} | {self.seeds[name]} | " + " | ".join(cells) + " |")
+        lines += ["", "| comparison | " + " | ".join(f"{m}: Δ [95 % CI] p (Holm)" for m in self.metrics) + " |"]
+        lines.append("|---|" + "---|" * len(self.metrics))
+        for pair, per_metric in self.pairs.items():
+            cells = []
+            for metric in self.metrics:
+                r = per_metric[metric]
+                level = " level" if r.get("equivalent") else ""
+                low, high = r["ci95"]
+                cells.append(f"{r['diff']:+.4f} [{low:+.4f}, {high:+.4f}] {r['p']:.3g} ({r['p_holm']:.3g}){level}")
+            lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "Runs of one method are its seeds, paired with the other method's by position (the i-th run of each). "
+            "Δ: mean difference over seeds and queries; 95 % CI and p over queries and seeds "
+            "(irdistill.evaluation.seeds: two-level bootstrap and a t-interval over seeds, the wider); "
+            "Holm over each metric's comparisons"
+            + (f"; 'level': both 90 % intervals inside ±{self.margin}." if self.margin else "."),
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def compare_seeded(
+    collection: Collection,
+    groups: dict[str, list[RunEntry]],
+    metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
+    *,
+    margin: float | None = None,
+    resamples: int = 10_000,
+) -> SeededComparison:
+    """Every pair of methods, each given as several runs (its seeds, paired by position), compared
+    per metric over queries and seeds (:func:`irdistill.evaluation.seeds.compare_over_seeds`), with
+    Holm's correction over each metric's pairs."""
+    from irdistill.evaluation.metrics import per_query_scores
+    from irdistill.evaluation.seeds import compare_over_seeds, holm
+
+    if len(groups) < 2:
+        raise InputError("compare needs at least two methods")
+    short = [name for name, runs in groups.items() if len(runs) < 2]
+    if short:
+        raise InputError(
+            f"compare over seeds: method {short[0]!r} has one run; give each method at least two "
+            "(repeat its name in --names once per seed)"
+        )
+    names_m = parse_metrics(metrics)
+    per_query = {
+        name: {m: {i: per_query_scores(collection.qrels, e.run, m) for i, e in enumerate(runs)} for m in names_m}
+        for name, runs in groups.items()
+    }
+    methods = list(groups)
+    pairs: dict[str, dict[str, dict[str, Any]]] = {}
+    for i, a in enumerate(methods):
+        for b in methods[i + 1 :]:
+            pairs[f"{a} vs {b}"] = {
+                m: compare_over_seeds(per_query[a][m], per_query[b][m], margin=margin, resamples=resamples).brief()
+                for m in names_m
+            }
+    for m in names_m:
+        for pair, adjusted in holm({p: v[m]["p"] for p, v in pairs.items()}).items():
+            pairs[pair][m]["p_holm"] = float(f"{adjusted:.3g}")
+    means = {
+        name: {m: [statistics.fmean(v.values()) for v in per_query[name][m].values()] for m in names_m}
+        for name in methods
+    }
+    return SeededComparison(
+        metrics=names_m,
+        seeds={name: len(runs) for name, runs in groups.items()},
+        means=means,
+        pairs=pairs,
+        margin=margin,
+    )
+
+
+def write_seeded_comparison(comparison: SeededComparison, out: str | os.PathLike[str]) -> None:
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / "compare.json", json.dumps(_finite_or_none(comparison.to_dict()), indent=2) + "\n")
+    write_text_atomic(folder / "compare.md", comparison.to_markdown())
