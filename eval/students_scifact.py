@@ -74,6 +74,10 @@ different machines) learn from the same scores; ``eval/teacher_scores/README.md`
 were made."""
 METRICS = ["ndcg@10", "recall@100", "mrr@10"]
 FIRST_KL = {"in_batch_target": "floor", "temperature_scaling": "squared"}
+FIRST_TAS = {"n_clusters": 32, "distinct_passages": False}
+"""TAS-Balanced batches as the committed cells were trained: 32 clusters of about 25 queries, and
+passages free to repeat in a batch (42 % of the rows met their judged positive elsewhere in their
+batch: ``eval/results/tas_batches_scifact.md``)."""
 """The listwise KL as the committed ``listwise-kl`` / ``hybrid-kl`` cells were trained: the other
 rows' passages at the query's floor in the target and a τ² factor (0.04 at τ ≈ 0.2)."""
 METHODS: dict[str, dict[str, Any]] = {
@@ -83,14 +87,15 @@ METHODS: dict[str, dict[str, Any]] = {
         "loss": "tas-balanced",
         "sampler": "tas-balanced",
         "inbatch_teacher": "sentence-transformers/all-mpnet-base-v2",
+        **FIRST_TAS,
     },
     # positive + 3 hard + 4 random negatives, in-batch negatives, temperature from the teacher's spread;
     # the KL as first built (FIRST_KL): the other rows' passages at the query's floor in the target, τ²
     "listwise-kl": {"loss": "listwise-kl", "sampler": "random", "list_size": 8, **FIRST_KL},
-    "hybrid": {"loss": "hybrid", "sampler": "tas-balanced"},
+    "hybrid": {"loss": "hybrid", "sampler": "tas-balanced", **FIRST_TAS},
     # the same, with the pairs the teacher orders against the label dropped from both terms
     # (RocketQA's denoised hard negatives): about 15 % of the TAS-Balanced rows on SciFact train
-    "hybrid-denoised": {"loss": "hybrid", "sampler": "tas-balanced", "disagreement_weight": 0.0},
+    "hybrid-denoised": {"loss": "hybrid", "sampler": "tas-balanced", "disagreement_weight": 0.0, **FIRST_TAS},
     # listwise-kl's lists (positive + 3 hard + 4 random negatives, in-batch negatives) with InfoNCE
     # on the judged positive added (RocketQAv2's listwise distillation joined with the labels)
     "hybrid-kl": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8, **FIRST_KL},
@@ -111,13 +116,24 @@ METHODS: dict[str, dict[str, Any]] = {
     # hybrid with the teacher's term given a real share of the gradient: at beta 1 the contrastive
     # term makes 93 % of the student's gradient norm on the first batches (eval/results/
     # loss_balance_scifact.md); beta 0.07 evens the two, beta 0.2 leaves the teacher about a quarter
-    "hybrid-beta0.07": {"loss": "hybrid", "sampler": "tas-balanced", "beta": 0.07},
-    "hybrid-beta0.2": {"loss": "hybrid", "sampler": "tas-balanced", "beta": 0.2},
+    "hybrid-beta0.07": {"loss": "hybrid", "sampler": "tas-balanced", "beta": 0.07, **FIRST_TAS},
+    "hybrid-beta0.2": {"loss": "hybrid", "sampler": "tas-balanced", "beta": 0.2, **FIRST_TAS},
     # the KL as it is now (irdistill.losses.ListwiseKLLoss): no mass on the other rows' passages
     # (listwise-kl) or the KL over the query's own list with the in-batch negatives left to InfoNCE
     # (hybrid-kl), and no τ² shrink below τ = 1
     "listwise-kl-v2": {"loss": "listwise-kl", "sampler": "random", "list_size": 8},
     "hybrid-kl-v2": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8},
+    # the same with the KL weighted 3 and 7: about 30 % and 50 % of the student's gradient at the
+    # start (12 % at 1; benchmarks/loss_balance.py), the weights dev chooses among
+    "hybrid-kl-v2-a3": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8, "distill_weight": 3.0},
+    "hybrid-kl-v2-a7": {"loss": "hybrid-kl", "sampler": "random", "list_size": 8, "distill_weight": 7.0},
+    # TAS-Balanced batches as they are now: clusters of about 4 batches, no passage twice in a batch
+    "tas-balanced-v2": {
+        "loss": "tas-balanced",
+        "sampler": "tas-balanced",
+        "inbatch_teacher": "sentence-transformers/all-mpnet-base-v2",
+        "n_clusters": None,  # the base recipe's 32 replaced by clusters of about 4 batches
+    },
 }
 CHOSEN_ON = {
     m: "test"
@@ -153,6 +169,9 @@ USES_TEACHER = {
     "hybrid-beta0.2": True,
     "listwise-kl-v2": True,
     "hybrid-kl-v2": True,
+    "hybrid-kl-v2-a3": True,
+    "hybrid-kl-v2-a7": True,
+    "tas-balanced-v2": True,
 }
 
 
