@@ -561,3 +561,19 @@ def test_scifact_counts(scifact_dir: Path, monkeypatch: pytest.MonkeyPatch, no_i
     by_name = load_collection("beir/scifact/test")
     assert by_name.query_ids == test.query_ids
     assert by_name.corpus_fingerprint() == test.corpus_fingerprint()
+
+
+def test_load_corpus_reads_no_judgements_and_the_ledger_counts_those_handed_out(beir_dir: Path) -> None:
+    from irdistill.data import judgements_loaded, load_corpus
+    from irdistill.errors import InputError as Refused
+
+    before = judgements_loaded()
+    corpus = load_corpus(beir_dir, "test", where="a label-free test")
+    assert judgements_loaded() == before and len(corpus.corpus) == 8 and corpus.queries == {}
+    with pytest.raises(Refused, match="a label-free test: a stage before the evaluation read the judgements"):
+        corpus.qrels.get("q1")
+    (beir_dir / "qrels" / "test.tsv").unlink()  # the judgements are not even opened
+    assert len(load_corpus(beir_dir, "test").corpus) == 8
+    (beir_dir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
+    load_collection(beir_dir, split="test")
+    assert judgements_loaded() == before + 2

@@ -22,7 +22,9 @@ __all__ = [
     "Document",
     "Qrels",
     "Run",
+    "judgements_loaded",
     "load_collection",
+    "load_corpus",
     "parse_dataset_spec",
     "load_beir_folder",
     "load_msmarco_folder",
@@ -62,6 +64,45 @@ def _load_folder(folder: Path, split: str | None, name: str) -> Collection:
     )
 
 
+_JUDGEMENTS_LOADED = 0
+
+
+def judgements_loaded() -> int:
+    """Judgements (query, document) that :func:`load_collection` has handed out in this process: the
+    ledger behind a label-free run's ``labels_used`` (its count before the evaluation stage)."""
+    return _JUDGEMENTS_LOADED
+
+
+def _count(collection: Collection) -> Collection:
+    global _JUDGEMENTS_LOADED
+    _JUDGEMENTS_LOADED += sum(len(docs) for docs in collection.qrels.values())
+    return collection
+
+
+def load_corpus(spec: str | os.PathLike[str], split: str | None = None, *, where: str = "") -> Collection:
+    """The corpus of a data set alone: no queries, judgements sealed
+    (:class:`~irdistill.data.collection.SealedQrels`). A BEIR folder's judgements are not read at
+    all; other sources are loaded whole and their judgements dropped without being counted or
+    handed out."""
+    from irdistill.data.collection import without_judgements
+
+    text = str(spec)
+    path = Path(text).expanduser()
+    folder = path if path.is_dir() else None
+    if folder is None and not path.exists():
+        base, _ = parse_dataset_spec(text, split)
+        folder = local_dataset_dir(base)
+    if folder is not None and (folder / "corpus.jsonl").is_file():
+        from irdistill.data.store import cached_corpus_store
+
+        name = folder.name if path.is_dir() else parse_dataset_spec(text, split)[0]
+        corpus = cached_corpus_store(folder / "corpus.jsonl", name=name)
+        whole = Collection(corpus, {}, {}, name=name, split=split or "")
+    else:
+        whole = _load(text, split)
+    return without_judgements(whole, where=where)
+
+
 def _spec_split(text: str) -> str | None:
     """The split a name such as ``beir/scifact/train:dev`` ends in (a folder path has none)."""
     if Path(text).expanduser().exists():
@@ -86,10 +127,14 @@ def load_collection(spec: str | os.PathLike[str], split: str | None = None) -> C
         >>> len(collection.queries), len(collection.corpus)  # doctest: +SKIP
         (300, 5183)
     """
+    return _count(_load(spec, split))
+
+
+def _load(spec: str | os.PathLike[str], split: str | None = None) -> Collection:
     text = str(spec)
     base_split, part = split_part(split if split is not None else _spec_split(text))
     if part is not None:
-        whole = load_collection(text if split is not None else text.rsplit(":", 1)[0], base_split)
+        whole = _load(text if split is not None else text.rsplit(":", 1)[0], base_split)
         return take_part(whole, part)
     path = Path(text).expanduser()
     if path.exists():

@@ -246,7 +246,7 @@ def _candidates_dict(
 def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str, Any]:
     """Run (or continue) every stage of a recipe; returns the evaluation summary."""
     from irdistill.candidates import write_candidates
-    from irdistill.data import load_collection, read_run
+    from irdistill.data import judgements_loaded, load_collection, read_run
     from irdistill.evaluation import evaluate_retrieval
     from irdistill.generation import unpatched
     from irdistill.teachers.factory import build_teacher
@@ -269,6 +269,7 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     test_c: Any = None
+    judged_before = judgements_loaded()
     if cfg.label_free:
         train_c = _generated_queries(cfg, out, show_progress_bar)
     else:
@@ -313,6 +314,7 @@ def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str,
 
     eval_dir = out / "eval"
     if test_c is None:  # label-free: the judgements are read from here on
+        _add_labels_used(out, judgements_loaded() - judged_before)
         test_c = load_collection(cfg.dataset, split=cfg.test_split)
     with _stage("index + evaluate", eval_dir / "metrics.json") as todo:
         if todo and cfg.index_kind() in BUILT_KINDS:
@@ -346,8 +348,7 @@ def _generated_queries(cfg: RunConfig, out: Path, show_progress_bar: bool) -> An
     """The label-free stages: queries generated from the corpus, round-trip filtered, as the training
     collection (source passages as pseudo-positives). Reads no judgement: the corpus comes with
     sealed qrels."""
-    from irdistill.data import load_collection
-    from irdistill.data.collection import without_judgements
+    from irdistill.data import load_corpus
     from irdistill.generation import (
         QUERIES_NAME,
         build_generator,
@@ -360,9 +361,7 @@ def _generated_queries(cfg: RunConfig, out: Path, show_progress_bar: bool) -> An
 
     assert cfg.generate is not None
     with _stage("load corpus"):
-        corpus = without_judgements(
-            load_collection(cfg.dataset, split=cfg.test_split), where=f"run {cfg.out} ({cfg.dataset})"
-        )
+        corpus = load_corpus(cfg.dataset, cfg.test_split, where=f"run {cfg.out} ({cfg.dataset})")
         logger.info("corpus: %r", corpus)
     options = {k: v for k, v in cfg.generate.items() if k != "generator"}
     gen_dir = out / "queries.generated"
@@ -399,14 +398,29 @@ def _generated_queries(cfg: RunConfig, out: Path, show_progress_bar: bool) -> An
     return train_c
 
 
+LABELS_USED = "labels_used.json"
+
+
+def _add_labels_used(out: Path, count: int) -> None:
+    """Add this sitting's count of judgements loaded before the evaluation to ``out/labels_used.json``
+    (a resumed run adds its own sitting's)."""
+    path = out / LABELS_USED
+    before = json.loads(path.read_text())["judgements"] if path.is_file() else 0
+    write_text_atomic(path, json.dumps({"judgements": before + count}) + "\n")
+
+
 def label_free_summary(out: Path) -> dict[str, Any]:
     """What a label-free run adds to its metrics: the generation and filter counts, and
-    ``labels_used``: judgements read before the evaluation, 0 by construction (the stages before
-    it hold sealed judgements, which raise when read)."""
+    ``labels_used``: the judgements :func:`irdistill.data.load_collection` handed out before the
+    evaluation stage, over every sitting of the run (:func:`irdistill.data.judgements_loaded`). The
+    corpus comes from :func:`irdistill.data.load_corpus`, which reads none, and any read of the
+    sealed judgements it carries raises; a recipe option that would read some
+    (``train.eval_dataset``) is refused."""
     generated = json.loads((out / "queries.generated" / "generated.json").read_text())
     filtered = json.loads((out / "queries.filter.json").read_text())
+    used = out / LABELS_USED
     return {
-        "labels_used": 0,
+        "labels_used": json.loads(used.read_text())["judgements"] if used.is_file() else None,
         "queries": {"generated": generated["generated"], "kept": filtered["kept"]},
         "generation": generated,
         "filter": filtered,
