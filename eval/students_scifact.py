@@ -211,15 +211,16 @@ def cells_name(on: str) -> str:
 
 
 def dev_candidates(dataset: str, scores: str, k: int = 100) -> tuple[Any, dict[str, dict[str, float]]]:
-    """The dev part of the train split and the teacher's run over its BM25 top ``k``: the queries
-    and candidates the main job scores (BM25, k 100), read from the committed train store, without
-    the judged positives the store adds below the top ``k``."""
+    """The dev part of the train split and the teacher's run over its BM25 top ``k`` (judged
+    positives included where BM25 ranks them there, as in the test store), read from the committed
+    train store, which holds every such pair: the main job's candidates (the top ``k`` without the
+    positives) and every judged positive."""
     from irdistill.candidates import mine_candidates
 
     dev = load_collection(dataset, split="train:dev")
     path = Path(scores)
     stored = scores_to_run(read_scores(path / "scores.parquet" if path.is_dir() else path))
-    bm25 = mine_candidates(dev, "bm25", k=k, show_progress_bar=False)
+    bm25 = mine_candidates(dev, "bm25", k=k, exclude_positives=False, show_progress_bar=False)
     run = {}
     for qid, hits in bm25.items():
         missing = [p for p in hits if p not in stored.get(qid, {})]
