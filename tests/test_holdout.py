@@ -91,3 +91,27 @@ def test_run_refuses_choosing_on_its_test_split_and_label_free_judgements(tmp_pa
         train_split="train:fit",
         train={"student": "m", "eval_dataset": "beir/scifact", "eval_split": "train:dev"},
     ).validate()
+
+
+def test_students_dev_teacher_run_holds_the_positives_bm25_ranks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dev table's teacher row reranks the dev queries' BM25 top k with the train store's
+    scores, judged positives included (a run without them scored 0 once)."""
+    from irdistill.evaluation import evaluate_run
+    from irdistill.teachers.bm25 import BM25Teacher
+    from irdistill.workflows.scoring import score_candidates
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "eval"))
+    import students_scifact
+
+    folder = many_queries(tmp_path / "data")
+    train = load_collection(folder, split="train")
+    store = score_candidates(
+        BM25Teacher(train), train, {q: train.doc_ids for q in train.queries}, tmp_path / "store", show_progress_bar=False
+    )
+    dev, run = students_scifact.dev_candidates(str(folder), str(store), k=10)
+    assert set(run) == set(dev.queries) == {q for q in train.queries if is_dev(q)}
+    assert all(len(docs) == 10 for docs in run.values())
+    # each query i is "query i" and its positive "passage number i": BM25 finds it first
+    assert evaluate_run(dev.qrels, run, ["ndcg@10"])["ndcg@10"] > 0.5
