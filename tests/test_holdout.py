@@ -107,9 +107,8 @@ def test_students_dev_teacher_run_holds_the_positives_bm25_ranks(
 
     folder = many_queries(tmp_path / "data")
     train = load_collection(folder, split="train")
-    store = score_candidates(
-        BM25Teacher(train), train, {q: train.doc_ids for q in train.queries}, tmp_path / "store", show_progress_bar=False
-    )
+    pairs = {q: train.doc_ids for q in train.queries}
+    store = score_candidates(BM25Teacher(train), train, pairs, tmp_path / "store", show_progress_bar=False)
     dev, run = students_scifact.dev_candidates(str(folder), str(store), k=10)
     assert set(run) == set(dev.queries) == {q for q in train.queries if is_dev(q)}
     assert all(len(docs) == 10 for docs in run.values())
