@@ -18,9 +18,11 @@ written as a KL divergence (ListNet's cross-entropy minus the teacher's entropy:
 and 0 means the student reproduces the teacher's distribution). With ``ivf_weight > 0`` a
 coarse-level term ``ivf_weight · L(t, <q, c_{a(·)}>)`` is added, which trains the centroids for
 the list selection that ``nprobe`` does at search time. Distill-VQ and LibVQ weigh it equally
-(1); the default here stays 0, measured: on SciFact with all-MiniLM-L6-v2 at nprobe 16
-(``eval/results/vq_scifact.md``), weight 1 gained +0.2 recall@100 points at 48 bytes but lost
-2.5 at 24 bytes and nDCG@10 at both sizes (one run each). The centroids are trained either way:
+(1); the default here stays 0, read off SciFact's test split (``eval/results/vq_scifact.md``,
+all-MiniLM-L6-v2, nprobe 16, one run each: weight 1 gained +0.2 recall@100 points at 48 bytes but
+lost 2.5 at 24 bytes and nDCG@10 at both sizes). That choice was made on the split its table
+reports, before irdistill had a dev split (:mod:`irdistill.data.holdout`); it is to be made again
+there. The centroids are trained either way:
 the fine term scores the reconstruction ``c_{a(d)} + PQ``, which contains them.
 
 Assignment and gradients: codes are hard assignments made with the current parameters exactly as
