@@ -92,7 +92,7 @@ def test_unknown_key_names_the_key_and_the_allowed_ones(tmp_path: Path) -> None:
     assert "save_index" in str(info.value)  # the whole list
     with pytest.raises(
         InputError,
-        match=r"unknown key 'index'; allowed: runs, dataset, split, names, metrics, stat_test, max_p, out$",
+        match=r"unknown key 'index'; allowed: runs, dataset, split, names, margin, metrics, stat_test, max_p, out$",
     ):
         build_config(CompareConfig, {"runs": ["a", "b"], "index": "flat"}, source="compare")
 

@@ -113,13 +113,18 @@ def test_students_table_resumes_cell_by_cell(
         "kendall_tau",
         "train_examples_per_s",
     }
+    # seed-aware comparisons: with untrained at every seed; none with the absent bm25-lists
+    assert row["seed_ndcg@10"] == [round(x, 4) for x in hybrid] and row["chosen_on"] == "test"
+    assert set(row["vs_untrained"]) >= {"diff", "ci95", "p", "p_holm", "seeds"} and "vs_label_only" not in row
+    assert row["vs_untrained"]["seeds"] == [1, 2, 3] and row["p_vs_untrained"] == row["vs_untrained"]["p"]
     assert table["infonce"]["uses_teacher"] is False and table["infonce"]["p_vs_infonce"] is None
     assert table["untrained"]["seeds"] == 0
     markdown = (results / "students_scifact.md").read_text()
     assert "| hybrid | yes | 3 |" in markdown
     missing = (
         "margin-mse, tas-balanced, listwise-kl, hybrid-denoised, hybrid-kl, infonce-lists, bm25-lists, "
-        "hybrid-beta0.07, hybrid-beta0.2"
+        "hybrid-beta0.07, hybrid-beta0.2, listwise-kl-v2, hybrid-kl-v2, hybrid-kl-v2-a3, hybrid-kl-v2-a7, "
+        "tas-balanced-v2"
     )
     assert f"Not measured yet: {missing}." in markdown
 
