@@ -1,6 +1,8 @@
 """Distillation without labels: generated queries, the BM25 + mpnet teacher, a MiniLM student.
 
-One command per collection writes ``eval/results/adapt_<name>.{md,json}``::
+One command per collection writes ``eval/results/adapt_<name>.{md,json}`` (``--on dev``: measured on
+SciFact's fixed dev split ``train:dev`` instead, ``adapt_<name>-dev.*``, where label-free settings
+are chosen)::
 
     IRDISTILL_DATA=../shared/data HF_HUB_OFFLINE=1 python eval/adapt.py --dataset beir/scifact
     IRDISTILL_DATA=../shared/data HF_HUB_OFFLINE=1 python eval/adapt.py --dataset beir/cisi
@@ -80,6 +82,13 @@ def short_name(dataset: str) -> str:
     return dataset.rstrip("/").split("/")[-1]
 
 
+def eval_split(args: argparse.Namespace) -> str:
+    """The judged queries a row is measured on: ``test``, or with ``--on dev`` the fixed dev part of
+    the train split (``train:dev``, :mod:`irdistill.data.holdout`), where label-free settings are
+    chosen."""
+    return "train:dev" if getattr(args, "on", "test") == "dev" else "test"
+
+
 def row_recipe(row: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The label-free recipe of one row."""
     base = yaml.safe_load((RECIPES / "base.yaml").read_text())
@@ -102,6 +111,7 @@ def row_recipe(row: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
             **({"cloze": True} if cloze else {}),
         },
         "filter": {"retriever": "bm25", "k": args.filter_k} if filtered else None,
+        "test_split": eval_split(args),
     }
     recipe["train"] = {**base["train"], "loss": args.loss, "epochs": args.epochs, "seed": args.seed}
     recipe["train"]["precision"] = args.precision
@@ -239,6 +249,13 @@ def main() -> None:
         help="auto: bf16 training and the teacher on auto-bf16 where the CPU has native bf16 (rows tagged -bf16), "
         "else fp32; fp32 reproduces the rows measured before (irdistill.precision)",
     )
+    parser.add_argument(
+        "--on",
+        default="test",
+        choices=["test", "dev"],
+        help="dev: measure on SciFact's fixed dev split (train:dev) instead of test, into adapt_<name>-dev* "
+        "files; label-free settings are chosen there (the generated queries are shared with test rows)",
+    )
     parser.add_argument("--runs", default="runs/adapt", help="folder of the rows' run folders")
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument(
@@ -257,10 +274,10 @@ def main() -> None:
             generate_only(row, args)
         return
 
-    name = short_name(args.dataset)
+    name = short_name(args.dataset) + ("-dev" if args.on == "dev" else "")
     tag = budget_tag(args)
     runs = Path(args.runs) / name / tag
-    test = load_collection(args.dataset, split="test")
+    test = load_collection(args.dataset, split=eval_split(args))
     cells_path = Path(args.results) / f"adapt_{name}_cells.json"
     cells = json.loads(cells_path.read_text()) if cells_path.is_file() else {}
     for row in args.rows:
@@ -402,7 +419,7 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
         "cut out of its source passage for the teacher and the student (inverse cloze task); teacher: BM25 + "
         f"all-mpnet-base-v2 z-score ensemble on the BM25 top 100, source passage as pseudo-positive; "
         f"student: all-MiniLM-L6-v2, loss {args.loss}{beta}, {args.epochs} epochs, 128 training tokens, seed "
-        f"{args.seed}; evaluation at 256 tokens on the judged test queries, the only stage that reads "
+        f"{args.seed}; evaluation at 256 tokens on the judged {eval_split(args)} queries, the only stage that reads "
         "judgements. p: paired t-test of per-query nDCG@10 against untrained. One sample seed per row"
         + (" (rows measured at several, below)." if any("across_seeds" in r for r in table.values()) else "."),
         "",

@@ -246,6 +246,10 @@ def test_adapt_rows_name_their_filter_and_cloze(tmp_path: Path, monkeypatch: pyt
     assert "cloze" not in filtered["generate"] and filtered["filter"] == {"retriever": "bm25", "k": 3}
     assert {"title+cloze", "sentence+cloze", "span+cloze"} <= set(adapt.ROWS)
     assert adapt.shared_queries("sentence+cloze", args) == adapt.shared_queries("sentence", args)  # same queries
+    assert cloze["test_split"] == "test"
+    args.on = "dev"  # chosen on the dev split: measured there, the generated queries shared with the test rows
+    assert adapt.row_recipe("sentence", args, tmp_path)["test_split"] == "train:dev"
+    assert adapt.shared_queries("sentence", args) == adapt.shared_queries("sentence+cloze", args)
 
 
 def test_adapt_beta_names_its_tag_and_reuses_another_tags_stores(
