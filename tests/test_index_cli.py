@@ -373,3 +373,30 @@ def test_loading_the_wrong_kind_or_a_corrupt_file_is_a_clear_error(built: dict[s
     faiss.write_index(other, str(lsh))
     with pytest.raises(InputError, match="FAISS IndexLSH is not an index kind irdistill knows"):
         load_index(lsh, device="cpu")
+
+
+def test_a_plug_in_builder_with_its_own_option_leaves_the_index_command_working() -> None:
+    """A registered builder whose keyword has no flag here: every `irdistill index` call used to
+    raise AttributeError; now its option comes through --index-option and is checked like the rest."""
+    from irdistill.cli.config import IndexConfig
+    from irdistill.errors import InputError
+    from irdistill.workflows.indexing import BUILDERS
+
+    @BUILDERS.register("toy-plugin")
+    def toy(job: object, *, toy_bits: int = 4) -> object:  # a plug-in builder: the job, then its options
+        raise NotImplementedError
+
+    try:
+        base = {"dataset": "d", "model": "m", "out": "o"}
+        builtin = IndexConfig(kind="pq", m=8, **base)
+        builtin.validate()
+        assert builtin.options() == {"m": 8}
+        plugin = IndexConfig(kind="toy-plugin", index_options={"toy_bits": 6}, **base)
+        plugin.validate()
+        assert plugin.options() == {"toy_bits": 6}
+        with pytest.raises(InputError, match="pq index has no option 'toy_bits'"):
+            IndexConfig(kind="pq", index_options={"toy_bits": 6}, **base).validate()
+        with pytest.raises(InputError, match="'m' is given as --m and in --index-option"):
+            IndexConfig(kind="pq", m=8, index_options={"m": 4}, **base).validate()
+    finally:
+        BUILDERS.unregister("toy-plugin")

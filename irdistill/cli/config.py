@@ -269,12 +269,24 @@ class IndexConfig:
     k: int | None = option(
         None, group=ENC, short="-k", help="documents retrieved per query (default: largest metric cutoff)"
     )
+    index_options: dict[str, Any] = option(
+        default_factory=dict,
+        flag="--index-option",
+        parse="key=value",
+        help="an option of the index kind without a flag of its own (a plug-in builder's), repeatable",
+    )
 
     def options(self) -> dict[str, Any]:
-        """The index kind's options that were given (every builder's keyword, one mapping)."""
+        """The index kind's options that were given: the flags of the built-in kinds' options, then
+        ``index_options`` (a plug-in builder's own keywords, which have no flag here). A key given
+        both ways is refused."""
         from irdistill.workflows.indexing import all_build_options
 
-        return {key: getattr(self, key) for key in all_build_options() if getattr(self, key) is not None}
+        given = {key: value for key in all_build_options() if (value := getattr(self, key, None)) is not None}
+        both = sorted(set(given) & set(self.index_options))
+        if both:
+            raise InputError(f"index: {both[0]!r} is given as --{both[0].replace('_', '-')} and in --index-option")
+        return {**given, **self.index_options}
 
     def validate(self) -> None:
         from irdistill.workflows.indexing import check_build_options
