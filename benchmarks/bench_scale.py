@@ -150,10 +150,12 @@ def run_stage(name: str, folder: Path) -> None:
     elif name == "corpus_store":
         import shutil
 
+        from irdistill.data.msmarco import passage_records
         from irdistill.data.store import cached_corpus_store, store_folder
 
         shutil.rmtree(store_folder(""), ignore_errors=True)  # build from the TSV, as on first use
-        assert len(cached_corpus_store(folder / "collection.tsv", name=folder.name)) > 0
+        tsv = folder / "collection.tsv"
+        assert len(cached_corpus_store(tsv, passage_records(tsv), name=folder.name)) > 0
     elif name == "open_corpus":
         from irdistill.data import load_collection
 

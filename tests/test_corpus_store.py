@@ -12,6 +12,7 @@ import pytest
 
 from irdistill.data import store as store_module
 from irdistill.data.collection import Collection, Document
+from irdistill.data.msmarco import passage_records
 from irdistill.data.store import CorpusStore, build_corpus_store, cached_corpus_store
 from irdistill.errors import InputError
 
@@ -79,7 +80,7 @@ def test_store_pickles_by_folder_and_reopens(tmp_path: Path) -> None:
 def test_cached_store_is_built_once_per_file_version(cache_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "collection.tsv"
     source.write_text("1\tfirst passage\n2\tsecond passage\n")
-    first = cached_corpus_store(source)
+    first = cached_corpus_store(source, passage_records(source))
     assert first["2"].text == "second passage" and first.meta["integer_ids"]
 
     def must_not_read():  # type: ignore[no-untyped-def]
@@ -89,7 +90,7 @@ def test_cached_store_is_built_once_per_file_version(cache_dir: Path, tmp_path: 
     assert cached_corpus_store(source, must_not_read()).folder == first.folder
     source.write_text("1\tfirst passage\n2\tchanged\n")
     os.utime(source, ns=(1, 1))  # a new modification time as well as a new size
-    assert cached_corpus_store(source)["2"].text == "changed"
+    assert cached_corpus_store(source, passage_records(source))["2"].text == "changed"
     assert len(list((cache_dir / "corpora").iterdir())) == 2
 
 

@@ -11,6 +11,7 @@ from irdistill.data.beir import load_beir_folder, read_beir_qrels, read_corpus, 
 from irdistill.data.collection import Collection, Document, Qrels, Run
 from irdistill.data.holdout import split_part, take_part
 from irdistill.data.msmarco import load_msmarco_folder
+from irdistill.data.spec import parse_dataset_spec
 from irdistill.data.trec import read_run, read_trec_qrels, write_run, write_trec_qrels
 from irdistill.errors import InputError
 from irdistill.paths import local_dataset_dir
@@ -36,21 +37,6 @@ __all__ = [
     "read_trec_qrels",
     "write_trec_qrels",
 ]
-
-
-def parse_dataset_spec(spec: str, split: str | None = None) -> tuple[str, str | None]:
-    """Split ``beir/scifact/test`` into (``beir/scifact``, ``test``).
-
-    ``split`` given explicitly wins over a split in the spec. Names outside ``beir/`` keep
-    everything after their first part as the split (``msmarco-passage/dev/small`` ->
-    (``msmarco-passage``, ``dev/small``)).
-    """
-    parts = [p for p in spec.strip("/").split("/") if p]
-    if not parts:
-        raise InputError("empty data set name")
-    head = 2 if parts[0] == "beir" and len(parts) >= 2 else 1
-    base, rest = "/".join(parts[:head]), "/".join(parts[head:])
-    return base, split or rest or None
 
 
 def _load_folder(folder: Path, split: str | None, name: str) -> Collection:
@@ -93,10 +79,11 @@ def load_corpus(spec: str | os.PathLike[str], split: str | None = None, *, where
         base, _ = parse_dataset_spec(text, split)
         folder = local_dataset_dir(base)
     if folder is not None and (folder / "corpus.jsonl").is_file():
+        from irdistill.data.beir import corpus_records
         from irdistill.data.store import cached_corpus_store
 
         name = folder.name if path.is_dir() else parse_dataset_spec(text, split)[0]
-        corpus = cached_corpus_store(folder / "corpus.jsonl", name=name)
+        corpus = cached_corpus_store(folder / "corpus.jsonl", corpus_records(folder / "corpus.jsonl"), name=name)
         whole = Collection(corpus, {}, {}, name=name, split=split or "")
     else:
         whole = _load(text, split)

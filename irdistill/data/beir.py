@@ -137,7 +137,9 @@ def load_beir_folder(folder: str | os.PathLike[str], split: str = "test", name: 
     if not qrels_path.is_file():
         known = available_splits(folder)
         raise InputError(f"{qrels_path}: no such file; splits in {folder}: {', '.join(known) or 'none'}")
-    corpus = cached_corpus_store(folder / "corpus.jsonl", name=name or folder.name)
+    corpus = cached_corpus_store(
+        folder / "corpus.jsonl", corpus_records(folder / "corpus.jsonl"), name=name or folder.name
+    )
     all_queries = read_queries(folder / "queries.jsonl")
     qrels = read_beir_qrels(qrels_path, all_queries, corpus)
     queries = {qid: text for qid, text in all_queries.items() if qid in qrels}

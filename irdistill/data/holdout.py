@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from irdistill.data.collection import Collection
+from irdistill.data.spec import parse_dataset_spec
 from irdistill.errors import InputError
 
 __all__ = [
@@ -97,8 +98,6 @@ def take_part(collection: Collection, part: str) -> Collection:
 
 
 def _dataset_and_split(dataset: str, split: str | None, default: str | None) -> tuple[str, str | None]:
-    from irdistill.data import parse_dataset_spec
-
     path = Path(dataset).expanduser()
     if path.exists():
         return str(path.resolve()), split or default

@@ -80,7 +80,9 @@ def _pick(folder: Path, stem: str, split: str) -> Path:
 
 def load_msmarco_folder(folder: str | os.PathLike[str], split: str = "dev", name: str = "") -> Collection:
     folder = Path(folder)
-    corpus = cached_corpus_store(folder / "collection.tsv", name=name or folder.name)
+    corpus = cached_corpus_store(
+        folder / "collection.tsv", passage_records(folder / "collection.tsv"), name=name or folder.name
+    )
     all_queries = _read_id_text_tsv(_pick(folder, "queries", split), "query")
     qrels = _read_qrels(_pick(folder, "qrels", split), all_queries, corpus)
     queries = {qid: text for qid, text in all_queries.items() if qid in qrels}

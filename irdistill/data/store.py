@@ -122,7 +122,8 @@ class CorpusStore(Mapping[str, Document]):
         folder: a folder :func:`build_corpus_store` wrote.
 
     Example:
-        >>> store = cached_corpus_store("data/msmarco/collection.tsv")  # doctest: +SKIP
+        >>> source = Path("data/msmarco/collection.tsv")  # doctest: +SKIP
+        >>> store = cached_corpus_store(source, passage_records(source))  # doctest: +SKIP
         >>> store["7"].text, store.row("7"), store.texts([0, 5])  # doctest: +SKIP
     """
 
@@ -434,14 +435,16 @@ def _source_key(paths: Iterable[Path]) -> str:
 
 def cached_corpus_store(
     source: str | os.PathLike[str],
-    records: Iterable[tuple[str, str, str]] | None = None,
+    records: Iterable[tuple[str, str, str]] | Iterable[tuple[str, str, str, int]],
     *,
     name: str = "",
 ) -> CorpusStore:
     """The store of corpus file ``source``, built on first use under ``$IRDISTILL_CACHE/corpora``.
 
-    ``records`` (default: read ``source`` by its layout, ``.jsonl`` as BEIR, else ``id<TAB>text``)
-    are only consumed when the store must be built; a changed file (size or time) gets a new one.
+    ``records``: the file's documents from its layout's reader, a lazy iterable
+    (:func:`irdistill.data.beir.corpus_records`, :func:`irdistill.data.msmarco.passage_records`),
+    only consumed when the store must be built; a changed file (size or time) gets a new one. The
+    caller hands the reader in, so this module imports no layout.
     """
     path = Path(source)
     if not path.is_file():
@@ -450,11 +453,6 @@ def cached_corpus_store(
     folder = store_folder(f"{label}-{_source_key([path])}")
     if (folder / "meta.json").is_file():
         return CorpusStore(folder)
-    if records is None:
-        from irdistill.data.beir import corpus_records
-        from irdistill.data.msmarco import passage_records
-
-        records = corpus_records(path) if path.suffix == ".jsonl" else passage_records(path)
     logger.info("building the corpus store of %s (once) at %s", path, folder)
     return build_corpus_store(records, folder, source=str(path), replace=False)
 
