@@ -322,3 +322,24 @@ def test_import_scores_text_layout_maps_texts_through_the_dataset(
     assert main([*args, "--dataset", str(beir_dir), "--split", "test"]) == 0
     rows = [(r["qid"], r["pid"], r["score"]) for r in read_scores(out).to_pylist()]
     assert rows == [(qid, pos, 2.5), (qid, neg, -1.0)]
+
+
+def test_score_with_a_teacher_model_on_the_command_line(
+    beir_dir: Path, tmp_path: Path, tiny_model_dir: Path, cache_dir: Path
+) -> None:
+    """--teacher dense --teacher-model NAME scores without a YAML recipe; the store's fingerprint
+    names the model; a YAML recipe with --teacher-model is refused in one line."""
+    from irdistill.data import load_collection, write_run
+
+    collection = load_collection(beir_dir)
+    run = {q: {d: float(10 - i) for i, d in enumerate(collection.doc_ids[:3])} for q in collection.queries}
+    write_run(run, tmp_path / "cands.trec")
+    args = ["-q", "score", "--teacher", "dense", "--teacher-model", str(tiny_model_dir), "--teacher-option"]
+    args += ["batch_size=4", "--dataset", str(beir_dir), "--candidates", str(tmp_path / "cands.trec")]
+    assert main([*args, "--out", str(tmp_path / "scores")]) == 0
+    manifest = (tmp_path / "scores" / "manifest.json").read_text()
+    assert str(tiny_model_dir) in manifest or tiny_model_dir.name in manifest
+    recipe = tmp_path / "t.yaml"
+    recipe.write_text("teacher: bm25\n")
+    refused = ["-q", "score", "--teacher", str(recipe), "--teacher-model", "m", "--dataset", str(beir_dir)]
+    assert main([*refused, "--candidates", str(tmp_path / "cands.trec"), "--out", str(tmp_path / "s2")]) == 2

@@ -117,7 +117,16 @@ class CandidatesConfig:
 class ScoreConfig:
     """``irdistill score``: teacher scores of candidates (and judged positives) to Parquet."""
 
-    teacher: str = option("", help="teacher name or YAML recipe")
+    teacher: str = option("", help="teacher name (bm25, dense, cross-encoder, ...) or YAML recipe")
+    teacher_model: str | None = option(
+        None, help="the named teacher's model (a folder, a name under $IRDISTILL_MODELS or a hub id), without a YAML"
+    )
+    teacher_options: dict[str, Any] = option(
+        default_factory=dict,
+        flag="--teacher-option",
+        parse="key=value",
+        help="another setting of the named teacher (batch_size=64, backend=auto-bf16, ...), repeatable",
+    )
     dataset: str = option("", help="ir_datasets id, beir/<name>[/<split>], or a BEIR / MS MARCO folder")
     split: str | None = option(None, help="split (test, train, dev ...); overrides one in --dataset")
     candidates: str = option("", help="TREC run of candidates (from `irdistill candidates`)")
@@ -136,6 +145,20 @@ class ScoreConfig:
                 raise InputError(f"score: --{key} is required")
         if self.depth is not None and self.depth < 1:
             raise InputError(f"score: --depth must be >= 1, got {self.depth}")
+        if (self.teacher_model or self.teacher_options) and self.teacher.endswith((".yaml", ".yml")):
+            raise InputError(
+                "score: --teacher-model / --teacher-option go with a teacher name; a YAML recipe sets them itself"
+            )
+
+    def teacher_spec(self) -> str | dict[str, Any]:
+        """The teacher as :func:`irdistill.teachers.factory.build_teacher` takes it: the name or
+        recipe path, or ``{teacher, model, ...}`` when ``--teacher-model`` / ``--teacher-option`` are given."""
+        if not (self.teacher_model or self.teacher_options):
+            return self.teacher
+        spec: dict[str, Any] = {"teacher": self.teacher, **self.teacher_options}
+        if self.teacher_model:
+            spec["model"] = self.teacher_model
+        return spec
 
 
 @dataclass

@@ -400,7 +400,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     cfg.validate()
     from irdistill.teachers.factory import build_teacher, check_teacher
 
-    check_teacher(cfg.teacher, source="--teacher")
+    check_teacher(cfg.teacher_spec(), source="--teacher")
     if not os.path.isfile(cfg.candidates):
         raise InputError(f"--candidates {cfg.candidates}: no such file")
     from irdistill.data import load_collection, read_run
@@ -419,7 +419,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             positives = collection.positives(qid)
             ranked = positives + [d for d in ranked if d not in set(positives)]
         candidates[qid] = ranked
-    teacher = build_teacher(cfg.teacher, collection, show_progress_bar=not args.quiet)
+    teacher = build_teacher(cfg.teacher_spec(), collection, show_progress_bar=not args.quiet)
     path = score_candidates(
         teacher,
         collection,
