@@ -314,3 +314,63 @@ def test_large_ivf_trains_its_coarse_level_in_two_levels(monkeypatch: pytest.Mon
         recalls[threshold] = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
     assert calls == [(6000, 64)]
     assert recalls[16] >= recalls[10**9] - 0.05 and recalls[16] > 0.4
+
+
+class FakeGpuFaiss:
+    """A CPU faiss with a fake GPU layer: cloning records its options and returns the CPU index,
+    GpuParameterSpace records what it sets."""
+
+    def __init__(self, real: object) -> None:
+        self.real, self.clones, self.parameters = real, [], []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    StandardGpuResources = object
+
+    @staticmethod
+    def get_num_gpus() -> int:
+        return 1
+
+    class GpuMultipleClonerOptions:
+        shard = False
+        useFloat16LookupTables = False
+
+    def index_cpu_to_all_gpus(self, index: object, co: object) -> object:
+        self.clones.append({"shard": co.shard, "fp16": co.useFloat16LookupTables})
+        return index
+
+    def GpuParameterSpace(self) -> object:  # noqa: N802 - faiss's name
+        fake = self
+
+        class Space:
+            def set_index_parameter(self, index: object, name: str, value: int) -> None:
+                fake.parameters.append((name, value))
+                index.nprobe = value
+
+        return Space()
+
+
+def test_gpu_paths_with_a_mocked_gpu_faiss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PQ stays on the CPU (faiss has no GPU flat-PQ); IVF-PQ clones with fp16 lookup tables once
+    fp32 ones exceed 48 KiB, and its nprobe reaches the GPU index from the first search."""
+    import faiss
+
+    from irdistill.indexes import faiss_indexes
+
+    fake = FakeGpuFaiss(faiss)
+    monkeypatch.setattr(faiss_indexes, "_faiss", lambda: fake)
+    x = np.random.default_rng(0).normal(size=(2000, 64)).astype(np.float32)
+    pq = faiss_indexes.PQIndex(64, m=8, nbits=4)
+    assert pq.device == "cpu"
+    with pytest.raises(InputError, match="no GPU implementation of a pq index"):
+        faiss_indexes.PQIndex(64, m=8, device="cuda")
+    small = faiss_indexes.IVFPQIndex(64, nlist=8, m=8, nbits=8, nprobe=3)  # 4 x 8 x 256 = 8 KiB
+    assert small.device == "cuda"
+    small.add(x)
+    small.search(x[:5], 10)
+    assert fake.clones == [{"shard": True, "fp16": False}] and fake.parameters == [("nprobe", 3)]
+    wide = faiss_indexes.IVFPQIndex(64, nlist=8, m=64, nbits=8, nprobe=2)  # 64 KiB in fp32
+    wide.add(x)
+    wide.search(x[:5], 10)
+    assert fake.clones[-1] == {"shard": True, "fp16": True} and fake.parameters[-1] == ("nprobe", 2)

@@ -64,6 +64,10 @@ def resolve_device(device: str, supports_gpu: bool = True, kind: str = "") -> st
     return "cpu"
 
 
+GPU_SHARED_MEMORY = 49_152
+"""Bytes of shared memory a GPU block may use by default: the limit faiss-gpu's IVF-PQ lookup
+tables must fit (``4 * m * 2**nbits`` in fp32, half in fp16)."""
+
 ADD_BLOCK = 65_536
 """Rows converted and added at a time: memory beyond the index stays one block."""
 
@@ -148,8 +152,12 @@ class FaissIndex(Index):
             faiss = _faiss()
             options = faiss.GpuMultipleClonerOptions()
             options.shard = True
+            self._clone_options(options)
             self._gpu_index = faiss.index_cpu_to_all_gpus(self.faiss_index, co=options)
         return self._gpu_index
+
+    def _clone_options(self, options: Any) -> None:
+        """Set what this kind needs on faiss's GPU cloner options (nothing by default)."""
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if k < 1:
@@ -327,9 +335,15 @@ class IVFPQIndex(FaissIndex):
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         self.faiss_index.nprobe = self.nprobe
-        if self._gpu_index is not None:
-            _faiss().GpuParameterSpace().set_index_parameter(self._gpu_index, "nprobe", self.nprobe)
+        if self.device == "cuda":  # the clone first, then its nprobe (also on the first search)
+            _faiss().GpuParameterSpace().set_index_parameter(self._searcher(), "nprobe", self.nprobe)
         return super().search(queries, k)
+
+    def _clone_options(self, options: Any) -> None:
+        """fp16 lookup tables where fp32 ones exceed a GPU block's 48 KiB of shared memory (faiss-gpu
+        refuses IVF-PQ with more without cuVS: 768-d at m = 96 needs 96 KiB)."""
+        if 4 * self.m * 2**self.nbits > GPU_SHARED_MEMORY:
+            options.useFloat16LookupTables = True
 
     def _restore(self, index: Any) -> None:
         self.nlist, self.m, self.nbits = int(index.nlist), int(index.pq.M), int(index.pq.nbits)
@@ -368,7 +382,8 @@ def two_level_centroids(sample: np.ndarray, k: int, niter: int = 10, seed: int =
 
 @INDEXES.register("pq")
 class PQIndex(FaissIndex):
-    """Product quantisation without inverted lists (``faiss.IndexPQ``), inner product.
+    """Product quantisation without inverted lists (``faiss.IndexPQ``), inner product; on the CPU
+    always (faiss has no GPU flat-PQ index: ``device="cuda"`` is refused, ``auto`` stays on the CPU).
 
     Args:
         m: sub-quantisers (bytes per vector at 8 bits); must divide the dimension;
@@ -377,6 +392,7 @@ class PQIndex(FaissIndex):
     """
 
     kind = "pq"
+    supports_gpu = False
 
     def __init__(self, dim: int, *, m: int | None = None, nbits: int = 8, device: Device = "auto") -> None:
         super().__init__(dim, device=device)
