@@ -595,3 +595,20 @@ def test_tas_auto_clusters_hold_several_batches() -> None:
     assert tas.n_clusters == 5  # 200 / (4 x 10)
     tas.plan(0)
     assert tas.last_plan["single_topic"] >= 12  # of 20 batches; clusters of ~40-50 hold 4 batches each
+
+
+def test_ddp_plans_have_equal_batches() -> None:
+    """Under DDP every rank's batch must be the same size (the losses all_gather): the random
+    sampler's short last batch is filled from the epoch's other rows, none repeated in it."""
+    from irdistill.sampling import build_trainer_inputs
+
+    collection, qids, pairs = tiny_collection()  # 8 queries, batches of 3: 3, 3, 2
+    sampler = RandomPairSampler(qids, pairs, batch_size=3, seed=0)
+    assert [len(b) for b in sampler.plan(0)] == [3, 3, 2]
+    single = build_trainer_inputs(sampler, collection, epochs=1)
+    assert [len(b) for b in single.plans[0]] == [3, 3, 2]  # one process: the plan as the sampler made it
+    ddp = build_trainer_inputs(sampler, collection, epochs=2, world_size=2)
+    for plan in ddp.plans:
+        assert [len(b) for b in plan] == [3, 3, 3, 3]  # filled, then padded to a multiple of 2 batches
+        for batch in plan:
+            assert len({e.qid for e in batch}) == len(batch)

@@ -228,6 +228,32 @@ class TrainerInputs:
         self.batch_sampler.fingerprint = getattr(self.dataset, "_fingerprint", None)
 
 
+def _even_batches(plan: list[Batch], size: int) -> list[Batch]:
+    """``plan`` with every short batch filled to ``size`` (as far as the epoch allows) from the
+    epoch's other examples in plan order, skipping those whose query or passages the batch holds:
+    under DDP a rank with a shorter batch breaks the losses' all_gather (the random sampler's last
+    batch), so every rank's batches must be equal."""
+    out = []
+    pool = [example for batch in plan for example in batch]
+    for batch in plan:
+        if len(batch) >= size:
+            out.append(batch)
+            continue
+        filled = list(batch)
+        queries = {e.qid for e in filled}
+        passages = {p for e in filled for p in (e.positive, e.negative)}
+        for example in pool:
+            if len(filled) == size:
+                break
+            if example.qid in queries or example.positive in passages or example.negative in passages:
+                continue
+            filled.append(example)
+            queries.add(example.qid)
+            passages.update((example.positive, example.negative))
+        out.append(filled)
+    return out
+
+
 def build_trainer_inputs(
     sampler: PairSampler, collection: Collection, *, epochs: int = 1, world_size: int = 1
 ) -> TrainerInputs:
@@ -243,7 +269,9 @@ def build_trainer_inputs(
             epoch's batch count is not a multiple of it, accelerate fills the last step with the
             epoch's first batches. Here the plan itself is extended by those same batches, so that
             the last step's global batch is a planned one whose in-batch labels can be computed
-            for exactly the batches it holds.
+            for exactly the batches it holds. With more than one, a short batch (the random
+            sampler's last) is filled from the epoch's other rows, since every rank's batch must
+            have the same size for the losses' all_gather.
 
     Returns:
         :class:`TrainerInputs`: ``dataset`` (``epochs x len(sampler)`` batches of rows
@@ -283,6 +311,8 @@ def build_trainer_inputs(
         plan = sampler.plan(epoch)
         if getattr(sampler, "last_plan", None):
             logger.info("sampler, epoch %d: %s", epoch, sampler.last_plan)
+        if world_size > 1:
+            plan = _even_batches(plan, sampler.batch_size)
         pad = -len(plan) % world_size
         plan = plan + [plan[i % len(plan)] for i in range(pad)]
         examples = [example for batch in plan for example in batch]
