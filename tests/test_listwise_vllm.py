@@ -8,6 +8,7 @@ the transformers path's scores and orders exactly.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,3 +148,37 @@ def test_score_workflow_batches_a_chunk_on_vllm(tiny_llm_dirs, beir_dir, tmp_pat
     assert on_vllm.column("pid").to_pylist() == expected.column("pid").to_pylist()
     np.testing.assert_allclose(on_vllm.column("score").to_numpy(), expected.column("score").to_numpy(), atol=1e-5)
     assert fake.batches[0] == len(collection.query_ids)  # one request per query's first window, in one call
+
+
+@pytest.mark.parametrize(
+    ("env", "expected", "visible"),
+    [
+        ({}, None, None),  # not under torchrun
+        ({"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "1"}, None, None),  # one process a node
+        ({"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"}, "1", "1"),  # every GPU visible: the rank's own
+        ({"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "CUDA_VISIBLE_DEVICES": "4,6"}, "6", "6"),
+        ({"LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2", "CUDA_VISIBLE_DEVICES": "3"}, None, "3"),  # already one
+    ],
+)
+def test_vllm_sees_only_its_ranks_gpu(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str | None, visible: str | None
+) -> None:
+    from irdistill.teachers.listwise_vllm import pin_rank_gpu
+
+    for key in ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert pin_rank_gpu() == expected
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == visible
+
+
+def test_vllm_rank_beyond_the_visible_gpus_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from irdistill.errors import InputError
+    from irdistill.teachers.listwise_vllm import pin_rank_gpu
+
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(InputError, match="LOCAL_RANK 2 but CUDA_VISIBLE_DEVICES names 2 devices"):
+        pin_rank_gpu()

@@ -485,3 +485,27 @@ def test_unseen_tokens_get_one_idf_on_every_path(tiny_mlm_dir: Path) -> None:
     assert computed[brain].item() == mapped[brain].item() == 1.0
     assert mapped[cell].item() == 0.5
     assert computed[tok.cls_token_id].item() == mapped[tok.cls_token_id].item() == 0.0
+
+
+def test_sparse_teacher_loads_on_its_ranks_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun each rank's sparse teacher loads on cuda:$LOCAL_RANK, not every rank on GPU 0."""
+    import torch
+
+    import irdistill.students.sparse as sparse_students
+    from irdistill.teachers.sparse import SparseTeacher
+
+    seen = {}
+
+    def fake_load(model: str, *, device: str | None = None, **_: object) -> object:
+        seen["device"] = device
+        raise RuntimeError("stop after the device is chosen")
+
+    monkeypatch.setattr(sparse_students, "load_sparse_student", fake_load)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    with pytest.raises(RuntimeError, match="stop after"):
+        SparseTeacher("some/model")
+    assert seen["device"] == "cuda:3"
+    with pytest.raises(RuntimeError, match="stop after"):
+        SparseTeacher("some/model", device="cpu")  # an explicit device wins
+    assert seen["device"] == "cpu"

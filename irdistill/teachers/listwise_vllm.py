@@ -25,14 +25,23 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from irdistill.backends import MissingBackendError
+from irdistill.errors import InputError
 
-__all__ = ["VLLMWindowScorer", "check_vllm", "load_vllm_scorer", "parse_window_output", "window_request"]
+__all__ = [
+    "VLLMWindowScorer",
+    "check_vllm",
+    "load_vllm_scorer",
+    "parse_window_output",
+    "pin_rank_gpu",
+    "window_request",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -174,5 +183,27 @@ def load_vllm_scorer(
     }
     if tokenizer is not None:
         settings["tokenizer"] = tokenizer
+    pin_rank_gpu()
     logger.info("loading %s on vLLM", model)
     return VLLMWindowScorer(LLM(**settings), SamplingParams)
+
+
+def pin_rank_gpu() -> str | None:
+    """Under torchrun, show vLLM only this rank's GPU: ``CUDA_VISIBLE_DEVICES`` narrowed to the
+    ``LOCAL_RANK``-th visible device (vLLM places a single-GPU engine on the first visible one, so
+    every rank would otherwise load on GPU 0). Outside torchrun, or when the variable already names
+    one device, nothing changes. Returns the device now visible (``None``: unchanged)."""
+    local = os.environ.get("LOCAL_RANK")
+    if local is None or not local.isdigit() or int(os.environ.get("LOCAL_WORLD_SIZE", "1")) <= 1:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = [d for d in visible.split(",") if d.strip()] if visible else None
+    if devices is not None and len(devices) == 1:
+        return None
+    rank = int(local)
+    if devices is not None and rank >= len(devices):
+        raise InputError(f"LOCAL_RANK {rank} but CUDA_VISIBLE_DEVICES names {len(devices)} devices: {visible}")
+    chosen = devices[rank].strip() if devices is not None else str(rank)
+    os.environ["CUDA_VISIBLE_DEVICES"] = chosen
+    logger.info("vLLM on GPU %s (local rank %d)", chosen, rank)
+    return chosen

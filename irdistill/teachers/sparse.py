@@ -56,6 +56,7 @@ class SparseTeacher(PointwiseTeacher):
         show_progress_bar: bool = False,
     ) -> None:
         from irdistill.backends import backend_of
+        from irdistill.encoding import rank_device
         from irdistill.students.sparse import load_sparse_student
 
         self.model_name = model
@@ -63,7 +64,10 @@ class SparseTeacher(PointwiseTeacher):
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.show_progress_bar = show_progress_bar
-        self.model = load_sparse_student(model, device=device, max_seq_length=max_seq_length, backend=backend)
+        # this rank's own GPU under torchrun (cuda:$LOCAL_RANK), as the dense and cross-encoder teachers
+        self.model = load_sparse_student(
+            model, device=rank_device(device), max_seq_length=max_seq_length, backend=backend
+        )
         self.backend = backend_of(self.model)
         self._memo: dict[str, dict[str, Any]] = {"query": {}, "document": {}}
 
