@@ -169,12 +169,19 @@ STORES = (
 """A row's stages before training, in its run folder: what ``--stores-from`` copies."""
 
 
+KL_LOSSES = ("listwise-kl", "hybrid-kl")
+"""Losses whose KL changed (issue 37): their rows are tagged ``<loss>-v2`` now; the tags without it
+hold the cells trained with the first KL (in-batch passages at the floor, a τ² factor)."""
+
+
 def budget_tag(args: argparse.Namespace) -> str:
-    """``p<passages>-k<filter k>-<loss>[-b<beta>]-e<epochs>[-bf16]-s<sample seed>`` (``-bf16``: bf16
-    training and the teacher on ``auto-bf16``; the fp32 rows keep the tags they had before)."""
+    """``p<passages>-k<filter k>-<loss>[-v2][-b<beta>]-e<epochs>[-bf16]-s<sample seed>`` (``-bf16``: bf16
+    training and the teacher on ``auto-bf16``; the fp32 rows keep the tags they had before; ``-v2``:
+    the listwise KL as it is now, :data:`KL_LOSSES`)."""
     beta = "" if args.beta is None else f"-b{args.beta:g}"
     fast = "-bf16" if args.precision == "bf16" else ""
-    return f"p{args.max_passages}-k{args.filter_k}-{args.loss}{beta}-e{args.epochs}{fast}-s{args.seed}"
+    loss = f"{args.loss}-v2" if args.loss in KL_LOSSES else args.loss
+    return f"p{args.max_passages}-k{args.filter_k}-{loss}{beta}-e{args.epochs}{fast}-s{args.seed}"
 
 
 def copy_stores(row: str, args: argparse.Namespace, runs: Path) -> None:
@@ -345,8 +352,9 @@ def across_seeds(cells: dict[str, Any], row: str, tag: str, base: dict[str, Any]
 def budget_spread(cells: dict[str, Any], row: str, budget: str, base: dict[str, Any] | None) -> dict[str, Any] | None:
     """``row`` at a seedless ``budget`` over every sample seed measured (each seed samples other
     passages and trains from another seed): nDCG@10 mean ± sd, recall@100 mean, the seeds' own
-    nDCG@10, and a paired t-test of each query's nDCG@10 averaged over the seeds against untrained.
-    ``None`` below two seeds."""
+    nDCG@10, and the difference from untrained over queries and sample seeds
+    (:func:`irdistill.evaluation.seeds.compare_over_seeds`: ``vs_untrained`` with its 95 % CI;
+    ``p_vs_untrained`` its p). ``None`` below two seeds."""
     import statistics
 
     found = {}
@@ -359,16 +367,22 @@ def budget_spread(cells: dict[str, Any], row: str, budget: str, base: dict[str, 
         return None
     seeds = sorted(found)
     ndcg = [found[s]["ndcg@10"] for s in seeds]
-    queries = sorted(set().union(*(found[s]["per_query_ndcg@10"] for s in seeds)))
-    averaged = {q: statistics.fmean(found[s]["per_query_ndcg@10"].get(q, 0.0) for s in seeds) for q in queries}
-    return {
+    out: dict[str, Any] = {
         "seeds": seeds,
         "ndcg@10": round(statistics.fmean(ndcg), 4),
         "ndcg@10_sd": round(statistics.stdev(ndcg), 4),
         "recall@100": round(statistics.fmean(found[s]["recall@100"] for s in seeds), 4),
         "ndcg@10_per_seed": [round(x, 4) for x in ndcg],
-        "p_vs_untrained": None if base is None else paired_p(averaged, base["per_query_ndcg@10"]),
+        "p_vs_untrained": None,
     }
+    if base is not None:  # untrained does not train: the same run stands at every sample seed
+        from irdistill.evaluation.seeds import compare_over_seeds
+
+        mine = {s: found[s]["per_query_ndcg@10"] for s in seeds}
+        versus = compare_over_seeds(mine, {s: base["per_query_ndcg@10"] for s in seeds}, resamples=10_000)
+        out["vs_untrained"] = versus.brief()
+        out["p_vs_untrained"] = out["vs_untrained"]["p"]
+    return out
 
 
 def other_spreads(
@@ -447,17 +461,18 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
             "",
             f"Across sample seeds at this budget (`{seedless(tag)}-s<seed>`, run with `--seed <seed>`: each "
             "seed samples other passages and trains from another seed): nDCG@10 mean ± sd, recall@100 mean, "
-            "p of each query's nDCG@10 averaged over the seeds against untrained:",
+            "and the difference from untrained with its 95 % CI and p over queries and sample seeds "
+            "(irdistill.evaluation.seeds):",
             "",
-            "| row | seeds | nDCG@10 | recall@100 | per seed | p vs untrained |",
+            "| row | seeds | nDCG@10 | recall@100 | per seed | vs untrained: Δ [95 % CI] p |",
             "|---|---|---|---|---|---|",
         ]
         for row, r in spread.items():
-            p = r["p_vs_untrained"]
+            v = r.get("vs_untrained")
+            versus = "-" if not v else f"{v['diff']:+.4f} [{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}] {v['p']:.3g}"
             lines.append(
                 f"| {row} | {', '.join(map(str, r['seeds']))} | {r['ndcg@10']:.4f} ± {r['ndcg@10_sd']:.4f} | "
-                f"{r['recall@100']:.4f} | {', '.join(f'{x:.4f}' for x in r['ndcg@10_per_seed'])} | "
-                f"{'-' if p is None else ('<0.0001' if p < 1e-4 else f'{p:.4f}')} |"
+                f"{r['recall@100']:.4f} | {', '.join(f'{x:.4f}' for x in r['ndcg@10_per_seed'])} | {versus} |"
             )
     missing = [r for r in ROWS if r not in table]
     if missing:
@@ -480,8 +495,8 @@ def write_tables(folder: Path, name: str, tag: str, cells: dict[str, Any], args:
         for budget, row, s in other_spreads(cells, tag, base):
             lines.append(
                 f"- `{budget}` {row} over seeds {', '.join(map(str, s['seeds']))}: nDCG@10 {s['ndcg@10']:.4f} ± "
-                f"{s['ndcg@10_sd']:.4f}, recall@100 {s['recall@100']:.4f}, p = {s['p_vs_untrained']} (each query's "
-                "nDCG@10 averaged over the seeds)"
+                f"{s['ndcg@10_sd']:.4f}, recall@100 {s['recall@100']:.4f}, p = {s['p_vs_untrained']} (over queries "
+                "and sample seeds)"
             )
     write_text_atomic(folder / f"adapt_{name}.md", "\n".join(lines) + "\n")
 

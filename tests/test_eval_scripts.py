@@ -280,6 +280,9 @@ def test_adapt_beta_names_its_tag_and_reuses_another_tags_stores(
     assert "beta" not in adapt.row_recipe("title+cloze", args, tmp_path)["train"]
     args.beta, args.stores_from = 0.07, "p10-k3-hybrid-e3-s1"
     assert adapt.budget_tag(args) == "p10-k3-hybrid-b0.07-e1-s1"
+    args.loss = "hybrid-kl"  # the KL changed: its new rows are tagged apart from the first KL's cells
+    assert adapt.budget_tag(args) == "p10-k3-hybrid-kl-v2-b0.07-e1-s1"
+    args.loss = "hybrid"
     assert adapt.row_recipe("title+cloze", args, tmp_path)["train"]["beta"] == 0.07
 
     runs = tmp_path / "scifact" / adapt.budget_tag(args)
@@ -321,10 +324,13 @@ def test_adapt_averages_a_row_over_its_sample_seeds(monkeypatch: pytest.MonkeyPa
     assert got["ndcg@10"] == pytest.approx(0.75, abs=1e-4)
     assert got["ndcg@10_sd"] == pytest.approx(0.0707, abs=1e-4)  # sd of 0.7 and 0.8
     assert got["ndcg@10_per_seed"] == [0.7, 0.8]
-    # the test pairs each query's nDCG@10 averaged over the seeds (0.7, 0.7, 0.85) with untrained's
-    from scipy.stats import ttest_rel
+    # over queries and sample seeds: per-seed gains 0.2 and 0.3 over untrained (a t over 2 seeds, df 1)
+    from scipy.stats import t
 
-    assert got["p_vs_untrained"] == pytest.approx(ttest_rel([0.7, 0.7, 0.85], [0.5, 0.5, 0.5]).pvalue, rel=1e-2)
+    versus = got["vs_untrained"]
+    assert versus["diff"] == pytest.approx(0.25) and versus["seeds"] == [1, 2]
+    # the seeds' t (sd 0.0707 over 2 seeds: se 0.05, t 5, df 1) is the larger p here
+    assert got["p_vs_untrained"] == versus["p"] == pytest.approx(2 * t.sf(0.25 / 0.05, 1), abs=1e-3)
     assert adapt.across_seeds(cells, "sentence", "p10-k3-hybrid-e3-s2", untrained) is None  # one seed
     # seen from another budget, the spread of this one is listed; rows at one seed are not
     assert adapt.other_spreads(cells, "p10-k3-hybrid-e1-s3", untrained) == [("p10-k3-hybrid-e3", "title+cloze", got)]
