@@ -568,3 +568,18 @@ def test_distill_weight_reaches_the_hybrid_kl_loss(
     assert isinstance(loss, HybridListwiseLoss) and loss.distill_weight == 0.0 and loss.beta == 1.0
     with pytest.raises(InputError, match="distill_weight must be >= 0, got -1.0"):
         config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="hybrid-kl", distill_weight=-1.0).validate()
+
+
+def test_building_pair_rows_leaves_the_process_arrow_pool_as_it_was(
+    tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """irdistill reads a score table through a returning Arrow pool, then gives the application its
+    own default pool back."""
+    import pyarrow as pa
+
+    from irdistill.workflows.training import build_training_data, training_collection
+
+    before = pa.default_memory_pool().backend_name
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="margin-mse", sampler="random")
+    data = build_training_data(cfg, training_collection(cfg))
+    assert len(data.dataset) > 0 and pa.default_memory_pool().backend_name == before

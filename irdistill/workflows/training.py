@@ -39,6 +39,8 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -366,27 +368,33 @@ def training_collection(cfg: TrainConfig) -> Collection:
     return collection
 
 
-def _returning_memory_pool() -> None:
+@contextmanager
+def _returning_memory_pool() -> Iterator[None]:
     """Arrow allocations of the training data through jemalloc (else the system allocator) unless
     ``ARROW_DEFAULT_MEMORY_POOL`` chooses: pyarrow's default mimalloc pool keeps freed blocks, and
     the read, check and pairing of a score table stack up (MS MARCO-shaped store at 1/4 scale:
-    peak 1.50 GiB with mimalloc, 1.18 with jemalloc, 1.21 with the system allocator)."""
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    for make in (pa.jemalloc_memory_pool, pa.system_memory_pool):
-        try:
-            pa.set_memory_pool(make())
-            return
-        except (NotImplementedError, pa.ArrowNotImplementedError):
-            continue
+    peak 1.50 GiB with mimalloc, 1.18 with jemalloc, 1.21 with the system allocator). Scoped: the
+    process's default pool is restored on exit, so an application around irdistill keeps its own."""
+    previous = pa.default_memory_pool()
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        for make in (pa.jemalloc_memory_pool, pa.system_memory_pool):
+            try:
+                pa.set_memory_pool(make())
+                break
+            except (NotImplementedError, pa.ArrowNotImplementedError):
+                continue
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
 
 
 def _pair_inputs(cfg: TrainConfig, collection: Collection, show_progress_bar: bool = False) -> Any:
     from irdistill.sampling import build_trainer_inputs
     from irdistill.sampling.pairs import pairs_from_scores
 
-    _returning_memory_pool()
-    pairs = pairs_from_scores(_scores_path(cfg.scores or ""), collection.qrels, teacher=cfg.teacher)  # read compact
+    with _returning_memory_pool():  # read compact
+        pairs = pairs_from_scores(_scores_path(cfg.scores or ""), collection.qrels, teacher=cfg.teacher)
     qids = [q for q in collection.query_ids if q in pairs]
     if not qids:
         raise InputError(f"{cfg.scores}: no query has both a scored positive and a scored negative")
