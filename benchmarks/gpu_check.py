@@ -295,7 +295,9 @@ class Check:
 
         _, _, lists = self.pairs(self.train, 10)
         teacher = CrossEncoderTeacher(self.args.cross_encoder, device=self.device)
-        scores = score_candidates(teacher, self.train, lists, self.work / "scores", show_progress_bar=False)
+        scores = score_candidates(
+            teacher, self.train, lists, self.work / "scores", include_positives=False, show_progress_bar=False
+        )
         del teacher
         source = str(self.work / "train") if self.cpu else self.args.train_dataset
         cfg = build_config(

@@ -109,7 +109,9 @@ def main() -> None:
                 train_cross_encoder("sentence-transformers/all-MiniLM-L6-v2", train, CE_DIR, **CE_TRAINING)
             teacher = build_teacher(spec, collection)
             candidates = {q: docs[:depth] for q, docs in ranked.items()}
-            path = score_candidates(teacher, collection, candidates, Path(args.runs) / name, chunk_queries=25)
+            path = score_candidates(
+                teacher, collection, candidates, Path(args.runs) / name, include_positives=False, chunk_queries=25
+            )
             run = scores_to_run(read_scores(path))
             if depth is not None:  # below the reranked depth, keep BM25's order under the teacher's scores
                 for qid, docs in ranked.items():

@@ -284,7 +284,9 @@ def test_different_job_in_same_folder(collection, tmp_path):
 def test_unknown_ids_refused_before_anything_is_written(collection, tmp_path, candidates, message):
     teacher = OverlapTeacher()
     with pytest.raises(InputError, match=message):
-        score_candidates(teacher, collection, candidates, tmp_path / "job", show_progress_bar=False)
+        score_candidates(
+            teacher, collection, candidates, tmp_path / "job", include_positives=False, show_progress_bar=False
+        )
     assert teacher.calls == 0
     assert not (tmp_path / "job").exists()
 
@@ -674,3 +676,21 @@ def test_duplicate_check_in_parts_finds_the_same_pair(monkeypatch):
     monkeypatch.setattr(table_module, "UNIQUE_CHECK_ROWS", 50)
     rows["pid"][300], rows["pid"][400] = "new1", "new2"
     assert validate_scores(pa.table(rows)).num_rows == n
+
+
+def test_judged_positives_join_lists_that_lack_them(collection, tmp_path):
+    """Mined candidates leave the judged positives out; scoring them for training adds them (first),
+    as the CLI does, and a fidelity run keeps its lists as given."""
+    from irdistill.scores.table import read_scores
+    from irdistill.workflows.scoring import with_positives
+
+    q = next(q for q in collection.queries if collection.positives(q))
+    positives = collection.positives(q)
+    others = [d for d in collection.doc_ids if d not in positives][:2]
+    path = score_candidates(OverlapTeacher(), collection, {q: others}, tmp_path / "train", show_progress_bar=False)
+    assert read_scores(path).column("pid").to_pylist() == [*positives, *others]
+    kept = score_candidates(
+        OverlapTeacher(), collection, {q: others}, tmp_path / "rerank", include_positives=False, show_progress_bar=False
+    )
+    assert read_scores(kept).column("pid").to_pylist() == others
+    assert with_positives({q: [*others, positives[0]]}, collection)[q] == [*positives, *others]

@@ -414,17 +414,18 @@ def cmd_score(args: argparse.Namespace) -> int:
     for qid, docs in run.items():
         if qid not in collection.queries:
             raise InputError(f"{cfg.candidates}: query id {qid!r} is not in {collection.name}/{collection.split}")
-        ranked = [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))][: cfg.depth]
-        if cfg.include_positives:
-            positives = collection.positives(qid)
-            ranked = positives + [d for d in ranked if d not in set(positives)]
-        candidates[qid] = ranked
+        candidates[qid] = [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))][: cfg.depth]
+    if cfg.include_positives:  # every list positives first, the order the stores were always written in
+        from irdistill.workflows.scoring import with_positives
+
+        candidates = with_positives(candidates, collection)
     teacher = build_teacher(cfg.teacher_spec(), collection, show_progress_bar=not args.quiet)
     path = score_candidates(
         teacher,
         collection,
         candidates,
         cfg.out,
+        include_positives=cfg.include_positives,
         chunk_queries=cfg.chunk_queries,
         overwrite=cfg.overwrite,
         show_progress_bar=not args.quiet,

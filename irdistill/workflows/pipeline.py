@@ -233,14 +233,10 @@ def _duration(seconds: float) -> str:
 def _candidates_dict(
     run: dict[str, dict[str, float]], collection: Any, depth: int | None, positives: bool
 ) -> dict[str, list[str]]:
-    out = {}
-    for qid, docs in run.items():
-        ranked = [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))][:depth]
-        if positives:
-            pos = collection.positives(qid)
-            ranked = pos + [d for d in ranked if d not in set(pos)]
-        out[qid] = ranked
-    return out
+    from irdistill.workflows.scoring import with_positives
+
+    out = {qid: [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))][:depth] for qid, docs in run.items()}
+    return with_positives(out, collection) if positives else out
 
 
 def run_pipeline(cfg: RunConfig, *, show_progress_bar: bool = True) -> dict[str, Any]:
@@ -484,6 +480,7 @@ def _fidelity(cfg: RunConfig, test_c: Any, student: Path, eval_dir: Path, show_p
         test_c,
         test_cands,
         Path(cfg.out) / f"fidelity-scores.{cfg.test_split}",
+        include_positives=False,  # the teacher's ranking of the retrieved top k, judgements unread
         show_progress_bar=show_progress_bar,
     )
     teacher_run = scores_to_run(read_scores(path))

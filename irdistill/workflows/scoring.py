@@ -56,10 +56,27 @@ from irdistill.teachers.base import Teacher, check_scores
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "score_candidates", "merge_shards", "shard_name"]
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "merge_shards", "score_candidates", "shard_name", "with_positives"]
 
 FORMAT_VERSION = 1
 """Version of the folder layout and manifest; a folder of another version is not resumed."""
+
+
+def with_positives(candidates: Mapping[str, Iterable[str]], collection: Collection) -> dict[str, list[str]]:
+    """Each query's judged positives (those the corpus holds) first, then its candidates without
+    them: the lists a teacher scores for training, since :func:`irdistill.candidates.mine_candidates`
+    keeps positives apart. A list that already starts with them comes back unchanged.
+
+    Example:
+        >>> with_positives({"q1": ["d3", "d1", "d2"]}, collection)  # d1 judged  # doctest: +SKIP
+        {'q1': ['d1', 'd3', 'd2']}
+    """
+    out = {}
+    for qid, docs in candidates.items():
+        positives = collection.positives(qid)
+        held = set(positives)
+        out[qid] = positives + [d for d in docs if d not in held]
+    return out
 
 
 def score_candidates(
@@ -68,6 +85,7 @@ def score_candidates(
     candidates: Mapping[str, Iterable[str]],
     out_dir: PathLike,
     *,
+    include_positives: bool = True,
     chunk_queries: int = 64,
     rank: int | None = None,
     world_size: int | None = None,
@@ -86,6 +104,11 @@ def score_candidates(
         candidates: ``qid -> pids`` in the order to store them (a list, or a run's
             ``{pid: score}`` dict whose keys are taken in order). Every id is checked against
             ``collection`` before anything is scored or written.
+        include_positives: a list that lacks one of its query's judged positives gets them first
+            (:func:`with_positives`, the order ``irdistill score`` and ``irdistill run`` use): training
+            needs the positive's score, and mined candidates leave it out. Lists that hold them all
+            are scored as given. ``False`` scores every list as given (a reranking or fidelity run,
+            where adding the judged documents would read the labels).
         out_dir: the job folder (created). Re-running the same job there skips the chunks
             already scored; another job there raises :class:`InputError`.
         chunk_queries: queries per chunk (one shard file each, the unit of resumption).
@@ -126,6 +149,10 @@ def score_candidates(
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: expected a folder for teacher scores, got a file")
 
+    if include_positives:  # only lists that lack a positive change: the others are scored as given
+        lists = {qid: list(docs) for qid, docs in candidates.items()}
+        lacking = {q: d for q, d in lists.items() if q in collection.queries and set(collection.positives(q)) - set(d)}
+        candidates = {**lists, **with_positives(lacking, collection)}
     name = _teacher_name(teacher)
     listwise = _is_listwise(teacher)
     call_kwargs = _batch_kwargs(teacher, name, listwise, batch_size)
