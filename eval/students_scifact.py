@@ -467,6 +467,25 @@ def write_tables(
             control = same_seeds(cells, budget, seeds, a, b) if cells else None
             if control:
                 lines += ["", control]
+    if not dev:
+        chosen = {m: r["chosen_on"] for m, r in table.items() if "chosen_on" in r}
+        on_test = [m for m, c in chosen.items() if c == "test"]
+        on_dev = [m for m, c in chosen.items() if c == "dev"]
+        lines += [
+            "",
+            "Which split chose what: "
+            + (
+                f"{', '.join(f'`{m}`' for m in on_test)}: settings read off this test table before the dev split "
+                "existed (as was the main recipe's choice of `hybrid-kl`). "
+                if on_test
+                else ""
+            )
+            + (
+                f"{', '.join(f'`{m}`' for m in on_dev)}: settings chosen on the dev split (`students_scifact_dev*.md`)."
+                if on_dev
+                else ""
+            ),
+        ]
     missing = [m for m in ["untrained", "teacher", *METHODS] if m not in table]
     if missing:
         lines += ["", f"Not measured yet: {', '.join(missing)}."]
