@@ -583,3 +583,21 @@ def test_building_pair_rows_leaves_the_process_arrow_pool_as_it_was(
     cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="margin-mse", sampler="random")
     data = build_training_data(cfg, training_collection(cfg))
     assert len(data.dataset) > 0 and pa.default_memory_pool().backend_name == before
+
+
+def test_a_store_of_other_queries_is_refused_and_extra_ones_left_out(
+    tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store of the test split (q1-q3) with the train split (q4): no query in common, refused;
+    with the test split cut to two queries, the third's scores are left out, and the log says so."""
+    from irdistill.workflows.training import build_training_data, training_collection
+
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="listwise-kl", list_size=3, split="train")
+    with pytest.raises(InputError, match="query id 'q1' is not in .*no stored query is"):
+        build_training_data(cfg, training_collection(cfg))
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "o", loss="listwise-kl", list_size=3)
+    collection = training_collection(cfg)
+    smaller = collection.subset(query_ids=collection.query_ids[:2])
+    with caplog.at_level("INFO", logger="irdistill.workflows.training"):
+        build_training_data(cfg, smaller)
+    assert "1 of the 3 queries" in caplog.text

@@ -63,3 +63,48 @@ def test_train_teacher_errors(tiny_cross_encoder_dir: Path, beir_dir: Path, tmp_
         train_cross_encoder(str(tmp_path), collection, tmp_path / "t")
     with pytest.raises(InputError, match="num_negatives must be >= 1"):
         build_pairs(collection, num_negatives=0)
+
+
+def fold_data(folder: Path) -> Path:
+    """24 queries built from the tiny vocabulary, each judged against its own document."""
+    from conftest import WORDS, write_beir
+
+    words = WORDS[:36]  # content words only
+    docs = {f"d{i}": ("", " ".join(words[(3 * i + j) % len(words)] for j in range(8))) for i in range(24)}
+    queries = {f"q{i}": " ".join(words[(3 * i + j) % len(words)] for j in range(3)) for i in range(24)}
+    qrels = [(f"q{i}", f"d{i}", 1) for i in range(24)]
+    return write_beir(folder, docs=docs, queries=queries, qrels={"train": qrels, "test": qrels[:4]})
+
+
+def test_crossfit_members_never_score_a_query_they_trained_on(
+    tiny_model_dir: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """Member k trains without fold k's queries and scores exactly those; the teacher builds from a
+    recipe dict and fingerprints its members."""
+    from irdistill.teachers.crossfit import CrossFitTeacher, text_fold
+    from irdistill.teachers.dense import DenseTeacher
+    from irdistill.teachers.factory import build_teacher
+    from irdistill.workflows.teacher_training import crossfit_collection, train_crossfit_members
+
+    collection = load_collection(fold_data(tmp_path / "data"), split="train")
+    folds = {q: text_fold(t, 2) for q, t in collection.queries.items()}
+    assert set(folds.values()) == {0, 1}
+    for k in (0, 1):
+        kept = crossfit_collection(collection, k, 2)
+        assert set(kept.queries) == {q for q, f in folds.items() if f != k} and set(kept.qrels) == set(kept.queries)
+    recipe = {"student": str(tiny_model_dir), "loss": "infonce", "epochs": 1, "batch_size": 4, "max_seq_length": 16}
+    members = train_crossfit_members(recipe, collection, tmp_path / "members", folds=2)
+    assert [m.name for m in members] == ["fold0", "fold1"]
+    assert all((m / "irdistill_training.json").is_file() for m in members)
+    teacher = build_teacher({"teacher": "cross-fit", "members": [str(m) for m in members]}, collection)
+    assert isinstance(teacher, CrossFitTeacher) and teacher.folds == 2
+    queries = list(collection.queries.values())
+    passages = [collection.corpus[f"d{i}"].full_text() for i in range(len(queries))]
+    got = teacher.score(queries, passages)
+    for k, member in enumerate(members):
+        rows = [i for i, q in enumerate(queries) if text_fold(q, 2) == k]
+        alone = DenseTeacher(str(member)).score([queries[i] for i in rows], [passages[i] for i in rows])
+        np.testing.assert_allclose(got[rows], alone, rtol=1e-5, atol=1e-6)
+    assert [m["model"] for m in teacher.config()["members"]] == [str(m) for m in members]
+    with pytest.raises(InputError, match="at least 2 models"):
+        CrossFitTeacher([str(members[0])])

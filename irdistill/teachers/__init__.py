@@ -9,7 +9,7 @@ it is used. The scores a teacher writes live in :mod:`irdistill.scores`; the sco
 from __future__ import annotations
 
 # every teacher module, for its registration
-from irdistill.teachers import bm25, cross_encoder, dense, ensemble, sparse  # noqa: F401
+from irdistill.teachers import bm25, cross_encoder, crossfit, dense, ensemble, sparse  # noqa: F401
 from irdistill.teachers.base import (
     TEACHERS,
     ListwiseTeacher,

@@ -165,3 +165,48 @@ def train_cross_encoder(
     shutil.rmtree(work, ignore_errors=True)
     logger.info("cross-encoder teacher trained on %d examples in %.0f s: %s", len(data), seconds, target)
     return TrainTeacherResult(path=target, examples=len(data), seconds=seconds, train_loss=float(output.training_loss))
+
+
+def crossfit_collection(collection: Collection, fold: int, folds: int) -> Collection:
+    """``collection`` without the queries of ``fold`` (:func:`irdistill.teachers.crossfit.text_fold`
+    of their text): the training queries of cross-fitting member ``fold``. The corpus is shared."""
+    from irdistill.teachers.crossfit import text_fold
+
+    keep = [q for q, text in collection.queries.items() if text_fold(text, folds) != fold]
+    if not keep or len(keep) == len(collection.queries):
+        raise InputError(f"{collection.label}: fold {fold} of {folds} leaves no query out or none in")
+    kept = set(keep)
+    return Collection(
+        corpus=collection.corpus,
+        queries={q: collection.queries[q] for q in keep},
+        qrels={q: j for q, j in collection.qrels.items() if q in kept},
+        name=collection.name,
+        split=f"{collection.split} without fold {fold}/{folds}",
+        _fingerprint=collection._fingerprint,
+    )
+
+
+def train_crossfit_members(
+    train: dict[str, Any], collection: Collection, out: str | os.PathLike[str], folds: int = 2
+) -> list[Path]:
+    """Train the ``folds`` members of a :class:`~irdistill.teachers.crossfit.CrossFitTeacher`:
+    member ``k`` is ``train`` (a training recipe, :class:`~irdistill.workflows.training.TrainConfig`
+    keys) run on ``collection`` without fold ``k``'s queries, into ``out/fold<k>``. A finished member
+    is kept (training itself resumes from its checkpoints). Returns the members in fold order, the
+    ``members`` list of a ``cross-fit`` teacher."""
+    from irdistill.config import build_config
+    from irdistill.workflows.training import TrainConfig, train_student
+
+    paths = []
+    for fold in range(folds):
+        target = Path(out) / f"fold{fold}"
+        paths.append(target)
+        if (target / "irdistill_training.json").is_file():
+            logger.info("cross-fit member %d: %s exists", fold, target)
+            continue
+        subset = crossfit_collection(collection, fold, folds)
+        logger.info("cross-fit member %d of %d: %r", fold, folds, subset)
+        values = {**train, "out": str(target)}
+        values.setdefault("dataset", collection.name or "collection")
+        train_student(build_config(TrainConfig, values, source=f"cross-fit member {fold}"), collection=subset)
+    return paths

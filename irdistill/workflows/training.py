@@ -50,7 +50,7 @@ import pyarrow as pa
 
 from irdistill.config import option
 from irdistill.data.collection import Collection
-from irdistill.data.holdout import check_selection_split, split_part
+from irdistill.data.holdout import check_selection_split
 from irdistill.errors import InputError
 from irdistill.paths import resolve_model, save_model_atomic
 from irdistill.precision import PRECISIONS
@@ -339,14 +339,22 @@ def _scores_by_query(cfg: TrainConfig, collection: Collection) -> dict[str, dict
         out = scores_by_query(path, cfg.teacher)
     except InputError as err:
         raise InputError(f"{cfg.scores}: {err}") from None
-    part = split_part(collection.split)[1]
-    if cfg.max_queries is not None or part is not None:
-        # the store covers the whole split; training sees its first queries, or one part of it
-        # (the dev queries of a ``train:fit`` run never reach the rows)
+    # The store may cover more queries than training sees: the first max_queries, one part of a
+    # split (a train:fit run never reaches the dev queries' rows), or a cross-fitting fold. Only
+    # the training queries' scores are kept; a store sharing no query with them is refused.
+    outside = [qid for qid in out if qid not in collection.queries]
+    if outside:
+        if len(outside) == len(out):
+            raise InputError(f"{cfg.scores}: query id {outside[0]!r} is not in {collection.label}; no stored query is")
+        logger.info(
+            "train: %d of the %d queries in %s are not training queries here (%s); their scores are left out",
+            len(outside),
+            len(out),
+            cfg.scores,
+            collection.label,
+        )
         out = {qid: docs for qid, docs in out.items() if qid in collection.queries}
-    for qid, docs in out.items():
-        if qid not in collection.queries:
-            raise InputError(f"{cfg.scores}: query id {qid!r} is not in {collection.label}")
+    for docs in out.values():
         for pid in docs:
             if pid not in collection.corpus:
                 raise InputError(f"{cfg.scores}: passage id {pid!r} is not in the corpus of {collection.name}")
