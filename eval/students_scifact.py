@@ -382,7 +382,8 @@ def write_tables(
     folder: Path, table: dict[str, Any], budget: dict[str, Any], seeds: list[int], cells: dict[str, Any] | None = None
 ) -> None:
     name = table_name(budget)
-    write_text_atomic(folder / f"{name}.json", json.dumps(table, indent=2) + "\n")
+    # one row per method, then the name of the label-only reference the vs_label_only objects compare with
+    write_text_atomic(folder / f"{name}.json", json.dumps({**table, "label_only": LABEL_ONLY}, indent=2) + "\n")
     precision = budget.get("precision") or "fp32"
     dev = budget.get("on") == "dev"
     split = "dev (156 train queries; models train on the other 653, `train:fit`)" if dev else "test"
