@@ -219,7 +219,7 @@ def test_score_under_torchrun_two_ranks_equals_one_process(beir_dir: Path, tmp_p
 @pytest.mark.parametrize(
     ("teacher", "message"),
     [
-        ("colbert", "unknown teacher 'colbert'; known: bm25, cross-encoder, dense, ensemble, listwise-llm"),
+        ("colbert", "unknown teacher 'colbert'; known: bm25, cross-encoder, cross-fit, dense, ensemble, listwise-llm"),
         ("{empty}", "not a model folder"),
     ],
 )
