@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from irdistill.evaluation.seeds import holm
 from irdistill.paths import write_text_atomic
 
 HERE = Path(__file__).parent
@@ -55,17 +56,6 @@ def bootstrap(fp32: list[dict[str, float]], bf16: list[dict[str, float]], resamp
         rows = difference[rng.integers(0, seeds, seeds)]
         out[i] = rows[:, rng.integers(0, n, n)].mean()
     return out
-
-
-def holm(pvalues: dict[str, float]) -> dict[str, float]:
-    """Holm-Bonferroni adjusted p-values."""
-    order = sorted(pvalues, key=pvalues.get)  # type: ignore[arg-type]
-    adjusted: dict[str, float] = {}
-    running = 0.0
-    for i, key in enumerate(order):
-        running = max(running, min(1.0, (len(order) - i) * pvalues[key]))
-        adjusted[key] = running
-    return adjusted
 
 
 def compare(cells: dict[str, Any], method: str, budget: str, resamples: int, margin: float) -> dict[str, Any] | None:
