@@ -218,6 +218,20 @@ class Collection:
             split=self.split,
         )
 
+    def with_queries(self, query_ids: list[str], split: str) -> Collection:
+        """The same corpus (shared, not copied: a memory-mapped store stays one) with only
+        ``query_ids`` and their judgements, named ``split``."""
+        keep = set(query_ids)
+        return Collection(
+            corpus=self.corpus,
+            queries={q: self.queries[q] for q in query_ids},
+            qrels={q: j for q, j in self.qrels.items() if q in keep},
+            name=self.name,
+            split=split,
+            _fingerprint=self._fingerprint,
+            _doc_ids=self._doc_ids,
+        )
+
     @property
     def label(self) -> str:
         """``name/split`` (``?`` for an unnamed collection), for messages and manifests."""

@@ -85,16 +85,7 @@ def take_part(collection: Collection, part: str) -> Collection:
     qids = part_of(collection.query_ids, part)
     if not qids:
         raise InputError(f"{collection.label}: no query falls in its {part} part")
-    keep = set(qids)
-    return Collection(
-        corpus=collection.corpus,
-        queries={q: collection.queries[q] for q in qids},
-        qrels={q: j for q, j in collection.qrels.items() if q in keep},
-        name=collection.name,
-        split=f"{collection.split}:{part}" if collection.split else part,
-        _fingerprint=collection._fingerprint,
-        _doc_ids=collection._doc_ids,
-    )
+    return collection.with_queries(qids, f"{collection.split}:{part}" if collection.split else part)
 
 
 def _dataset_and_split(dataset: str, split: str | None, default: str | None) -> tuple[str, str | None]:

@@ -175,15 +175,7 @@ def crossfit_collection(collection: Collection, fold: int, folds: int) -> Collec
     keep = [q for q, text in collection.queries.items() if text_fold(text, folds) != fold]
     if not keep or len(keep) == len(collection.queries):
         raise InputError(f"{collection.label}: fold {fold} of {folds} leaves no query out or none in")
-    kept = set(keep)
-    return Collection(
-        corpus=collection.corpus,
-        queries={q: collection.queries[q] for q in keep},
-        qrels={q: j for q, j in collection.qrels.items() if q in kept},
-        name=collection.name,
-        split=f"{collection.split} without fold {fold}/{folds}",
-        _fingerprint=collection._fingerprint,
-    )
+    return collection.with_queries(keep, f"{collection.split} without fold {fold}/{folds}")
 
 
 def train_crossfit_members(
