@@ -150,9 +150,15 @@ def score_candidates(
         raise InputError(f"{out}: expected a folder for teacher scores, got a file")
 
     if include_positives:  # only lists that lack a positive change: the others are scored as given
-        lists = {qid: list(docs) for qid, docs in candidates.items()}
-        lacking = {q: d for q, d in lists.items() if q in collection.queries and set(collection.positives(q)) - set(d)}
-        candidates = {**lists, **with_positives(lacking, collection)}
+        # read twice below: one-shot iterables become lists, lists and runs are kept as they are
+        candidates = {q: d if isinstance(d, Sequence | Mapping) else list(d) for q, d in candidates.items()}
+        lacking = {
+            qid: docs
+            for qid, docs in candidates.items()
+            if qid in collection.queries and not set(collection.positives(qid)) <= set(docs)
+        }
+        if lacking:  # the other lists are not copied (a training run holds hundreds of thousands)
+            candidates = {**candidates, **with_positives(lacking, collection)}
     name = _teacher_name(teacher)
     listwise = _is_listwise(teacher)
     call_kwargs = _batch_kwargs(teacher, name, listwise, batch_size)
