@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -304,6 +304,7 @@ class TASBalancedSampler(PairSampler):
         ids = np.unique(assign)
         self.cluster_ids = ids
         self.clusters = [np.flatnonzero(assign == c) for c in ids]
+        self._topic_rows = dict(zip(ids.tolist(), self.clusters, strict=True))
         if len(self.clusters) < self.clusters_per_batch:
             raise InputError(
                 f"k-means left only {len(self.clusters)} non-empty clusters, fewer "
@@ -398,27 +399,23 @@ class TASBalancedSampler(PairSampler):
             members: set[int] = set()
             topic = int(np.bincount(self._cluster_of[group]).argmax())
             own = [int(q) for q in rng.permutation(group)]
-            pool = np.flatnonzero(unplaced)
-            pool = pool[rng.permutation(len(pool))]
-            same = pool[self._cluster_of[pool] == topic].tolist()
-            other = pool[self._cluster_of[pool] != topic].tolist()
-            everyone = rng.permutation(len(self.query_ids)).tolist()
-            stages = ((own, False), (same, False), (other, False), (everyone, True))
-            for candidates, repeat in stages:
-                for q in candidates:
-                    if len(batch) == len(group):
-                        break
-                    if q in members or (not repeat and not unplaced[q]):
-                        continue
-                    pair = self._fitting_pair(q, used, rng)
-                    if pair is None:
-                        continue
-                    example = self._example(q, pair)
-                    batch.append(example)
-                    members.add(q)
-                    used.update((example.positive, example.negative))
-                    topped_up += bool(repeat and not unplaced[q])
-                    unplaced[q] = False
+            candidates = self._candidates(own, topic, unplaced, rng)
+            while len(batch) < len(group):  # asks for the next candidate only while the batch is short
+                found = next(candidates, None)
+                if found is None:
+                    break
+                q, repeat = found
+                if q in members or (not repeat and not unplaced[q]):
+                    continue
+                pair = self._fitting_pair(q, used, rng)
+                if pair is None:
+                    continue
+                example = self._example(q, pair)
+                batch.append(example)
+                members.add(q)
+                used.update((example.positive, example.negative))
+                topped_up += bool(repeat and not unplaced[q])
+                unplaced[q] = False
             deferred += sum(1 for q in own if q not in members and unplaced[q])
             batches.append(batch)
         left_out = int(unplaced.sum())
@@ -426,6 +423,26 @@ class TASBalancedSampler(PairSampler):
         if left_out:
             logger.info("TAS-Balanced: %d queries fit no batch of this epoch without a repeated passage", left_out)
         return batches
+
+    def _candidates(
+        self, own: list[int], topic: int, unplaced: np.ndarray, rng: np.random.Generator
+    ) -> Iterator[tuple[int, bool]]:
+        """``(query, is a repeat)`` in the order :meth:`_distinct` tries them: the group's own
+        queries, then unplaced queries of ``topic``, then unplaced ones of other topics, then any
+        query (a repeat in the epoch). Each later stage is drawn only when the batch reaches it, so
+        the batches their own queries fill (nearly all) never pass over every query: an epoch of
+        MS MARCO has 15k batches of 32."""
+        for q in own:
+            yield q, False
+        rows = self._topic_rows[topic]
+        rows = rows[unplaced[rows]]
+        for q in rows[rng.permutation(len(rows))].tolist():
+            yield q, False
+        rows = np.flatnonzero(unplaced & (self._cluster_of != topic))
+        for q in rows[rng.permutation(len(rows))].tolist():
+            yield q, False
+        for q in rng.permutation(len(self.query_ids)).tolist():
+            yield q, True
 
     def _top_up(self, group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``group`` filled to ``batch_size`` with queries not in it, without replacement (all
