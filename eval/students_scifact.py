@@ -333,13 +333,15 @@ def build_table(cells: dict[str, Any], budget: dict[str, Any], seeds: list[int])
             row["seed_ndcg@10"] = [round(c["ndcg@10"], 4) for c in group]
             if budget.get("on") != "dev":  # the dev table is where choices are made
                 row["chosen_on"] = CHOSEN_ON.get(method, "dev")
-            for other, key in (("infonce", "p_vs_infonce"), ("untrained", "p_vs_untrained")):
-                found = seed_aware(cells, budget, seeds, method, other) if other != method else None
-                row[key] = found["p"] if found else None
+            versus = {
+                other: seed_aware(cells, budget, seeds, method, other) if other != method else None
+                for other in ("infonce", "untrained", LABEL_ONLY)
+            }  # each bootstrap once: the p columns and the comparison objects read the same result
+            row["p_vs_infonce"] = versus["infonce"]["p"] if versus["infonce"] else None
+            row["p_vs_untrained"] = versus["untrained"]["p"] if versus["untrained"] else None
             for other, key in ((LABEL_ONLY, "vs_label_only"), ("untrained", "vs_untrained")):
-                found = seed_aware(cells, budget, seeds, method, other) if other != method else None
-                if found:
-                    row[key] = found
+                if versus[other]:
+                    row[key] = dict(versus[other])
         table[method] = row
     for key in ("vs_label_only", "vs_untrained"):  # Holm over each family of the table
         family = {m: r[key]["p"] for m, r in table.items() if key in r}
