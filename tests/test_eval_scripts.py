@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -223,23 +224,19 @@ def test_adapt_difficulty_ranks_the_positive_and_measures_its_margin(
     assert got == {"queries": 2, "positive_first": 0.5, "mean_rank": 1.5, "mean_margin": 0.75}
 
 
-def test_adapt_rows_name_their_filter_and_cloze(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def adapt_args(**values: object) -> Any:
+    """eval/adapt.py's arguments for 10 SciFact passages, one epoch, the hybrid loss; ``values`` add or override."""
     import argparse
 
+    base = {"dataset": "beir/scifact", "max_passages": 10, "seed": 1, "filter_k": 3, "loss": "hybrid"}
+    return argparse.Namespace(**{**base, "epochs": 1, "beta": None, **values})
+
+
+def test_adapt_rows_name_their_filter_and_cloze(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "eval"))
     import adapt
 
-    args = argparse.Namespace(
-        dataset="beir/scifact",
-        max_passages=10,
-        seed=1,
-        filter_k=3,
-        loss="hybrid",
-        epochs=1,
-        runs=str(tmp_path),
-        beta=None,
-        precision="fp32",
-    )
+    args = adapt_args(runs=str(tmp_path), precision="fp32")
     assert adapt.row_parts("sentence+bm25+cloze") == ("sentence", True, True)
     cloze = adapt.row_recipe("sentence+cloze", args, tmp_path)
     assert cloze["generate"]["cloze"] is True and cloze["filter"] is None
@@ -256,21 +253,10 @@ def test_adapt_rows_name_their_filter_and_cloze(tmp_path: Path, monkeypatch: pyt
 def test_adapt_beta_names_its_tag_and_reuses_another_tags_stores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import argparse
-
     monkeypatch.syspath_prepend(str(ROOT / "eval"))
     import adapt
 
-    args = argparse.Namespace(
-        dataset="beir/scifact",
-        max_passages=10,
-        seed=1,
-        filter_k=3,
-        loss="hybrid",
-        epochs=1,
-        beta=None,
-        precision="bf16",
-    )
+    args = adapt_args(precision="bf16")
     fast = adapt.row_recipe("title+cloze", args, tmp_path)  # bf16 rows: their own tag, bf16 training, fast teacher
     assert adapt.budget_tag(args) == "p10-k3-hybrid-e1-bf16-s1" and fast["train"]["precision"] == "bf16"
     assert [m.get("backend") for m in fast["teacher"]["members"]] == [None, "auto-bf16"]
