@@ -79,12 +79,10 @@ def load_corpus(spec: str | os.PathLike[str], split: str | None = None, *, where
         base, _ = parse_dataset_spec(text, split)
         folder = local_dataset_dir(base)
     if folder is not None and (folder / "corpus.jsonl").is_file():
-        from irdistill.data.beir import corpus_records
-        from irdistill.data.store import cached_corpus_store
+        from irdistill.data.beir import beir_corpus_store
 
         name = folder.name if path.is_dir() else parse_dataset_spec(text, split)[0]
-        corpus = cached_corpus_store(folder / "corpus.jsonl", corpus_records(folder / "corpus.jsonl"), name=name)
-        whole = Collection(corpus, {}, {}, name=name, split=split or "")
+        whole = Collection(beir_corpus_store(folder, name), {}, {}, name=name, split=split or "")
     else:
         whole = _load(text, split)
     return without_judgements(whole, where=where)

@@ -13,7 +13,7 @@ from typing import Any
 
 from irdistill.data.collection import Collection, Document, Qrels, reconcile_qrels
 from irdistill.data.lines import read_lines
-from irdistill.data.store import cached_corpus_store
+from irdistill.data.store import CorpusStore, cached_corpus_store
 from irdistill.errors import InputError
 
 
@@ -130,6 +130,12 @@ def available_splits(folder: str | os.PathLike[str]) -> list[str]:
     return sorted(p.stem for p in qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []
 
 
+def beir_corpus_store(folder: str | os.PathLike[str], name: str = "") -> CorpusStore:
+    """The memory-mapped store of a BEIR folder's ``corpus.jsonl`` (built once, cached)."""
+    source = Path(folder) / "corpus.jsonl"
+    return cached_corpus_store(source, corpus_records(source), name=name or Path(folder).name)
+
+
 def load_beir_folder(folder: str | os.PathLike[str], split: str = "test", name: str = "") -> Collection:
     """Load a BEIR-layout folder; queries are restricted to those judged in ``split``."""
     folder = Path(folder)
@@ -137,9 +143,7 @@ def load_beir_folder(folder: str | os.PathLike[str], split: str = "test", name: 
     if not qrels_path.is_file():
         known = available_splits(folder)
         raise InputError(f"{qrels_path}: no such file; splits in {folder}: {', '.join(known) or 'none'}")
-    corpus = cached_corpus_store(
-        folder / "corpus.jsonl", corpus_records(folder / "corpus.jsonl"), name=name or folder.name
-    )
+    corpus = beir_corpus_store(folder, name)
     all_queries = read_queries(folder / "queries.jsonl")
     qrels = read_beir_qrels(qrels_path, all_queries, corpus)
     queries = {qid: text for qid, text in all_queries.items() if qid in qrels}
