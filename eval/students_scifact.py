@@ -187,10 +187,17 @@ def base_tag(budget: dict[str, Any]) -> str:
     return tag if evaluated == budget["max_seq_length"] else f"{tag}-eval{evaluated}"
 
 
+def training_suffix(budget: dict[str, Any]) -> str:
+    """``-bf16`` for cells trained in bf16, ``-attn<p>`` for cells trained with the attention dropout
+    set to ``p`` (cells at the model's own dropout and in fp32 keep the keys they had before either
+    was a setting)."""
+    dropout = budget.get("attention_dropout")
+    return ("-bf16" if budget.get("precision") == "bf16" else "") + ("" if dropout is None else f"-attn{dropout:g}")
+
+
 def budget_tag(budget: dict[str, Any]) -> str:
-    """:func:`base_tag`, plus ``-bf16`` for cells trained in bf16 (fp32 cells keep the keys they had
-    before training precision was a setting)."""
-    return base_tag(budget) + ("-bf16" if budget.get("precision") == "bf16" else "")
+    """:func:`base_tag` and the :func:`training_suffix`."""
+    return base_tag(budget) + training_suffix(budget)
 
 
 def cell_key(method: str, seed: int | None, budget: dict[str, Any]) -> str:
@@ -202,7 +209,7 @@ def table_name(budget: dict[str, Any]) -> str:
     """``students_scifact`` for the fp32 table, ``students_scifact_bf16`` for the bf16 one; ``_dev``
     after ``students_scifact`` for the dev split's."""
     on = "_dev" if budget.get("on") == "dev" else ""
-    return f"students_scifact{on}" + ("_bf16" if budget.get("precision") == "bf16" else "")
+    return f"students_scifact{on}" + training_suffix(budget).replace("-", "_")
 
 
 def cells_name(on: str) -> str:
@@ -387,14 +394,17 @@ def write_tables(
     # one row per method, then the name of the label-only reference the vs_label_only objects compare with
     write_text_atomic(folder / f"{name}.json", json.dumps({**table, "label_only": LABEL_ONLY}, indent=2) + "\n")
     precision = budget.get("precision") or "fp32"
+    dropout = budget.get("attention_dropout")
     dev = budget.get("on") == "dev"
     split = "dev (156 train queries; models train on the other 653, `train:fit`)" if dev else "test"
     queries = "156 dev queries" if dev else "300 queries"
     lines = [
         f"# Students on SciFact {split}: one budget, several seeds"
-        + (" (bf16 training)" if precision == "bf16" else ""),
+        + (" (bf16 training)" if precision == "bf16" else "")
+        + ("" if dropout is None else f" (attention dropout {dropout:g})"),
         "",
-        f"Produced by `python eval/students_scifact.py --precision {precision}{' --on dev' if dev else ''}` "
+        f"Produced by `python eval/students_scifact.py --precision {precision}{' --on dev' if dev else ''}"
+        f"{'' if dropout is None else f' --attention-dropout {dropout:g}'}` "
         "(see its docstring for the inputs). "
         f"Every trained method in {precision}: {budget['epochs']} epochs, texts cut at {budget['max_seq_length']} "
         "tokens in training and "
@@ -532,6 +542,12 @@ def main() -> None:
         help="training precision (irdistill.precision): auto is bf16 on a CPU with native bf16; bf16 cells are "
         "keyed <budget>-bf16 and tabled in students_scifact_bf16.md, fp32 cells in students_scifact.md",
     )
+    parser.add_argument(
+        "--attention-dropout",
+        type=float,
+        help="attention dropout of every trained cell (default: the student's own, 0.1); 0 lets CPU attention "
+        "take its fused kernel. Cells are keyed <budget>-attn<p> and tabled in students_scifact*_attn<p>.md",
+    )
     parser.add_argument("--results", default=str(RESULTS), help="folder of the result tables")
     parser.add_argument("--table-only", action="store_true", help="rebuild the table from recorded cells")
     args = parser.parse_args()
@@ -543,9 +559,15 @@ def main() -> None:
         "max_seq_length": args.max_seq_length,
         "eval_max_seq_length": args.eval_max_seq_length,
         "precision": precision,
+        "attention_dropout": args.attention_dropout,
         "on": args.on,
     }
-    train_budget = {"epochs": args.epochs, "max_seq_length": args.max_seq_length, "precision": precision}
+    train_budget = {
+        "epochs": args.epochs,
+        "max_seq_length": args.max_seq_length,
+        "precision": precision,
+        "attention_dropout": args.attention_dropout,
+    }
     eval_len = args.eval_max_seq_length or args.max_seq_length
     tag = budget_tag(budget)
     results = Path(args.results)

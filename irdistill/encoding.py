@@ -422,3 +422,46 @@ def load_sentence_transformer(
             f"cannot load model {path!r}: {err}. Give a local folder, put it under "
             "$IRDISTILL_MODELS, or check the hub id and network"
         ) from err
+
+
+# config attributes that hold the probability of dropping an attention weight, by model family
+_ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+
+
+def set_attention_dropout(model: Any, p: float) -> int:
+    """Set the probability of dropping an attention weight in training to ``p`` in every
+    self-attention layer of ``model`` (a SentenceTransformer or a Hugging Face model) and in its
+    config, so a saved or resumed model keeps it; returns the number of layers changed.
+
+    At ``p = 0`` PyTorch's scaled-dot-product attention takes its fused kernel in training too;
+    with ``p > 0`` it falls back to the unfused path, which draws a random mask for every
+    attention probability (24 % of a CPU step of the main job's student,
+    eval/results/precision_steps.md). Hidden-state dropout is left as it is. Raises
+    :class:`InputError` when ``model`` has no self-attention layer with a dropout to set.
+    """
+    import torch
+
+    if not 0.0 <= p < 1.0:
+        raise InputError(f"attention dropout must be in [0, 1), got {p}")
+    changed = 0
+    configs: dict[int, Any] = {}
+    for module in model.modules():
+        name = type(module).__name__
+        dropout = getattr(module, "dropout", None)
+        if name.endswith("SelfAttention") and isinstance(dropout, torch.nn.Dropout):
+            dropout.p = p
+            changed += 1
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "to_dict"):
+            configs[id(config)] = config
+    if not changed:
+        raise InputError(
+            f"{type(model).__name__}: no self-attention layer with a dropout module found, so the attention "
+            "dropout cannot be set; leave it at the model's own"
+        )
+    for config in configs.values():
+        for key in _ATTENTION_DROPOUT_KEYS:
+            if isinstance(getattr(config, key, None), float):
+                setattr(config, key, p)
+    logger.info("attention dropout set to %g in %d self-attention layers", p, changed)
+    return changed

@@ -224,3 +224,26 @@ def test_encode_corpus_two_ranks_write_the_file_one_process_writes(
         assert len(files) == 1  # every rank returns the published file
         outputs[world] = Path(files.pop()).read_bytes()
     assert outputs[1] == outputs[2]
+
+
+def test_attention_dropout_is_set_in_every_self_attention_layer_and_the_config(tiny_model_dir: Path) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from irdistill.encoding import set_attention_dropout
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    hf = model[0].auto_model
+    layers = [m for m in hf.modules() if type(m).__name__.endswith("SelfAttention")]
+    assert layers and all(m.dropout.p > 0 for m in layers)  # the tiny BERT's own 0.1
+    hidden = [m.p for m in hf.modules() if isinstance(m, torch.nn.Dropout) and m not in [x.dropout for x in layers]]
+    assert set_attention_dropout(model, 0.0) == len(layers)
+    assert all(m.dropout.p == 0.0 for m in layers)
+    assert hf.config.attention_probs_dropout_prob == 0.0
+    # hidden-state dropout is not attention dropout: left as it was
+    after = [m.p for m in hf.modules() if isinstance(m, torch.nn.Dropout) and m not in [x.dropout for x in layers]]
+    assert after == hidden and any(p > 0 for p in after)
+    with pytest.raises(InputError, match=r"\[0, 1\)"):
+        set_attention_dropout(model, 1.0)
+    with pytest.raises(InputError, match="no self-attention layer"):
+        set_attention_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1)), 0.0)

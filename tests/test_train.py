@@ -601,3 +601,18 @@ def test_a_store_of_other_queries_is_refused_and_extra_ones_left_out(
     with caplog.at_level("INFO", logger="irdistill.workflows.training"):
         build_training_data(cfg, smaller)
     assert "1 of the 3 queries" in caplog.text
+
+
+def test_attention_dropout_reaches_the_trained_model(
+    tiny_model_dir: Path, beir_dir: Path, bm25_scores: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    cfg = config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "student", loss="margin-mse", attention_dropout=0.0)
+    train_student(cfg, show_progress_bar=False)
+    hf = SentenceTransformer(str(tmp_path / "student"), device="cpu")[0].auto_model
+    assert hf.config.attention_probs_dropout_prob == 0.0
+    report = json.loads((tmp_path / "student" / "irdistill_training.json").read_text())
+    assert report["config"]["attention_dropout"] == 0.0
+    with pytest.raises(InputError, match="attention_dropout"):
+        config(tiny_model_dir, beir_dir, bm25_scores, tmp_path / "x", attention_dropout=1.5).validate()

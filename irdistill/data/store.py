@@ -181,10 +181,11 @@ class CorpusStore(Mapping[str, Document]):
 
     # -- rows --------------------------------------------------------------------------------
 
-    def __del__(self) -> None:
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        # os.close bound at definition: at interpreter exit the module's globals may already be None
         fd = getattr(self, "_fd", None)
         if fd is not None:
-            os.close(fd)
+            _close(fd)
 
     def _cell(self, row: int, column: int) -> str:
         batch, i = divmod(row, BATCH_ROWS)
