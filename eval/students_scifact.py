@@ -60,6 +60,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -206,19 +207,32 @@ USES_TEACHER = {
 }
 
 
+def student_tag(budget: dict[str, Any]) -> str:
+    """``-<folder name>`` of a start model other than the base recipe's (``--student``), else empty:
+    the untrained row and every cell depend on it."""
+    student = budget.get("student")
+    return "" if not student else "-" + re.sub(r"[^A-Za-z0-9.]+", "-", Path(str(student).rstrip("/")).name)
+
+
 def base_tag(budget: dict[str, Any]) -> str:
-    """``e<epochs>-len<train tokens>``, plus ``-eval<tokens>`` when evaluation cuts elsewhere."""
+    """``e<epochs>-len<train tokens>``, plus ``-eval<tokens>`` when evaluation cuts elsewhere, plus the
+    :func:`student_tag`."""
     tag = f"e{budget['epochs']}-len{budget['max_seq_length']}"
     evaluated = budget.get("eval_max_seq_length") or budget["max_seq_length"]
-    return tag if evaluated == budget["max_seq_length"] else f"{tag}-eval{evaluated}"
+    tag = tag if evaluated == budget["max_seq_length"] else f"{tag}-eval{evaluated}"
+    return tag + student_tag(budget)
 
 
 def training_suffix(budget: dict[str, Any]) -> str:
     """``-bf16`` for cells trained in bf16, ``-attn<p>`` for cells trained with the attention dropout
-    set to ``p`` (cells at the model's own dropout and in fp32 keep the keys they had before either
-    was a setting)."""
-    dropout = budget.get("attention_dropout")
-    return ("-bf16" if budget.get("precision") == "bf16" else "") + ("" if dropout is None else f"-attn{dropout:g}")
+    set to ``p``, ``-lr<rate>`` for a learning rate other than the base recipe's (cells at the
+    defaults keep the keys they had before these were settings)."""
+    dropout, rate = budget.get("attention_dropout"), budget.get("learning_rate")
+    return (
+        ("-bf16" if budget.get("precision") == "bf16" else "")
+        + ("" if dropout is None else f"-attn{dropout:g}")
+        + ("" if rate is None else f"-lr{rate:g}")
+    )
 
 
 def budget_tag(budget: dict[str, Any]) -> str:
@@ -235,7 +249,7 @@ def table_name(budget: dict[str, Any]) -> str:
     """``students_scifact`` for the fp32 table, ``students_scifact_bf16`` for the bf16 one; ``_dev``
     after ``students_scifact`` for the dev split's."""
     on = "_dev" if budget.get("on") == "dev" else ""
-    return f"students_scifact{on}" + training_suffix(budget).replace("-", "_")
+    return f"students_scifact{on}" + (student_tag(budget) + training_suffix(budget)).replace("-", "_")
 
 
 def cells_name(on: str) -> str:
@@ -422,15 +436,22 @@ def write_tables(
     precision = budget.get("precision") or "fp32"
     dropout = budget.get("attention_dropout")
     dev = budget.get("on") == "dev"
+    options = "" if dropout is None else f" --attention-dropout {dropout:g}"
+    if budget.get("student"):
+        options += f" --student {budget['student']}"
+    if budget.get("learning_rate") is not None:
+        options += f" --learning-rate {budget['learning_rate']:g}"
     split = "dev (156 train queries; models train on the other 653, `train:fit`)" if dev else "test"
     queries = "156 dev queries" if dev else "300 queries"
     lines = [
         f"# Students on SciFact {split}: one budget, several seeds"
         + (" (bf16 training)" if precision == "bf16" else "")
-        + ("" if dropout is None else f" (attention dropout {dropout:g})"),
+        + ("" if dropout is None else f" (attention dropout {dropout:g})")
+        + ("" if not budget.get("student") else f" (student `{budget['student']}`)")
+        + ("" if budget.get("learning_rate") is None else f" (learning rate {budget['learning_rate']:g})"),
         "",
         f"Produced by `python eval/students_scifact.py --precision {precision}{' --on dev' if dev else ''}"
-        f"{'' if dropout is None else f' --attention-dropout {dropout:g}'}` "
+        f"{options}` "
         "(see its docstring for the inputs). "
         f"Every trained method in {precision}: {budget['epochs']} epochs, texts cut at {budget['max_seq_length']} "
         "tokens in training and "
@@ -559,7 +580,16 @@ def main() -> None:
     )
     parser.add_argument("--runs", help="run folders (default runs/students/scifact, -dev on dev)")
     parser.add_argument("--dataset", default="beir/scifact", help="collection (train and test splits)")
-    parser.add_argument("--student", help="start model (default: the base recipe's all-MiniLM-L6-v2)")
+    parser.add_argument(
+        "--student",
+        help="start model (default: the base recipe's all-MiniLM-L6-v2); another one keys its cells and table "
+        "with its folder name, e.g. a static student of irdistill.students.static",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        help="peak learning rate of every trained cell (default: the base recipe's 3e-5); keyed -lr<rate>",
+    )
     parser.add_argument("--inbatch-teacher", help="tas-balanced's in-batch teacher (default all-mpnet-base-v2)")
     parser.add_argument(
         "--precision",
@@ -586,6 +616,8 @@ def main() -> None:
         "eval_max_seq_length": args.eval_max_seq_length,
         "precision": precision,
         "attention_dropout": args.attention_dropout,
+        "learning_rate": args.learning_rate,
+        "student": args.student,
         "on": args.on,
     }
     train_budget = {
@@ -604,6 +636,8 @@ def main() -> None:
         out: dict[str, Any] = {"dataset": args.dataset}
         if args.student:
             out["student"] = args.student
+        if args.learning_rate is not None:
+            out["learning_rate"] = args.learning_rate
         if args.inbatch_teacher and METHODS[method].get("inbatch_teacher"):
             out["inbatch_teacher"] = args.inbatch_teacher
         return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ class DenseEncoder:
                 self.path, device=self.device, backend=self.resolved_backend(), cache_root=self.cache_root
             )
             if self.max_seq_length is not None:
-                self._model.max_seq_length = self.max_seq_length
+                set_max_seq_length(self._model, self.max_seq_length)
         return self._model
 
     def resolved_backend(self) -> str:
@@ -338,12 +339,16 @@ class DenseEncoder:
         in host memory on CPU. all-mpnet-base-v2 at 384 tokens, encoding the 64 longest SciFact
         passages, took 2.15 GiB above the model in batches of 64, 1.13 GiB in 21s and 0.82 GiB in
         10s, each in 23-24 s.
-        On a GPU :attr:`batch_size` is used as given.
+        On a GPU, and for a static-embedding model (no attention, no length), :attr:`batch_size` is used
+        as given.
         """
         model = self.model
         if getattr(getattr(model, "device", None), "type", "cpu") != "cpu":
             return self.batch_size
-        length = int(model.max_seq_length or 512)
+        length = model.max_seq_length or 512
+        if not math.isfinite(length):  # StaticEmbedding: every token, and nothing quadratic in it
+            return self.batch_size
+        length = int(length)
         return max(1, min(self.batch_size, CPU_TOKENS_PER_BATCH // length))
 
     def embed(self, texts: list[str], side: Side, *, show_progress_bar: bool = False) -> np.ndarray:
@@ -422,6 +427,20 @@ def load_sentence_transformer(
             f"cannot load model {path!r}: {err}. Give a local folder, put it under "
             "$IRDISTILL_MODELS, or check the hub id and network"
         ) from err
+
+
+def set_max_seq_length(model: Any, length: int) -> bool:
+    """Truncate ``model``'s inputs at ``length`` tokens; returns whether it truncates at all. A
+    static-embedding model (sentence-transformers' ``StaticEmbedding``) averages every token of a text
+    and has no length to set: it is left as it is (logged once per model)."""
+    first = model[0] if len(model) else None
+    if type(first).__name__ == "StaticEmbedding":
+        if not getattr(model, "_irdistill_length_noted", False):
+            logger.info("static-embedding model: every token is averaged, max_seq_length %d does not apply", length)
+            model._irdistill_length_noted = True
+        return False
+    model.max_seq_length = length
+    return True
 
 
 # config attributes that hold the probability of dropping an attention weight, by model family

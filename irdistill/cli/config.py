@@ -216,6 +216,29 @@ class TrainTeacherConfig:
                 raise InputError(f"train-teacher: --{key} is required")
 
 
+@dataclass
+class StaticStudentConfig:
+    """``irdistill static-student``: a static-embedding student distilled from a transformer's vocabulary."""
+
+    model: str = option("", help="transformer to distil from: model folder, $IRDISTILL_MODELS name or hub id")
+    out: str = option("", help="output model folder (a sentence-transformers folder)")
+    dims: int | None = option(256, help="PCA dimensions of the token vectors (0: the model's own, not reduced)")
+    dataset: str | None = option(
+        None, help="collection whose corpus the token frequencies are counted on (default: the vocabulary's order)"
+    )
+    split: str | None = option(None, help="its split (the corpus is the same in every split of a BEIR folder)")
+    sif_coefficient: float = option(1e-4, help="a of the token weight a / (a + p(token)); 0 turns weighting off")
+
+    def validate(self) -> None:
+        for key in ("model", "out"):
+            if not getattr(self, key):
+                raise InputError(f"static-student: --{key} is required")
+        if self.dims is not None and self.dims < 0:
+            raise InputError(f"static-student: --dims must be >= 0, got {self.dims}")
+        if self.sif_coefficient < 0:
+            raise InputError(f"static-student: --sif-coefficient must be >= 0, got {self.sif_coefficient}")
+
+
 Q, D, SPARSE, ENC = ("quantizer (distill-vq, ivfpq, pq)", "Distill-VQ training", "sparse", "encoding and evaluation")
 
 

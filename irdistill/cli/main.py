@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         ImportScoresConfig,
         IndexConfig,
         ScoreConfig,
+        StaticStudentConfig,
         TrainTeacherConfig,
     )
     from irdistill.config import add_config_arguments
@@ -168,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
             "file.",
             "example: irdistill train --config eval/recipes/scifact_student_base.yaml --scores "
             "runs/scifact-distill/scores.train --out runs/student",
+        ),
+        (
+            "static-student",
+            StaticStudentConfig,
+            "YAML file with any of the keys below",
+            "distil a transformer's vocabulary into a static-embedding student",
+            "Pass every token of a transformer's vocabulary through it alone, reduce the vectors by PCA "
+            "and weight them by smooth inverse frequency (counted on --dataset's corpus), as model2vec "
+            "does: a sentence-transformers folder whose text vector is the mean of its tokens' "
+            "(irdistill.students.static), tens of times faster than the transformer on a CPU. Train it "
+            "with `irdistill train --student OUT` and a learning rate near 1e-2.",
+            "example: irdistill static-student --model sentence-transformers/all-MiniLM-L6-v2 --dataset "
+            "beir/scifact --out runs/static-minilm",
         ),
         (
             "index",
@@ -503,6 +517,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_static_student(args: argparse.Namespace) -> int:
+    from irdistill.cli.config import StaticStudentConfig
+    from irdistill.config import config_from
+
+    cfg = config_from(StaticStudentConfig, args.config, _overrides(args, GLOBAL))
+    cfg.validate()
+    check_model(cfg.model, what="--model")
+    from irdistill.students.static import distill_static_embeddings
+
+    texts = None
+    if cfg.dataset:
+        from irdistill.data import load_corpus
+
+        texts = (doc.full_text() for doc in load_corpus(cfg.dataset, split=cfg.split).corpus.values())
+    out = distill_static_embeddings(
+        cfg.model,
+        cfg.out,
+        dims=cfg.dims or None,
+        texts=texts,
+        sif_coefficient=cfg.sif_coefficient,
+        show_progress_bar=not args.quiet,
+    )
+    print(f"static student: {out}")
+    return 0
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from irdistill.cli.config import IndexConfig
     from irdistill.config import config_from
@@ -635,6 +675,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "candidates": cmd_candidates,
     "score": cmd_score,
+    "static-student": cmd_static_student,
 }
 
 

@@ -4,6 +4,9 @@
 model's own scores and exported as a standard faiss index. Its names load on first use, so
 ``import irdistill.students`` does not import torch or faiss.
 
+``static``: static-embedding students (one vector per token, a text the mean of its tokens'),
+distilled from a transformer's vocabulary as model2vec does and trained like any dense student.
+
 ``sparse``: SPLADE and inference-free SPLADE students (arXiv 2109.10086, 2411.04403) built on
 sentence-transformers' ``SparseEncoder``, an IDF-weighted FLOPS regulariser, a training helper and
 the CSR encoder. Also loaded on first use. A sparse student is searched and evaluated through
@@ -19,6 +22,7 @@ _MODULE_OF = {
     **dict.fromkeys(
         ("DistillVQ", "faiss_codes", "listnet_loss", "save", "to_faiss", "train_distill_vq"), "irdistill.students.vq"
     ),
+    **dict.fromkeys(("distill_static_embeddings", "is_static_model", "token_frequencies"), "irdistill.students.static"),
     **dict.fromkeys(
         (
             "IDFWeightedFlopsLoss",

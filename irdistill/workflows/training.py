@@ -623,12 +623,12 @@ def _infonce_rows(cfg: TrainConfig, collection: Collection) -> dict[str, list[An
 def load_student(cfg: TrainConfig) -> Any:
     from sentence_transformers import SentenceTransformer
 
-    from irdistill.encoding import load_sentence_transformer, set_attention_dropout
+    from irdistill.encoding import load_sentence_transformer, set_attention_dropout, set_max_seq_length
 
     path = resolve_model(cfg.student)
     model = load_sentence_transformer(path)
     if cfg.max_seq_length is not None:
-        model.max_seq_length = cfg.max_seq_length
+        set_max_seq_length(model, cfg.max_seq_length)
     if cfg.attention_dropout is not None:
         set_attention_dropout(model, cfg.attention_dropout)
     if not cfg.freeze_documents:
