@@ -196,3 +196,17 @@ def tiny_mlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     BertForMaskedLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def bm25_scores(beir_dir: Path, tmp_path: Path) -> Path:
+    """BM25 teacher scores of every (test query, document) pair of the tiny collection."""
+    from irdistill.data import load_collection
+    from irdistill.teachers.bm25 import BM25Teacher
+    from irdistill.workflows.scoring import score_candidates
+
+    collection = load_collection(beir_dir, split="test")
+    candidates = {q: collection.doc_ids for q in collection.queries}
+    return score_candidates(
+        BM25Teacher(collection), collection, candidates, tmp_path / "scores", show_progress_bar=False
+    )

@@ -11,19 +11,6 @@ from irdistill.errors import InputError
 from irdistill.workflows.training import TrainConfig, build_train_dataset, train_student
 
 
-@pytest.fixture
-def bm25_scores(beir_dir: Path, tmp_path: Path) -> Path:
-    """BM25 teacher scores of every (test query, document) pair of the tiny collection."""
-    from irdistill.teachers.bm25 import BM25Teacher
-    from irdistill.workflows.scoring import score_candidates
-
-    collection = load_collection(beir_dir, split="test")
-    candidates = {q: collection.doc_ids for q in collection.queries}
-    return score_candidates(
-        BM25Teacher(collection), collection, candidates, tmp_path / "scores", show_progress_bar=False
-    )
-
-
 def config(tiny_model_dir: Path, beir_dir: Path, scores: Path, out: Path, **kw) -> TrainConfig:
     base = dict(
         student=str(tiny_model_dir),
