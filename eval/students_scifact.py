@@ -247,9 +247,11 @@ def cell_key(method: str, seed: int | None, budget: dict[str, Any]) -> str:
 
 def table_name(budget: dict[str, Any]) -> str:
     """``students_scifact`` for the fp32 table, ``students_scifact_bf16`` for the bf16 one; ``_dev``
-    after ``students_scifact`` for the dev split's."""
+    after ``students_scifact`` for the dev split's; then the student's tag, ``_e<epochs>`` where
+    not 3, and the training suffix (each table holds one budget's cells)."""
     on = "_dev" if budget.get("on") == "dev" else ""
-    return f"students_scifact{on}" + (student_tag(budget) + training_suffix(budget)).replace("-", "_")
+    epochs = "" if budget.get("epochs", 3) == 3 else f"-e{budget['epochs']}"  # the committed tables are at 3
+    return f"students_scifact{on}" + (student_tag(budget) + epochs + training_suffix(budget)).replace("-", "_")
 
 
 def cells_name(on: str) -> str:
