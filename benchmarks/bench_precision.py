@@ -34,18 +34,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "eval" / "results"
 SETTINGS = {
-    # name: (precision, checkpointing, heap)
-    "fp32 ckpt fixed": ("fp32", True, "fixed"),  # the main job before bf16: the reference row
-    "fp32 no-ckpt default": ("fp32", False, "default"),
-    "bf16 ckpt fixed": ("bf16", True, "fixed"),
-    "bf16 ckpt default": ("bf16", True, "default"),
-    "bf16 no-ckpt fixed": ("bf16", False, "fixed"),
-    "bf16 no-ckpt default": ("bf16", False, "default"),
+    # name: (precision, checkpointing, heap, attention dropout: None = the model's 0.1)
+    "fp32 ckpt fixed": ("fp32", True, "fixed", None),  # the main job before bf16: the reference row
+    "fp32 no-ckpt default": ("fp32", False, "default", None),
+    "bf16 ckpt fixed": ("bf16", True, "fixed", None),
+    "bf16 ckpt default": ("bf16", True, "default", None),
+    "bf16 no-ckpt fixed": ("bf16", False, "fixed", None),
+    "bf16 no-ckpt default": ("bf16", False, "default", None),
+    "bf16 ckpt default attn0": ("bf16", True, "default", 0.0),
+    "bf16 no-ckpt default attn0": ("bf16", False, "default", 0.0),
 }
 QUERIES, LIST_SIZE, LENGTH = 32, 8, 128
 
 
-def train_steps(steps: int, precision: str, checkpointing: bool, profile: bool = False) -> dict[str, Any]:
+def train_steps(
+    steps: int, precision: str, checkpointing: bool, attention_dropout: float | None = None, profile: bool = False
+) -> dict[str, Any]:
     """The child: ``steps`` steps of the hybrid-kl shape; the first two are warm-up. ``profile``: the
     last step runs under ``torch.profiler`` and the operators with the most self CPU time are returned."""
     import contextlib
@@ -68,6 +72,10 @@ def train_steps(steps: int, precision: str, checkpointing: bool, profile: bool =
     texts, queries = c.doc_texts(), c.query_texts()
     model = SentenceTransformer(str(resolve_model("sentence-transformers/all-MiniLM-L6-v2")), device="cpu")
     model.max_seq_length = LENGTH
+    if attention_dropout is not None:
+        from irdistill.encoding import set_attention_dropout
+
+        set_attention_dropout(model, attention_dropout)
     if checkpointing:
         model[0].auto_model.gradient_checkpointing_enable()
     model.train()
@@ -124,19 +132,26 @@ def train_steps(steps: int, precision: str, checkpointing: bool, profile: bool =
     return out
 
 
-def table(rows: list[dict], steps: int, repeats: int, profiles: dict[str, Any] | None = None) -> str:
+def table(rows: list[dict], steps: int, repeats: int, profiles: dict[str, Any] | None = None, args: Any = None) -> str:
     mine = [r for r in rows if r["steps"] == steps]
-    reference = next(iter(SETTINGS))
+    measured = {r["setting"] for r in mine}
+    reference = next(name for name in SETTINGS if name in measured)  # the first setting of this sitting
+    command_tail = ""
+    if args is not None and args.name != "precision_steps":
+        command_tail = " --name " + args.name + " --settings " + " ".join(f"'{n}'" for n in SETTINGS if n in measured)
     lines = [
-        "# CPU training steps: precision, activation recomputation, glibc's heap",
+        "# CPU training steps: precision, activation recomputation, glibc's heap, attention dropout",
         "",
-        f"`python benchmarks/bench_precision.py --steps {steps} --repeats {repeats}`: fresh processes, the settings "
+        f"`python benchmarks/bench_precision.py --steps {steps} --repeats {repeats}{command_tail}`: fresh processes, "
+        "the settings "
         f"alternating within each repeat. The main job's student shape: all-MiniLM-L6-v2, hybrid-kl rows ({QUERIES} "
         f"queries x a list of {LIST_SIZE} passages = {QUERIES * (1 + LIST_SIZE)} texts a step at {LENGTH} tokens), "
         "KL over each list + InfoNCE over the batch, AdamW on fp32 weights; SciFact texts; 2 warm-up steps untimed. "
         "bf16: `torch.autocast('cpu', torch.bfloat16)` around the forward pass, what the trainer's `bf16=True` does "
         f"on a CPU. ckpt: activation checkpointing. heap fixed: irdistill's 4 MiB mmap threshold; default: "
-        f"`IRDISTILL_MMAP_THRESHOLD=off`. {os.cpu_count()} cores.",
+        "`IRDISTILL_MMAP_THRESHOLD=off`. attn0: the attention dropout set to 0 (`irdistill.encoding."
+        f"set_attention_dropout`; otherwise MiniLM's 0.1), which lets attention take its fused kernel. "
+        f"{os.cpu_count()} cores.",
         "",
         f"| setting | runs | s per step (median) | peak RSS GiB (median) | time / `{reference}` | all s per step | "
         "all peaks |",
@@ -182,6 +197,12 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument(
+        "--name",
+        default="precision_steps",
+        help="results file stem: a sitting of other settings goes to its own file, its ratios to its own first "
+        "setting measured beside it",
+    )
+    parser.add_argument(
         "--profile",
         choices=list(SETTINGS),
         help="instead of timing: profile the last step of one process at this setting and keep its top operators",
@@ -192,10 +213,10 @@ def main() -> None:
     if args.steps < 3:
         parser.error("--steps must be >= 3 (two warm-up steps and at least one timed)")
     if args.child:
-        precision, checkpointing, _ = SETTINGS[args.child]
-        print(json.dumps(train_steps(args.steps, precision, checkpointing, profile=args.child_profile)))
+        precision, checkpointing, _, dropout = SETTINGS[args.child]
+        print(json.dumps(train_steps(args.steps, precision, checkpointing, dropout, profile=args.child_profile)))
         return
-    path = Path(args.results) / "precision_steps.json"
+    path = Path(args.results) / f"{args.name}.json"
     saved = json.loads(path.read_text()) if path.is_file() else {}
     rows: list[dict] = saved.get("rows", [])
     profiles: dict[str, Any] = saved.get("profiles", {})
@@ -208,8 +229,8 @@ def main() -> None:
             raise SystemExit(f"{args.profile} failed:\n{out.stderr[-2000:]}")
         profiles[args.profile] = json.loads(out.stdout.splitlines()[-1])
         path.write_text(json.dumps({"rows": rows, "profiles": profiles}, indent=1) + "\n")
-        text = table(rows, args.steps, args.repeats, profiles)
-        (Path(args.results) / "precision_steps.md").write_text(text)
+        text = table(rows, args.steps, args.repeats, profiles, args)
+        (Path(args.results) / f"{args.name}.md").write_text(text)
         print(text)
         return
     for repeat in range(args.repeats):
@@ -227,8 +248,8 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"rows": rows, "profiles": profiles}, indent=1) + "\n")
-    text = table(rows, args.steps, args.repeats, profiles)
-    (Path(args.results) / "precision_steps.md").write_text(text)
+    text = table(rows, args.steps, args.repeats, profiles, args)
+    (Path(args.results) / f"{args.name}.md").write_text(text)
     print(text)
 
 
