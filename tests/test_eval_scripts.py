@@ -82,23 +82,25 @@ def test_students_table_resumes_cell_by_cell(
     assert first.returncode == 0, first.stderr[-3000:]
     cells = json.loads((results / "students_scifact_cells.json").read_text())
     assert sorted(cells) == [
-        "hybrid|e1-len32|seed1",
-        "hybrid|e1-len32|seed2",
-        "infonce|e1-len32|seed1",
-        "infonce|e1-len32|seed2",
-        "teacher|e1-len32",
-        "untrained|e1-len32",
+        "hybrid|e1-len32-tiny-st|seed1",
+        "hybrid|e1-len32-tiny-st|seed2",
+        "infonce|e1-len32-tiny-st|seed1",
+        "infonce|e1-len32-tiny-st|seed2",
+        "teacher|e1-len32-tiny-st",
+        "untrained|e1-len32-tiny-st",
     ]
-    stamp = (runs / "hybrid" / "e1-len32" / "seed1" / "model" / "irdistill_training.json").stat().st_mtime
+    stamp = (runs / "hybrid" / "e1-len32-tiny-st" / "seed1" / "model" / "irdistill_training.json").stat().st_mtime
 
     second = run("1", "2", "3")
     assert second.returncode == 0, second.stderr[-3000:]
-    assert (runs / "hybrid" / "e1-len32" / "seed1" / "model" / "irdistill_training.json").stat().st_mtime == stamp
-    table = json.loads((results / "students_scifact.json").read_text())
+    assert (
+        runs / "hybrid" / "e1-len32-tiny-st" / "seed1" / "model" / "irdistill_training.json"
+    ).stat().st_mtime == stamp
+    table = json.loads((results / "students_scifact_tiny_st_e1.json").read_text())
     assert list(table) == ["untrained", "teacher", "infonce", "hybrid", "label_only"]
     assert table.pop("label_only") == "bm25-lists"
     cells = json.loads((results / "students_scifact_cells.json").read_text())
-    hybrid = [cells[f"hybrid|e1-len32|seed{s}"]["ndcg@10"] for s in (1, 2, 3)]
+    hybrid = [cells[f"hybrid|e1-len32-tiny-st|seed{s}"]["ndcg@10"] for s in (1, 2, 3)]
     row = table["hybrid"]
     assert row["seeds"] == 3 and row["epochs"] == 1 and row["uses_teacher"] is True
     assert row["ndcg@10"] == pytest.approx(sum(hybrid) / 3, abs=1e-4)
@@ -121,12 +123,12 @@ def test_students_table_resumes_cell_by_cell(
     assert row["vs_untrained"]["seeds"] == [1, 2, 3] and row["p_vs_untrained"] == row["vs_untrained"]["p"]
     assert table["infonce"]["uses_teacher"] is False and table["infonce"]["p_vs_infonce"] is None
     assert table["untrained"]["seeds"] == 0
-    markdown = (results / "students_scifact.md").read_text()
+    markdown = (results / "students_scifact_tiny_st_e1.md").read_text()
     assert "| hybrid | yes | 3 |" in markdown
     missing = (
         "margin-mse, tas-balanced, listwise-kl, hybrid-denoised, hybrid-kl, infonce-lists, bm25-lists, "
         "hybrid-beta0.07, hybrid-beta0.2, listwise-kl-v2, hybrid-kl-v2, hybrid-kl-v2-a3, hybrid-kl-v2-a7, "
-        "tas-balanced-v2"
+        "listwise-kl-v2-exclude, listwise-kl-v2-t0.05, hybrid-kl-v2-ens3, tas-balanced-v2"
     )
     assert f"Not measured yet: {missing}." in markdown
 
