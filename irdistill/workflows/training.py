@@ -210,8 +210,8 @@ class TrainConfig:
     attention_dropout: float | None = option(
         None,
         help="probability of dropping an attention weight in training (default: the model's own, 0.1 for "
-        "MiniLM); 0 lets attention take its fused kernel, 0.63x the step time of the main job's student in "
-        "bf16 on the CPU (eval/results/precision_steps.md); hidden-state dropout stays",
+        "MiniLM); 0 lets attention take its fused kernel, 0.68x the step time of the main job's student in "
+        "bf16 on the CPU with checkpointing (eval/results/precision_steps_attention.md); hidden-state dropout stays",
     )
     freeze_documents: bool = option(False, help="train the query tower only against a frozen document tower")
     seed: int = option(42, help="random seed (sampling, initialisation, data order)")
