@@ -94,7 +94,7 @@ def table(rows: list[dict[str, Any]], models: dict[str, str], args: argparse.Nam
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--static", required=True, help="the static student (irdistill static-student --out)")
+    parser.add_argument("--static", help="the static student (irdistill static-student --out); required")
     parser.add_argument("--transformer", default="sentence-transformers/all-MiniLM-L6-v2")
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--max-seq-length", type=int, default=256)
@@ -106,6 +106,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.docs, args.max_seq_length, args.batch_size)))
         return
+    if not args.static:
+        parser.error("--static is required")
     models = {"transformer": args.transformer, "static": args.static}
     path = Path(args.results) / "bench_static.json"
     done = json.loads(path.read_text()) if path.is_file() else {}
