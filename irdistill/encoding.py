@@ -429,12 +429,16 @@ def load_sentence_transformer(
         ) from err
 
 
+def is_static_model(model: Any) -> bool:
+    """Whether a SentenceTransformer encodes with a ``StaticEmbedding`` (no transformer)."""
+    return len(model) > 0 and type(model[0]).__name__ == "StaticEmbedding"
+
+
 def set_max_seq_length(model: Any, length: int) -> bool:
     """Truncate ``model``'s inputs at ``length`` tokens; returns whether it truncates at all. A
-    static-embedding model (sentence-transformers' ``StaticEmbedding``) averages every token of a text
-    and has no length to set: it is left as it is (logged once per model)."""
-    first = model[0] if len(model) else None
-    if type(first).__name__ == "StaticEmbedding":
+    static-embedding model (:func:`is_static_model`) averages every token of a text and has no
+    length to set: it is left as it is (logged once per model)."""
+    if is_static_model(model):
         if not getattr(model, "_irdistill_length_noted", False):
             logger.info("static-embedding model: every token is averaged, max_seq_length %d does not apply", length)
             model._irdistill_length_noted = True

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from irdistill.encoding import is_static_model
 from irdistill.errors import InputError
 
 __all__ = ["distill_static_embeddings", "is_static_model", "token_frequencies"]
@@ -42,11 +43,6 @@ logger = logging.getLogger(__name__)
 
 UNUSED = re.compile(r"^\[unused\d+\]$")
 """Placeholder tokens of BERT vocabularies: never produced by the tokenizer, left at zero."""
-
-
-def is_static_model(model: Any) -> bool:
-    """Whether a SentenceTransformer encodes with a ``StaticEmbedding`` (no transformer)."""
-    return len(model) > 0 and type(model[0]).__name__ == "StaticEmbedding"
 
 
 def token_frequencies(tokenizer: Any, texts: Iterable[str], vocab_size: int, batch: int = 1024) -> np.ndarray:
